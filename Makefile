@@ -1,0 +1,41 @@
+# Contract: setup, test, check, cluster-up, cluster-down, bench are called by other tooling.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+PYTEST_ARGS ?=
+
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench
+
+$(BIN)/rollout-bot: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/rollout-bot
+
+# Builds (first time only) and caches the control-plane binaries outside the repository.
+control-plane:
+	tests/cluster/build-control-plane.sh >/dev/null
+
+test: setup control-plane
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check bot handlers tests
+	$(BIN)/ruff format --check bot handlers tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+cluster-up: setup control-plane
+	$(BIN)/python -m tests.support.control_plane up "$(CLUSTER_DIR)"
+
+cluster-down: setup
+	$(BIN)/python -m tests.support.control_plane down "$(CLUSTER_DIR)"
+
+bench: setup control-plane
+	$(BIN)/python -m tests.bench

@@ -1,0 +1,1 @@
+"""rollout-bot: Kubernetes Deployment rollouts driven from Slack, with kubectl's semantics."""
