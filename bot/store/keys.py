@@ -1,0 +1,109 @@
+"""Every Redis key the bot uses, in one place.
+
+All keys share one hash tag, `{<prefix>}`, so they live in one Redis Cluster slot: the Lua
+scripts that touch several keys at once (approval + pending index, audit stream + head) stay
+legal on a cluster, and MULTI/EXEC never spans slots. The prefix lets several bots share
+one Redis; it is the tag itself, so two bots with different prefixes never collide.
+
+Layout for the default prefix `rollout-bot`:
+
+    {rollout-bot}:audit                  stream: the hash-chained audit trail
+    {rollout-bot}:audit:head             hash: seq, hash, id of the last audit entry
+    {rollout-bot}:audit:anchor           hash: seq, hash, id of the last entry trimmed away
+    {rollout-bot}:approval:<id>          string: one approval request as JSON
+    {rollout-bot}:approvals:pending      sorted set: pending approval ids, score = expiry
+    {rollout-bot}:op:<token>             string: result of one store transition, so a
+                                         command redis-py retried after a lost reply
+                                         returns the first result instead of acting twice
+    {rollout-bot}:event:<event_id>       string: Slack event already handled (ingress dedup)
+    {rollout-bot}:lease:<approval_id>    string: execution lease held by one replica
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_PREFIX", "Keys"]
+
+DEFAULT_PREFIX = "rollout-bot"
+
+# Braces would end or restart the hash tag; whitespace and ':' would make keys ambiguous.
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Identifiers interpolated into keys come from Slack payloads (button values, event ids);
+# a strict alphabet keeps a forged value from addressing another key family.
+_PART_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one bot installation (one prefix)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(
+                "Redis key prefix must be 1-64 characters of letters, digits, '.', '_' or '-' "
+                f"and start with a letter or digit; got {self.prefix!r}"
+            )
+
+    @property
+    def tag(self) -> str:
+        """The hash tag every key starts with, e.g. `{rollout-bot}`."""
+        return "{" + self.prefix + "}"
+
+    # -- audit ---------------------------------------------------------------------------
+
+    @property
+    def audit(self) -> str:
+        return f"{self.tag}:audit"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.tag}:audit:head"
+
+    @property
+    def audit_anchor(self) -> str:
+        return f"{self.tag}:audit:anchor"
+
+    # -- approvals -----------------------------------------------------------------------
+
+    def approval(self, approval_id: str) -> str:
+        return f"{self.tag}:approval:{_part(approval_id, 'approval id')}"
+
+    @property
+    def approvals_pending(self) -> str:
+        return f"{self.tag}:approvals:pending"
+
+    def op(self, token: str) -> str:
+        return f"{self.tag}:op:{_part(token, 'operation token')}"
+
+    # -- ingress and execution -------------------------------------------------------------
+
+    def event_seen(self, event_id: str) -> str:
+        return f"{self.tag}:event:{_part(event_id, 'event id')}"
+
+    def execution_lease(self, approval_id: str) -> str:
+        return f"{self.tag}:lease:{_part(approval_id, 'approval id')}"
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def fixed(self) -> tuple[str, ...]:
+        """The keys that take no argument (for static checks and tooling)."""
+        return (self.audit, self.audit_head, self.audit_anchor, self.approvals_pending)
+
+    def owns(self, key: str) -> bool:
+        """True if `key` belongs to this installation (starts with this hash tag)."""
+        return key.startswith(self.tag + ":")
+
+    @staticmethod
+    def valid_part(value: str) -> bool:
+        """True if `value` may be used as an id inside a key."""
+        return bool(_PART_RE.match(value))
+
+
+def _part(value: str, what: str) -> str:
+    if not _PART_RE.match(value):
+        raise ValueError(f"invalid {what} for a Redis key: {value!r}")
+    return value

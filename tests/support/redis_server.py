@@ -1,0 +1,284 @@
+"""A real `redis-server` process owned by the tests.
+
+Each `RedisServer` runs its own redis-server on a free loopback port with its own temporary
+directory, so fault tests (stop, SIGKILL, SIGSTOP, restart) never touch a developer's Redis.
+
+Persistence is AOF only (`appendonly yes`, `appendfsync everysec`, `save ""`): every write
+reaches the kernel before Redis replies, so a `stop()`/`kill()` followed by `start()` keeps
+the data, which is what restart tests need. RDB snapshots are disabled so a slow background
+save never competes with the test.
+
+    with RedisServer() as server:
+        client = server.client()
+        server.pause()    # the process is SIGSTOPped: clients see timeouts
+        server.resume()
+        server.restart()  # same port, same data
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = ["RedisServer", "RedisServerNotInstalled", "flush_redis"]
+
+# Startup loads the AOF; an empty or small data set loads in milliseconds, 10 s only matters
+# on a heavily loaded CI machine.
+START_TIMEOUT = 10.0
+# Redis answers SIGTERM by fsyncing the AOF and exiting; a second is plenty, five covers CI.
+STOP_TIMEOUT = 5.0
+# Test clients fail fast: a hung or stopped server must surface as an error within a second,
+# not after redis-py's default 5 s timeout times 10 retries.
+CLIENT_TIMEOUT = 1.0
+
+
+class RedisServerNotInstalled(RuntimeError):
+    """No `redis-server` executable was found."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _find_executable(executable: str | None) -> str:
+    found = shutil.which(executable or "redis-server")
+    if found is None:
+        raise RedisServerNotInstalled(
+            "redis-server was not found on PATH; the integration tests need a real Redis. "
+            "Install it with `apt-get install redis-server` (Debian/Ubuntu), "
+            "or set REDIS_SERVER to the executable's path."
+        )
+    return found
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1 with its own port and data directory."""
+
+    def __init__(self, *, executable: str | None = None, port: int | None = None) -> None:
+        self._executable = _find_executable(executable or os.environ.get("REDIS_SERVER"))
+        self.port = port or _free_port()
+        self.host = "127.0.0.1"
+        self.dir = Path(tempfile.mkdtemp(prefix="rollout-bot-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+        atexit.register(self._atexit)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING (after loading its AOF)."""
+        if self.running:
+            return
+        log = (self.dir / "redis.log").open("ab")
+        try:
+            self._process = subprocess.Popen(
+                self._command(),
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+        self._paused = False
+        self._wait_ready()
+
+    def stop(self) -> None:
+        """Shut down cleanly (SIGTERM: Redis fsyncs the AOF), SIGKILL if that hangs."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            if self._paused:
+                # A stopped process keeps SIGTERM pending; let it run so it can shut down.
+                process.send_signal(signal.SIGCONT)
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+        self._process = None
+        self._paused = False
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. Writes already handed to the kernel survive (AOF)."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+        self._process = None
+        self._paused = False
+
+    def restart(self) -> None:
+        """Stop cleanly and start again on the same port with the same data."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its socket (connects succeed) but never answers."""
+        if self._process is None or not self.running:
+            raise RuntimeError("redis-server is not running")
+        self._process.send_signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._process is not None and self._paused:
+            self._process.send_signal(signal.SIGCONT)
+        self._paused = False
+
+    def close(self) -> None:
+        """Stop the server and remove its data directory."""
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            atexit.unregister(self._atexit)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- clients ------------------------------------------------------------------------
+
+    def client(self, **overrides: Any) -> redis.Redis:
+        """A client with short timeouts and no retries, so faults surface at once."""
+        options: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "db": 0,
+            "socket_timeout": CLIENT_TIMEOUT,
+            "socket_connect_timeout": CLIENT_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+            "decode_responses": True,
+        }
+        options.update(overrides)
+        return redis.Redis(**options)
+
+    def flush(self) -> None:
+        """Remove every key and cached script (used between tests sharing one server)."""
+        with self.client() as client:
+            client.flushall()
+            client.script_flush()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.dir / "redis.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        return [
+            self._executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "notice",
+        ]
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        probe = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            while True:
+                process = self._process
+                if process is None or process.poll() is not None:
+                    self._process = None
+                    raise RuntimeError(
+                        f"redis-server exited during startup on port {self.port}:\n"
+                        f"{self.log_tail()}"
+                    )
+                try:
+                    if probe.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(
+                        f"redis-server did not answer PING within {START_TIMEOUT} s:\n"
+                        f"{self.log_tail()}"
+                    )
+                time.sleep(0.02)
+        finally:
+            probe.close()
+
+    def _atexit(self) -> None:
+        # Last resort when a test run is interrupted before the fixture's teardown.
+        with contextlib.suppress(Exception):
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def flush_redis(server: RedisServer) -> None:
+    """Empty a shared server between tests; call it from a function-scoped fixture.
+
+    A server that an earlier test left paused or stopped is brought back first, so one
+    failing fault test cannot cascade into the rest of the module.
+    """
+    server.resume()
+    if not server.running:
+        server.start()
+    server.flush()
