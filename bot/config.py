@@ -1,0 +1,87 @@
+"""Settings from the environment (and, for secrets, one-file-per-secret mounts).
+
+A missing or invalid setting stops start-up with a message naming the variable; secret values
+are `SecretStr` so they never appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Start-up configuration is unusable; the message names each bad variable, no values."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        # A Kubernetes Secret mounted as a volume gives one file per key.
+        secrets_dir=None,
+    )
+
+    slack_bot_token: SecretStr = Field(validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_SIGNING_SECRET"
+    )
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    # May hold a password (redis://:pw@host), so it is a secret too.
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias="REDIS_URL"
+    )
+    kubeconfig: Path | None = Field(default=None, validation_alias="KUBECONFIG")
+    policy_file: Path | None = Field(default=None, validation_alias="ROLLOUT_BOT_POLICY")
+    cluster_name: str = Field(default="default", validation_alias="ROLLOUT_BOT_CLUSTER_NAME")
+    max_replicas: int = Field(
+        default=100, ge=1, le=10000, validation_alias="ROLLOUT_BOT_MAX_REPLICAS"
+    )
+    http_host: str = Field(default="127.0.0.1", validation_alias="ROLLOUT_BOT_HTTP_HOST")
+    # Listener threads: every command holds one while it talks to the cluster, and Bolt answers
+    # 404 after 3 s when none is free (its default of 5 starves under slow listeners).
+    listener_threads: int = Field(default=32, ge=4, le=512, validation_alias="ROLLOUT_BOT_THREADS")
+    # Every Kubernetes request is bounded: a hung API server must give "nothing was changed",
+    # not a hung thread. 10 s is well above a healthy apiserver's p99 for single-object calls.
+    kube_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, validation_alias="ROLLOUT_BOT_KUBE_TIMEOUT"
+    )
+    # Redis answers in well under a millisecond; 2 s means it is stuck, and we refuse instead.
+    redis_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, validation_alias="ROLLOUT_BOT_REDIS_TIMEOUT"
+    )
+    redis_prefix: str = Field(default="rollout-bot", validation_alias="ROLLOUT_BOT_REDIS_PREFIX")
+    audit_max_entries: int | None = Field(
+        default=None, ge=100, validation_alias="ROLLOUT_BOT_AUDIT_MAX_ENTRIES"
+    )
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _url_ends_with_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the environment; raises ConfigError naming each missing or invalid variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            kind = "is required but not set" if error["type"] == "missing" else error["msg"]
+            problems.append(f"{name.upper()} {kind}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
