@@ -1,14 +1,174 @@
-"""The `rollout-bot` command line."""
+"""The `rollout-bot` command line: serve, check, audit export, audit verify."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
 import sys
+from datetime import UTC, datetime
+from types import FrameType
+
+from bot.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("rollout-bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollout-bot",
+        description="Slack chat-ops for Kubernetes Deployment rollouts.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the bot (Socket Mode unless --http)")
+    serve.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
+    serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    serve.add_argument(
+        "--host", default=None, help="bind address (default ROLLOUT_BOT_HTTP_HOST or 127.0.0.1)"
+    )
+    sub.add_parser("check", help="validate the policy and the connections; non-zero on problems")
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="write entries as JSON lines to stdout")
+    export.add_argument(
+        "--since", default=None, help="ISO date or time (UTC if no offset), e.g. 2026-11-01"
+    )
+    audit_sub.add_parser("verify", help="check the hash chain; non-zero names the first bad entry")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rollout-bot")
-    parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Bolt logs each request at debug; urllib3 warnings would repeat what we log ourselves.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"rollout-bot: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        from bot.check import run_check
+
+        return run_check(settings)
+    if args.command == "audit":
+        return _audit(settings, args)
+    return _serve(settings, args)
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.deps import redis_client
+    from bot.store.audit import RedisAuditLog
+    from bot.store.errors import StoreError
+    from bot.store.keys import Keys
+
+    log_ = RedisAuditLog(redis_client(settings), Keys(settings.redis_prefix))
+    try:
+        if args.audit_command == "export":
+            since = None
+            if args.since:
+                try:
+                    since = datetime.fromisoformat(args.since)
+                except ValueError:
+                    print(
+                        f"rollout-bot: --since must be an ISO date or time, got {args.since!r}",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if since.tzinfo is None:
+                    since = since.replace(tzinfo=UTC)
+            for entry in log_.export(since):
+                sys.stdout.write(entry.model_dump_json() + "\n")
+            return 0
+        result = log_.verify()
+    except StoreError as exc:
+        print(f"rollout-bot: {exc.message}", file=sys.stderr)
+        return 3
+    if result.ok:
+        print(f"audit trail OK: {result.checked} entries verified")
+        return 0
+    print(
+        json.dumps(
+            {
+                "ok": False,
+                "first_bad_entry": result.first_bad,
+                "problem": result.problem,
+                "checked": result.checked,
+            }
+        )
+    )
+    return 1
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from bot.app import ApprovalSweeper, build_app, wsgi_app
+    from bot.deps import build_deps
+    from bot.domain.policy import PolicyError
+    from bot.errors import RolloutBotError
+
+    try:
+        deps = build_deps(settings)
+    except PolicyError as exc:
+        print(f"rollout-bot: invalid policy file:\n{exc}", file=sys.stderr)
+        return 2
+    except RolloutBotError as exc:
+        print(f"rollout-bot: {exc.user_message}", file=sys.stderr)
+        return 2
+    try:
+        identity = deps.slack.auth_test()
+        log.info("connected to Slack as %s", identity.get("user_id"))
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        print(f"rollout-bot: SLACK_BOT_TOKEN was not accepted by Slack ({reason})", file=sys.stderr)
+        return 2
+    app = build_app(deps)
+    sweeper = ApprovalSweeper(deps)
+    sweeper.start()
+    if deps.progress is not None and hasattr(deps.progress, "start"):
+        deps.progress.start()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if args.http:
+        if settings.slack_signing_secret is None:
+            print("rollout-bot: SLACK_SIGNING_SECRET is required for --http", file=sys.stderr)
+            return 2
+        import waitress
+
+        host = args.host or settings.http_host
+        log.info("serving HTTP on %s:%d", host, args.port)
+        waitress.serve(
+            wsgi_app(app, deps),
+            host=host,
+            port=args.port,
+            threads=settings.listener_threads,
+            ident="rollout-bot",
+            # Slack retries nothing for commands; a slow client must not pin a thread.
+            channel_timeout=30,
+        )
+        return 0
+    if settings.slack_app_token is None:
+        print(
+            "rollout-bot: SLACK_APP_TOKEN is required for Socket Mode (or use --http)",
+            file=sys.stderr,
+        )
+        return 2
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(
+        app,
+        app_token=settings.slack_app_token.get_secret_value(),
+        concurrency=settings.listener_threads,
+    )
+    log.info("connecting to Slack in Socket Mode")
+    handler.start()  # type: ignore[no-untyped-call]
     return 0
 
 

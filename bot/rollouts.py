@@ -133,7 +133,7 @@ class Rollouts:
 
     def status(self, target: Target) -> StatusView:
         deployment = self.get(target)
-        replica_sets = self._owned_replica_sets(deployment)
+        replica_sets = self.owned_replica_sets(deployment)
         current = rollout.current_replica_set(deployment, replica_sets)
         pods = self.cluster.list_pods(target.namespace, selector_string(deployment))
         now = self._now()
@@ -182,7 +182,7 @@ class Rollouts:
 
     def history(self, target: Target, revision: int | None = None) -> HistoryView:
         deployment = self.get(target)
-        revisions = tuple(rollout.history(deployment, self._owned_replica_sets(deployment)))
+        revisions = tuple(rollout.history(deployment, self.owned_replica_sets(deployment)))
         if revision is None:
             return HistoryView(target, revisions)
         detail = _find_revision(revisions, revision)
@@ -190,7 +190,7 @@ class Rollouts:
 
     def diff(self, target: Target, old: int, new: int | None) -> DiffView:
         deployment = self.get(target)
-        revisions = tuple(rollout.history(deployment, self._owned_replica_sets(deployment)))
+        revisions = tuple(rollout.history(deployment, self.owned_replica_sets(deployment)))
         before = _find_revision(revisions, old)
         if new is None:
             current = next((r for r in revisions if r.is_current), None)
@@ -322,7 +322,7 @@ class Rollouts:
         expect: str | None = None,
     ) -> Change:
         def attempt(deployment: Json) -> Change:
-            replica_sets = self._owned_replica_sets(deployment)
+            replica_sets = self.owned_replica_sets(deployment)
             plan = _refusal_to_error(
                 lambda: rollout.plan_undo(deployment, replica_sets, to_revision)
             )
@@ -480,7 +480,7 @@ class Rollouts:
             deployment=deployment,
         )
 
-    def _owned_replica_sets(self, deployment: Json) -> list[Json]:
+    def owned_replica_sets(self, deployment: Json) -> list[Json]:
         namespace = deployment["metadata"]["namespace"]
         replica_sets = self.cluster.list_replica_sets(namespace, selector_string(deployment))
         return cast(list[Json], rollout.owned_replica_sets(deployment, replica_sets))

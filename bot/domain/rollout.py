@@ -642,7 +642,7 @@ def plan_undo(deployment: Json, replica_sets: Iterable[Json], to_revision: int =
         (k, v) for k, v in _annotations(target).items() if k not in ROLLBACK_KEPT_ANNOTATIONS
     )
     warnings: tuple[str, ...] = ()
-    if not skipped and LAST_APPLIED_ANNOTATION in current:
+    if LAST_APPLIED_ANNOTATION in current:
         warnings = (
             f"resource deployments/{name} was previously managed with 'kubectl apply'. "
             f"Rolling back will not update the {LAST_APPLIED_ANNOTATION} annotation, which may "
@@ -1070,8 +1070,8 @@ def _probe_text(probe: Json) -> str:
         f"delay={_int(probe.get('initialDelaySeconds'))}s "
         f"timeout={_int(probe.get('timeoutSeconds'))}s "
         f"period={_int(probe.get('periodSeconds'))}s "
-        f"#success={_int(probe.get('successThreshold'))} "
-        f"#failure={_int(probe.get('failureThreshold'))}"
+        f"successThreshold={_int(probe.get('successThreshold'))} "
+        f"failureThreshold={_int(probe.get('failureThreshold'))}"
     )
     if isinstance(probe.get("exec"), Mapping):
         command = " ".join(str(c) for c in _seq(_map(probe["exec"]).get("command")))
@@ -1114,20 +1114,20 @@ def _env_line(env: Json) -> list[str]:
     return [f"      {name}:\t<unknown>"]
 
 
+def _port_text(port: Json, key: str) -> str:
+    """``80/TCP``, plus `` (name)`` for a named port, as describe prints both port columns."""
+    text = f"{_int(port.get(key))}/{_str(port.get('protocol')) or 'TCP'}"
+    return text + (f" ({_str(port.get('name'))})" if _str(port.get("name")) else "")
+
+
 def _container_lines(title: str, containers: list[Mapping[str, Any]]) -> list[str]:
     lines = [f"  {title}:" + ("" if containers else " <none>")]
     for c in containers:
         lines.append(f"   {_str(c.get('name'))}:")
         lines.append(f"    Image:\t{_str(c.get('image'))}")
         ports = _maps(c.get("ports"))
-        protocol = [_str(p.get("protocol")) or "TCP" for p in ports]
-        container_ports = ", ".join(
-            f"{_int(p.get('containerPort'))}/{proto}"
-            for p, proto in zip(ports, protocol, strict=True)
-        )
-        host_ports = ", ".join(
-            f"{_int(p.get('hostPort'))}/{proto}" for p, proto in zip(ports, protocol, strict=True)
-        )
+        container_ports = ", ".join(_port_text(p, "containerPort") for p in ports)
+        host_ports = ", ".join(_port_text(p, "hostPort") for p in ports)
         plural = "s" if len(ports) > 1 else ""
         lines.append(f"    Port{plural}:\t{container_ports or '<none>'}")
         lines.append(f"    Host Port{plural}:\t{host_ports or '<none>'}")

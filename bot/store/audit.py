@@ -43,7 +43,7 @@ from typing import Any, Final
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.store.errors import StoreUnavailable, redis_errors
+from bot.store.errors import StoreCorrupt, StoreUnavailable, redis_errors
 from bot.store.keys import Keys
 
 __all__ = [
@@ -252,6 +252,9 @@ class RedisAuditLog:
                 with redis_errors("audit append"):
                     seq_text, hash_text = (_text(v) for v in self._tip_script(keys=chain_keys))
                 tip = (seq_text, hash_text)
+            if not _is_seq(tip[0]) or not _HEX64.match(tip[1]):
+                # Chaining onto a damaged head would hide the damage; an operator must look.
+                raise StoreCorrupt("audit append", cause="MalformedHead")
             seq = int(tip[0]) + 1
             fields = _flatten(event, seq=seq, time=_format_time(self._now()), prev_hash=tip[1])
             digest = self._digest(fields)
@@ -442,6 +445,7 @@ class RedisAuditLog:
         if head_seq is not None and head_seq < expected_seq - 1:
             return VerifyResult(False, 0, None, "the head is older than the trim anchor")
 
+        past_head: str | None = None  # stream id of the first entry after the head's
         for stream_id, fields in self._scan():
             problem = self._check_entry(fields, expected_seq, expected_prev)
             checked += 1
@@ -456,32 +460,43 @@ class RedisAuditLog:
                         stream_id,
                         f"the head records a different hash for seq {expected_seq}",
                     )
+            if head_seq is not None and expected_seq == head_seq + 1:
+                past_head = stream_id
             expected_seq += 1
             expected_prev = fields["hash"]
             if stop_at is not None and stream_id == stop_at:
                 return VerifyResult(True, checked)
-            if stop_at is None and head_seq is not None and expected_seq > head_seq:
-                # Entries past the head are appends that happened during this pass.
-                break
 
         if stop_at is not None:
             return VerifyResult(False, checked, stop_at, "entry disappeared during the check")
         last_seq = expected_seq - 1
-        if head is None:
+        if head is None or head_seq is None:
             if checked or anchor is not None:
                 return VerifyResult(
                     False, checked, None, "the head record is missing (it names the last entry)"
                 )
             return VerifyResult(True, 0)
-        if head_seq is not None and not head_seen and head_seq != last_seq:
+        if head_seq > last_seq:
             return VerifyResult(
                 False,
                 checked,
                 head[2] or None,
                 f"entries after seq {last_seq} up to seq {head_seq} (the head) are missing",
             )
-        if head_seq == last_seq and anchor is not None and checked == 0 and head[1] != anchor[1]:
-            return VerifyResult(False, 0, None, "the head does not match the anchor")
+        if head_seq < last_seq:
+            # Appends move the head in the same script that adds the entry, so entries past
+            # the head seen at the start are fine only if the head has moved on since.
+            now_head = self._read_pointer(self._keys.audit_head)
+            if now_head is None or not _is_seq(now_head[0]) or int(now_head[0]) < last_seq:
+                return VerifyResult(
+                    False,
+                    checked,
+                    past_head,
+                    f"the head names seq {head_seq} but the stream goes on to seq {last_seq}",
+                )
+        # Not seen means the head names the anchor's seq (everything after it was trimmed).
+        if not head_seen and anchor is not None and head[1] != anchor[1]:
+            return VerifyResult(False, checked, None, "the head does not match the anchor")
         return VerifyResult(True, checked)
 
     def _check_entry(

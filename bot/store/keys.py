@@ -12,6 +12,9 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:audit:anchor           hash: seq, hash, id of the last entry trimmed away
     {rollout-bot}:approval:<id>          string: one approval request as JSON
     {rollout-bot}:approvals:pending      sorted set: pending approval ids, score = expiry
+    {rollout-bot}:approvals:active       sorted set: approved or running approval ids,
+                                         score = decision time (what a restarted bot
+                                         must pick up again)
     {rollout-bot}:op:<token>             string: result of one store transition, so a
                                          command redis-py retried after a lost reply
                                          returns the first result instead of acting twice
@@ -76,6 +79,10 @@ class Keys:
     def approvals_pending(self) -> str:
         return f"{self.tag}:approvals:pending"
 
+    @property
+    def approvals_active(self) -> str:
+        return f"{self.tag}:approvals:active"
+
     def op(self, token: str) -> str:
         return f"{self.tag}:op:{_part(token, 'operation token')}"
 
@@ -91,7 +98,13 @@ class Keys:
 
     def fixed(self) -> tuple[str, ...]:
         """The keys that take no argument (for static checks and tooling)."""
-        return (self.audit, self.audit_head, self.audit_anchor, self.approvals_pending)
+        return (
+            self.audit,
+            self.audit_head,
+            self.audit_anchor,
+            self.approvals_pending,
+            self.approvals_active,
+        )
 
     def owns(self, key: str) -> bool:
         """True if `key` belongs to this installation (starts with this hash tag)."""

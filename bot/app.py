@@ -1,0 +1,135 @@
+"""build_app: the Bolt App with its handlers, plus the HTTP surface and background workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot import blocks
+from bot.deps import Deps
+from bot.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+# Slack payloads are a few kilobytes; anything far larger is not from Slack.
+MAX_BODY_BYTES = 1 << 20
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def build_app(deps: Deps) -> App:
+    from handlers import approvals, commands
+
+    settings = deps.settings
+    secret = settings.slack_signing_secret
+    app = App(
+        client=deps.slack,
+        signing_secret=secret.get_secret_value() if secret else "unused-in-socket-mode",
+        # auth.test at start-up is done by `serve` with a clear message; Bolt's own check would
+        # raise a bare exception.
+        token_verification_enabled=False,
+        # Every listener keeps its thread while it talks to the cluster after ack(); Bolt's
+        # default pool of 5 would leave the 6th concurrent command unacknowledged.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=settings.listener_threads, thread_name_prefix="listener"
+        ),
+    )
+    commands.register(app, deps)
+    approvals.register(app, deps)
+    return app
+
+
+def readiness(deps: Deps) -> dict[str, bool]:
+    try:
+        redis_ok = bool(deps.redis.ping())
+    except Exception:  # any failure means "not ready"; the reason is not the probe's business
+        redis_ok = False
+    return {"redis": redis_ok, "kubernetes": deps.cluster.ready()}
+
+
+def wsgi_app(app: App, deps: Deps) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """POST /slack/events for Bolt, GET /healthz and /readyz for probes."""
+    slack = SlackRequestHandler(app)
+
+    def reply(start: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body).encode()
+        start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def application(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/healthz":
+            return reply(start, "200 OK", {"ok": True})
+        if path == "/readyz":
+            checks = readiness(deps)
+            status = "200 OK" if all(checks.values()) else "503 Service Unavailable"
+            return reply(start, status, {"ok": all(checks.values()), **checks})
+        if path != "/slack/events":
+            return reply(start, "404 Not Found", {"error": "not found"})
+        if method != "POST":
+            return reply(start, "405 Method Not Allowed", {"error": "method not allowed"})
+        # Bolt would raise on a malformed header and answer 500; these are simply unsigned.
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        if not _TIMESTAMP.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
+            return reply(start, "401 Unauthorized", {"error": "invalid request"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            return reply(start, "413 Payload Too Large", {"error": "payload too large"})
+        result: Iterable[bytes] = slack(environ, start)  # type: ignore[arg-type]
+        return result
+
+    return application
+
+
+class ApprovalSweeper:
+    """Expires overdue approval requests and redraws their cards, every `interval` seconds."""
+
+    def __init__(self, deps: Deps, interval: float = 5.0) -> None:
+        self.deps = deps
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="approval-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sweep()
+
+    def sweep(self) -> None:
+        try:
+            expired = self.deps.approval_flow.expire_due()
+        except StoreError:
+            return  # Redis is down; the next sweep catches up
+        for request in expired:
+            if request.message_ts and request.channel:
+                try:
+                    self.deps.slack.chat_update(
+                        channel=request.channel,
+                        ts=request.message_ts,
+                        **_message_kwargs(blocks.approval_card(request)),
+                    )
+                except Exception as exc:  # the card stays stale; the state is still right
+                    log.warning("could not redraw expired card: %s", type(exc).__name__)
+
+
+def _message_kwargs(message: blocks.Message) -> dict[str, Any]:
+    return {"text": message.text, "blocks": message.blocks}

@@ -1,0 +1,112 @@
+"""The one place concrete adapters are built and wired to the use cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import redis
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.access import Access
+from bot.actions import Executor
+from bot.approval_flow import ApprovalFlow
+from bot.config import Settings
+from bot.directory import SlackDirectory
+from bot.domain.policy import Policy, load_policy, read_only_default
+from bot.k8s.cluster import KubeCluster, load_api_client
+from bot.rollouts import Rollouts
+from bot.store.approvals import RedisApprovalStore
+from bot.store.audit import RedisAuditLog
+from bot.store.keys import Keys
+
+if TYPE_CHECKING:
+    from bot.rollouts import Change
+
+
+class ProgressTracker(Protocol):
+    def track(self, change: Change, channel_id: str, thread_ts: str) -> None: ...
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    slack: WebClient
+    redis: redis.Redis
+    cluster: KubeCluster
+    rollouts: Rollouts
+    access: Access
+    audit: RedisAuditLog
+    approvals: RedisApprovalStore
+    executor: Executor
+    approval_flow: ApprovalFlow
+    progress: ProgressTracker | None = None
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The Web API client: retries connection errors, 5xx and 429 (honouring Retry-After)."""
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    timeout = settings.redis_timeout_seconds
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One quick retry rides out a failover blip; more would hold a listener thread.
+        retry_on_timeout=False,
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+def policy_of(settings: Settings) -> tuple[Policy, bool]:
+    if settings.policy_file is None:
+        return read_only_default(), False
+    return load_policy(settings.policy_file), True
+
+
+def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
+    slack = slack or slack_client(settings)
+    policy, loaded = policy_of(settings)
+    store = redis_client(settings)
+    keys = Keys(settings.redis_prefix)
+    cluster = KubeCluster(
+        load_api_client(str(settings.kubeconfig) if settings.kubeconfig else None),
+        name=settings.cluster_name,
+        timeout=settings.kube_timeout_seconds,
+    )
+    rollouts = Rollouts(cluster)
+    directory = SlackDirectory(slack)
+    audit = RedisAuditLog(store, keys)
+    approvals = RedisApprovalStore(store, keys)
+    executor = Executor(rollouts, audit, settings.cluster_name)
+    return Deps(
+        settings=settings,
+        slack=slack,
+        redis=store,
+        cluster=cluster,
+        rollouts=rollouts,
+        access=Access(policy, directory, policy_loaded=loaded),
+        audit=audit,
+        approvals=approvals,
+        executor=executor,
+        approval_flow=ApprovalFlow(
+            approvals, audit, rollouts, executor, directory, cluster_name=settings.cluster_name
+        ),
+    )

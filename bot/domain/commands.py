@@ -1,0 +1,1005 @@
+"""The ``/rollout`` grammar: the text of a slash command in, a typed command out.
+
+The grammar is a contract (help text and the README are generated from ``USAGE``)::
+
+    /rollout help [VERB]
+    /rollout list [-n NS]
+    /rollout status DEPLOY [-n NS]
+    /rollout create DEPLOY --image=IMAGE [--replicas=N] [-n NS]
+    /rollout set image DEPLOY CONTAINER=IMAGE [CONTAINER=IMAGE ...] [-n NS] [--reason=TEXT]
+    /rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]
+    /rollout history DEPLOY [--revision=N] [-n NS]
+    /rollout diff DEPLOY REV [REV2] [-n NS]
+    /rollout undo DEPLOY [--to-revision=N] [-n NS] [--reason=TEXT]
+    /rollout pause DEPLOY [-n NS]
+    /rollout resume DEPLOY [-n NS]
+    /rollout restart DEPLOY [-n NS] [--reason=TEXT]
+    /rollout approvals [-n NS]
+    /rollout audit [DEPLOY] [-n NS] [--limit=N]
+
+``parse_command`` is total: for any string it returns one of the command classes below or
+raises ``CommandError``; no other exception escapes. Before tokenising (shell-like, POSIX
+quoting) it undoes what Slack and autocorrect do to typed text:
+
+* Slack markup: ``<@U1|bob>`` becomes ``@bob`` and a link becomes the text the user typed.
+  Slack turns anything that looks like a domain (``registry.example.com/app:1``,
+  ``deployment.apps/web``) into ``<http://…|…>``; then the entities ``&amp; &lt; &gt;``.
+* Curly quotes become straight ones, except U+2019 between two letters: that is an apostrophe
+  (``don't`` as autocorrect writes it), left alone so it does not open a quote.
+* Every Unicode space becomes a plain space; zero-width spaces are dropped.
+* Long dashes at the start of a flag: ``—replicas=3`` is ``--replicas=3``, and ``-n prod``
+  written with an en dash is ``-n prod``. Autocorrect, not the user, picks the kind of dash,
+  so for a flag written with one the name decides: a single letter is a short flag, a longer
+  name a long one (``—n`` is ``-n``).
+
+``render_command`` is the inverse: ``parse_command(render_command(c)) == c``.
+
+Errors::
+
+    CommandError        .message: one sentence, Slack mrkdwn, user input escaped
+                        .usage:   the verb's usage line, or the whole grammar
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final, NoReturn, TypeAlias, assert_never
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_AUDIT_LIMIT",
+    "DEFAULT_MAX_REPLICAS",
+    "GRAMMAR",
+    "HELP_TEXT",
+    "MAX_AUDIT_LIMIT",
+    "MAX_IMAGE_LENGTH",
+    "MAX_REASON_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "USAGE",
+    "VERBS",
+    "Approvals",
+    "Audit",
+    "Command",
+    "CommandBase",
+    "CommandError",
+    "Create",
+    "Diff",
+    "Help",
+    "History",
+    "ListDeployments",
+    "Pause",
+    "Restart",
+    "Resume",
+    "Scale",
+    "SetImage",
+    "Status",
+    "Undo",
+    "parse_command",
+    "render_command",
+]
+
+DEFAULT_MAX_REPLICAS: Final = 100
+# Slack's long-standing recommended maximum for message text; nobody types a longer command,
+# and the cap bounds the work done on hostile input.
+MAX_TEXT_LENGTH: Final = 4000
+# The reason goes into the `kubernetes.io/change-cause` annotation, the approval card and the
+# audit trail: a sentence and a ticket link fit, an essay does not.
+MAX_REASON_LENGTH: Final = 300
+# Docker caps the repository name at 255 characters and a tag at 128; a sha512 digest is 135.
+MAX_IMAGE_LENGTH: Final = 512
+_MAX_IMAGE_NAME_LENGTH: Final = 255
+MAX_AUDIT_LIMIT: Final = 500
+# One screen of a Slack message.
+DEFAULT_AUDIT_LIMIT: Final = 20
+# Deployment revisions are int64 values in the `deployment.kubernetes.io/revision` annotation.
+_MAX_REVISION: Final = 2**63 - 1
+
+VERBS: Final[tuple[str, ...]] = (
+    "help",
+    "list",
+    "status",
+    "create",
+    "set image",
+    "scale",
+    "history",
+    "diff",
+    "undo",
+    "pause",
+    "resume",
+    "restart",
+    "approvals",
+    "audit",
+)
+
+USAGE: Final[dict[str, str]] = {
+    "help": "/rollout help [VERB]",
+    "list": "/rollout list [-n NS]",
+    "status": "/rollout status DEPLOY [-n NS]",
+    "create": "/rollout create DEPLOY --image=IMAGE [--replicas=N] [-n NS]",
+    "set image": (
+        "/rollout set image DEPLOY CONTAINER=IMAGE [CONTAINER=IMAGE ...] [-n NS] [--reason=TEXT]"
+    ),
+    "scale": "/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
+    "history": "/rollout history DEPLOY [--revision=N] [-n NS]",
+    "diff": "/rollout diff DEPLOY REV [REV2] [-n NS]",
+    "undo": "/rollout undo DEPLOY [--to-revision=N] [-n NS] [--reason=TEXT]",
+    "pause": "/rollout pause DEPLOY [-n NS]",
+    "resume": "/rollout resume DEPLOY [-n NS]",
+    "restart": "/rollout restart DEPLOY [-n NS] [--reason=TEXT]",
+    "approvals": "/rollout approvals [-n NS]",
+    "audit": "/rollout audit [DEPLOY] [-n NS] [--limit=N]",
+}
+
+GRAMMAR: Final = "\n".join(USAGE[verb] for verb in VERBS)
+
+HELP_TEXT: Final[dict[str, str]] = {
+    "help": "Show every command, or the usage of one.",
+    "list": "List the Deployments in a namespace with their images and readiness.",
+    "status": "Show a Deployment's rollout status, as `kubectl rollout status` reports it.",
+    "create": "Create a Deployment that runs one image.",
+    "set image": "Change container images and start a rollout; `*=IMAGE` sets every container.",
+    "scale": "Change the number of replicas.",
+    "history": "List a Deployment's revisions, or show the pod template of one revision.",
+    "diff": "Compare the pod templates of two revisions, or of one revision and the current one.",
+    "undo": "Roll back to the previous revision, or to `--to-revision=N`.",
+    "pause": "Pause a rollout: template changes wait until `resume`.",
+    "resume": "Resume a paused rollout.",
+    "restart": "Replace every pod of a Deployment with a rolling update.",
+    "approvals": "List the approval requests that are waiting for a decision.",
+    "audit": "Show who did what, newest first.",
+}
+
+
+class CommandError(Exception):
+    """The text is not a valid ``/rollout`` command.
+
+    ``message`` is one short sentence in Slack mrkdwn; any user input quoted in it is
+    shortened and escaped, so it can be sent as it is. ``usage`` is the usage line of the verb
+    that was recognised, or the whole grammar when none was.
+    """
+
+    def __init__(self, message: str, usage: str = GRAMMAR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+class CommandBase:
+    """What every command has: the policy action it needs and whether it changes the cluster.
+
+    ``namespace`` is ``None`` when the user gave none; the caller applies the channel default
+    (``dataclasses.replace(command, namespace=...)``) before authorising.
+    """
+
+    __slots__ = ()
+    action: ClassVar[str]
+    is_mutation: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Help(CommandBase):
+    action: ClassVar[str] = "help"
+    verb: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListDeployments(CommandBase):
+    action: ClassVar[str] = "list"
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status(CommandBase):
+    action: ClassVar[str] = "status"
+    deployment: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Create(CommandBase):
+    action: ClassVar[str] = "create"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    image: str
+    # kubectl create deployment's default.
+    replicas: int = 1
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetImage(CommandBase):
+    action: ClassVar[str] = "set-image"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    # (container, image) in the order given; container "*" means every container.
+    images: tuple[tuple[str, str], ...]
+    namespace: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale(CommandBase):
+    action: ClassVar[str] = "scale"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    replicas: int
+    namespace: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History(CommandBase):
+    action: ClassVar[str] = "history"
+    deployment: str
+    revision: int | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Diff(CommandBase):
+    action: ClassVar[str] = "diff"
+    deployment: str
+    rev: int
+    # None: compare `rev` with the current template.
+    rev2: int | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Undo(CommandBase):
+    action: ClassVar[str] = "undo"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    # None: the previous revision (kubectl's `--to-revision=0`).
+    to_revision: int | None = None
+    namespace: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause(CommandBase):
+    action: ClassVar[str] = "pause"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(CommandBase):
+    action: ClassVar[str] = "resume"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restart(CommandBase):
+    action: ClassVar[str] = "restart"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    namespace: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approvals(CommandBase):
+    action: ClassVar[str] = "approvals"
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audit(CommandBase):
+    action: ClassVar[str] = "audit"
+    deployment: str | None = None
+    namespace: str | None = None
+    limit: int = DEFAULT_AUDIT_LIMIT
+
+
+Command: TypeAlias = (
+    Help
+    | ListDeployments
+    | Status
+    | Create
+    | SetImage
+    | Scale
+    | History
+    | Diff
+    | Undo
+    | Pause
+    | Resume
+    | Restart
+    | Approvals
+    | Audit
+)
+
+_COMMAND_TYPES: Final[dict[str, type[CommandBase]]] = {
+    "help": Help,
+    "list": ListDeployments,
+    "status": Status,
+    "create": Create,
+    "set image": SetImage,
+    "scale": Scale,
+    "history": History,
+    "diff": Diff,
+    "undo": Undo,
+    "pause": Pause,
+    "resume": Resume,
+    "restart": Restart,
+    "approvals": Approvals,
+    "audit": Audit,
+}
+
+# The action names a policy can grant, in grammar order. `help` is always allowed.
+ACTIONS: Final[tuple[str, ...]] = tuple(
+    _COMMAND_TYPES[verb].action for verb in VERBS if verb != "help"
+)
+
+
+# --- normalisation and tokenising ----------------------------------------------------------
+
+_QUOTES: Final = {
+    "\u201c": '"',  # left double quotation mark
+    "\u201d": '"',  # right double quotation mark
+    "\u201e": '"',  # double low-9 quotation mark
+    "\u201f": '"',  # double high-reversed-9 quotation mark
+    "\u2018": "'",  # left single quotation mark
+    "\u2019": "'",  # right single quotation mark
+    "\u201a": "'",  # single low-9 quotation mark
+    "\u201b": "'",  # single high-reversed-9 quotation mark
+}
+_APOSTROPHE: Final = "\u2019"
+# Zero-width space, word joiner, byte-order mark: invisible, never meaningful in a command.
+_INVISIBLE: Final = frozenset("\u200b\u2060\ufeff")
+# Hyphen-like characters and how many ASCII hyphens each stands for.
+_DASHES: Final = {
+    "-": 1,
+    "\u2010": 1,  # hyphen
+    "\u2011": 1,  # non-breaking hyphen
+    "\u2012": 1,  # figure dash
+    "\u2013": 1,  # en dash
+    "\u2212": 1,  # minus sign
+    "\u2014": 2,  # em dash
+    "\u2015": 2,  # horizontal bar
+}
+# Explicit direction marks and overrides can make text read differently from what it is.
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e") | frozenset(
+    "\u2066\u2067\u2068\u2069"
+)
+
+_SLACK_MARKUP: Final = re.compile(r"<([^<>]*)>")
+_SLACK_ENTITY: Final = re.compile(r"&(?:amp|lt|gt);")
+_ENTITIES: Final = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
+
+
+def _unwrap_markup(match: re.Match[str]) -> str:
+    target, _, label = match.group(1).partition("|")
+    if target.startswith(("@", "#")):  # <@U123|bob>, <#C123|deploys>
+        return target[0] + (label or target[1:])
+    if target.startswith("!"):  # <!here>, <!subteam^S123|@sre>
+        return label or "@" + target[1:]
+    return label or target  # a link: the label is what the user typed
+
+
+def _normalise(text: str) -> str:
+    text = _SLACK_MARKUP.sub(_unwrap_markup, text)
+    text = _SLACK_ENTITY.sub(lambda match: _ENTITIES[match.group(0)], text)
+    out: list[str] = []
+    last = len(text) - 1
+    for i, char in enumerate(text):
+        if char in _INVISIBLE:
+            continue
+        if char.isspace():
+            out.append(" ")
+        elif (
+            char == _APOSTROPHE and 0 < i < last and text[i - 1].isalnum() and text[i + 1].isalnum()
+        ):
+            out.append(char)
+        else:
+            out.append(_QUOTES.get(char, char))
+    return "".join(out)
+
+
+def _tokenise(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        words = text.lower().split()
+        verb = "set image" if words[:1] == ["set"] else "".join(words[:1])
+        usage = USAGE.get(verb, GRAMMAR)
+        if "quotation" in str(exc):
+            message = (
+                "a quote is not closed: every `\"` and `'` needs a partner "
+                '(put text with an apostrophe in double quotes, like `--reason="don\'t"`).'
+            )
+        else:
+            message = "the text ends with a lone `\\`."
+        raise CommandError(message, usage) from None
+
+
+def _show(value: str) -> str:
+    """User input made safe to quote inside backticks in a Slack message."""
+    if len(value) > 60:
+        value = value[:57] + "…"
+    value = "".join(
+        "\ufffd" if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS else char
+        for char in value
+    )
+    value = value.replace("`", "'")
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- flags ---------------------------------------------------------------------------------
+
+_FLAG_DISPLAY: Final = {
+    "namespace": "-n",
+    "image": "--image",
+    "replicas": "--replicas",
+    "revision": "--revision",
+    "to-revision": "--to-revision",
+    "limit": "--limit",
+    "reason": "--reason",
+}
+_FLAG_EXAMPLE: Final = {
+    "namespace": "-n prod",
+    "image": "--image=nginx:1.27",
+    "replicas": "--replicas=3",
+    "revision": "--revision=2",
+    "to-revision": "--to-revision=2",
+    "limit": "--limit=50",
+    "reason": '--reason="fixes the login bug"',
+}
+_FLAG_SPELLINGS: Final = {
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "--image": "image",
+    "--replicas": "replicas",
+    "--revision": "revision",
+    "--to-revision": "to-revision",
+    "--limit": "limit",
+    "--reason": "reason",
+}
+_VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
+    "help": (),
+    "list": ("namespace",),
+    "status": ("namespace",),
+    "create": ("image", "replicas", "namespace"),
+    "set image": ("namespace", "reason"),
+    "scale": ("replicas", "namespace", "reason"),
+    "history": ("revision", "namespace"),
+    "diff": ("namespace",),
+    "undo": ("to-revision", "namespace", "reason"),
+    "pause": ("namespace",),
+    "resume": ("namespace",),
+    "restart": ("namespace", "reason"),
+    "approvals": ("namespace",),
+    "audit": ("namespace", "limit"),
+}
+
+
+def _as_flag(token: str) -> tuple[str, str | None] | None:
+    """``(spelling, inline value)`` if the token is a flag, e.g. ``("--replicas", "3")``.
+
+    A token that starts with dashes and then a digit is a (negative) number, not a flag.
+    """
+    width = 0
+    fancy = False
+    end = 0
+    while end < len(token) and token[end] in _DASHES:
+        width += _DASHES[token[end]]
+        fancy = fancy or token[end] != "-"
+        end += 1
+    if end == 0 or token[end : end + 1].isdigit():
+        return None
+    name, equals, value = token[end:].partition("=")
+    prefix = ("-" if len(name) == 1 else "--") if fancy else "-" * width
+    return prefix + name, value if equals else None
+
+
+def _looks_like_flag(token: str) -> bool:
+    flag = _as_flag(token)
+    if flag is None:
+        return False
+    first = flag[0].lstrip("-")[:1]
+    return first.isascii() and first.isalpha()
+
+
+def _join_or(items: Sequence[str]) -> str:
+    quoted = [f"`{item}`" for item in items]
+    if len(quoted) <= 2:
+        return " or ".join(quoted)
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+@dataclass
+class _Args:
+    verb: str
+    positionals: list[str]
+    flags: dict[str, str]
+
+    def fail(self, message: str) -> NoReturn:
+        raise CommandError(message, USAGE[self.verb])
+
+    def flag(self, name: str) -> str | None:
+        return self.flags.get(name)
+
+    def positional(self, index: int, what: str) -> str:
+        if index >= len(self.positionals):
+            self.fail(f"`{self.verb}` needs {what}.")
+        return self.positionals[index]
+
+    def optional_positional(self, index: int) -> str | None:
+        return self.positionals[index] if index < len(self.positionals) else None
+
+    def no_more_than(self, count: int) -> None:
+        if len(self.positionals) > count:
+            self.fail(f"unexpected extra argument `{_show(self.positionals[count])}`.")
+
+    def namespace(self) -> str | None:
+        value = self.flag("namespace")
+        if value is None:
+            return None
+        if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+            self.fail(
+                f"`{_show(value)}` is not a valid namespace: use at most 63 lowercase letters, "
+                "digits and `-`, starting and ending with a letter or digit."
+            )
+        return value
+
+    def reason(self) -> str | None:
+        value = self.flag("reason")
+        if value is None:
+            return None
+        value = value.strip(" ")
+        if not value:
+            self.fail("`--reason` needs some text.")
+        if len(value) > MAX_REASON_LENGTH:
+            self.fail(
+                f"`--reason` is too long ({len(value)} characters; "
+                f"the limit is {MAX_REASON_LENGTH})."
+            )
+        if any(
+            unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS for char in value
+        ):
+            self.fail("`--reason` must not contain control characters.")
+        return value
+
+
+def _split_args(verb: str, tokens: Sequence[str]) -> _Args:
+    allowed = _VERB_FLAGS[verb]
+    args = _Args(verb, [], {})
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        flag = _as_flag(token)
+        if flag is None:
+            args.positionals.append(token)
+            continue
+        spelling, value = flag
+        name = _FLAG_SPELLINGS.get(spelling)
+        if name is None or name not in allowed:
+            args.fail(_unknown_flag_message(verb, spelling, name, allowed))
+        display = _FLAG_DISPLAY[name]
+        if name in args.flags:
+            args.fail(f"`{display}` is given more than once.")
+        if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
+            value = tokens[i]
+            i += 1
+        if not value:
+            args.fail(f"`{display}` needs a value, as in `{_FLAG_EXAMPLE[name]}`.")
+        args.flags[name] = value
+    return args
+
+
+def _unknown_flag_message(
+    verb: str, spelling: str, name: str | None, allowed: tuple[str, ...]
+) -> str:
+    if name is not None:
+        message = f"`{verb}` does not take `{_FLAG_DISPLAY[name]}`."
+    else:
+        message = f"unknown flag `{_show(spelling)}` for `{verb}`."
+        spellings = [s for s, n in _FLAG_SPELLINGS.items() if n in allowed]
+        if spelling.startswith("-n") and len(spelling) > 2 and "namespace" in allowed:
+            message += f" Did you mean `-n {_show(spelling[2:].lstrip('='))}`?"
+        elif close := difflib.get_close_matches(spelling.lower(), spellings, n=1, cutoff=0.6):
+            message += f" Did you mean `{close[0]}`?"
+    if allowed:
+        message += f" It takes {_join_or([_FLAG_DISPLAY[n] for n in allowed])}."
+    else:
+        message += " It takes no flags."
+    return message
+
+
+# --- values --------------------------------------------------------------------------------
+
+_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_DEPLOYMENT_KINDS: Final = frozenset(
+    {"deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"}
+)
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+
+# Docker's reference grammar: [domain[:port]/]path[:tag][@digest], path lowercase.
+_PATH_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT: Final = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IMAGE: Final = re.compile(
+    rf"(?P<name>(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?/)?"
+    rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@(?:sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128}))?"
+)
+
+
+def _deployment(args: _Args, token: str) -> str:
+    kind, slash, name = token.partition("/")
+    if not slash:
+        name = token
+    elif kind.lower() not in _DEPLOYMENT_KINDS:
+        args.fail(
+            f"`{_show(token)}` is not a Deployment: write `NAME` or `deploy/NAME` "
+            "(only Deployments are supported)."
+        )
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        args.fail(
+            f"`{_show(name)}` is not a valid deployment name: use at most 253 lowercase "
+            "letters, digits, `-` and `.`, starting and ending with a letter or digit."
+        )
+    return name
+
+
+def _image(args: _Args, value: str) -> str:
+    if len(value) > MAX_IMAGE_LENGTH:
+        args.fail(f"the image reference is too long (the limit is {MAX_IMAGE_LENGTH}).")
+    match = _IMAGE.fullmatch(value)
+    if match is None:
+        if _IMAGE.fullmatch(value.lower()):
+            args.fail(f"`{_show(value)}` is not a valid image: repository names are lowercase.")
+        args.fail(
+            f"`{_show(value)}` is not a valid image reference; "
+            "expected something like `nginx:1.27` or `registry.example.com/team/app@sha256:…`."
+        )
+    if len(match.group("name")) > _MAX_IMAGE_NAME_LENGTH:
+        args.fail(f"the image name is too long (the limit is {_MAX_IMAGE_NAME_LENGTH}).")
+    return value
+
+
+def _number(value: str, lowest: int, highest: int) -> int | None:
+    if not _DIGITS.fullmatch(value):
+        return None
+    number = int(value)
+    return number if lowest <= number <= highest else None
+
+
+def _replicas(args: _Args, value: str, max_replicas: int) -> int:
+    number = _number(value, 0, max_replicas)
+    if number is None:
+        args.fail(
+            f"`--replicas` must be a whole number from 0 to {max_replicas}, got `{_show(value)}`."
+        )
+    return number
+
+
+def _revision(args: _Args, value: str, what: str) -> int:
+    number = _number(value, 1, _MAX_REVISION)
+    if number is None:
+        args.fail(f"{what} must be a revision number (1 or more), got `{_show(value)}`.")
+    return number
+
+
+def _set_image_pair(args: _Args, token: str) -> tuple[str, str]:
+    container, equals, image = token.partition("=")
+    if not equals:
+        args.fail(f"expected `CONTAINER=IMAGE`, got `{_show(token)}`.")
+    if container != "*" and (len(container) > 63 or not _DNS_LABEL.fullmatch(container)):
+        args.fail(
+            f"`{_show(container)}` is not a valid container name: use at most 63 lowercase "
+            "letters, digits and `-`, or `*` for every container."
+        )
+    if not image:
+        args.fail(f"container `{_show(container)}` needs an image after `=`.")
+    return container, _image(args, image)
+
+
+# --- verbs ---------------------------------------------------------------------------------
+
+_DEPLOY: Final = "a deployment name"
+
+
+def _parse_list(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return ListDeployments(namespace=args.namespace())
+
+
+def _parse_status(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return Status(deployment=deployment, namespace=args.namespace())
+
+
+def _parse_create(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    image = args.flag("image")
+    if image is None:
+        args.fail("`create` needs `--image=IMAGE`.")
+    replicas = args.flag("replicas")
+    return Create(
+        deployment=deployment,
+        image=_image(args, image),
+        replicas=1 if replicas is None else _replicas(args, replicas, max_replicas),
+        namespace=args.namespace(),
+    )
+
+
+def _parse_set_image(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.positional(1, "at least one `CONTAINER=IMAGE`")
+    pairs = [_set_image_pair(args, token) for token in args.positionals[1:]]
+    seen: set[str] = set()
+    for container, _ in pairs:
+        if container in seen:
+            args.fail(f"container `{_show(container)}` is given more than once.")
+        seen.add(container)
+    if "*" in seen and len(pairs) > 1:
+        args.fail("`*=IMAGE` sets every container; do not combine it with named containers.")
+    return SetImage(
+        deployment=deployment,
+        images=tuple(pairs),
+        namespace=args.namespace(),
+        reason=args.reason(),
+    )
+
+
+def _parse_scale(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    replicas = args.flag("replicas")
+    if replicas is None:
+        args.fail("`scale` needs `--replicas=N`.")
+    return Scale(
+        deployment=deployment,
+        replicas=_replicas(args, replicas, max_replicas),
+        namespace=args.namespace(),
+        reason=args.reason(),
+    )
+
+
+def _parse_history(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    revision = args.flag("revision")
+    return History(
+        deployment=deployment,
+        revision=None if revision is None else _revision(args, revision, "`--revision`"),
+        namespace=args.namespace(),
+    )
+
+
+def _parse_diff(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    rev = _revision(args, args.positional(1, "a revision number"), "REV")
+    second = args.optional_positional(2)
+    args.no_more_than(3)
+    rev2 = None if second is None else _revision(args, second, "REV2")
+    if rev == rev2:
+        args.fail(f"both revisions are {rev}; name two different revisions.")
+    return Diff(deployment=deployment, rev=rev, rev2=rev2, namespace=args.namespace())
+
+
+def _parse_undo(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    value = args.flag("to-revision")
+    to_revision = None
+    if value is not None:
+        number = _number(value, 0, _MAX_REVISION)
+        if number is None:
+            args.fail(
+                "`--to-revision` must be a revision number (0 means the previous one), "
+                f"got `{_show(value)}`."
+            )
+        to_revision = number or None
+    return Undo(
+        deployment=deployment,
+        to_revision=to_revision,
+        namespace=args.namespace(),
+        reason=args.reason(),
+    )
+
+
+def _parse_pause(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return Pause(deployment=deployment, namespace=args.namespace())
+
+
+def _parse_resume(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return Resume(deployment=deployment, namespace=args.namespace())
+
+
+def _parse_restart(args: _Args, max_replicas: int) -> Command:
+    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return Restart(deployment=deployment, namespace=args.namespace(), reason=args.reason())
+
+
+def _parse_approvals(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return Approvals(namespace=args.namespace())
+
+
+def _parse_audit(args: _Args, max_replicas: int) -> Command:
+    first = args.optional_positional(0)
+    args.no_more_than(1)
+    deployment = None if first is None else _deployment(args, first)
+    value = args.flag("limit")
+    limit = DEFAULT_AUDIT_LIMIT
+    if value is not None:
+        number = _number(value, 1, MAX_AUDIT_LIMIT)
+        if number is None:
+            args.fail(
+                f"`--limit` must be a whole number from 1 to {MAX_AUDIT_LIMIT}, "
+                f"got `{_show(value)}`."
+            )
+        limit = number
+    return Audit(deployment=deployment, namespace=args.namespace(), limit=limit)
+
+
+_PARSERS: Final[dict[str, Callable[[_Args, int], Command]]] = {
+    "list": _parse_list,
+    "status": _parse_status,
+    "create": _parse_create,
+    "set image": _parse_set_image,
+    "scale": _parse_scale,
+    "history": _parse_history,
+    "diff": _parse_diff,
+    "undo": _parse_undo,
+    "pause": _parse_pause,
+    "resume": _parse_resume,
+    "restart": _parse_restart,
+    "approvals": _parse_approvals,
+    "audit": _parse_audit,
+}
+
+# Words people reach for that the grammar spells differently.
+_VERB_HINTS: Final = {
+    "rollback": "undo",
+    "revert": "undo",
+    "ls": "list",
+    "get": "status",
+    "image": "set image",
+    "set-image": "set image",
+    "deploy": "set image",
+    "replicas": "scale",
+    "unpause": "resume",
+    "redeploy": "restart",
+}
+
+
+def _unknown_verb(word: str) -> CommandError:
+    message = f"unknown command `{_show(word)}`."
+    hint = _VERB_HINTS.get(word) or next(
+        iter(difflib.get_close_matches(word, VERBS, n=1, cutoff=0.6)), None
+    )
+    if hint:
+        message += f" Did you mean `{hint}`?"
+    message += " Commands: " + ", ".join(f"`{verb}`" for verb in VERBS) + "."
+    return CommandError(message, GRAMMAR)
+
+
+def _verb(tokens: Sequence[str]) -> tuple[str, Sequence[str]]:
+    word = tokens[0].lower()
+    if word == "set":
+        if len(tokens) > 1 and tokens[1].lower() == "image":
+            return "set image", tokens[2:]
+        raise CommandError("`set` is followed by `image`.", USAGE["set image"])
+    if word in _PARSERS or word == "help":
+        return word, tokens[1:]
+    raise _unknown_verb(word)
+
+
+def _parse_help(tokens: Sequence[str]) -> Command:
+    args = _split_args("help", tokens)
+    words = [word.lower() for word in args.positionals]
+    if not words:
+        return Help()
+    if words[:2] == ["set", "image"]:
+        args.no_more_than(2)
+        return Help(verb="set image")
+    args.no_more_than(1)
+    if words[0] in ("set", "set-image"):
+        return Help(verb="set image")
+    if words[0] not in USAGE:
+        raise _unknown_verb(args.positionals[0])
+    return Help(verb=words[0])
+
+
+def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Command:
+    """Parse the ``text`` of a ``/rollout`` slash command (everything after ``/rollout``).
+
+    Empty text is ``Help()``. Raises ``CommandError`` for anything that is not a command.
+    """
+    if max_replicas < 0:
+        raise ValueError("max_replicas must not be negative")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise CommandError(
+            f"the command is too long ({len(text)} characters; the limit is {MAX_TEXT_LENGTH})."
+        )
+    tokens = _tokenise(_normalise(text))
+    if not tokens:
+        return Help()
+    verb, rest = _verb(tokens)
+    if verb == "help":
+        return _parse_help(rest)
+    return _PARSERS[verb](_split_args(verb, rest), max_replicas)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def render_command(command: Command) -> str:
+    """The canonical text of a command, as Slack would deliver it after ``/rollout``.
+
+    Flags use ``--flag=value`` and ``-n NS``; defaults are left out; ``&``, ``<`` and ``>`` are
+    escaped as Slack escapes them, so the text is also safe inside mrkdwn.
+    """
+    words: list[str]
+    match command:
+        case Help(verb=verb):
+            words = ["help"] if verb is None else ["help", verb]
+        case ListDeployments():
+            words = ["list"]
+        case Status(deployment=deployment):
+            words = ["status", deployment]
+        case Create(deployment=deployment, image=image, replicas=replicas):
+            words = ["create", deployment, f"--image={image}"]
+            if replicas != 1:
+                words.append(f"--replicas={replicas}")
+        case SetImage(deployment=deployment, images=images):
+            words = ["set image", deployment, *(f"{c}={image}" for c, image in images)]
+        case Scale(deployment=deployment, replicas=replicas):
+            words = ["scale", deployment, f"--replicas={replicas}"]
+        case History(deployment=deployment, revision=revision):
+            words = ["history", deployment]
+            if revision is not None:
+                words.append(f"--revision={revision}")
+        case Diff(deployment=deployment, rev=rev, rev2=rev2):
+            words = ["diff", deployment, str(rev)]
+            if rev2 is not None:
+                words.append(str(rev2))
+        case Undo(deployment=deployment, to_revision=to_revision):
+            words = ["undo", deployment]
+            if to_revision is not None:
+                words.append(f"--to-revision={to_revision}")
+        case Pause(deployment=deployment):
+            words = ["pause", deployment]
+        case Resume(deployment=deployment):
+            words = ["resume", deployment]
+        case Restart(deployment=deployment):
+            words = ["restart", deployment]
+        case Approvals():
+            words = ["approvals"]
+        case Audit(deployment=deployment, limit=limit):
+            words = ["audit"] if deployment is None else ["audit", deployment]
+            if limit != DEFAULT_AUDIT_LIMIT:
+                words.append(f"--limit={limit}")
+        case _:
+            assert_never(command)
+    if not isinstance(command, Help) and command.namespace is not None:
+        words += ["-n", command.namespace]
+    if isinstance(command, SetImage | Scale | Undo | Restart) and command.reason is not None:
+        words.append("--reason=" + shlex.quote(command.reason))
+    text = " ".join(words)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,550 @@
+"""Who may run which ``/rollout`` action in which namespace, and which actions need approval.
+
+The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
+
+    channels:
+      C0DEPLOYS: {namespace: default}
+      C0PROD: {namespace: prod, namespaces: [prod, prod-*]}
+    permissions:
+      - users: ["*"]
+        namespaces: ["*"]
+        actions: [list, status, history, diff]
+      - users: [U0ALICE, S0DEVS]          # Slack user ids or user-group ids
+        namespaces: ["*"]
+        actions: ["*"]
+    approvals:
+      - namespaces: [prod, prod-*]
+        actions: [create, set-image, scale, undo, pause, resume, restart]
+        required: 1                       # distinct approvers needed
+        approvers: [U0BOB, S0SRE]         # user ids or user-group ids
+        ttl: 30m
+        on_failure: notify                # or rollback
+
+Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
+the first that matches applies. Namespace patterns are shell globs matched against the whole
+name (``prod-*``). The decisions here are pure: the caller resolves the user's Slack groups
+(only when ``Policy.referenced_groups()`` is not empty) and passes them in. Whether the
+requester may approve their own request is decided by the approval flow, not here.
+
+Without a file the bot runs with ``read_only_default()``.
+
+Errors::
+
+    PolicyError         .problems: one PolicyProblem(file, line, field, message) each
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from bot.domain.commands import ACTIONS
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "POLICY_ACTIONS",
+    "POLICY_ENV_VAR",
+    "READ_ONLY_ACTIONS",
+    "READ_ONLY_NOTICE",
+    "ApprovalRule",
+    "ChannelBinding",
+    "PermissionRule",
+    "Policy",
+    "PolicyError",
+    "PolicyProblem",
+    "load_policy",
+    "read_only_default",
+]
+
+POLICY_ENV_VAR: Final = "ROLLOUT_BOT_POLICY"
+# Every action a rule may name; `help` needs no permission.
+POLICY_ACTIONS: Final[frozenset[str]] = frozenset(ACTIONS)
+READ_ONLY_ACTIONS: Final[tuple[str, ...]] = ("list", "status", "history", "diff")
+DEFAULT_NAMESPACE: Final = "default"
+# An approval is a decision about the cluster as it was when it was asked for; after a week
+# that cluster is gone. One second is the smallest TTL that can be written down.
+_MIN_TTL: Final = timedelta(seconds=1)
+_MAX_TTL: Final = timedelta(days=7)
+# Long enough for a reviewer to notice the request during working hours, short enough that
+# the diff they approve still describes the cluster.
+_DEFAULT_TTL: Final = timedelta(minutes=30)
+
+
+# --- field types ---------------------------------------------------------------------------
+
+_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_NAMESPACE_GLOB: Final = re.compile(r"[a-z0-9*?]([-a-z0-9*?]*[a-z0-9*?])?")
+_USER_ID: Final = re.compile(r"[UW][A-Z0-9]+")
+_GROUP_ID: Final = re.compile(r"S[A-Z0-9]+")
+_CHANNEL_ID: Final = re.compile(r"[CGD][A-Z0-9]+")
+
+
+def _namespace(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a valid namespace: use at most 63 lowercase letters, digits "
+            "and `-`, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _namespace_pattern(value: str) -> str:
+    if not any(char in value for char in "*?"):
+        return _namespace(value)
+    if len(value) > 63 or not _NAMESPACE_GLOB.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a valid namespace pattern: use a namespace name, or one with "
+            "`*` and `?` wildcards such as `prod-*`"
+        )
+    return value
+
+
+def _action(value: str) -> str:
+    if value != "*" and value not in POLICY_ACTIONS:
+        hint = difflib.get_close_matches(value, sorted(POLICY_ACTIONS), n=1)
+        did_you_mean = f" (did you mean `{hint[0]}`?)" if hint else ""
+        raise ValueError(
+            f"unknown action `{value}`{did_you_mean}; actions are "
+            + ", ".join(ACTIONS)
+            + ", or `*` for all"
+        )
+    return value
+
+
+def _principal(value: str) -> str:
+    if value != "*" and not _USER_ID.fullmatch(value) and not _GROUP_ID.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a Slack user id (U… or W…) or user-group id (S…), or `*`; "
+            "ids are upper case, as in the member's profile under “Copy member ID”"
+        )
+    return value
+
+
+def _channel_id(value: str) -> str:
+    if not _CHANNEL_ID.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a Slack channel id (C…, G… or D…, upper case); "
+            "Slack shows it at the bottom of the channel details"
+        )
+    return value
+
+
+_TTL_TEXT: Final = re.compile(
+    r"(?:(?P<d>[0-9]{1,9})d)?(?:(?P<h>[0-9]{1,9})h)?(?:(?P<m>[0-9]{1,9})m)?(?:(?P<s>[0-9]{1,9})s)?"
+)
+_TTL_HELP: Final = "a duration such as `90s`, `30m`, `2h` or `1h30m`, or a number of seconds"
+
+
+def _ttl(value: object) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1h30m``, ``1d``, or an integer number of seconds."""
+    try:
+        if isinstance(value, timedelta):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.isascii() and text.isdigit():
+                return timedelta(seconds=int(text))
+            match = _TTL_TEXT.fullmatch(text)
+            if text and match:
+                parts = {unit: int(amount or 0) for unit, amount in match.groupdict().items()}
+                return timedelta(
+                    days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"]
+                )
+    except OverflowError:
+        pass
+    raise ValueError(f"`{value}` is not {_TTL_HELP}")
+
+
+def _ttl_in_range(value: timedelta) -> timedelta:
+    if not _MIN_TTL <= value <= _MAX_TTL:
+        raise ValueError("must be between 1 second and 7 days")
+    return value
+
+
+Namespace = Annotated[str, AfterValidator(_namespace)]
+NamespacePattern = Annotated[str, AfterValidator(_namespace_pattern)]
+Action = Annotated[str, AfterValidator(_action)]
+Principal = Annotated[str, AfterValidator(_principal)]
+ChannelId = Annotated[str, AfterValidator(_channel_id)]
+Ttl = Annotated[timedelta, BeforeValidator(_ttl), AfterValidator(_ttl_in_range)]
+
+
+def _matches(patterns: Sequence[str], name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _has_principal(principals: Sequence[str], user_id: str, user_groups: frozenset[str]) -> bool:
+    return "*" in principals or user_id in principals or not user_groups.isdisjoint(principals)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos (`approver:`), and a typo in a policy must not pass silently.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelBinding(_Model):
+    """What a channel works on: its default namespace, and optionally the only ones allowed."""
+
+    namespace: Namespace | None = None
+    namespaces: Annotated[list[NamespacePattern], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> ChannelBinding:
+        if (
+            self.namespace is not None
+            and self.namespaces is not None
+            and not _matches(self.namespaces, self.namespace)
+        ):
+            raise ValueError(
+                f"the channel's namespace `{self.namespace}` is not among its namespaces"
+            )
+        return self
+
+
+class PermissionRule(_Model):
+    """These users (or members of these groups) may run these actions in these namespaces."""
+
+    users: Annotated[list[Principal], Field(min_length=1)]
+    namespaces: Annotated[list[NamespacePattern], Field(min_length=1)]
+    actions: Annotated[list[Action], Field(min_length=1)]
+
+    def grants(
+        self, user_id: str, user_groups: frozenset[str], action: str, namespace: str
+    ) -> bool:
+        return (
+            ("*" in self.actions or action in self.actions)
+            and _matches(self.namespaces, namespace)
+            and _has_principal(self.users, user_id, user_groups)
+        )
+
+
+class ApprovalRule(_Model):
+    """These actions in these namespaces wait for ``required`` distinct approvers."""
+
+    namespaces: Annotated[list[NamespacePattern], Field(min_length=1)]
+    actions: Annotated[list[Action], Field(min_length=1)]
+    required: Annotated[int, Field(ge=1, strict=True)] = 1
+    approvers: Annotated[list[Principal], Field(min_length=1)]
+    ttl: Ttl = _DEFAULT_TTL
+    on_failure: Literal["rollback", "notify"] = "notify"
+
+    @field_validator("approvers")
+    @classmethod
+    def _enough_approvers(cls, approvers: list[str], info: ValidationInfo) -> list[str]:
+        required = info.data.get("required")
+        distinct = len(set(approvers))
+        named_users_only = all(_USER_ID.fullmatch(approver) for approver in approvers)
+        if isinstance(required, int) and named_users_only and distinct < required:
+            listed = "1 approver is" if distinct == 1 else f"{distinct} approvers are"
+            raise ValueError(
+                f"`required` is {required} but only {listed} listed, so nothing could ever "
+                "be approved"
+            )
+        return approvers
+
+    def applies_to(self, action: str, namespace: str) -> bool:
+        return ("*" in self.actions or action in self.actions) and _matches(
+            self.namespaces, namespace
+        )
+
+    def is_approver(self, user_id: str, user_groups: frozenset[str]) -> bool:
+        return _has_principal(self.approvers, user_id, user_groups)
+
+
+class Policy(_Model):
+    channels: dict[ChannelId, ChannelBinding] = Field(default_factory=dict)
+    permissions: list[PermissionRule] = Field(default_factory=list)
+    approvals: list[ApprovalRule] = Field(default_factory=list)
+
+    def default_namespace(self, channel_id: str) -> str:
+        """The namespace a command in this channel uses when it names none."""
+        binding = self.channels.get(channel_id)
+        if binding is not None and binding.namespace is not None:
+            return binding.namespace
+        return DEFAULT_NAMESPACE
+
+    def channel_allows_namespace(self, channel_id: str, namespace: str) -> bool:
+        """False only when the channel's binding lists ``namespaces`` and none matches."""
+        binding = self.channels.get(channel_id)
+        if binding is None or binding.namespaces is None:
+            return True
+        return _matches(binding.namespaces, namespace)
+
+    def is_allowed(
+        self, user_id: str, user_groups: frozenset[str], action: str, namespace: str
+    ) -> bool:
+        """Whether any permission rule grants ``action`` in ``namespace`` to the user.
+
+        ``help`` is always allowed; an action the policy does not know never is.
+        """
+        if action == "help":
+            return True
+        if action not in POLICY_ACTIONS:
+            return False
+        return any(
+            rule.grants(user_id, user_groups, action, namespace) for rule in self.permissions
+        )
+
+    def approval_rule_for(self, action: str, namespace: str) -> ApprovalRule | None:
+        """The first approval rule that covers ``action`` in ``namespace``, if any."""
+        return next((rule for rule in self.approvals if rule.applies_to(action, namespace)), None)
+
+    def referenced_groups(self) -> set[str]:
+        """Every user-group id the policy names; empty means groups never need resolving."""
+        principals = [user for rule in self.permissions for user in rule.users]
+        principals += [approver for rule in self.approvals for approver in rule.approvers]
+        return {principal for principal in principals if _GROUP_ID.fullmatch(principal)}
+
+
+def read_only_default() -> Policy:
+    """The policy without a file: everyone may look (``READ_ONLY_ACTIONS``), nobody may change."""
+    return Policy(
+        permissions=[PermissionRule(users=["*"], namespaces=["*"], actions=list(READ_ONLY_ACTIONS))]
+    )
+
+
+READ_ONLY_NOTICE: Final = f"""\
+No policy is configured, so everyone may only `list`, `status`, `history` and `diff`.
+To allow changes, point the environment variable `{POLICY_ENV_VAR}` at a YAML file like this:
+```
+permissions:
+  - users: ["*"]
+    namespaces: ["*"]
+    actions: [list, status, history, diff]
+  - users: [U0123ABCD]          # a member id (profile, Copy member ID), or a group id S…
+    namespaces: [staging]
+    actions: ["*"]
+```"""
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One thing wrong with a policy file. ``line`` is 1-based; None when there is no line."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class PolicyError(Exception):
+    """The policy file cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Sequence[PolicyProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+_FIELD_NAMES: Final = sorted(
+    {
+        *Policy.model_fields,
+        *ChannelBinding.model_fields,
+        *PermissionRule.model_fields,
+        *ApprovalRule.model_fields,
+    }
+)
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read, parse and validate a policy file; ``PolicyError`` lists everything wrong with it."""
+    file = os.fspath(path)
+
+    def problem(line: int | None, field: str, message: str) -> PolicyError:
+        return PolicyError([PolicyProblem(file, line, field, message)])
+
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise problem(None, "", "the policy file does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise problem(None, "", f"the policy file is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise problem(None, "", f"cannot read the policy file: {exc.strerror or exc}") from None
+
+    try:
+        root, duplicates, data = _parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise problem(line, "", _yaml_message(exc)) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise problem(line, "", f"YAML error: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        raise problem(None, "", f"YAML error: {exc}") from None
+
+    if root is None:
+        raise problem(None, "", "the policy file is empty")
+    if not isinstance(data, dict):
+        raise problem(
+            root.start_mark.line + 1,
+            "",
+            "the policy must be a mapping with `channels`, `permissions` and `approvals`",
+        )
+
+    problems = [
+        PolicyProblem(
+            file,
+            node.start_mark.line + 1,
+            _field_path(loc),
+            f"`{node.value}` appears more than once; YAML would silently keep only the last one",
+        )
+        for loc, node in duplicates
+    ]
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem_from_error(file, root, error) for error in exc.errors()]
+    if problems:
+        raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.field)))
+    return policy
+
+
+def _parse_yaml(
+    text: str,
+) -> tuple[yaml.Node | None, list[tuple[tuple[str | int, ...], yaml.Node]], object]:
+    """One safe parse: the node tree (for line numbers), duplicate keys, and the data."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, [], None
+        # Before constructing: construction rewrites merge keys (`<<`) in the node tree.
+        duplicates = list(_duplicate_keys(root, ()))
+        return root, duplicates, loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or "not valid YAML"
+    context = exc.context or ""
+    if context.startswith("while"):
+        message = f"YAML error {context}: {problem}"
+    elif context:
+        message = f"YAML error: {context}, {problem}"
+    else:
+        message = f"YAML error: {problem}"
+    if "alias" in message or "'*'" in problem:
+        message += '; write a wildcard in quotes, as "*"'
+    return message
+
+
+def _duplicate_keys(
+    node: yaml.Node, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen and key.tag != "tag:yaml.org,2002:merge":
+                    yield (*loc, key.value), key
+                seen.add(key.value)
+                yield from _duplicate_keys(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
+
+
+def _locate(root: yaml.Node, loc: Sequence[str | int]) -> yaml.Node:
+    """The node a pydantic error location points at, or its nearest ancestor that exists."""
+    node = root
+    key_node: yaml.Node | None = None
+    for part in loc:
+        if part == "[key]" and key_node is not None:
+            node = key_node
+            continue
+        found: tuple[yaml.Node, yaml.Node | None] | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:  # the last one wins, as in the constructed data
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    found = (value, key)
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            found = (node.value[part], None)
+        if found is None:
+            return node
+        node, key_node = found
+    return node
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _problem_from_error(file: str, root: yaml.Node, error: ErrorDetails) -> PolicyProblem:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    kind: str = error["type"]
+    if kind == "extra_forbidden":
+        # Point at the unknown key itself, not at its value.
+        parent = _locate(root, loc[:-1])
+        line = _key_line(parent, str(loc[-1]))
+        close = difflib.get_close_matches(str(loc[-1]), _FIELD_NAMES, n=1)
+        message = f"unknown key `{loc[-1]}`"
+        if close:
+            message += f"; did you mean `{close[0]}`?"
+    else:
+        node = _locate(root, loc)
+        line = node.start_mark.line + 1
+        if kind == "missing":
+            message = f"missing required key `{loc[-1]}`"
+        elif kind == "value_error":
+            message = str(error["ctx"]["error"])
+        else:
+            text = str(error["msg"])
+            message = text[:1].lower() + text[1:]
+    return PolicyProblem(file, line, _field_path(loc), message)
+
+
+def _key_line(mapping: yaml.Node, key: str) -> int:
+    if isinstance(mapping, yaml.MappingNode):
+        for key_node, _ in mapping.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return int(key_node.start_mark.line) + 1
+    return int(mapping.start_mark.line) + 1

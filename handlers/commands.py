@@ -1,0 +1,163 @@
+"""The /rollout slash command: parse, acknowledge, authorize, hand off, render.
+
+The command is acknowledged as soon as it is parsed (a parse error or `help` is the ack's own
+reply); everything that talks to the cluster, Redis or Slack happens after the ack, so the
+3-second deadline holds whatever the cluster does. Reads answer the caller ephemerally;
+mutations are announced in the channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.actions import Mutation
+from bot.deps import Deps
+from bot.domain import commands as cmd
+from bot.errors import NotPermitted
+from bot.rollouts import Actor, Change, Target
+from bot.store.audit import AuditEvent, AuditEventKind
+from bot.store.errors import StoreError
+from handlers.replies import Replier, user_facing_errors
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, deps: Deps) -> None:
+    runner = CommandRunner(deps)
+
+    @app.command("/rollout")
+    def handle_rollout_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        runner.handle(ack, command, respond, client)
+
+
+class CommandRunner:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def handle(
+        self, ack: Ack, payload: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        try:
+            parsed = cmd.parse_command(
+                str(payload.get("text") or ""), max_replicas=self.deps.settings.max_replicas
+            )
+        except cmd.CommandError as exc:
+            message = blocks.error_message(exc.message, exc.usage)
+            ack(text=message.text, blocks=message.blocks)
+            return
+        if isinstance(parsed, cmd.Help):
+            message = blocks.help_message(parsed.verb)
+            ack(text=message.text, blocks=message.blocks)
+            return
+        ack()
+
+        channel_id = str(payload.get("channel_id") or "")
+        user_id = str(payload.get("user_id") or "")
+        actor = Actor(user_id, str(payload.get("user_name") or user_id), channel_id)
+        replier = Replier(respond, client, channel_id)
+        with user_facing_errors(replier.ephemeral):
+            self.run(parsed, actor, replier)
+
+    def run(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
+        access = self.deps.access
+        namespace = access.namespace_for(actor.channel_id, getattr(command, "namespace", None))
+        try:
+            access.check(actor.user_id, actor.channel_id, command.action, namespace)
+        except NotPermitted:
+            if command.is_mutation:
+                self._audit_denial(command, namespace, actor)
+            raise
+        command = dataclasses.replace(command, namespace=namespace)  # type: ignore[arg-type]
+        if command.is_mutation:
+            self._mutate(command, namespace, actor, replier)  # type: ignore[arg-type]
+        else:
+            replier.ephemeral(self._read(command, namespace))
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _read(self, command: cmd.Command, namespace: str) -> blocks.Message:
+        rollouts = self.deps.rollouts
+        match command:
+            case cmd.ListDeployments():
+                return blocks.deployments_message(namespace, rollouts.list_deployments(namespace))
+            case cmd.Status():
+                return blocks.status_message(rollouts.status(Target(namespace, command.deployment)))
+            case cmd.History():
+                view = rollouts.history(Target(namespace, command.deployment), command.revision)
+                return blocks.history_message(view)
+            case cmd.Diff():
+                view_diff = rollouts.diff(
+                    Target(namespace, command.deployment), command.rev, command.rev2
+                )
+                return blocks.diff_message(view_diff)
+            case cmd.Approvals():
+                pending = self.deps.approvals.pending(namespace)
+                return blocks.approvals_list_message(namespace, pending)
+            case cmd.Audit():
+                entries = self.deps.audit.recent(
+                    command.limit, namespace=namespace, deployment=command.deployment
+                )
+                what = (
+                    f"`{namespace}/{command.deployment}`"
+                    if command.deployment
+                    else (f"namespace `{namespace}`")
+                )
+                return blocks.audit_message(entries, what)
+        raise AssertionError(f"not a read: {command!r}")
+
+    # -- mutations -------------------------------------------------------------------------------
+
+    def _mutate(self, command: Mutation, namespace: str, actor: Actor, replier: Replier) -> None:
+        rule = self.deps.access.policy.approval_rule_for(command.action, namespace)
+        if rule is not None:
+            request = self.deps.approval_flow.request(command, namespace, actor, rule)
+            card = blocks.approval_card(request)
+            ts = replier.in_channel(card)
+            if ts is not None:
+                self.deps.approvals.set_message(request.id, actor.channel_id, ts)
+            replier.ephemeral(
+                blocks.info_message(
+                    f"Approval requested (`{request.id}`): *{command.action}* on "
+                    f"`{namespace}/{command.deployment}` runs once {rule.required} "
+                    "approver(s) agree."
+                )
+            )
+            return
+        change = self.deps.executor.run(command, namespace, actor)
+        self.announce(change, actor, getattr(command, "reason", None), replier)
+
+    def announce(self, change: Change, actor: Actor, reason: str | None, replier: Replier) -> None:
+        message = blocks.change_message(change, actor, reason)
+        if not change.changed:
+            replier.ephemeral(message)
+            return
+        ts = replier.in_channel(message)
+        if ts is not None and change.starts_rollout and self.deps.progress is not None:
+            self.deps.progress.track(change, actor.channel_id, ts)
+
+    def _audit_denial(self, command: cmd.Command, namespace: str, actor: Actor) -> None:
+        try:
+            self.deps.audit.append(
+                AuditEvent(
+                    event=AuditEventKind.DENIAL,
+                    user_id=actor.user_id,
+                    user_name=actor.user_name,
+                    channel=actor.channel_id,
+                    action=command.action,
+                    cluster=self.deps.settings.cluster_name,
+                    namespace=namespace,
+                    deployment=str(getattr(command, "deployment", "") or ""),
+                    parameters={"command": cmd.render_command(command)},
+                    outcome="denied by policy",
+                )
+            )
+        except StoreError:
+            log.warning("could not audit a policy denial")
