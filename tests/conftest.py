@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,159 @@ def namespace(admin_kubectl: Kubectl) -> Iterator[str]:
 @pytest.fixture
 def kubectl(admin_kubectl: Kubectl, namespace: str) -> Kubectl:
     return admin_kubectl.in_namespace(namespace)
+
+
+# -- the bot and its real neighbours -------------------------------------------------------------
+
+import json as _json  # noqa: E402
+import textwrap  # noqa: E402
+
+from tests.support.bot_process import BotProcess, SlackDriver, bot_env  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.slack_standin import SlackStandin  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TEST_POLICY = textwrap.dedent(
+    """\
+    channels:
+      C0DEPLOYS: {namespace: default}
+    permissions:
+      - users: ["*"]
+        namespaces: ["*"]
+        actions: [list, status, history, diff, approvals, audit]
+      - users: [U0ALICE, U0CAROL, S0DEVS]
+        namespaces: ["*"]
+        actions: ["*"]
+    approvals:
+      - namespaces: [prod-*]
+        actions: [create, set-image, scale, undo, pause, resume, restart]
+        required: 1
+        approvers: [U0BOB, S0SRE]
+        ttl: 30m
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if not redis_server.running:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandin]:
+    standin = SlackStandin().start()
+    standin.add_user("U0ALICE", "alice")
+    standin.add_user("U0BOB", "bob")
+    standin.add_user("U0CAROL", "carol")
+    standin.add_user("U0MALLORY", "mallory")
+    standin.set_usergroup("S0DEVS", ["U0DAVE"])
+    standin.set_usergroup("S0SRE", ["U0ERIN"])
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def bot_rbac(admin_kubectl: Kubectl) -> str:
+    """The ClusterRoles of deploy/rbac.yaml, bound to the test identity `slack-bot`."""
+    admin_kubectl.run("apply", "-f", str(REPO_ROOT / "deploy" / "rbac.yaml"), check=False)
+    admin_kubectl.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "slack-bot-namespaces"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "rollout-bot-namespaces",
+            },
+            "subjects": [{"kind": "User", "name": "slack-bot"}],
+        }
+    )
+    return "slack-bot"
+
+
+def grant_bot(kubectl: Kubectl, namespace: str) -> None:
+    """What an admin does per namespace: bind the bot's ClusterRole there."""
+    kubectl.in_namespace(namespace).apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "rollout-bot", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "rollout-bot",
+            },
+            "subjects": [{"kind": "User", "name": "slack-bot"}],
+        }
+    )
+
+
+@pytest.fixture
+def granted_namespace(namespace: str, admin_kubectl: Kubectl, bot_rbac: str) -> str:
+    grant_bot(admin_kubectl, namespace)
+    return namespace
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(TEST_POLICY)
+    return path
+
+
+@pytest.fixture
+def start_bot(
+    cluster: ClusterInfo, slack: SlackStandin, redis_url: str, policy_file: Path, tmp_path: Path
+) -> Iterator[Any]:
+    """start_bot(policy=..., env=...) -> BotProcess; every bot started is stopped at the end."""
+    started: list[BotProcess] = []
+
+    def start(
+        *,
+        policy: Path | str | None = "default",
+        env: dict[str, str] | None = None,
+        kubeconfig: Path | None = None,
+    ) -> BotProcess:
+        chosen = policy_file if policy == "default" else policy
+        process = BotProcess(
+            bot_env(
+                slack=slack,
+                redis_url=redis_url,
+                kubeconfig=kubeconfig or cluster.bot_kubeconfig,
+                policy=chosen if not isinstance(chosen, str) else Path(chosen),
+                extra=env,
+            ),
+            tmp_path / f"bot-{len(started)}.log",
+        )
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    for process in started:
+        logs = process.logs()
+        assert "Traceback" not in logs, f"a traceback reached the bot's log:\n{logs[-4000:]}"
+        assert "xoxb-test-token" not in logs and "test-signing-secret" not in logs
+
+
+@pytest.fixture
+def driver(start_bot: Any, slack: SlackStandin) -> SlackDriver:
+    return SlackDriver(slack, start_bot())
+
+
+_ = _json

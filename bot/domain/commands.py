@@ -370,8 +370,8 @@ _DASHES: Final = {
     "\u2015": 2,  # horizontal bar
 }
 # Explicit direction marks and overrides can make text read differently from what it is.
-_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e") | frozenset(
-    "\u2066\u2067\u2068\u2069"
+_BIDI_CONTROLS: Final = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 
 _SLACK_MARKUP: Final = re.compile(r"<([^<>]*)>")

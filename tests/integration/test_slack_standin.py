@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -139,7 +139,9 @@ def bolt_http_url(slack: SlackStandin) -> Iterator[str]:
 def socket_mode_handler(
     slack: SlackStandin, socket_mode: SocketModeStandin
 ) -> Iterator[SocketModeHandler]:
-    handler = SocketModeHandler(build_bolt_app(slack), app_token=slack.app_token)
+    # A short ping interval exercises ping/pong, and bounds how long the SDK takes to notice a
+    # dropped connection: it reconnects from its monitor thread, which runs every ping_interval.
+    handler = SocketModeHandler(build_bolt_app(slack), app_token=slack.app_token, ping_interval=1)
     handler.connect()
     socket_mode.wait_for_connections(1)
     yield handler
@@ -363,12 +365,13 @@ def test_directory_methods(slack: SlackStandin, client: WebClient) -> None:
     assert client.conversations_info(channel=CHANNEL)["channel"]["name"] == "deploys"
     assert client.auth_test()["user_id"] == "UBOT"
 
-    for call, error in [
+    failing_calls: list[tuple[Callable[[], object], str]] = [
         (lambda: client.users_info(user="U0NOBODY"), "user_not_found"),
         (lambda: client.usergroups_users_list(usergroup="S0NONE"), "no_such_subteam"),
         (lambda: client.conversations_info(channel="C0PRIVATE"), "channel_not_found"),
         (lambda: client.chat_postMessage(channel="C0PRIVATE", text="x"), "channel_not_found"),
-    ]:
+    ]
+    for call, error in failing_calls:
         with pytest.raises(SlackApiError) as raised:
             call()
         assert raised.value.response["error"] == error
@@ -524,3 +527,9 @@ def test_socket_mode_block_action_and_reconnect(
     assert len(slack.calls("apps.connections.open")) == 2
     second = socket_mode.send_slash_command(slash_command_payload("status"))
     assert socket_mode.wait_for_ack(second)["payload"] == {"text": "Rollout queued: status"}
+
+    # A dropped connection (no `disconnect` first) is re-established by the client too.
+    socket_mode.drop_all()
+    socket_mode.wait_for_connects_total(3)
+    third = socket_mode.send_slash_command(slash_command_payload("status"))
+    assert socket_mode.wait_for_ack(third)["payload"] == {"text": "Rollout queued: status"}

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +35,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["RedisServer", "RedisServerNotInstalled", "flush_redis"]
+__all__ = ["RedisServer", "RedisServerNotInstalled", "ReplyDroppingProxy", "flush_redis"]
 
 # Startup loads the AOF; an empty or small data set loads in milliseconds, 10 s only matters
 # on a heavily loaded CI machine.
@@ -282,3 +283,98 @@ def flush_redis(server: RedisServer) -> None:
     if not server.running:
         server.start()
     server.flush()
+
+
+class ReplyDroppingProxy:
+    """A loopback TCP proxy in front of a RedisServer that loses one reply.
+
+    The first command whose bytes contain `trigger` (e.g. b"EVALSHA") is forwarded to Redis
+    and executed, but instead of relaying the reply the proxy closes the client's
+    connection: the "write happened, client saw an error" case. redis-py then reconnects
+    and, with retries enabled, sends the same command again.
+    """
+
+    def __init__(self, server: RedisServer, trigger: bytes) -> None:
+        self._upstream = (server.host, server.port)
+        self._trigger = trigger
+        self._armed = threading.Event()
+        self.dropped = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        """Drop the reply to the next matching command."""
+        self._armed.set()
+
+    def client(self, **overrides: Any) -> redis.Redis:
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "socket_timeout": CLIENT_TIMEOUT,
+            "socket_connect_timeout": CLIENT_TIMEOUT,
+            # redis-py's default behaviour (retry on connection errors), made explicit.
+            "retry": Retry(NoBackoff(), 3),
+            "decode_responses": True,
+        }
+        options.update(overrides)
+        return redis.Redis(**options)
+
+    def close(self) -> None:
+        self._closing = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream)
+            drop_next_reply = threading.Event()
+            threading.Thread(
+                target=self._requests, args=(downstream, upstream, drop_next_reply), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._replies, args=(downstream, upstream, drop_next_reply), daemon=True
+            ).start()
+
+    def _requests(
+        self, downstream: socket.socket, upstream: socket.socket, drop_next_reply: threading.Event
+    ) -> None:
+        while True:
+            try:
+                data = downstream.recv(65536)
+                if not data:
+                    break
+                if self._trigger in data and self._armed.is_set():
+                    self._armed.clear()
+                    drop_next_reply.set()  # before forwarding, so the reply cannot overtake
+                upstream.sendall(data)
+            except OSError:
+                break
+        _close(downstream, upstream)
+
+    def _replies(
+        self, downstream: socket.socket, upstream: socket.socket, drop_next_reply: threading.Event
+    ) -> None:
+        while True:
+            try:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                if drop_next_reply.is_set():
+                    self.dropped += 1
+                    break  # the command ran; its reply is lost with the connection
+                downstream.sendall(data)
+            except OSError:
+                break
+        _close(downstream, upstream)
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()

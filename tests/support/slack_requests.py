@@ -208,9 +208,22 @@ def send_block_action(
     message: Mapping[str, Any] | None = None,
     timestamp: str | int | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    *,
+    user_name: str | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> Response:
     payload = block_action_payload(
-        action_id, value, user_id, channel_id, message_ts, response_url, block_id, message
+        action_id,
+        value,
+        user_id,
+        channel_id,
+        message_ts,
+        response_url,
+        block_id,
+        message,
+        **({"user_name": user_name} if user_name else {}),
     )
+    if state is not None:
+        payload["state"] = {"values": dict(state)}
     fields = {"payload": json.dumps(payload)}
     return send_signed_form(url, secret, fields, timestamp, extra_headers)

@@ -75,7 +75,9 @@ class RecordedCall:
     def ok(self) -> bool:
         if self.method == "response_url":
             return self.status == 200
-        return self.status == 200 and isinstance(self.response, dict) and bool(self.response["ok"])
+        return (
+            self.status == 200 and isinstance(self.response, dict) and bool(self.response.get("ok"))
+        )
 
 
 @dataclass
@@ -373,7 +375,7 @@ class SlackStandin:
         if self._server is None:
             self._server = _StandinHTTPServer(self)
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="slack-standin", daemon=True
+                target=self._server.serve_forever, args=(0.05,), name="slack-standin", daemon=True
             )
             self._thread.start()
         return self
@@ -495,6 +497,7 @@ class SlackStandin:
     # -- inspection -----------------------------------------------------------------------------
 
     def calls(self, method: str | None = None) -> list[RecordedCall]:
+        """Recorded calls in arrival order, injected failures included."""
         with self._lock:
             return [call for call in self._calls if method is None or call.method == method]
 

@@ -14,6 +14,13 @@ Protocol (design/slack.md §6): the server greets with `hello`, pushes envelopes
 with `{"envelope_id", "payload"?}` within 3 s. `disconnect` asks the client to reconnect through
 a fresh apps.connections.open. Each envelope goes to one connection only (round-robin), as Slack
 does when an app holds several connections.
+
+slack_sdk's built-in client (under Bolt's SocketModeHandler), as observed against this server:
+- after `disconnect` it keeps acking on the old socket until it has switched, so acks are
+  recorded whichever connection they arrive on;
+- after an abrupt close it reconnects only from its monitor thread, i.e. within `ping_interval`
+  (Bolt's default 10 s): use a small ping_interval in tests that drop connections;
+- `handler.close()` takes about 3 s (its socket read timeout); close it before stopping this.
 """
 
 from __future__ import annotations
@@ -35,12 +42,17 @@ DEFAULT_APP_ID = "A0APP"
 
 
 class SocketModeStandin:
+    """Socket Mode WebSocket server on 127.0.0.1 (see the module docstring)."""
+
     def __init__(self, app_id: str = DEFAULT_APP_ID, ping_interval: float | None = None) -> None:
         self.app_id = app_id
         self._ping_interval = ping_interval  # None: rely on the client's own pings
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._connections: list[ServerConnection] = []
+        self._connections: list[ServerConnection] = []  # open and eligible for envelopes
+        # Told to `disconnect`: no more envelopes, closed after a grace period (as Slack does).
+        self._retiring: list[ServerConnection] = []
+        self._timers: list[threading.Timer] = []
         self._connects_total = 0
         self._round_robin = itertools.count()
         self._acks: dict[str, dict[str, Any]] = {}
@@ -57,8 +69,8 @@ class SocketModeStandin:
                 "127.0.0.1",
                 0,
                 ping_interval=self._ping_interval,
-                # slack_sdk's built-in client drops the socket without a close handshake.
-                close_timeout=1,
+                # slack_sdk's built-in client never answers a close frame; don't wait long.
+                close_timeout=0.5,
                 compression=None,
             )
             self._thread = threading.Thread(
@@ -68,6 +80,8 @@ class SocketModeStandin:
         return self
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._server is not None:
             self._server.shutdown()
             if self._thread is not None:
@@ -108,7 +122,9 @@ class SocketModeStandin:
             pass  # the SDK client often closes the socket without a close frame
         finally:
             with self._changed:
-                self._connections.remove(connection)
+                for group in (self._connections, self._retiring):
+                    if connection in group:
+                        group.remove(connection)
                 self._changed.notify_all()
 
     def _hello(self, num_connections: int) -> dict[str, Any]:
@@ -139,6 +155,7 @@ class SocketModeStandin:
 
     @property
     def connection_count(self) -> int:
+        """Open connections that would receive envelopes (not ones told to disconnect)."""
         with self._lock:
             return len(self._connections)
 
@@ -198,23 +215,37 @@ class SocketModeStandin:
         with self._lock:
             return list(self._other_messages)
 
-    def disconnect_all(self, reason: str = "refresh_requested") -> None:
-        """Ask every client to reconnect, as Slack does before recycling a connection."""
+    def disconnect_all(self, reason: str = "refresh_requested", close_after: float = 1.0) -> None:
+        """Ask every client to reconnect, as Slack does before recycling a connection.
+
+        The old connections get no more envelopes and are closed `close_after` seconds later.
+        The close matters for slack_sdk's built-in client: its reconnect waits for the old
+        socket's blocking read, which otherwise only gives up after its 3 s receive timeout."""
         message = json.dumps(
             {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-standin"}}
         )
-        for connection in self._snapshot():
+        with self._changed:
+            retiring, self._connections = self._connections, []
+            self._retiring.extend(retiring)
+            self._changed.notify_all()
+        for connection in retiring:
             with contextlib.suppress(ConnectionClosed):  # it may be going away already
                 connection.send(message)
+        timer = threading.Timer(close_after, self._close, args=(retiring,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def drop_all(self) -> None:
         """Close every connection without a `disconnect` warning first (a network blip)."""
-        for connection in self._snapshot():
-            connection.close()
-
-    def _snapshot(self) -> list[ServerConnection]:
         with self._lock:
-            return list(self._connections)
+            connections = self._connections + self._retiring
+        self._close(connections)
+
+    @staticmethod
+    def _close(connections: list[ServerConnection]) -> None:
+        for connection in connections:
+            connection.close()  # returns after the close handshake or close_timeout
 
     def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
