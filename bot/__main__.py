@@ -129,7 +129,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app = build_app(deps)
     sweeper = ApprovalSweeper(deps)
     sweeper.start()
-    if deps.progress is not None and hasattr(deps.progress, "start"):
+    if deps.progress is not None:
         deps.progress.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -28,7 +28,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def build_app(deps: Deps) -> App:
-    from handlers import approvals, commands
+    from handlers import approvals, commands, progress
 
     settings = deps.settings
     secret = settings.slack_signing_secret
@@ -44,8 +44,9 @@ def build_app(deps: Deps) -> App:
             max_workers=settings.listener_threads, thread_name_prefix="listener"
         ),
     )
-    commands.register(app, deps)
+    runner = commands.register(app, deps)
     approvals.register(app, deps)
+    progress.register(app, deps, runner)
     return app
 
 

@@ -334,6 +334,8 @@ def approval_card(request: Any) -> Message:
         ActionsBlock,
         ButtonElement,
         ConfirmObject,
+        InputBlock,
+        PlainTextInputElement,
     )
 
     state = str(request.state)
@@ -372,6 +374,15 @@ def approval_card(request: Any) -> Message:
     elif state == "expired":
         blocks.append(_context(f"expired {_when(request.expires_at)}; nothing was changed"))
     if state == "pending":
+        # Reject reads its reason from this field (the click's `state.values`).
+        blocks.append(
+            InputBlock(
+                block_id=REJECT_REASON_BLOCK,
+                label="Reason for rejecting (optional)",
+                optional=True,
+                element=PlainTextInputElement(action_id=REJECT_REASON_ACTION, max_length=300),
+            )
+        )
         blocks.append(
             ActionsBlock(
                 block_id=f"approval:{request.id}",
@@ -455,4 +466,128 @@ def audit_message(entries: Sequence[Any], what: str) -> Message:
     return _fit(
         f"Audit trail for {what}",
         [_section(f"*Audit trail for {what}* (newest first)\n" + _code(table(rows)))],
+    )
+
+
+# -- progress --------------------------------------------------------------------------------
+
+ROLLBACK_ACTION = "progress_rollback"
+PAUSE_ACTION = "progress_pause"
+BAR_WIDTH = 20
+
+
+def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    if total <= 0:
+        return "▓" * width
+    filled = max(0, min(width, round(width * done / total)))
+    return "▓" * filled + "░" * (width - filled)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_message(
+    tracked: Any,
+    status: RolloutStatus,
+    now: float,
+    *,
+    verdict: str | None = None,
+    reasons: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> Message:
+    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict."""
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
+
+    desired = status.desired if status.desired is not None else 0
+    elapsed = now - tracked.started_at
+    target = f"{tracked.namespace}/{tracked.deployment}"
+    if verdict == "succeeded":
+        head = (
+            f":white_check_mark: *{escape(tracked.title)}* — rollout *succeeded* in "
+            f"{_duration(elapsed)}"
+        )
+    elif verdict == "failed":
+        head = f":x: *{escape(tracked.title)}* — rollout *failed* after {_duration(elapsed)}"
+    elif verdict:
+        head = f":grey_question: *{escape(tracked.title)}* — {verdict}"
+    elif status.paused:
+        head = f":double_vertical_bar: *{escape(tracked.title)}* — paused"
+    else:
+        head = f":hourglass_flowing_sand: *{escape(tracked.title)}* — rolling out"
+    counts = (
+        f"`{progress_bar(status.updated, desired)}` {status.updated}/{desired} updated · "
+        f"{status.ready} ready · {status.available} available"
+    )
+    old = status.total - status.updated
+    if old > 0:
+        counts += f" · {old} old still running"
+    if status.terminating:
+        counts += f" · {status.terminating} terminating"
+    lines = [head, counts, f"_{escape(status.message)}_"]
+    if not verdict:
+        lines.append(
+            f"elapsed {_duration(elapsed)} of the {tracked.deadline_seconds}s progress deadline"
+        )
+    if reasons:
+        lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
+    blocks_: list[Block] = [_section("\n".join(lines))]
+    if warnings:
+        blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
+    if verdict == "failed":
+        value = f"{tracked.namespace}/{tracked.deployment}"
+        blocks_.append(
+            ActionsBlock(
+                block_id=f"failed:{tracked.id}"[:255],
+                elements=[
+                    ButtonElement(
+                        text="Roll back",
+                        action_id=ROLLBACK_ACTION,
+                        value=value,
+                        style="danger",
+                        confirm=ConfirmObject(
+                            title="Roll back?",
+                            text=_cut(
+                                f"Undo {target} to its previous revision "
+                                "(same policy and approvals as a typed undo).",
+                                300,
+                            ),
+                            confirm="Roll back",
+                            deny="Back",
+                        ),
+                    ),
+                    ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value),
+                ],
+            )
+        )
+    text = f"{tracked.title}: {verdict or status.message}"
+    if reasons:
+        text += " (" + ", ".join(reasons) + ")"
+    return _fit(text, blocks_)
+
+
+def outside_change_message(
+    target: Any,
+    revision: int,
+    *,
+    who: str,
+    images_before: Sequence[tuple[str, str]],
+    images_after: Sequence[tuple[str, str]],
+    previous_revision: int | None,
+) -> Message:
+    lines = [
+        f":eyes: `{target}` got revision *{revision}* from outside the bot",
+        f"Changed by: {escape(who)}",
+    ]
+    if images_before != images_after:
+        lines.append(f"Images: {escape(_images(images_before))} → {escape(_images(images_after))}")
+    if previous_revision is not None:
+        lines.append(
+            f"See the diff: `/rollout diff {target.name} {previous_revision} {revision} "
+            f"-n {target.namespace}`"
+        )
+    return _fit(
+        f"{target} got revision {revision} from outside the bot", [_section("\n".join(lines))]
     )

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=60, validation_alias="ROLLOUT_BOT_REDIS_TIMEOUT"
     )
     redis_prefix: str = Field(default="rollout-bot", validation_alias="ROLLOUT_BOT_REDIS_PREFIX")
+    # chat.update is Tier 3; one update per progress message every 2 s stays well inside it.
+    progress_update_interval: float = Field(
+        default=2.0, ge=0.2, le=60, validation_alias="ROLLOUT_BOT_PROGRESS_INTERVAL"
+    )
     audit_max_entries: int | None = Field(
         default=None, ge=100, validation_alias="ROLLOUT_BOT_AUDIT_MAX_ENTRIES"
     )

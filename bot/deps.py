@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -20,17 +21,11 @@ from bot.config import Settings
 from bot.directory import SlackDirectory
 from bot.domain.policy import Policy, load_policy, read_only_default
 from bot.k8s.cluster import KubeCluster, load_api_client
+from bot.progress import ProgressTracker, RolloutRegistry, replica_id
 from bot.rollouts import Rollouts
 from bot.store.approvals import RedisApprovalStore
 from bot.store.audit import RedisAuditLog
 from bot.store.keys import Keys
-
-if TYPE_CHECKING:
-    from bot.rollouts import Change
-
-
-class ProgressTracker(Protocol):
-    def track(self, change: Change, channel_id: str, thread_ts: str) -> None: ...
 
 
 @dataclass
@@ -46,6 +41,7 @@ class Deps:
     executor: Executor
     approval_flow: ApprovalFlow
     progress: ProgressTracker | None = None
+    replica: str = ""
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -68,8 +64,9 @@ def redis_client(settings: Settings) -> redis.Redis:
         settings.redis_url.get_secret_value(),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        # One quick retry rides out a failover blip; more would hold a listener thread.
-        retry_on_timeout=False,
+        # One quick retry rides out a dropped connection; redis-py's default of 10 would hold a
+        # listener thread for many timeouts. The stores make retried commands idempotent.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
         health_check_interval=30,
         decode_responses=False,
     )
@@ -96,6 +93,15 @@ def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
     audit = RedisAuditLog(store, keys)
     approvals = RedisApprovalStore(store, keys)
     executor = Executor(rollouts, audit, settings.cluster_name)
+    replica = replica_id()
+    progress = ProgressTracker(
+        slack=slack,
+        cluster=cluster,
+        rollouts=rollouts,
+        registry=RolloutRegistry(store, keys, replica),
+        policy=policy,
+        min_interval=settings.progress_update_interval,
+    )
     return Deps(
         settings=settings,
         slack=slack,
@@ -109,4 +115,6 @@ def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
         approval_flow=ApprovalFlow(
             approvals, audit, rollouts, executor, directory, cluster_name=settings.cluster_name
         ),
+        progress=progress,
+        replica=replica,
     )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from bot.domain import rollout
-from bot.errors import Conflict, NotFound, Refused
+from bot.errors import Conflict, Forbidden, NotFound, Refused
 from bot.k8s.cluster import Cluster, Json, selector_string
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,11 @@ class Rollouts:
             return self.cluster.get_deployment(target.namespace, target.name)
         except NotFound:
             raise self._not_found(target) from None
+        except Forbidden:
+            # Per-namespace RoleBindings make a missing namespace answer 403, not 404.
+            if self.cluster.namespace_exists(target.namespace) is False:
+                raise _namespace_missing(target.namespace) from None
+            raise
 
     # -- mutations -------------------------------------------------------------------------------
 
@@ -323,9 +328,15 @@ class Rollouts:
     ) -> Change:
         def attempt(deployment: Json) -> Change:
             replica_sets = self.owned_replica_sets(deployment)
-            plan = _refusal_to_error(
-                lambda: rollout.plan_undo(deployment, replica_sets, to_revision)
-            )
+            try:
+                plan = rollout.plan_undo(deployment, replica_sets, to_revision)
+            except rollout.UndoRefused as exc:
+                message = exc.message
+                if exc.reason_code == "revision_not_found":
+                    known = rollout.history(deployment, replica_sets)
+                    listed = ", ".join(str(r.number) for r in known) or "none"
+                    message += f" (revisions: {listed})."
+                raise Refused(message) from None
             if plan.skipped:
                 return self._no_change(target, "undo", deployment, plan.message)
             flag = f" --to-revision={to_revision}" if to_revision else ""
@@ -487,10 +498,7 @@ class Rollouts:
 
     def _not_found(self, target: Target) -> NotFound:
         if self.cluster.namespace_exists(target.namespace) is False:
-            return NotFound(
-                f"Namespace `{target.namespace}` does not exist. Nothing was changed; "
-                f"pass an existing one with `-n NAMESPACE`."
-            )
+            return _namespace_missing(target.namespace)
         try:
             names = [d["metadata"]["name"] for d in self.cluster.list_deployments(target.namespace)]
         except Exception:  # suggestions are best effort; the answer is "not found" either way
@@ -509,13 +517,18 @@ class Rollouts:
     def _namespace_context(self, namespace: str) -> Iterator[None]:
         try:
             yield
-        except NotFound:
+        except (NotFound, Forbidden):
+            # Forbidden too: per-namespace RoleBindings make a missing namespace answer 403.
             if self.cluster.namespace_exists(namespace) is False:
-                raise NotFound(
-                    f"Namespace `{namespace}` does not exist. Nothing was changed; "
-                    f"pass an existing one with `-n NAMESPACE`."
-                ) from None
+                raise _namespace_missing(namespace) from None
             raise
+
+
+def _namespace_missing(namespace: str) -> NotFound:
+    return NotFound(
+        f"Namespace `{namespace}` does not exist. Nothing was changed; "
+        f"pass an existing one with `-n NAMESPACE`."
+    )
 
 
 def deployment_fingerprint(deployment: Json) -> str:

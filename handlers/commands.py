@@ -28,7 +28,7 @@ from handlers.replies import Replier, user_facing_errors
 log = logging.getLogger(__name__)
 
 
-def register(app: App, deps: Deps) -> None:
+def register(app: App, deps: Deps) -> CommandRunner:
     runner = CommandRunner(deps)
 
     @app.command("/rollout")
@@ -36,6 +36,8 @@ def register(app: App, deps: Deps) -> None:
         ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         runner.handle(ack, command, respond, client)
+
+    return runner
 
 
 class CommandRunner:

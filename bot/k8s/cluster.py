@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import urllib3
@@ -179,6 +179,55 @@ class KubeCluster:
         )
         return [e for e in events if e.get("involvedObject", {}).get("name") in involved_names]
 
+    def deployments_snapshot(self, namespace: str) -> tuple[list[Json], str]:
+        """Every Deployment in the namespace and the list's resourceVersion (to watch from)."""
+        body = self._call(
+            "list",
+            "deployments",
+            namespace,
+            lambda: self._apps.list_namespaced_deployment(
+                namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        return list(body.get("items") or []), str(body.get("metadata", {}).get("resourceVersion"))
+
+    def watch_deployments(
+        self, namespace: str, resource_version: str, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, Json]]:
+        """(type, object) events until the server ends the watch; ERROR events included.
+
+        One watch per namespace feeds every tracked rollout there: no polling per rollout.
+        """
+        response = self._call_raw(
+            "watch",
+            "deployments",
+            namespace,
+            lambda: self._apps.list_namespaced_deployment(
+                namespace,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                # The server closes the watch after timeout_seconds; a silent connection for
+                # longer than that plus a margin is dead.
+                _request_timeout=(self._timeout[0], timeout_seconds + 30),
+            ),
+        )
+        buffer = b""
+        try:
+            for chunk in response.stream(65536, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        yield str(event.get("type")), event.get("object") or {}
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnavailable(f"the watch on `{namespace}` was interrupted") from exc
+        finally:
+            response.release_conn()
+
     def namespace_exists(self, namespace: str) -> bool | None:
         """True/False, or None when the bot may not read namespaces (then we cannot tell)."""
         try:
@@ -280,6 +329,19 @@ class KubeCluster:
             cont = (body.get("metadata") or {}).get("continue") or None
             if not cont:
                 return items
+
+    def _call_raw(
+        self, verb: str, resource: str, namespace: str, request: Callable[[], Any]
+    ) -> Any:
+        try:
+            return request()
+        except ApiException as exc:
+            raise _translate(exc, verb, resource, namespace, None) from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise ClusterUnavailable(
+                f"The Kubernetes API server of cluster `{self.name}` did not answer "
+                f"(while trying to {verb} {resource})."
+            ) from None
 
     def _call(
         self,

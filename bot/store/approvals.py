@@ -221,7 +221,11 @@ if not raw then
   redis.call('ZREM', KEYS[3], ARGV[2])
   return {'not_found', false}
 end
-local r = cjson.decode(raw)
+local decoded, r = pcall(cjson.decode, raw)
+if not decoded or type(r) ~= 'table' or type(r.state) ~= 'string'
+    or type(r.expires_at) ~= 'string' or type(r.approvals) ~= 'table' then
+  return {'corrupt', false}
+end
 local now = ARGV[3]
 local terminal = {rejected=true, expired=true, cancelled=true, voided=true, done=true,
                   failed=true}
@@ -231,11 +235,11 @@ local function finish(status, changed)
   if changed then
     out = cjson.encode(r)
     redis.call('SET', KEYS[1], out, 'KEEPTTL')
-    if r.state ~= 'pending' then redis.call('ZREM', KEYS[2], r.id) end
+    if r.state ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[2]) end
     if r.state == 'approved' or r.state == 'running' then
-      redis.call('ZADD', KEYS[3], 'NX', ARGV[4], r.id)
+      redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[2])
     else
-      redis.call('ZREM', KEYS[3], r.id)
+      redis.call('ZREM', KEYS[3], ARGV[2])
     end
     if terminal[r.state] then
       -- keep a closed request readable for the retention period from now on
@@ -313,11 +317,11 @@ return finish('voided', true)
 
 _EXPIRE = """
 if r.state ~= 'pending' then
-  redis.call('ZREM', KEYS[2], r.id)
+  redis.call('ZREM', KEYS[2], ARGV[2])
   return finish('already_decided', false)
 end
 if expire_if_due() then return finish('expired', true) end
-return finish('recorded', false)
+return finish('recorded', false)  -- not due yet (the index is ahead of the record)
 """
 
 _MARK = """
@@ -498,7 +502,11 @@ class RedisApprovalStore:
                 with redis_errors("approval expiry"):
                     self._redis.zrem(self._keys.approvals_pending, approval_id)
                 continue
-            status, request = self._run(self._expire, approval_id, moment)
+            try:
+                status, request = self._run(self._expire, approval_id, moment)
+            except StoreCorrupt:
+                log.warning("skipping unreadable approval record %s", approval_id)
+                continue
             if status == "expired" and request is not None:
                 expired.append(request)
         return expired
@@ -528,6 +536,8 @@ class RedisApprovalStore:
         with redis_errors("approval update"):
             reply = script(keys=keys, args=args)
         status = _text(reply[0])
+        if status == "corrupt":
+            raise StoreCorrupt("approval update", cause="UnreadableRecord")
         if status not in _STATUSES:
             raise StoreCorrupt("approval update", cause="UnexpectedScriptReply")
         raw = reply[1] if len(reply) > 1 else None

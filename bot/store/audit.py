@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -64,11 +63,12 @@ SCHEMA_VERSION: Final = "1"
 
 # One XRANGE page. 500 entries of ~1 KB keep a reply well under a megabyte.
 _PAGE = 500
-# Conflicts happen only while other replicas append; each retry is one round trip on a
-# fresh head, so 50 attempts outlast any realistic burst of concurrent audit writes.
-_APPEND_ATTEMPTS = 50
-# Jitter after the first few conflicts spreads colliding writers apart (at most 20 ms).
-_BACKOFF_CAP = 0.02
+# Conflicts happen only while other replicas append. A conflict reply carries the new tip,
+# so the retry is immediate (no sleep: sleeping loses every race to writers that do not,
+# which starved one writer for seconds in a stress test). One round trip is well under a
+# millisecond; if 2 s of retries cannot win the tip, something is writing in a loop and it
+# is better to report the store busy than to hold a worker thread.
+_APPEND_TIMEOUT = 2.0
 
 Clock = Callable[[], datetime]
 
@@ -224,13 +224,13 @@ class RedisAuditLog:
         clock: Clock | None = None,
         *,
         hmac_key: bytes | None = None,
-        max_append_attempts: int = _APPEND_ATTEMPTS,
+        append_timeout: float = _APPEND_TIMEOUT,
     ) -> None:
         self._redis = redis_client
         self._keys = keys
         self._clock = clock or _utc_now
         self._hmac_key = hmac_key
-        self._max_attempts = max_append_attempts
+        self._append_timeout = append_timeout
         self._tip_script = redis_client.register_script(_TIP_LUA)
         self._append_script = redis_client.register_script(_APPEND_LUA)
         self._trim_script = redis_client.register_script(_TRIM_LUA)
@@ -242,12 +242,14 @@ class RedisAuditLog:
     def append(self, event: AuditEvent) -> AuditEntry:
         """Record `event` at the end of the chain and return the stored entry.
 
-        Raises `StoreUnavailable` if Redis fails or the chain stays contended for the whole
-        retry budget. After a timeout the entry may or may not have been written.
+        Raises `StoreUnavailable` if Redis fails or other writers keep winning the chain's
+        tip for `append_timeout` seconds. After a Redis timeout the entry may or may not
+        have been written.
         """
         chain_keys = [self._keys.audit, self._keys.audit_head, self._keys.audit_anchor]
         tip = self._tip
-        for attempt in range(self._max_attempts):
+        deadline = time.monotonic() + self._append_timeout
+        while True:
             if tip is None:
                 with redis_errors("audit append"):
                     seq_text, hash_text = (_text(v) for v in self._tip_script(keys=chain_keys))
@@ -270,9 +272,8 @@ class RedisAuditLog:
                 return _entry(rest[0], {**fields, "hash": digest})
             tip = (rest[0], rest[1])
             self._tip = tip
-            if attempt >= 3:
-                time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * attempt)))
-        raise StoreUnavailable("audit append (chain contended)")
+            if time.monotonic() > deadline:
+                raise StoreUnavailable("audit append (chain contended)")
 
     def trim(self, max_entries: int | None = None, max_age: timedelta | None = None) -> TrimResult:
         """Delete old entries, keeping the rest verifiable.
@@ -356,15 +357,22 @@ class RedisAuditLog:
         """Check the whole retained chain, from the anchor (or genesis) to the head."""
         result = VerifyResult(ok=True, checked=0)
         with redis_errors("audit verify"):
-            # A trim running concurrently moves the anchor and deletes the entries this
-            # pass was about to read; that is not tampering, so look again.
-            for _ in range(3):
+            # The anchor, the head and the first page are read in one transaction, so they
+            # agree. A trim that overtakes a long scan later deletes entries this pass has
+            # not read yet; that is not tampering, so look again (trims are rare).
+            for _ in range(5):
                 with self._redis.pipeline(transaction=True) as pipe:
                     pipe.hmget(self._keys.audit_anchor, ["seq", "hash", "id"])
                     pipe.hmget(self._keys.audit_head, ["seq", "hash", "id"])
-                    anchor_raw, head_raw = pipe.execute()
+                    pipe.xrange(self._keys.audit, "-", "+", count=_PAGE)
+                    anchor_raw, head_raw, first_page = pipe.execute()
                 anchor, head = _pointer(anchor_raw), _pointer(head_raw)
-                result = self._check_chain(anchor, head=head, stop_at=None)
+                if head is None and anchor is None:
+                    # Nothing written yet when the pass started; appends may land during it.
+                    head = ("0", GENESIS_HASH, "")
+                result = self._check_chain(
+                    anchor, head=head, stop_at=None, first_page=_rows(first_page)
+                )
                 if result.ok or self._read_pointer(self._keys.audit_anchor) == anchor:
                     return result
         return result
@@ -383,12 +391,18 @@ class RedisAuditLog:
     def _read_pointer(self, key: str) -> tuple[str, str, str] | None:
         return _pointer(self._redis.hmget(key, ["seq", "hash", "id"]))
 
-    def _scan(self, start: str = "-") -> Iterator[tuple[str, dict[str, str]]]:
-        lower = start
+    def _scan(
+        self, first_page: list[tuple[str, dict[str, str]]] | None = None
+    ) -> Iterator[tuple[str, dict[str, str]]]:
+        """Entries oldest first, page by page; `first_page` if already read."""
+        lower = "-"
         while True:
-            with redis_errors("audit read"):
-                page = self._redis.xrange(self._keys.audit, lower, "+", count=_PAGE)
-            rows = _rows(page)
+            if first_page is not None:
+                rows, first_page = first_page, None
+            else:
+                with redis_errors("audit read"):
+                    page = self._redis.xrange(self._keys.audit, lower, "+", count=_PAGE)
+                rows = _rows(page)
             yield from rows
             if len(rows) < _PAGE:
                 return
@@ -427,6 +441,7 @@ class RedisAuditLog:
         *,
         head: tuple[str, str, str] | None,
         stop_at: str | None,
+        first_page: list[tuple[str, dict[str, str]]] | None = None,
     ) -> VerifyResult:
         """Walk the stream from the oldest entry.
 
@@ -446,7 +461,7 @@ class RedisAuditLog:
             return VerifyResult(False, 0, None, "the head is older than the trim anchor")
 
         past_head: str | None = None  # stream id of the first entry after the head's
-        for stream_id, fields in self._scan():
+        for stream_id, fields in self._scan(first_page):
             problem = self._check_entry(fields, expected_seq, expected_prev)
             checked += 1
             if problem is not None:
@@ -487,7 +502,11 @@ class RedisAuditLog:
             # Appends move the head in the same script that adds the entry, so entries past
             # the head seen at the start are fine only if the head has moved on since.
             now_head = self._read_pointer(self._keys.audit_head)
-            if now_head is None or not _is_seq(now_head[0]) or int(now_head[0]) < last_seq:
+            if now_head is None:
+                return VerifyResult(
+                    False, checked, None, "the head record is missing (it names the last entry)"
+                )
+            if not _is_seq(now_head[0]) or int(now_head[0]) < last_seq:
                 return VerifyResult(
                     False,
                     checked,

@@ -21,7 +21,7 @@ from bot.store.approvals import (
     new_approval_id,
 )
 from bot.store.audit import AuditEvent, RedisAuditLog
-from bot.store.errors import StoreUnavailable
+from bot.store.errors import StoreCorrupt, StoreUnavailable
 from bot.store.keys import Keys
 from tests.support.redis_server import RedisServer, ReplyDroppingProxy, flush_redis
 
@@ -449,6 +449,24 @@ def test_voiding_an_approved_request_stops_its_execution(
     assert store.void(approved.id, "again").status == "already_decided"
     assert store.active() == []
     assert store.pending() == []
+
+
+@pytest.mark.timeout(30)
+def test_an_unreadable_record_is_reported_not_guessed(
+    store: RedisApprovalStore, clock: FakeClock, client: redis.Redis, keys: Keys
+) -> None:
+    broken = store.create(new_request(clock, ttl=timedelta(minutes=5)))
+    healthy = store.create(new_request(clock, ttl=timedelta(minutes=5)))
+    client.set(keys.approval(broken.id), '{"state": "pending", "garbage": true')
+
+    with pytest.raises(StoreCorrupt) as raised:
+        store.get(broken.id)
+    assert "garbage" not in str(raised.value)
+    with pytest.raises(StoreCorrupt):
+        store.approve(broken.id, "U1", "ana")
+    assert [r.id for r in store.pending()] == [healthy.id]
+    clock.advance(timedelta(minutes=6))
+    assert [r.id for r in store.expire_due()] == [healthy.id]
 
 
 # -- durability and faults ------------------------------------------------------------------------

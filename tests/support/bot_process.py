@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,24 @@ def message_text(params: dict[str, Any]) -> str:
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    """`args` replaces `serve --http --port PORT` (e.g. `["serve"]` for Socket Mode); `ready`
+    replaces the /healthz probe as the sign that the bot is up (e.g. a WebSocket connected)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        *,
+        args: Sequence[str] | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.env = env
         self.port = port or free_port()
         self.log_path = log_path
+        http = ["serve", "--http", "--port", str(self.port)]
+        self.args = list(args) if args is not None else http
+        self.ready = ready or self._healthy
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +77,7 @@ class BotProcess:
     def start(self, timeout: float = 60) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [str(ROLLOUT_BOT), "serve", "--http", "--port", str(self.port)],
+            [str(ROLLOUT_BOT), *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -74,15 +88,17 @@ class BotProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=1
-                ) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
+            if self.ready():
+                return
+            time.sleep(0.1)
         raise RuntimeError(f"bot did not start within {timeout}s:\n{self.logs()}")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
