@@ -60,12 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.deps import redis_client
-    from bot.store.audit import RedisAuditLog
+    from bot.deps import audit_log, redis_client
     from bot.store.errors import StoreError
-    from bot.store.keys import Keys
 
-    log_ = RedisAuditLog(redis_client(settings), Keys(settings.redis_prefix))
+    log_ = audit_log(settings, redis_client(settings))
     try:
         if args.audit_command == "export":
             since = None

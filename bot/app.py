@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import App
@@ -112,8 +113,25 @@ class ApprovalSweeper:
         self._stop.set()
 
     def _loop(self) -> None:
+        rounds = 0
         while not self._stop.wait(self.interval):
             self.sweep()
+            rounds += 1
+            # Retention is cheap to check but need not run often: about every ten minutes.
+            if rounds % max(1, int(600 / self.interval)) == 0:
+                self.trim_audit()
+
+    def trim_audit(self) -> None:
+        settings = self.deps.settings
+        if settings.audit_max_entries is None and settings.audit_max_age_days is None:
+            return
+        max_age = (
+            timedelta(days=settings.audit_max_age_days) if settings.audit_max_age_days else None
+        )
+        try:
+            self.deps.audit.trim(max_entries=settings.audit_max_entries, max_age=max_age)
+        except Exception as exc:  # a broken chain is refused by trim; verify names it
+            log.warning("audit retention skipped: %s", type(exc).__name__)
 
     def sweep(self) -> None:
         try:

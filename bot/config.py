@@ -59,8 +59,16 @@ class Settings(BaseSettings):
     progress_update_interval: float = Field(
         default=2.0, ge=0.2, le=60, validation_alias="ROLLOUT_BOT_PROGRESS_INTERVAL"
     )
+    # Retention: trimming keeps what remains verifiable (an anchor records the cut).
     audit_max_entries: int | None = Field(
         default=None, ge=100, validation_alias="ROLLOUT_BOT_AUDIT_MAX_ENTRIES"
+    )
+    audit_max_age_days: float | None = Field(
+        default=None, gt=0, validation_alias="ROLLOUT_BOT_AUDIT_MAX_AGE_DAYS"
+    )
+    # With a key the chain is HMAC-SHA256: rewriting it then needs this secret, not just Redis.
+    audit_hmac_key: SecretStr | None = Field(
+        default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEY"
     )
 
     @field_validator("slack_api_url")

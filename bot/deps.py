@@ -72,6 +72,15 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
+def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
+    key = settings.audit_hmac_key
+    return RedisAuditLog(
+        store,
+        Keys(settings.redis_prefix),
+        hmac_key=key.get_secret_value().encode() if key is not None else None,
+    )
+
+
 def policy_of(settings: Settings) -> tuple[Policy, bool]:
     if settings.policy_file is None:
         return read_only_default(), False
@@ -90,7 +99,7 @@ def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
     )
     rollouts = Rollouts(cluster)
     directory = SlackDirectory(slack)
-    audit = RedisAuditLog(store, keys)
+    audit = audit_log(settings, store)
     approvals = RedisApprovalStore(store, keys)
     executor = Executor(rollouts, audit, settings.cluster_name)
     replica = replica_id()
