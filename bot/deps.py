@@ -109,6 +109,8 @@ def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
         rollouts=rollouts,
         registry=RolloutRegistry(store, keys, replica),
         policy=policy,
+        audit=audit,
+        cluster_name=settings.cluster_name,
         min_interval=settings.progress_update_interval,
     )
     return Deps(

@@ -8,6 +8,7 @@
     │   ├── Conflict                the object kept changing under us (after retries)
     │   ├── Invalid                 the API server rejected the change (422/400)
     │   └── ClusterUnavailable      unreachable, timed out or 5xx: nothing was changed
+    │       └── OutcomeUnknown      a write was sent but went unanswered: maybe applied
     ├── Refused                     kubectl's own refusals (paused, unknown revision, ...)
     └── StoreUnavailable            Redis is down or slow (defined in bot.store.errors)
 
@@ -56,3 +57,10 @@ class Invalid(ClusterError):
 
 class ClusterUnavailable(ClusterError):
     pass
+
+
+class OutcomeUnknown(ClusterUnavailable):
+    """A write reached the wire but no answer came back: it may or may not have been applied.
+
+    Never retried blindly; the user is pointed at the object's status instead.
+    """

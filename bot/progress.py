@@ -42,6 +42,8 @@ from bot.domain.policy import Policy
 from bot.errors import RolloutBotError
 from bot.k8s.cluster import Json, KubeCluster
 from bot.rollouts import Change, Rollouts, Target
+from bot.store.audit import AuditEvent, RedisAuditLog
+from bot.store.errors import StoreError
 from bot.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -313,6 +315,8 @@ class ProgressTracker:
         rollouts: Rollouts,
         registry: RolloutRegistry,
         policy: Policy,
+        audit: RedisAuditLog | None = None,
+        cluster_name: str = "",
         min_interval: float = MIN_UPDATE_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -321,6 +325,8 @@ class ProgressTracker:
         self.rollouts = rollouts
         self.registry = registry
         self.policy = policy
+        self.audit = audit
+        self.cluster_name = cluster_name
         self.coalescer = Coalescer(slack, min_interval)
         self._clock = clock
         self._lock = threading.Lock()
@@ -465,6 +471,7 @@ class ProgressTracker:
                 tracked,
                 blocks.progress_message(tracked, status, now, verdict="succeeded"),
                 "succeeded",
+                status.revision,
             )
             return
         # Failed: name what the pods are waiting on, quote recent warnings.
@@ -487,7 +494,7 @@ class ProgressTracker:
         message = blocks.progress_message(
             tracked, status, now, verdict="failed", reasons=reasons, warnings=warnings
         )
-        finished = self._finish(tracked, message, "failed")
+        finished = self._finish(tracked, message, "failed", status.revision)
         if finished is not None and tracked.on_failure == "rollback" and self.auto_rollback:
             try:
                 self.auto_rollback(finished)
@@ -495,7 +502,11 @@ class ProgressTracker:
                 log.warning("automatic rollback failed: %s", type(exc).__name__)
 
     def _finish(
-        self, tracked: TrackedRollout, message: blocks.Message, verdict: str
+        self,
+        tracked: TrackedRollout,
+        message: blocks.Message,
+        verdict: str,
+        revision: int | None = None,
     ) -> TrackedRollout | None:
         with self._lock:
             current = self._tracked.get(tracked.id)
@@ -516,7 +527,29 @@ class ProgressTracker:
         self.coalescer.submit(
             done.channel, done.message_ts, message, final=True, on_delivered=delivered
         )
+        self._audit_verdict(done, verdict, revision)
         return done
+
+    def _audit_verdict(self, tracked: TrackedRollout, verdict: str, revision: int | None) -> None:
+        """The rollout's end, with the revision it produced (unknown when the change was made)."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.append(
+                AuditEvent(
+                    event="rollout",
+                    channel=tracked.channel,
+                    action="rollout",
+                    cluster=self.cluster_name,
+                    namespace=tracked.namespace,
+                    deployment=tracked.deployment,
+                    outcome=verdict,
+                    revision_after=revision,
+                    parameters={"title": tracked.title},
+                )
+            )
+        except StoreError:
+            log.warning("could not audit the verdict of %s", tracked.id)
 
     # -- leases: exactly one replica drives each rollout -----------------------------------------
 

@@ -114,16 +114,15 @@ def _after(deps: Deps, decision: Decision, user_id: str, replier: Replier) -> No
     elif status == "approved" and request is not None:
         if decision.change is not None:
             requester = Actor(request.requester_id, request.requester_name, request.channel)
-            replier_thread = replier
             message = blocks.change_message(decision.change, requester, request.reason or None)
-            ts = replier_thread.in_channel(message, thread_ts=request.message_ts)
+            ts = replier.in_channel(message, thread_ts=request.message_ts)
             if (
                 ts is not None
                 and decision.change.changed
                 and decision.change.starts_rollout
                 and deps.progress is not None
             ):
-                deps.progress.track(decision.change, request.channel, ts)
+                deps.progress.track(decision.change, request.channel, request.message_ts or ts)
         elif decision.error:
             replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
 

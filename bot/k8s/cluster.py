@@ -25,6 +25,7 @@ from bot.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    OutcomeUnknown,
 )
 
 Json = dict[str, Any]
@@ -32,6 +33,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "rollout-bot"
+# Verbs whose request, once sent, may be applied even if its answer is lost.
+_WRITE_VERBS = frozenset({"create", "patch"})
 
 
 class Cluster(Protocol):
@@ -362,6 +365,20 @@ class KubeCluster:
             log.warning(
                 "kubernetes %s %s in %s failed: %s", verb, resource, namespace, type(exc).__name__
             )
+            # A failed connect means the request never left; after that, a lost answer says
+            # nothing about whether the API server applied the write.
+            sent = not isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+            if sent and verb in _WRITE_VERBS:
+                check = (
+                    f"`/rollout status {name} -n {namespace}`"
+                    if name
+                    else f"`/rollout list -n {namespace}`"
+                )
+                raise OutcomeUnknown(
+                    f"The Kubernetes API server of cluster `{self.name}` did not answer in time "
+                    f"(while trying to {verb} {resource}). The change may or may not have been "
+                    f"applied: check {check} before trying again."
+                ) from None
             raise ClusterUnavailable(
                 f"The Kubernetes API server of cluster `{self.name}` did not answer in time "
                 f"(while trying to {verb} {resource}). Nothing was changed; try again shortly."
@@ -390,6 +407,15 @@ def _translate(
 ) -> ClusterError:
     status = exc.status or 0
     target = f"`{name}`" if name else resource
+    if status == 0:
+        # Not an HTTP answer: the client reports a failed TLS handshake (untrusted or
+        # mismatched certificate) as an ApiException without a status. Retrying won't help.
+        log.warning("kubernetes %s %s in %s failed: TLS error", verb, resource, namespace)
+        return ClusterUnavailable(
+            f"The bot could not open a trusted connection to the Kubernetes API server (while "
+            f"trying to {verb} {resource}). Nothing was changed; an operator should check the "
+            "server address and certificate authority in the bot's kubeconfig."
+        )
     if status == 404:
         return NotFound(f"{target} was not found in namespace `{namespace}`.")
     if status == 403:
