@@ -66,7 +66,13 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_connect_timeout=timeout,
         # One quick retry rides out a dropped connection; redis-py's default of 10 would hold a
         # listener thread for many timeouts. The stores make retried commands idempotent.
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+        # Timeouts are not retried: a frozen Redis would cost ~4x the timeout (the retry's
+        # reconnect handshake times out too), and a stuck server is not a blip.
+        retry=Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=1,
+            supported_errors=(redis.ConnectionError,),
+        ),
         health_check_interval=30,
         decode_responses=False,
     )

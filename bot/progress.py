@@ -39,7 +39,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot import blocks
 from bot.domain import rollout
 from bot.domain.policy import Policy
-from bot.errors import RolloutBotError
+from bot.errors import Forbidden, RolloutBotError
 from bot.k8s.cluster import Json, KubeCluster
 from bot.rollouts import Change, Rollouts, Target
 from bot.store.audit import AuditEvent, RedisAuditLog
@@ -59,6 +59,7 @@ LEASE_RENEW = 3.0
 # Redis history only as audit, not as an active rollout).
 GIVE_UP_AFTER = 3600.0
 FINAL_ATTEMPTS = 30
+FORBIDDEN_RETRY = 60.0
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,17 @@ class NamespaceWatch:
                         if self._stop.is_set():
                             return
             except _Relist:
+                continue
+            except Forbidden:
+                # A grant does not appear by itself in seconds: say it once, look again rarely.
+                if backoff < FORBIDDEN_RETRY:
+                    log.warning(
+                        "no permission to watch Deployments in %s; retrying every %ds",
+                        self.namespace,
+                        FORBIDDEN_RETRY,
+                    )
+                backoff = FORBIDDEN_RETRY
+                self._stop.wait(backoff)
                 continue
             except RolloutBotError as exc:
                 log.info(

@@ -186,7 +186,13 @@ class SlackDriver:
             return response.body
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            posts = [c for c in self.slack.calls("chat.postMessage") if c.ok][before:]
+            # Thread replies are progress messages (perhaps of an earlier command), not this
+            # command's announcement.
+            posts = [
+                c
+                for c in self.slack.calls("chat.postMessage")[before:]
+                if c.ok and not c.params.get("thread_ts")
+            ]
             if posts:
                 return message_text(posts[0].params)
             replies = [c for c in self.slack.calls("response_url") if c.params.get("_tag") == tag]
