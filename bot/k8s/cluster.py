@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +34,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "rollout-bot"
+# Honour the API server's Retry-After twice, waiting at most 3 s each time: enough for
+# priority-and-fairness to let us in, short enough to answer the user within seconds.
+THROTTLE_RETRIES = 2
+MAX_RETRY_AFTER = 3.0
 # Verbs whose request, once sent, may be applied even if its answer is lost.
 _WRITE_VERBS = frozenset({"create", "patch"})
 
@@ -346,6 +351,21 @@ class KubeCluster:
                 f"(while trying to {verb} {resource})."
             ) from None
 
+    def _with_throttling(self, request: Callable[[], Any]) -> Any:
+        """429 means the API server did not process the request: wait as it asks and retry.
+
+        The wait is bounded so a listener thread is never held for long; past the bound the
+        caller gets the 429 as a clear "try again shortly".
+        """
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                return request()
+            except ApiException as exc:
+                if exc.status != 429 or attempt == THROTTLE_RETRIES:
+                    raise
+                time.sleep(_retry_after(exc))
+        raise AssertionError("unreachable")
+
     def _call(
         self,
         verb: str,
@@ -356,7 +376,7 @@ class KubeCluster:
         name: str | None = None,
     ) -> Json:
         try:
-            response = request()
+            response = self._with_throttling(request)
             body: Json = json.loads(response.data or b"{}")
             return body
         except ApiException as exc:
@@ -383,6 +403,15 @@ class KubeCluster:
                 f"The Kubernetes API server of cluster `{self.name}` did not answer in time "
                 f"(while trying to {verb} {resource}). Nothing was changed; try again shortly."
             ) from None
+
+
+def _retry_after(exc: ApiException) -> float:
+    header = (exc.headers or {}).get("Retry-After", "")
+    try:
+        seconds = float(header)
+    except (TypeError, ValueError):
+        seconds = 1.0
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER)
 
 
 def _deployment_model(manifest: Json) -> k8s.V1Deployment:
