@@ -17,7 +17,8 @@ from bot import blocks
 from bot.approval_flow import Decision
 from bot.deps import Deps
 from bot.rollouts import Actor
-from bot.store.approvals import ApprovalRequest
+from bot.store.approvals import ApprovalRequest, RedisApprovalStore
+from bot.store.errors import StoreError
 from handlers.replies import Replier, user_facing_errors
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _after(deps: Deps, decision: Decision, user_id: str, replier: Replier) -> No
     outcome = decision.outcome
     request = outcome.request
     if request is not None:
-        redraw(replier, request)
+        redraw(replier, request, deps.approvals)
     status = outcome.status
     if status == "already_decided" and request is not None:
         who = f"<@{request.decided_by}>" if request.decided_by else "the bot"
@@ -127,8 +128,26 @@ def _after(deps: Deps, decision: Decision, user_id: str, replier: Replier) -> No
             replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
 
 
-def redraw(replier: Replier, request: ApprovalRequest) -> None:
-    if request.message_ts and request.channel:
-        Replier(None, replier.client, request.channel).update(
-            request.message_ts, blocks.approval_card(request)
-        )
+# A request changes state a handful of times at most (pending, approved, running, done).
+_REDRAW_ROUNDS = 4
+
+
+def redraw(replier: Replier, request: ApprovalRequest, store: RedisApprovalStore) -> None:
+    """Draw the card, then again while the stored request has moved on since.
+
+    Clicks on other threads or replicas redraw the same card, and Slack keeps whichever
+    update arrives last, possibly a state that is already past. Checking after each update
+    means the last update of all shows the current state.
+    """
+    if not (request.message_ts and request.channel):
+        return
+    card = Replier(None, replier.client, request.channel)
+    for _ in range(_REDRAW_ROUNDS):
+        card.update(request.message_ts, blocks.approval_card(request))
+        try:
+            latest = store.get(request.id)
+        except StoreError:
+            return  # the state is safe in Redis; only the card may lag behind
+        if latest is None or latest == request:
+            return
+        request = latest

@@ -38,6 +38,8 @@ FIELD_MANAGER = "rollout-bot"
 # priority-and-fairness to let us in, short enough to answer the user within seconds.
 THROTTLE_RETRIES = 2
 MAX_RETRY_AFTER = 3.0
+READ_RETRY_PAUSE = 0.5
+_READ_VERBS = frozenset({"get", "list"})
 # Verbs whose request, once sent, may be applied even if its answer is lost.
 _WRITE_VERBS = frozenset({"create", "patch"})
 
@@ -351,19 +353,26 @@ class KubeCluster:
                 f"(while trying to {verb} {resource})."
             ) from None
 
-    def _with_throttling(self, request: Callable[[], Any]) -> Any:
+    def _with_throttling(self, verb: str, request: Callable[[], Any]) -> Any:
         """429 means the API server did not process the request: wait as it asks and retry.
+        A 5xx on a read is retried once after a short pause (reads are safe to repeat; writes
+        are not, since a 5xx can follow an applied change).
 
-        The wait is bounded so a listener thread is never held for long; past the bound the
-        caller gets the 429 as a clear "try again shortly".
+        The waits are bounded so a listener thread is never held for long; past the bound the
+        caller gets the error as a clear "try again shortly".
         """
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
                 return request()
             except ApiException as exc:
-                if exc.status != 429 or attempt == THROTTLE_RETRIES:
+                if attempt == THROTTLE_RETRIES:
                     raise
-                time.sleep(_retry_after(exc))
+                if exc.status == 429:
+                    time.sleep(_retry_after(exc))
+                elif exc.status in (500, 502, 503, 504) and verb in _READ_VERBS and attempt == 0:
+                    time.sleep(READ_RETRY_PAUSE)
+                else:
+                    raise
         raise AssertionError("unreachable")
 
     def _call(
@@ -376,7 +385,7 @@ class KubeCluster:
         name: str | None = None,
     ) -> Json:
         try:
-            response = self._with_throttling(request)
+            response = self._with_throttling(verb, request)
             body: Json = json.loads(response.data or b"{}")
             return body
         except ApiException as exc:

@@ -298,3 +298,15 @@ def test_bot_killed_while_its_patch_is_in_flight_leaves_a_consistent_cluster(
     assert kubectl.rollout_status("web").returncode == 0
     assert kubectl.history_revisions("web") == [1, 2, 3]
     assert kubectl.images("web") == {"web": "nginx:1.20-alpine"}
+
+
+def test_one_server_error_on_a_read_is_retried_once(
+    proxied_driver: SlackDriver, api_proxy: ApiFaultProxy, kubectl: Kubectl, web: str
+) -> None:
+    api_proxy.fail(503, method="GET", path=WEB, count=1)
+
+    said = proxied_driver.ask(f"status web -n {web}")
+
+    oracle = kubectl.rollout_status("web").stdout.strip()
+    assert oracle in said.replace("&quot;", '"')
+    assert [r.fault for r in api_proxy.seen("GET", WEB)][:2] == ["status", None]

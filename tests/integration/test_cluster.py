@@ -9,7 +9,9 @@ from tests.support.kubectl import Kubectl, deployment_manifest
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 
-def test_rollout_set_image_and_undo_renumber_revisions_like_a_real_cluster(kubectl: Kubectl) -> None:
+def test_rollout_set_image_and_undo_renumber_revisions_like_a_real_cluster(
+    kubectl: Kubectl,
+) -> None:
     kubectl.apply(deployment_manifest("web", "nginx:1.18-alpine", replicas=3, container="nginx"))
     assert kubectl.rollout_status("web").returncode == 0
 
@@ -48,9 +50,7 @@ def test_broken_image_exceeds_progress_deadline_with_image_pull_backoff(kubectl:
     assert status.returncode != 0
     assert 'deployment "bad" exceeded its progress deadline' in status.stderr
 
-    conditions = {
-        c["type"]: c for c in kubectl.get("deployment/bad")["status"]["conditions"]
-    }
+    conditions = {c["type"]: c for c in kubectl.get("deployment/bad")["status"]["conditions"]}
     assert conditions["Progressing"]["reason"] == "ProgressDeadlineExceeded"
     waiting = [
         cs["state"]["waiting"]["reason"]

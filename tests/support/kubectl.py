@@ -57,7 +57,9 @@ class Kubectl:
                 table[int(parts[0])] = parts[1].strip() if len(parts) > 1 else ""
         return table
 
-    def rollout_status(self, deployment: str, timeout: str = "90s") -> subprocess.CompletedProcess[str]:
+    def rollout_status(
+        self, deployment: str, timeout: str = "90s"
+    ) -> subprocess.CompletedProcess[str]:
         return self.run(
             "rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}", check=False
         )

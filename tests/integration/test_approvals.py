@@ -1,0 +1,672 @@
+"""The approval flow through the real bot, a real Redis and the local control plane.
+
+Every mutation in a `prod-*` namespace needs one approval from U0BOB or the S0SRE group
+(U0ERIN) under TEST_POLICY. The tests type commands and click buttons as Slack would
+(signed HTTP requests to `rollout-bot serve --http`), read what the bot posted from the
+Slack stand-in, and check the cluster with kubectl and the audit trail in Redis.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import blocks
+from bot.store.audit import AuditEntry, RedisAuditLog
+from bot.store.keys import Keys
+from tests.conftest import TEST_POLICY, grant_bot
+from tests.support.bot_process import BotProcess, SlackDriver, message_text
+from tests.support.kubectl import Kubectl, deployment_manifest
+from tests.support.redis_server import RedisServer
+from tests.support.slack_standin import SlackStandin
+
+pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(120)]
+
+CHANNEL = "C0DEPLOYS"
+NAMES = {
+    "U0ALICE": "alice",
+    "U0BOB": "bob",
+    "U0CAROL": "carol",
+    "U0ERIN": "erin",
+    "U0MALLORY": "mallory",
+}
+OLD_IMAGE = "nginx:1.18-alpine"
+NEW_IMAGE = "nginx:1.19-alpine"
+STORE_DOWN = "state store is unavailable"
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
+    """A namespace the policy's approval rule covers, with the bot's RBAC bound in it."""
+    name = f"prod-{uuid.uuid4().hex[:8]}"
+    admin_kubectl.run("create", "namespace", name)
+    grant_bot(admin_kubectl, name)
+    yield name
+    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def prod(admin_kubectl: Kubectl, prod_namespace: str) -> Kubectl:
+    """kubectl in the prod namespace, with Deployment `web` (container nginx) rolled out."""
+    kubectl = admin_kubectl.in_namespace(prod_namespace)
+    kubectl.apply(deployment_manifest("web", OLD_IMAGE, replicas=2, container="nginx"))
+    assert kubectl.rollout_status("web").returncode == 0
+    return kubectl
+
+
+@pytest.fixture
+def audit(redis_server: RedisServer, redis_url: str) -> RedisAuditLog:
+    """The bot's audit trail, read straight from Redis (default key prefix)."""
+    return RedisAuditLog(redis_server.client(), Keys())
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    ts: str
+
+
+def card_text(slack: SlackStandin, card: Card) -> str:
+    """What the approval card shows now (after every chat.update)."""
+    for message in slack.messages(CHANNEL):
+        if message.ts == card.ts:
+            return message_text({"text": message.text, "blocks": message.blocks})
+    raise AssertionError(f"no message {card.ts} in {CHANNEL}")
+
+
+def card_buttons(slack: SlackStandin, card: Card) -> list[str]:
+    """The action ids a user can still click or type into on the card."""
+    for message in slack.messages(CHANNEL):
+        if message.ts == card.ts:
+            return [
+                element.get("action_id", "")
+                for block in message.blocks
+                if block.get("type") == "actions"
+                for element in block.get("elements", [])
+            ]
+    raise AssertionError(f"no message {card.ts} in {CHANNEL}")
+
+
+def card_inputs(slack: SlackStandin, card: Card) -> list[tuple[str, str]]:
+    """(block_id, action_id) of every input field on the card."""
+    for message in slack.messages(CHANNEL):
+        if message.ts == card.ts:
+            return [
+                (block.get("block_id", ""), block.get("element", {}).get("action_id", ""))
+                for block in message.blocks
+                if block.get("type") == "input"
+            ]
+    raise AssertionError(f"no message {card.ts} in {CHANNEL}")
+
+
+def request_approval(driver: SlackDriver, text: str, *, user: str = "U0ALICE") -> Card:
+    """Type a mutation that needs approval; returns the card the bot posted for it."""
+    before = {m.ts for m in driver.slack.messages(CHANNEL)}
+    said = driver.run(text, user=user, name=NAMES[user])
+    found = re.search(r"request `([A-Za-z0-9_-]+)`", said)
+    assert found, f"expected an approval card, the bot said:\n{said}"
+    posted = [m for m in driver.slack.messages(CHANNEL) if m.ts not in before]
+    assert len(posted) == 1, [m.text for m in posted]
+    return Card(found.group(1), posted[0].ts)
+
+
+def click(
+    driver: SlackDriver,
+    action_id: str,
+    card: Card,
+    user: str,
+    *,
+    state: dict[str, Any] | None = None,
+) -> str:
+    """Click a button on the card as `user`; returns the tag of the click's response_url."""
+    response, tag = driver.click(
+        action_id, card.id, user=user, name=NAMES[user], message_ts=card.ts, state=state
+    )
+    assert response.status == 200, (response.status, response.body)
+    return tag
+
+
+def ephemeral(driver: SlackDriver, tag: str, timeout: float = 30) -> str:
+    """The text of the ephemeral answer the click (or command) with `tag` got."""
+    return message_text(driver.reply(tag, timeout=timeout).params)
+
+
+def click_answers(slack: SlackStandin, tags: list[str]) -> dict[str, str]:
+    """Ephemeral answers by the tag of the click they answer."""
+    return {
+        call.params["_tag"]: message_text(call.params)
+        for call in slack.calls("response_url")
+        if call.params.get("_tag") in tags
+    }
+
+
+def thread_replies(slack: SlackStandin, card: Card) -> list[str]:
+    return [
+        message_text({"text": m.text, "blocks": m.blocks})
+        for m in slack.messages(CHANNEL)
+        if m.thread_ts == card.ts
+    ]
+
+
+def card_history(slack: SlackStandin, card: Card) -> list[str]:
+    """The first line of every version the card has had, oldest first."""
+    for message in slack.messages(CHANNEL):
+        if message.ts == card.ts:
+            return [message_text(version).splitlines()[0] for version in message.versions]
+    return []
+
+
+def wait_for_card(driver: SlackDriver, card: Card, marker: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = card_text(driver.slack, card)
+        if marker in text:
+            return text
+        if time.monotonic() > deadline:
+            history = "\n".join(card_history(driver.slack, card))
+            raise AssertionError(
+                f"the card never showed {marker!r}; its versions:\n{history}\n"
+                f"bot log:\n{driver.bot.logs()[-3000:]}"
+            )
+        time.sleep(0.1)
+
+
+def executions(audit: RedisAuditLog, approval_id: str) -> list[AuditEntry]:
+    return [e for e in audit.export() if e.event == "execution" and e.approval_id == approval_id]
+
+
+def generation(kubectl: Kubectl, name: str = "web") -> int:
+    return int(kubectl.get(f"deployment/{name}")["metadata"]["generation"])
+
+
+def concurrently(calls: list[Callable[[], str]]) -> list[str]:
+    """Run every call at once (released together by a barrier); results in call order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[str] = [""] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int, call: Callable[[], str]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = call()
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(i, call), daemon=True) for i, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def short_ttl_policy(tmp_path: Path, ttl: str) -> Path:
+    path = tmp_path / "policy-short-ttl.yaml"
+    path.write_text(TEST_POLICY.replace("ttl: 30m", f"ttl: {ttl}"))
+    assert f"ttl: {ttl}" in path.read_text()
+    return path
+
+
+# -- the request ----------------------------------------------------------------------------------
+
+
+def test_set_image_in_prod_posts_a_card_with_images_and_diff_and_changes_nothing(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str
+) -> None:
+    generation_before = generation(prod)
+
+    card = request_approval(
+        driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace} --reason=“fixes CVE-1”"
+    )
+
+    text = card_text(driver.slack, card)
+    assert "Waiting for approval" in text
+    assert "<@U0ALICE> wants to run *set-image*" in text
+    assert f"{prod_namespace}/web" in text
+    assert "Reason: fixes CVE-1" in text
+    assert "expires <!date^" in text
+    assert f"`nginx`: `{OLD_IMAGE}` → `{NEW_IMAGE}`" in text
+    diff_lines = text.splitlines()
+    assert any(line.startswith("-") and OLD_IMAGE in line for line in diff_lines), text
+    assert any(line.startswith("+") and NEW_IMAGE in line for line in diff_lines), text
+    assert card_buttons(driver.slack, card) == [
+        blocks.APPROVE_ACTION,
+        blocks.REJECT_ACTION,
+        blocks.CANCEL_ACTION,
+    ]
+
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+    assert generation(prod) == generation_before
+
+
+def test_undo_in_prod_posts_a_card_with_the_diff_to_the_target_revision(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str
+) -> None:
+    prod.run("set", "image", "deployment/web", f"nginx={NEW_IMAGE}")
+    assert prod.rollout_status("web").returncode == 0
+
+    card = request_approval(driver, f"undo web --to-revision=1 -n {prod_namespace}")
+
+    text = card_text(driver.slack, card)
+    assert "wants to run *undo*" in text
+    assert "roll back to revision 1" in text
+    diff_lines = text.splitlines()
+    assert any(line.startswith("-") and NEW_IMAGE in line for line in diff_lines), text
+    assert any(line.startswith("+") and OLD_IMAGE in line for line in diff_lines), text
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert prod.history_revisions("web") == [1, 2]
+
+
+def test_scale_in_prod_posts_a_card_with_replicas_from_and_to(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str
+) -> None:
+    card = request_approval(driver, f"scale web --replicas=4 -n {prod_namespace}")
+
+    text = card_text(driver.slack, card)
+    assert "wants to run *scale*" in text
+    assert "replicas: 2 → 4" in text
+    assert prod.get("deployment/web")["spec"]["replicas"] == 2
+
+
+# -- who may approve ------------------------------------------------------------------------------
+
+
+def test_requester_approving_their_own_request_does_not_count(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0ALICE"))
+
+    assert "four-eyes" in said and "does not count" in said
+    text = card_text(driver.slack, card)
+    assert "Waiting for approval" in text and "approved by" not in text
+    assert executions(audit, card.id) == []
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+
+
+def test_approver_outside_the_list_is_refused_and_a_group_member_counts(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0CAROL"))
+    assert "not an approver" in said and "not counted" in said
+    assert "<@U0BOB>" in said and "<!subteam^S0SRE>" in said
+    assert "Waiting for approval" in card_text(driver.slack, card)
+    assert prod.history_revisions("web") == [1]
+    refusals = [e for e in audit.export() if e.event == "refusal" and e.approval_id == card.id]
+    assert [e.user_id for e in refusals] == ["U0CAROL"]
+
+    click(driver, blocks.APPROVE_ACTION, card, "U0ERIN")  # in S0SRE
+
+    text = wait_for_card(driver, card, "*Done*")
+    assert "approved by <@U0ERIN>" in text
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert prod.history_revisions("web") == [1, 2]
+    assert len(executions(audit, card.id)) == 1
+
+
+# -- exactly once ---------------------------------------------------------------------------------
+
+
+def test_ten_concurrent_approvals_run_the_change_exactly_once(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    approvers = ["U0BOB", "U0ERIN"] * 5
+
+    tags = concurrently(
+        [lambda user=user: click(driver, blocks.APPROVE_ACTION, card, user) for user in approvers]
+    )
+
+    text = wait_for_card(driver, card, "*Done*")
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.history_revisions("web") == [1, 2]
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert len(executions(audit, card.id)) == 1
+    approvals = [e for e in audit.export() if e.event == "approval" and e.approval_id == card.id]
+    assert len(approvals) == 1
+    winner = approvals[0].user_id
+    assert f"approved by <@{winner}>" in text
+    # The winning click is answered in the card's thread; the nine others are each told
+    # that it was already decided, and by whom.
+    driver.wait(
+        lambda: any("image updated" in r for r in thread_replies(driver.slack, card)),
+        what="the change announced in the card's thread",
+    )
+    answers = driver.wait(
+        lambda: len(found := click_answers(driver.slack, tags)) >= 9 and found,
+        what="nine clicks answered",
+    )
+    assert len(answers) == 9
+    assert [user for user, tag in zip(approvers, tags, strict=True) if tag not in answers] == [
+        winner
+    ]
+    for answer in answers.values():
+        assert "already decided" in answer and f"<@{winner}>" in answer, answer
+
+
+def test_a_late_redraw_from_an_earlier_click_does_not_leave_the_card_stale(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    # chat.update is rate limited (Tier 3): the requester's redraw is held back 2 s ...
+    driver.slack.fail_next("chat.update", status=429, retry_after=2)
+    own = click(driver, blocks.APPROVE_ACTION, card, "U0ALICE")
+    driver.slack.wait_for("chat.update", lambda c: c.injected, include_injected=True)
+    # ... while the approver's click runs the change and draws the final card.
+    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    wait_for_card(driver, card, "*Done*")
+
+    assert "four-eyes" in ephemeral(driver, own)  # answered after its (late) redraw
+
+    text = card_text(driver.slack, card)
+    assert "*Done*" in text, card_history(driver.slack, card)
+    assert card_buttons(driver.slack, card) == []
+    assert len(executions(audit, card.id)) == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_approve_racing_reject_has_exactly_one_winner(
+    driver: SlackDriver,
+    prod: Kubectl,
+    prod_namespace: str,
+    audit: RedisAuditLog,
+    round_: int,
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    reason = {
+        blocks.REJECT_REASON_BLOCK: {
+            blocks.REJECT_REASON_ACTION: {"type": "plain_text_input", "value": "not now"}
+        }
+    }
+    racers: list[Callable[[], str]] = [
+        lambda: click(driver, blocks.APPROVE_ACTION, card, "U0BOB"),
+        lambda: click(driver, blocks.REJECT_ACTION, card, "U0ERIN", state=reason),
+    ]
+    if round_ % 2:
+        racers.reverse()
+
+    concurrently(racers)
+
+    text = driver.wait(
+        lambda: (t := card_text(driver.slack, card)) and ("*Done*" in t or "*Rejected*" in t) and t,
+        what="a decision on the card",
+    )
+    decisions = {
+        e.event for e in audit.export() if e.approval_id == card.id and e.event != "request"
+    }
+    if "*Rejected*" in text:
+        assert decisions == {"rejection"}
+        assert executions(audit, card.id) == []
+        assert prod.images("web") == {"nginx": OLD_IMAGE}
+        assert prod.history_revisions("web") == [1]
+    else:
+        assert "approval" in decisions and "rejection" not in decisions
+        assert len(executions(audit, card.id)) == 1
+        assert prod.rollout_status("web").returncode == 0
+        assert prod.images("web") == {"nginx": NEW_IMAGE}
+        assert prod.history_revisions("web") == [1, 2]
+
+
+# -- reject, expire -------------------------------------------------------------------------------
+
+
+def test_reject_with_a_reason_shows_it_on_the_card_and_tells_the_requester_in_the_thread(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"scale web --replicas=5 -n {prod_namespace}")
+    # The reason is typed into the card's own field; Slack sends it as the click's state.
+    assert card_inputs(driver.slack, card) == [
+        (blocks.REJECT_REASON_BLOCK, blocks.REJECT_REASON_ACTION)
+    ]
+    state = {
+        blocks.REJECT_REASON_BLOCK: {
+            blocks.REJECT_REASON_ACTION: {
+                "type": "plain_text_input",
+                "value": "change freeze <!here>",
+            }
+        }
+    }
+
+    click(driver, blocks.REJECT_ACTION, card, "U0BOB", state=state)
+
+    text = wait_for_card(driver, card, "*Rejected*")
+    assert "Rejected by <@U0BOB>" in text
+    assert "change freeze &lt;!here&gt;" in text  # a reason cannot ping the channel
+    assert card_buttons(driver.slack, card) == [] and card_inputs(driver.slack, card) == []
+    replies = driver.wait(lambda: thread_replies(driver.slack, card), what="a thread reply")
+    assert any(
+        "<@U0ALICE>" in r and "rejected by <@U0BOB>" in r and "change freeze" in r for r in replies
+    ), replies
+    rejections = [e for e in audit.export() if e.event == "rejection"]
+    assert [(e.approval_id, e.user_id, e.reason) for e in rejections] == [
+        (card.id, "U0BOB", "change freeze <!here>")
+    ]
+    assert prod.get("deployment/web")["spec"]["replicas"] == 2
+
+
+def test_approval_after_the_ttl_is_refused_as_expired_and_nothing_runs(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    audit: RedisAuditLog,
+    tmp_path: Path,
+) -> None:
+    driver = SlackDriver(slack, start_bot(policy=short_ttl_policy(tmp_path, "2s")))
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    time.sleep(2.5)
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+
+    assert "expired" in said
+    text = wait_for_card(driver, card, "*Expired*")
+    assert "nothing was changed" in text
+    assert card_buttons(driver.slack, card) == []
+    assert executions(audit, card.id) == []
+    assert [e.event for e in audit.export() if e.approval_id == card.id].count("expiry") == 1
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+
+
+def test_sweeper_marks_an_unanswered_request_expired_on_its_card(
+    start_bot: Any, slack: SlackStandin, prod: Kubectl, prod_namespace: str, tmp_path: Path
+) -> None:
+    driver = SlackDriver(slack, start_bot(policy=short_ttl_policy(tmp_path, "1s")))
+    card = request_approval(driver, f"scale web --replicas=3 -n {prod_namespace}")
+
+    # The sweeper runs every 5 s; nobody clicks.
+    wait_for_card(driver, card, "*Expired*", timeout=15)
+    assert card_buttons(driver.slack, card) == []
+    assert prod.get("deployment/web")["spec"]["replicas"] == 2
+
+
+def test_only_the_requester_can_cancel_and_a_cancelled_request_never_runs(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+
+    said = ephemeral(driver, click(driver, blocks.CANCEL_ACTION, card, "U0BOB"))
+    assert "Only the person who requested this change can cancel it" in said
+    assert "Waiting for approval" in card_text(driver.slack, card)
+
+    click(driver, blocks.CANCEL_ACTION, card, "U0ALICE")
+    wait_for_card(driver, card, "*Cancelled by the requester*")
+    assert card_buttons(driver.slack, card) == []
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+    assert "already decided: *cancelled* by <@U0ALICE>" in said
+    assert executions(audit, card.id) == []
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+
+
+# -- the target changed ---------------------------------------------------------------------------
+
+
+def test_deployment_changed_under_a_pending_request_voids_it_on_approval(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    prod.run("set", "image", "deployment/web", "nginx=nginx:1.20-alpine")
+    assert prod.rollout_status("web").returncode == 0
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+
+    assert "changed after this was requested" in said and "voided" in said
+    text = wait_for_card(driver, card, "*Voided*")
+    assert "`web` changed after this was requested" in text
+    assert card_buttons(driver.slack, card) == []
+    assert executions(audit, card.id) == []
+    assert [e.event for e in audit.export() if e.approval_id == card.id][-1] == "void"
+    assert prod.images("web") == {"nginx": "nginx:1.20-alpine"}
+    assert prod.history_revisions("web") == [1, 2]
+
+
+# -- restarts and replicas ------------------------------------------------------------------------
+
+
+def test_pending_request_survives_a_bot_restart_and_runs_once_when_approved(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    audit: RedisAuditLog,
+) -> None:
+    first = start_bot()
+    card = request_approval(
+        SlackDriver(slack, first), f"set image web nginx={NEW_IMAGE} -n {prod_namespace}"
+    )
+    first.kill()
+
+    driver = SlackDriver(slack, start_bot())
+    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+
+    wait_for_card(driver, card, "*Done*")
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert prod.history_revisions("web") == [1, 2]
+    assert len(executions(audit, card.id)) == 1
+
+
+def test_clicks_spread_over_two_replicas_run_the_change_once(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    audit: RedisAuditLog,
+) -> None:
+    replicas: list[BotProcess] = [start_bot(), start_bot()]
+    drivers = [SlackDriver(slack, bot) for bot in replicas]
+    card = request_approval(drivers[0], f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+
+    concurrently(
+        [
+            lambda d=d, user=user: click(d, blocks.APPROVE_ACTION, card, user)
+            for d in drivers
+            for user in ("U0BOB", "U0ERIN", "U0BOB")
+        ]
+    )
+
+    wait_for_card(drivers[1], card, "*Done*")
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.history_revisions("web") == [1, 2]
+    assert len(executions(audit, card.id)) == 1
+    assert sum("image updated" in r for r in thread_replies(slack, card)) == 1
+
+
+# -- Redis outage ---------------------------------------------------------------------------------
+
+
+def test_redis_outage_refuses_decisions_and_mutations_keeps_reads_and_loses_nothing(
+    driver: SlackDriver,
+    prod: Kubectl,
+    prod_namespace: str,
+    granted_namespace: str,
+    kubectl: Kubectl,
+    redis_server: RedisServer,
+    audit: RedisAuditLog,
+) -> None:
+    kubectl.apply(deployment_manifest("api", OLD_IMAGE, replicas=1, container="nginx"))
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    redis_server.stop()
+    try:
+        said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+        assert STORE_DOWN in said and "Nothing was changed" in said
+        assert prod.images("web") == {"nginx": OLD_IMAGE}
+
+        said = driver.run(f"scale web --replicas=3 -n {prod_namespace}")
+        assert STORE_DOWN in said and "Nothing was changed" in said
+
+        # Without Redis nothing can be audited, so even an unguarded mutation is refused.
+        said = driver.run(f"set image api nginx={NEW_IMAGE} -n {granted_namespace}")
+        assert STORE_DOWN in said and "Nothing was changed" in said
+        assert kubectl.images("api") == {"nginx": OLD_IMAGE}
+        assert generation(kubectl, "api") == 1
+
+        status = driver.ask(f"status web -n {prod_namespace}")
+        assert "successfully rolled out" in status
+    finally:
+        redis_server.start()
+    assert prod.get("deployment/web")["spec"]["replicas"] == 2
+
+    listed = driver.ask(f"approvals -n {prod_namespace}")
+    assert card.id in listed
+    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+
+    wait_for_card(driver, card, "*Done*")
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert prod.history_revisions("web") == [1, 2]
+    assert len(executions(audit, card.id)) == 1
+
+
+# -- reading approvals and the audit trail --------------------------------------------------------
+
+
+def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str
+) -> None:
+    assert "No approval requests are waiting" in driver.ask(f"approvals -n {prod_namespace}")
+    scale = request_approval(driver, f"scale web --replicas=3 -n {prod_namespace}")
+    image = request_approval(
+        driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}", user="U0CAROL"
+    )
+    click(driver, blocks.REJECT_ACTION, scale, "U0BOB")
+    wait_for_card(driver, scale, "*Rejected*")
+
+    listed = driver.ask(f"approvals -n {prod_namespace}", user="U0MALLORY", name="mallory")
+
+    assert image.id in listed and "set-image" in listed and f"{prod_namespace}/web" in listed
+    assert "carol" in listed and "0/1" in listed
+    assert scale.id not in listed
+
+    trail = driver.ask(f"audit web -n {prod_namespace}", user="U0MALLORY", name="mallory")
+
+    assert f"Audit trail for `{prod_namespace}/web`" in trail
+    rows = [line for line in trail.splitlines() if line.endswith(("request", "rejection"))]
+    assert [row.split()[2] for row in rows] == ["rejection", "request", "request"], trail
+    assert "bob" in rows[0] and "carol" in rows[1] and "alice" in rows[2]
