@@ -17,6 +17,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot import blocks
 from bot.deps import Deps
 from bot.store.errors import StoreError
+from handlers.replies import Replier
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,24 @@ class ApprovalSweeper:
             log.warning("audit retention skipped: %s", type(exc).__name__)
 
     def sweep(self) -> None:
+        from handlers.approvals import after_decision
+
         try:
             expired = self.deps.approval_flow.expire_due()
+            resumed = self.deps.approval_flow.resume_stalled(
+                timedelta(seconds=self.deps.settings.approval_resume_after_seconds)
+            )
         except StoreError:
             return  # Redis is down; the next sweep catches up
+        except Exception as exc:  # the sweeper must outlive any one bad request
+            log.warning("approval sweep failed: %s", type(exc).__name__)
+            return
+        for decision in resumed:
+            request = decision.outcome.request
+            if request is not None:
+                after_decision(
+                    self.deps, decision, "", Replier(None, self.deps.slack, request.channel)
+                )
         for request in expired:
             if request.message_ts and request.channel:
                 try:

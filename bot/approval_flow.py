@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.actions import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.directory import SlackDirectory
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # The preview is stored with the request so every replica can redraw the card; a section
 # holds 3000 characters, and the card needs room for its other lines.
 PREVIEW_LIMIT = 2400
+# An approved request normally starts within a second of its last click; one still waiting
+# after this long was orphaned and is started by whichever replica sweeps next.
+STALLED_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,22 @@ class ApprovalFlow:
         for request in expired:
             self._audit(AuditEventKind.EXPIRY, request, "", "")
         return expired
+
+    def resume_stalled(self, min_age: timedelta = STALLED_AFTER) -> list[Decision]:
+        """Runs requests that were approved but never started: the replica that took the final
+        click died, or Redis failed between the approval and the start. Starting is a
+        compare-and-set (approved → running), so a request still runs at most once."""
+        now = self._now()
+        decisions = []
+        for request in self.store.active():
+            claimed = request.claimed_at or request.decided_at
+            if request.state != ApprovalState.APPROVED or claimed is None:
+                continue
+            if now - claimed < min_age:
+                continue
+            log.info("resuming approved request %s", request.id)
+            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+        return decisions
 
     # -- helpers ---------------------------------------------------------------------------------
 

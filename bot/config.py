@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     progress_update_interval: float = Field(
         default=2.0, ge=0.2, le=60, validation_alias="ROLLOUT_BOT_PROGRESS_INTERVAL"
     )
+    # An approved request that has not started after this long was orphaned (its replica died
+    # mid-click); the sweeper starts it, still exactly once.
+    approval_resume_after_seconds: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias="ROLLOUT_BOT_APPROVAL_RESUME_AFTER"
+    )
     # Retention: trimming keeps what remains verifiable (an anchor records the cut).
     audit_max_entries: int | None = Field(
         default=None, ge=100, validation_alias="ROLLOUT_BOT_AUDIT_MAX_ENTRIES"

@@ -84,10 +84,10 @@ def _handle(
             decision = flow.reject(approval_id, user_id, user_name, _reject_reason(body))
         else:
             decision = flow.cancel(approval_id, user_id, user_name)
-        _after(deps, decision, user_id, replier)
+        after_decision(deps, decision, user_id, replier)
 
 
-def _after(deps: Deps, decision: Decision, user_id: str, replier: Replier) -> None:
+def after_decision(deps: Deps, decision: Decision, user_id: str, replier: Replier) -> None:
     outcome = decision.outcome
     request = outcome.request
     if request is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bot import blocks
+from bot.store.approvals import RedisApprovalStore
 from bot.store.audit import AuditEntry, RedisAuditLog
 from bot.store.keys import Keys
 from tests.conftest import TEST_POLICY, grant_bot
@@ -566,6 +567,34 @@ def test_pending_request_survives_a_bot_restart_and_runs_once_when_approved(
     click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
 
     wait_for_card(driver, card, "*Done*")
+    assert prod.rollout_status("web").returncode == 0
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert prod.history_revisions("web") == [1, 2]
+    assert len(executions(audit, card.id)) == 1
+
+
+def test_an_approved_request_orphaned_before_it_started_is_run_once_by_the_sweeper(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    redis_server: RedisServer,
+    audit: RedisAuditLog,
+) -> None:
+    """The replica that took the final click died between 'approved' and 'running'."""
+    first = start_bot()
+    card = request_approval(
+        SlackDriver(slack, first), f"set image web nginx={NEW_IMAGE} -n {prod_namespace}"
+    )
+    first.kill()
+    # What the dead replica did before dying: the approval is recorded, nothing ran.
+    store = RedisApprovalStore(redis_server.client(), Keys())
+    outcome = store.approve(card.id, "U0BOB", "bob")
+    assert outcome.should_execute and prod.history_revisions("web") == [1]
+
+    driver = SlackDriver(slack, start_bot(env={"ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "1"}))
+
+    wait_for_card(driver, card, "*Done*", timeout=60)
     assert prod.rollout_status("web").returncode == 0
     assert prod.images("web") == {"nginx": NEW_IMAGE}
     assert prod.history_revisions("web") == [1, 2]
