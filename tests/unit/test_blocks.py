@@ -1,0 +1,165 @@
+"""Every message the bot builds stays within Slack's Block Kit limits, however big the input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import blocks
+from bot.domain import rollout
+from bot.rollouts import Actor, Change, DeploymentRow, DiffView, HistoryView, StatusView, Target
+from bot.store.approvals import ApprovalRequest
+from tests.support.slack_standin import block_kit_errors
+
+TARGET = Target("prod", "web")
+
+
+def deployment(name: str = "web", replicas: int = 3) -> dict[str, object]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "prod",
+            "generation": 2,
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+        },
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": replicas,
+            "updatedReplicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+        },
+    }
+
+
+STATUS = rollout.rollout_status(deployment())
+
+
+def assert_fits(message: blocks.Message) -> None:
+    assert block_kit_errors(message.blocks) == []
+    assert len(message.blocks) <= 50
+    assert 0 < len(message.text) <= 3000
+
+
+def test_status_with_hundreds_of_pods_is_cut_with_a_count() -> None:
+    pods = tuple(
+        rollout.PodSummary(f"web-7d4b9c-{i:05d}", "0/1", "ImagePullBackOff", i, 30, "7d4b9c", "n")
+        for i in range(400)
+    )
+    replica_sets = tuple(
+        (rollout.ReplicaSetSummary(f"web-{i}", i, (("web", "nginx:" + "x" * 80),), 3, 1), i == 0)
+        for i in range(60)
+    )
+    view = StatusView(TARGET, STATUS, False, replica_sets, pods, ("Pod/x: Failed boom",) * 50, ())
+    message = blocks.status_message(view)
+    assert_fits(message)
+    text = str(message.blocks)
+    assert "more lines not shown" in text
+    assert "Waiting for deployment" in text
+
+
+def test_long_diff_is_cut_and_says_how_much_was_left_out() -> None:
+    diff = rollout.TemplateDiff(
+        "\n".join(f"+  line {i} " + "y" * 90 for i in range(500)), 440, True
+    )
+    message = blocks.diff_message(DiffView(TARGET, 1, 2, diff))
+    assert_fits(message)
+    assert "440 more diff lines were left out" in str(message.blocks)
+
+
+def test_user_text_cannot_ping_the_channel_or_forge_links() -> None:
+    change = Change(
+        TARGET, "scale", "deployment.apps/web scaled", True, False, 1, (), (), ("replicas: 1 → 3",)
+    )
+    message = blocks.change_message(change, Actor("U1", "alice", "C1"), "<!channel> <http://x|y>")
+    assert_fits(message)
+    assert "<!channel>" not in str(message.blocks)
+    assert "&lt;!channel&gt;" in str(message.blocks)
+
+
+def test_approval_card_with_a_huge_preview_and_many_approvers_fits() -> None:
+    now = datetime.now(UTC)
+    request = ApprovalRequest(
+        requester_id="U0ALICE",
+        requester_name="alice",
+        channel="C1",
+        action="set-image",
+        cluster="c",
+        namespace="prod",
+        deployment="web",
+        parameters={
+            "command": "set image web nginx=nginx:1.19 -n prod",
+            "preview": "```\n" + "-  - image: a\n" * 400 + "```",
+        },
+        reason="r" * 300,
+        required=2,
+        approvers=[f"U{i:08d}" for i in range(40)],
+        created_at=now,
+        expires_at=now + timedelta(minutes=30),
+    )
+    message = blocks.approval_card(request)
+    assert_fits(message)
+    actions = [b for b in message.blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions[0]["elements"]] == [
+        blocks.APPROVE_ACTION,
+        blocks.REJECT_ACTION,
+        blocks.CANCEL_ACTION,
+    ]
+    assert all("confirm" in e for e in actions[0]["elements"][:2])
+
+
+def test_progress_failure_offers_roll_back_and_pause() -> None:
+    tracked = SimpleNamespace(
+        id="uid-2",
+        namespace="prod",
+        deployment="web",
+        title="set image",
+        started_at=0.0,
+        deadline_seconds=600,
+    )
+    failed = rollout.rollout_status(
+        {
+            **deployment(),
+            "status": {
+                **deployment()["status"],  # type: ignore[dict-item]
+                "conditions": [
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+                ],
+            },
+        }
+    )
+    message = blocks.progress_message(
+        tracked, failed, 42.0, verdict="failed", reasons=("ImagePullBackOff",), warnings=("w",) * 30
+    )
+    assert_fits(message)
+    ids = [e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert ids == [blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION]
+    assert "ImagePullBackOff" in message.text
+
+
+def test_progress_bar_is_proportional() -> None:
+    assert blocks.progress_bar(0, 4, width=8) == "░" * 8
+    assert blocks.progress_bar(2, 4, width=8) == "▓" * 4 + "░" * 4
+    assert blocks.progress_bar(4, 4, width=8) == "▓" * 8
+    assert blocks.progress_bar(0, 0, width=8) == "▓" * 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=300), min_size=0, max_size=120),
+    cause=st.text(max_size=3000),
+)
+def test_any_list_or_history_fits(names: list[str], cause: str) -> None:
+    rows = [DeploymentRow(n, "1/1", 1, 1, (("c", n),), 1, STATUS) for n in names]
+    assert_fits(blocks.deployments_message("prod", rows))
+    revisions = tuple(
+        rollout.Revision(
+            i, cause or None, (("c", n),), "2026-01-01T00:00:00Z", n, i == 0, {}, (), 1, 1
+        )
+        for i, n in enumerate(names)
+    )
+    assert_fits(blocks.history_message(HistoryView(TARGET, revisions)))
