@@ -312,7 +312,8 @@ class Rollouts:
                 updated,
                 "scaled",
                 details=(f"replicas: {current} → {replicas}",),
-                starts_rollout=False,
+                # Pods come and go, so the channel gets the same progress message to follow.
+                starts_rollout=True,
             )
 
         return self._with_fresh_state(target, attempt, expect)

@@ -232,3 +232,16 @@ def test_outside_kubectl_change_gets_exactly_one_notice(
     start_bot(policy=policy, env=FAST)
     threading.Event().wait(3)
     assert len(notices()) == 1
+
+
+def test_scale_gets_a_progress_message_that_ends_when_the_pods_are_ready(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    driver = SlackDriver(slack, start_bot(env=FAST))
+    deploy(kubectl, "grow", replicas=1)
+    said = driver.run(f"scale grow --replicas=4 -n {granted_namespace}")
+    assert "replicas: 1 → 4" in said
+    head = announcement(slack, "C0DEPLOYS", "scaled")
+    final = wait_for_verdict(driver, "C0DEPLOYS", head.ts, "succeeded")
+    assert "4 ready" in message_text(final.as_api_dict())
+    assert kubectl.get("deployment/grow")["status"]["readyReplicas"] == 4
