@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import App
+import redis
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import blocks
 from bot.deps import Deps
 from bot.store.errors import StoreError
+from bot.store.keys import Keys
 from handlers.replies import Replier
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+# Slack rejects timestamps older than 5 minutes; remembering signatures a little longer covers
+# the whole window in which a replay could still verify.
+REPLAY_WINDOW_SECONDS = 360
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -46,10 +51,36 @@ def build_app(deps: Deps) -> App:
             max_workers=settings.listener_threads, thread_name_prefix="listener"
         ),
     )
+    app.use(replay_guard(deps))
     runner = commands.register(app, deps)
     approvals.register(app, deps)
     progress.register(app, deps, runner)
     return app
+
+
+def replay_guard(deps: Deps) -> Callable[..., BoltResponse]:
+    """Drops an exact replay of a signed request (same signature) inside Slack's 5-minute
+    signing window: a captured request must not run a command twice. Runs after Bolt has
+    verified the signature, so only genuine requests are remembered."""
+    keys = Keys(deps.settings.redis_prefix)
+
+    def guard(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        signature = (req.headers.get("x-slack-signature") or [""])[0]
+        if req.mode != "http" or not _SIGNATURE.fullmatch(signature):
+            return next()
+        try:
+            first = deps.redis.set(
+                keys.event_seen("sig" + signature[3:43]), "1", nx=True, ex=REPLAY_WINDOW_SECONDS
+            )
+        except redis.RedisError:
+            # Cannot tell; serve it. Every mutation needs Redis for its audit entry anyway.
+            first = True
+        if not first:
+            log.warning("ignored a replayed request")
+            return BoltResponse(status=200, body="")
+        return next()
+
+    return guard
 
 
 def readiness(deps: Deps) -> dict[str, bool]:

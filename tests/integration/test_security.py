@@ -1,0 +1,84 @@
+"""Replays and least privilege: a captured request runs once; the bot's RBAC is what it needs."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+
+from tests.support.bot_process import SIGNING_SECRET, SlackDriver
+from tests.support.kubectl import Kubectl, deployment_manifest
+from tests.support.slack_requests import send_raw, signed_headers, slash_command_payload
+from tests.support.slack_standin import SlackStandin
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+
+def test_an_exact_replay_of_a_signed_command_does_not_run_twice(
+    driver: SlackDriver, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+    assert kubectl.rollout_status("web").returncode == 0
+    payload = slash_command_payload(
+        f"restart web -n {granted_namespace}", response_url=slack.response_url("replay")
+    )
+    body = urllib.parse.urlencode(payload).encode()
+    headers = signed_headers(SIGNING_SECRET, body)
+
+    first = send_raw(driver.bot.events_url, body, headers)
+    assert first.status == 200
+    kubectl.wait_for(lambda: kubectl.history_revisions("web") == [1, 2], what="the restart")
+    time.sleep(1.5)  # a second restart would be allowed by then (kubectl's 1 s rule)
+    replay = send_raw(driver.bot.events_url, body, headers)
+
+    assert replay.status == 200
+    time.sleep(2)
+    assert kubectl.history_revisions("web") == [1, 2]
+    restarts = [c for c in slack.calls("chat.postMessage") if "restarted" in str(c.params)]
+    assert len(restarts) == 1
+
+
+def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
+    admin_kubectl: Kubectl, granted_namespace: str
+) -> None:
+    elsewhere = f"{granted_namespace}-other"
+    admin_kubectl.run("create", "namespace", elsewhere)
+
+    def can(verb: str, resource: str, ns: str = granted_namespace) -> bool:
+        out = admin_kubectl.run(
+            "auth", "can-i", verb, resource, "-n", ns, "--as", "slack-bot", check=False
+        )
+        return out.stdout.strip() == "yes"
+
+    needed = [
+        ("get", "deployments.apps"),
+        ("list", "deployments.apps"),
+        ("watch", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("create", "deployments.apps"),
+        ("list", "replicasets.apps"),
+        ("list", "pods"),
+        ("list", "events"),
+    ]
+    for verb, resource in needed:
+        assert can(verb, resource), f"the bot needs {verb} {resource}"
+    refused: list[tuple[str, Any]] = [
+        ("delete", "deployments.apps"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("create", "pods/exec"),
+        ("delete", "pods"),
+        ("patch", "replicasets.apps"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("impersonate", "users"),
+    ]
+    for verb, resource in refused:
+        assert not can(verb, resource), f"the bot must not {verb} {resource}"
+    # Outside the namespaces it was granted, it can do nothing.
+    try:
+        assert not can("get", "deployments.apps", ns=elsewhere)
+        assert not can("patch", "deployments.apps", ns=elsewhere)
+    finally:
+        admin_kubectl.run("delete", "namespace", elsewhere, "--wait=false", check=False)
