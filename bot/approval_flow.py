@@ -36,6 +36,9 @@ PREVIEW_LIMIT = 2400
 # An approved request normally starts within a second of its last click; one still waiting
 # after this long was orphaned and is started by whichever replica sweeps next.
 STALLED_AFTER = timedelta(seconds=30)
+# A single PATCH is bounded by the Kubernetes timeout (seconds); a request still "running"
+# after minutes lost its replica mid-call.
+RUNNING_ORPHANED_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -183,13 +186,29 @@ class ApprovalFlow:
         decisions = []
         for request in self.store.active():
             claimed = request.claimed_at or request.decided_at
-            if request.state != ApprovalState.APPROVED or claimed is None:
+            if claimed is None:
                 continue
-            if now - claimed < min_age:
+            if request.state == ApprovalState.RUNNING and now - claimed > RUNNING_ORPHANED_AFTER:
+                decisions.append(self._orphaned_while_running(request))
+                continue
+            if request.state != ApprovalState.APPROVED or now - claimed < min_age:
                 continue
             log.info("resuming approved request %s", request.id)
             decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
         return decisions
+
+    def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
+        """The replica running it died mid-call: whether the API server applied the change is
+        unknown, so the card says exactly that instead of guessing either way."""
+        why = (
+            "The bot stopped while running this request, so whether the change was applied is "
+            f"unknown. Check `/rollout history {request.deployment} -n {request.namespace}` "
+            "before requesting it again."
+        )
+        failed = self.store.mark(request.id, ApprovalState.RUNNING, ApprovalState.FAILED, why)
+        if failed.status == "marked" and failed.request is not None:
+            self._audit(AuditEventKind.OUTCOME, failed.request, "", "", why)
+        return Decision(failed, error=why if failed.status == "marked" else None)
 
     # -- helpers ---------------------------------------------------------------------------------
 
