@@ -483,6 +483,11 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return "▓" * filled + "░" * (width - filled)
 
 
+def _coarse(seconds: float) -> float:
+    """Elapsed time while running, in 5 s steps: the clock alone should not cause an update."""
+    return seconds - seconds % 5
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     minutes, secs = divmod(seconds, 60)
@@ -529,7 +534,8 @@ def progress_message(
     lines = [head, counts, f"_{escape(status.message)}_"]
     if not verdict:
         lines.append(
-            f"elapsed {_duration(elapsed)} of the {tracked.deadline_seconds}s progress deadline"
+            f"elapsed {_duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
+            "progress deadline"
         )
     if reasons:
         lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))

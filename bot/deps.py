@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -42,6 +43,11 @@ class Deps:
     approval_flow: ApprovalFlow
     progress: ProgressTracker | None = None
     replica: str = ""
+    # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst of
+    # slow cluster calls never delays the next command's 3-second ack.
+    background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="work")
+    )
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -134,4 +140,7 @@ def build_deps(settings: Settings, *, slack: WebClient | None = None) -> Deps:
         ),
         progress=progress,
         replica=replica,
+        background=ThreadPoolExecutor(
+            max_workers=settings.listener_threads, thread_name_prefix="work"
+        ),
     )

@@ -164,6 +164,7 @@ class Coalescer:
         self._pending: dict[tuple[str, str], tuple[blocks.Message, bool, Callable[[], None]]] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
         self._attempts: dict[tuple[str, str], int] = {}
+        self._shown: dict[tuple[str, str], blocks.Message] = {}
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="slack-updates", daemon=True)
@@ -192,8 +193,17 @@ class Coalescer:
             # A final verdict is never replaced by a non-final state.
             if previous is not None and previous[1] and not final:
                 return
+            # Nothing new to show: an update would spend rate limit on an identical message.
+            if not final and previous is None and self._shown.get(key) == message:
+                return
             self._pending[key] = (message, final, on_delivered)
             self._cond.notify()
+
+    def note_posted(self, channel: str, ts: str, message: blocks.Message) -> None:
+        """The message was just posted: that counts as its latest update for pacing."""
+        with self._cond:
+            self._last_sent[(channel, ts)] = time.monotonic()
+            self._shown[(channel, ts)] = message
 
     def flush(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -228,8 +238,12 @@ class Coalescer:
             delivered = self._send(key, message)
             if delivered:
                 self._attempts.pop(key, None)
+                with self._cond:
+                    self._shown[key] = message
                 if final:
-                    self._last_sent.pop(key, None)
+                    with self._cond:
+                        self._last_sent.pop(key, None)
+                        self._shown.pop(key, None)
                     on_delivered()
                 continue
             attempts = self._attempts.get(key, 0) + 1
@@ -413,6 +427,7 @@ class ProgressTracker:
             log.warning("could not post a progress message: %s", type(exc).__name__)
             return
         tracked = replace(tracked, message_ts=str(response["ts"]))
+        self.coalescer.note_posted(tracked.channel, tracked.message_ts, message)
         try:
             self.registry.save(tracked)
             owned = self.registry.acquire(tracked.id)

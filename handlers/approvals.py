@@ -40,21 +40,21 @@ def register(app: App, deps: Deps) -> None:
         ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _handle(deps, "approve", body, respond, client)
+        deps.background.submit(_handle, deps, "approve", body, respond, client)
 
     @app.action(blocks.REJECT_ACTION)
     def handle_reject_click(
         ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _handle(deps, "reject", body, respond, client)
+        deps.background.submit(_handle, deps, "reject", body, respond, client)
 
     @app.action(blocks.CANCEL_ACTION)
     def handle_cancel_click(
         ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _handle(deps, "cancel", body, respond, client)
+        deps.background.submit(_handle, deps, "cancel", body, respond, client)
 
     @app.action(blocks.REJECT_REASON_ACTION)
     def handle_reason_typing(ack: Ack) -> None:

@@ -65,8 +65,11 @@ class CommandRunner:
         user_id = str(payload.get("user_id") or "")
         actor = Actor(user_id, str(payload.get("user_name") or user_id), channel_id)
         replier = Replier(respond, client, channel_id)
+        self.deps.background.submit(self.run_safely, parsed, actor, replier)
+
+    def run_safely(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
         with user_facing_errors(replier.ephemeral):
-            self.run(parsed, actor, replier)
+            self.run(command, actor, replier)
 
     def run(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
         access = self.deps.access

@@ -32,14 +32,14 @@ def register(app: App, deps: Deps, runner: CommandRunner) -> None:
         ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _run_for_clicker(runner, body, respond, client, rollback=True)
+        deps.background.submit(_run_for_clicker, runner, body, respond, client, rollback=True)
 
     @app.action(blocks.PAUSE_ACTION)
     def handle_pause_click(
         ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _run_for_clicker(runner, body, respond, client, rollback=False)
+        deps.background.submit(_run_for_clicker, runner, body, respond, client, rollback=False)
 
     if deps.progress is not None:
         deps.progress.auto_rollback = lambda tracked: _auto_rollback(deps, runner, tracked)

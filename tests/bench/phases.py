@@ -1,0 +1,549 @@
+"""The three measurements. Each returns a JSON-able dict; any failure raises."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from tests.bench.countproxy import CountingProxy
+from tests.bench.harness import (
+    APPROVAL_ID,
+    REPO,
+    THREADS,
+    USERS,
+    Bench,
+    Server,
+    log,
+    text_of,
+    wait_until,
+)
+from tests.bench.loadgen import run_in_subprocess
+from tests.bench.observer import DeploymentObserver
+from tests.bench.stats import cpu_seconds, percentile, summary_ms
+from tests.support.bot_process import SIGNING_SECRET, BotProcess
+from tests.support.slack_standin import RecordedCall
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+ACK_REQUESTS = _env_int("BENCH_ACK_REQUESTS", 200)
+ACK_LEVELS = [int(x) for x in os.environ.get("BENCH_ACK_LEVELS", "1,10,50").split(",")]
+APPROVALS = _env_int("BENCH_APPROVALS", 30)
+PROGRESS_N = _env_int("BENCH_PROGRESS_N", 200)
+PROGRESS_CLIENTS = _env_int("BENCH_PROGRESS_CLIENTS", 4)
+PROGRESS_TIMEOUT = _env_int("BENCH_PROGRESS_TIMEOUT", 240)
+
+_tag_counter = iter(range(1, 10**9))
+
+
+def _tag(prefix: str) -> str:
+    return f"{prefix}-{next(_tag_counter)}"
+
+
+def _ok_latencies(results: list[dict[str, Any]]) -> tuple[list[float], int]:
+    ok = [r["latency"] for r in results if r["status"] == 200]
+    return ok, len(results) - len(ok)
+
+
+# -- 1. ack latency ----------------------------------------------------------------------------
+
+
+class Apps:
+    """The real bot and the bare app of phases 1 and 2 (started once, shared)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.bot: BotProcess | None = None
+        self.bare: Server | None = None
+
+    def get(self) -> tuple[BotProcess, Server]:
+        if self.bot is None:
+            log("starting the bot (direct to the apiserver) and the bare Bolt app")
+            self.bot = self.bench.start_bot()
+            self.bare = self.bench.start_bare_app()
+        assert self.bare is not None
+        return self.bot, self.bare
+
+    def stop(self) -> None:
+        if self.bot is not None:
+            self.bot.stop()
+        if self.bare is not None:
+            self.bare.stop()
+
+
+def _commands(text: str, count: int, channel: str = "C0DEPLOYS") -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "command",
+            "text": text,
+            "user": "U0ALICE",
+            "user_name": "alice",
+            "channel": channel,
+            "response_url": "",
+        }
+        for _ in range(count)
+    ]
+
+
+def ack_latency(bench: Bench, apps: Apps) -> dict[str, Any]:
+    namespace = bench.namespace("bench-reads")
+    kubectl = bench.admin.in_namespace(namespace)
+    bench.create_deployments(namespace, ["web"], "app:1", replicas=2)
+    bench.wait_rolled_out(namespace, 1, 120)
+    kubectl.run("set", "image", "deployment/web", "web=app:2")  # history shows two revisions
+    bench.wait_rolled_out(namespace, 1, 120, generation=2)
+    bot, bare = apps.get()
+    commands = {"status": f"status web -n {namespace}", "history": f"history web -n {namespace}"}
+
+    def send(target: str, text: str, concurrency: int, count: int) -> dict[str, Any]:
+        url = bot.events_url if target == "bot" else bare.events_url
+        specs = _commands(text, count)
+        tags = []
+        for spec in specs:
+            tag = _tag("ack")
+            tags.append(tag)
+            spec["response_url"] = bench.slack.response_url(tag)
+        results = run_in_subprocess(url, SIGNING_SECRET, concurrency, specs)
+        latencies, bad = _ok_latencies(results)
+        out: dict[str, Any] = {"ack": summary_ms(latencies), "non_200": bad}
+        out["throughput_rps"] = round(
+            count
+            / max(
+                1e-9,
+                max(r["sent"] + r["latency"] for r in results) - min(r["sent"] for r in results),
+            ),
+            1,
+        )
+        if target == "bot":
+            # The bot answers each read via response_url after the ack; wait for every answer
+            # so one batch's leftover work does not slow the next batch's acks.
+            started = time.time()
+            replies = wait_until(
+                lambda: (r := bench.replies_by_tag()) and all(t in r for t in tags) and r,
+                300,
+                f"the bot's {count} answers",
+                every=0.25,
+            )
+            reply_latency = [
+                replies[t].time - res["sent"] for t, res in zip(tags, results, strict=True)
+            ]
+            out["reply"] = summary_ms(reply_latency)
+            out["drain_s"] = round(time.time() - started, 2)
+            texts = [text_of(replies[t]) for t in tags]
+            out["error_replies"] = sum(1 for t in texts if "went wrong" in t or "not allowed" in t)
+            out["sample_reply"] = texts[0][:160]
+        return out
+
+    log("phase 1: warm-up")
+    for text in commands.values():
+        send("bot", text, 1, 10)
+        send("bare", text, 1, 10)
+    rows: list[dict[str, Any]] = []
+    for level in ACK_LEVELS:
+        for name, text in commands.items():
+            log(f"phase 1: /rollout {name} x {ACK_REQUESTS} at {level} concurrent client(s)")
+            measured = {t: send(t, text, level, ACK_REQUESTS) for t in ("bot", "bare")}
+            bot_p, bare_p = measured["bot"]["ack"], measured["bare"]["ack"]
+            rows.append(
+                {
+                    "command": name,
+                    "concurrency": level,
+                    "requests": ACK_REQUESTS,
+                    "bot": measured["bot"],
+                    "bare": measured["bare"],
+                    "ratio_p50": _ratio(bot_p["p50_ms"], bare_p["p50_ms"]),
+                    "ratio_p99": _ratio(bot_p["p99_ms"], bare_p["p99_ms"]),
+                }
+            )
+    return {"namespace": namespace, "threads": THREADS, "rows": rows}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b and b == b and a == a else None
+
+
+# -- 2. approval clicks ------------------------------------------------------------------------
+
+
+def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
+    bot, bare = apps.get()
+    namespace = bench.namespace("prod-bench")
+    names = [f"app-{i:02d}" for i in range(APPROVALS)]
+    bench.create_deployments(namespace, names, "app:1")
+    bench.wait_rolled_out(namespace, len(names), 180)
+    log(f"phase 2: preparing {len(names)} pending approval requests in {namespace}")
+
+    cards: list[tuple[str, str]] = []  # (approval id, card ts)
+    from tests.support.slack_requests import send_slash_command
+
+    for name in names:
+        tag = _tag("req")
+        response = send_slash_command(
+            bot.events_url,
+            SIGNING_SECRET,
+            f"set image {name} {name}=app:2 -n {namespace}",
+            user_id="U0ALICE",
+            user_name="alice",
+            channel_id="C0DEPLOYS",
+            response_url=bench.slack.response_url(tag),
+        )
+        if response.status != 200:
+            raise RuntimeError(f"request for {name} got HTTP {response.status}: {response.body}")
+        reply: RecordedCall = wait_until(
+            lambda t=tag: bench.replies_by_tag().get(t),  # type: ignore[misc]
+            60,
+            f"the reply to {name}",
+        )
+        found = re.search(r"\(`([A-Za-z0-9_-]+)`\)", text_of(reply))
+        if not found:
+            raise RuntimeError(f"no approval id in the reply: {text_of(reply)[:300]}")
+        approval_id = found.group(1)
+
+        def card(approval_id: str = approval_id) -> str | None:
+            for call in bench.slack.calls("chat.postMessage"):
+                match = APPROVAL_ID.search(text_of(call))
+                if call.ok and match and match.group(1) == approval_id:
+                    return str(call.response["ts"])
+            return None
+
+        cards.append((approval_id, wait_until(card, 30, f"the card of {approval_id}")))
+
+    def clicks(target: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": "action",
+                "action_id": "rollout_approve",
+                "value": approval_id,
+                "user": "U0BOB",
+                "user_name": USERS["U0BOB"],
+                "channel": "C0DEPLOYS",
+                "message_ts": ts,
+                "response_url": bench.slack.response_url(_tag(f"click-{target}")),
+            }
+            for approval_id, ts in cards
+        ]
+
+    log(f"phase 2: {len(cards)} Approve clicks, one at a time, on the bot and on the bare app")
+    bot_results = run_in_subprocess(bot.events_url, SIGNING_SECRET, 1, clicks("bot"))
+    bare_results = run_in_subprocess(bare.events_url, SIGNING_SECRET, 1, clicks("bare"))
+    done_ts = {ts: i for i, (_, ts) in enumerate(cards)}
+
+    def card_states() -> dict[str, tuple[float, str]]:
+        states: dict[str, tuple[float, str]] = {}
+        for call in bench.slack.calls("chat.update"):
+            ts = str(call.params.get("ts", ""))
+            if ts not in done_ts or ts in states or not call.ok:
+                continue
+            text = text_of(call)
+            for marker in ("*Done*", "*Failed*", "*Voided*"):
+                if marker in text:
+                    states[ts] = (call.time, marker.strip("*").lower())
+        return states
+
+    states = wait_until(
+        lambda: (s := card_states()) and len(s) == len(cards) and s,
+        180,
+        "every card to show the approved change done",
+        every=0.25,
+    )
+    to_done = []
+    outcomes: Counter[str] = Counter()
+    for (_, ts), result in zip(cards, bot_results, strict=True):
+        at, outcome = states[ts]
+        outcomes[outcome] += 1
+        to_done.append(at - result["sent"])
+    bot_ack, bot_bad = _ok_latencies(bot_results)
+    bare_ack, bare_bad = _ok_latencies(bare_results)
+    bot_s, bare_s = summary_ms(bot_ack), summary_ms(bare_ack)
+    return {
+        "namespace": namespace,
+        "clicks": len(cards),
+        "bot_ack": bot_s,
+        "bare_ack": bare_s,
+        "ratio_p50": _ratio(bot_s["p50_ms"], bare_s["p50_ms"]),
+        "ratio_p99": _ratio(bot_s["p99_ms"], bare_s["p99_ms"]),
+        "click_to_done_update": summary_ms(to_done),
+        "outcomes": dict(outcomes),
+        "non_200": {"bot": bot_bad, "bare": bare_bad},
+    }
+
+
+# -- 3. progress at scale -----------------------------------------------------------------------
+
+SUCCEEDED = re.compile(r"^set-image on ([a-z0-9-]+)/([a-z0-9-]+): succeeded$")
+FAILED = re.compile(r"^set-image on ([a-z0-9-]+)/([a-z0-9-]+): failed")
+
+
+def _progress_updates(
+    calls: list[RecordedCall], channel: str, since: float
+) -> tuple[int, dict[str, float], dict[str, str]]:
+    """(chat.update count, name → first "succeeded" update time, name → failure text)."""
+    count = 0
+    succeeded: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for call in calls:
+        if call.time < since or call.params.get("channel") != channel:
+            continue
+        count += 1
+        text = str(call.params.get("text") or "")
+        if (m := SUCCEEDED.match(text)) and call.ok:
+            succeeded.setdefault(m.group(2), call.time)
+        elif m := FAILED.match(text):
+            failed.setdefault(m.group(2), text[:200])
+    return count, succeeded, failed
+
+
+def _progress_state(
+    bench: Bench,
+    observer: DeploymentObserver,
+    namespace: str,
+    names: list[str],
+    channel: str,
+    since: float,
+) -> str:
+    count, succeeded, failed = _progress_updates(bench.slack.calls("chat.update"), channel, since)
+    done = sum(1 for name in names if observer.done(namespace, name) is not None)
+    posts = sum(
+        1
+        for c in bench.slack.calls("chat.postMessage")
+        if c.time >= since and c.params.get("channel") == channel
+    )
+    return (
+        f"rolled out {done}/{len(names)}, chat.postMessage {posts}, chat.update {count}, "
+        f"succeeded {len(succeeded)}, failed {len(failed)}, observer errors {observer.errors[:3]}"
+    )
+
+
+def _lags(
+    observer: DeploymentObserver, namespace: str, names: list[str], updates: dict[str, float]
+) -> list[float]:
+    lags = []
+    for name in names:
+        changed = observer.done(namespace, name)
+        if changed is not None and name in updates:
+            lags.append(updates[name] - changed)
+    return lags
+
+
+def _requests_summary(proxy: CountingProxy, since: float, until: float) -> dict[str, Any]:
+    seen = proxy.requests(since, until)
+    kinds = Counter(r.kind() for r in seen)
+    return {"total": len(seen), "by_kind": dict(kinds.most_common())}
+
+
+def _figures(
+    *,
+    names: list[str],
+    lags: list[float],
+    requests: dict[str, Any],
+    cpu: float,
+    updates: int,
+    window: float,
+    failed: dict[str, str],
+) -> dict[str, Any]:
+    p50, p95 = percentile(lags, 50), percentile(lags, 95)
+    return {
+        "deployments": len(names),
+        "succeeded_updates_seen": len(lags),
+        "failed": len(failed),
+        "lag_p50_s": round(p50, 3) if p50 is not None else None,
+        "lag_p95_s": round(p95, 3) if p95 is not None else None,
+        "lag_max_s": round(max(lags), 3) if lags else None,
+        "api_requests": requests["total"],
+        "api_requests_per_s": round(requests["total"] / window, 1) if window > 0 else None,
+        "api_requests_by_kind": requests["by_kind"],
+        "cpu_s": round(cpu, 2),
+        "chat_updates": updates,
+        "cpu_per_s": round(cpu / window, 3) if window > 0 else None,
+        "window_s": round(window, 2),
+    }
+
+
+def progress_at_scale(bench: Bench) -> dict[str, Any]:
+    n = PROGRESS_N
+    names = [f"d-{i:03d}" for i in range(n)]
+    ns_bot, ns_poll = bench.namespace("bench-progress-bot"), bench.namespace("bench-progress-poll")
+    channel_bot, channel_poll = "C0PROGRESS", "C0POLLER"
+    certs = bench.cluster.directory / "certs"
+    bench.redis.flush()  # nothing left from phase 2 for this bot to take over
+
+    log("phase 3: the bot behind a counting proxy")
+    bot_proxy = CountingProxy(bench.cluster.server, certs, bench.workdir, "bot-proxy").start()
+    bench.stack.callback(bot_proxy.stop)
+    bot_kubeconfig = bot_proxy.kubeconfig_for(
+        bench.cluster.bot_kubeconfig, bench.workdir / "bot-proxied.kubeconfig"
+    )
+    bot = bench.start_bot(bot_kubeconfig)
+
+    log(f"phase 3: creating {n} + {n} Deployments (1 replica each) and waiting for them")
+    for namespace in (ns_bot, ns_poll):
+        bench.create_deployments(namespace, names, "app:1")
+    for namespace in (ns_bot, ns_poll):
+        bench.wait_rolled_out(namespace, n, 300)
+    observer = DeploymentObserver(bench.cluster.kubeconfig, [ns_bot, ns_poll], min_generation=2)
+    bench.stack.callback(observer.stop)
+    observer.start()
+
+    # -- the bot ---------------------------------------------------------------------------
+    log(f"phase 3: /rollout set image x {n} through the bot ({PROGRESS_CLIENTS} clients)")
+    specs = [
+        {
+            "kind": "command",
+            "text": f"set image {name} {name}=app:2 -n {ns_bot}",
+            "user": "U0ALICE",
+            "user_name": "alice",
+            "channel": channel_bot,
+            "response_url": bench.slack.response_url(_tag("set")),
+        }
+        for name in names
+    ]
+    cpu_before = cpu_seconds(bot.proc.pid)  # type: ignore[union-attr]
+    started = time.time()
+    results = run_in_subprocess(bot.events_url, SIGNING_SECRET, PROGRESS_CLIENTS, specs)
+    acks, bad = _ok_latencies(results)
+    if bad:
+        raise RuntimeError(f"{bad} set image commands were not acknowledged with 200")
+
+    def bot_finished() -> tuple[int, dict[str, float], dict[str, str]] | None:
+        count, succeeded, failed = _progress_updates(
+            bench.slack.calls("chat.update"), channel_bot, started
+        )
+        all_seen = len(succeeded) + len(failed) >= n
+        all_done = all(observer.done(ns_bot, name) is not None for name in names)
+        return (count, succeeded, failed) if all_seen and all_done else None
+
+    count, succeeded, failed = wait_until(
+        bot_finished,
+        PROGRESS_TIMEOUT,
+        "every bot progress message to end",
+        progress=lambda: _progress_state(bench, observer, ns_bot, names, channel_bot, started),
+    )
+    cpu_after = cpu_seconds(bot.proc.pid)  # type: ignore[union-attr]
+    ended = max(succeeded.values(), default=time.time())
+    bot_figures = _figures(
+        names=names,
+        lags=_lags(observer, ns_bot, names, succeeded),
+        requests=_requests_summary(bot_proxy, started, ended),
+        cpu=cpu_after - cpu_before,
+        updates=count,
+        window=ended - started,
+        failed=failed,
+    )
+    bot_figures["command_ack"] = summary_ms(acks)
+    bot_figures["progress_posts"] = sum(
+        1
+        for c in bench.slack.calls("chat.postMessage")
+        if c.time >= started
+        and c.params.get("channel") == channel_bot
+        and c.params.get("thread_ts")
+    )
+    bot.stop()
+    bot_proxy.stop()
+
+    # -- the naive poller --------------------------------------------------------------------
+    log(f"phase 3: the naive poller ({n} threads, 1 GET/s each) behind its own counting proxy")
+    poll_proxy = CountingProxy(bench.cluster.server, certs, bench.workdir, "poll-proxy").start()
+    bench.stack.callback(poll_proxy.stop)
+    poll_kubeconfig = poll_proxy.kubeconfig_for(
+        bench.cluster.bot_kubeconfig, bench.workdir / "poll-proxied.kubeconfig"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.bench.poller",
+        "--kubeconfig",
+        str(poll_kubeconfig),
+        "--namespace",
+        ns_poll,
+        "--names",
+        ",".join(names),
+        "--slack-url",
+        bench.slack.base_url,
+        "--token",
+        bench.slack.token,
+        "--channel",
+        channel_poll,
+    ]
+    stderr = open(bench.workdir / "poller.stderr", "wb")  # noqa: SIM115 - closed below
+    poller = subprocess.Popen(
+        argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
+
+    def stop_poller() -> None:
+        if poller.poll() is None:
+            poller.kill()
+            poller.wait()
+        stderr.close()
+
+    bench.stack.callback(stop_poller)
+    lines: list[str] = []
+
+    def read_lines() -> None:
+        assert poller.stdout is not None
+        for line in poller.stdout:
+            lines.append(line.strip())
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    wait_until(lambda: "READY" in lines or poller.poll() is not None, 180, "the poller's messages")
+    if "READY" not in lines:
+        raise RuntimeError(f"the poller failed: {lines} {Path(stderr.name).read_text()[-2000:]}")
+    cpu_before = cpu_seconds(poller.pid)
+    started = time.time()
+    _set_images(bench, ns_poll)
+
+    def poll_finished() -> tuple[int, dict[str, float], dict[str, str]] | None:
+        count, succeeded, failed = _progress_updates(
+            bench.slack.calls("chat.update"), channel_poll, started
+        )
+        all_seen = len(succeeded) + len(failed) >= n
+        all_done = all(observer.done(ns_poll, name) is not None for name in names)
+        return (count, succeeded, failed) if all_seen and all_done else None
+
+    count, succeeded, failed = wait_until(
+        poll_finished,
+        PROGRESS_TIMEOUT,
+        "every poller message to end",
+        progress=lambda: _progress_state(bench, observer, ns_poll, names, channel_poll, started),
+    )
+    cpu_after = cpu_seconds(poller.pid)
+    ended = max(succeeded.values(), default=time.time())
+    poll_figures = _figures(
+        names=names,
+        lags=_lags(observer, ns_poll, names, succeeded),
+        requests=_requests_summary(poll_proxy, started, ended),
+        cpu=cpu_after - cpu_before,
+        updates=count,
+        window=ended - started,
+        failed=failed,
+    )
+    wait_until(lambda: any(x.startswith("DONE") for x in lines), 30, "the poller's threads")
+    poller.stdin.close()  # type: ignore[union-attr]
+    poller.wait(10)
+    poll_proxy.stop()
+    observer.stop()
+    return {
+        "deployments_per_side": n,
+        # bot_env() leaves ROLLOUT_BOT_* out of the bot's environment: the default applies.
+        "progress_interval_s": float(Settings.model_fields["progress_update_interval"].default),
+        "bot": bot_figures,
+        "poller": poll_figures,
+        "observer_errors": observer.errors[:10],
+    }
+
+
+def _set_images(bench: Bench, namespace: str) -> None:
+    """Start every baseline rollout at once: one `kubectl set image` over all Deployments."""
+    kubectl = bench.admin.in_namespace(namespace)
+    # Each Deployment's container is named like the Deployment; `*=` sets every container.
+    kubectl.run("set", "image", "deployments", "--all", "*=app:2", timeout=300)

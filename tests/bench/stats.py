@@ -1,0 +1,40 @@
+"""Small numeric helpers for the bench report."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    if low == high:
+        return ordered[low]
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(seconds: Sequence[float], qs: Sequence[float] = (50, 99)) -> dict[str, float | int]:
+    """{"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"} for latencies given in seconds."""
+    out: dict[str, float | int] = {"n": len(seconds)}
+    for q in qs:
+        value = percentile(seconds, q)
+        out[f"p{q:g}_ms"] = round(value * 1000, 2) if value is not None else float("nan")
+    out["mean_ms"] = round(sum(seconds) / len(seconds) * 1000, 2) if seconds else float("nan")
+    out["max_ms"] = round(max(seconds) * 1000, 2) if seconds else float("nan")
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        stat = fh.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After the comm field: state is fields[0], so utime (14th overall) is fields[11].
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
