@@ -131,7 +131,7 @@ def render(report: dict[str, Any]) -> str:
         )
         out.append(
             "   side    | lag p50   p95   max (s) | API requests  (/s) | CPU s | chat.update |"
-            " window s"
+            " window s | peak RSS MiB"
         )
         for side, label in (("bot", "bot"), ("poller", "poller")):
             f = r[side]
@@ -139,7 +139,8 @@ def render(report: dict[str, Any]) -> str:
                 f"   {label:<7} | {_fmt(f['lag_p50_s']):>7} {_fmt(f['lag_p95_s']):>5} "
                 f"{_fmt(f['lag_max_s']):>5}     | {f['api_requests']:>12} "
                 f"{_fmt(f['api_requests_per_s']):>5} | {_fmt(f['cpu_s']):>5} | "
-                f"{f['chat_updates']:>11} | {_fmt(f['window_s']):>8}"
+                f"{f['chat_updates']:>11} | {_fmt(f['window_s']):>8} | "
+                f"{_fmt(f.get('peak_rss_mib'))}"
             )
         for side in ("bot", "poller"):
             kinds = ", ".join(f"{k} {v}" for k, v in r[side]["api_requests_by_kind"].items())

@@ -27,7 +27,7 @@ from tests.bench.harness import (
 )
 from tests.bench.loadgen import run_in_subprocess
 from tests.bench.observer import DeploymentObserver
-from tests.bench.stats import cpu_seconds, percentile, summary_ms
+from tests.bench.stats import cpu_seconds, peak_rss_mib, percentile, summary_ms
 from tests.support.bot_process import SIGNING_SECRET, BotProcess
 from tests.support.slack_standin import RecordedCall
 
@@ -350,9 +350,11 @@ def _figures(
     updates: int,
     window: float,
     failed: dict[str, str],
+    peak_rss: float | None,
 ) -> dict[str, Any]:
     p50, p95 = percentile(lags, 50), percentile(lags, 95)
     return {
+        "peak_rss_mib": peak_rss,
         "deployments": len(names),
         "succeeded_updates_seen": len(lags),
         "failed": len(failed),
@@ -429,8 +431,10 @@ def progress_at_scale(bench: Bench) -> dict[str, Any]:
         progress=lambda: _progress_state(bench, observer, ns_bot, names, channel_bot, started),
     )
     cpu_after = cpu_seconds(bot.proc.pid)  # type: ignore[union-attr]
+    bot_rss = peak_rss_mib(bot.proc.pid)  # type: ignore[union-attr]
     ended = max(succeeded.values(), default=time.time())
     bot_figures = _figures(
+        peak_rss=bot_rss,
         names=names,
         lags=_lags(observer, ns_bot, names, succeeded),
         requests=_requests_summary(bot_proxy, started, ended),
@@ -517,8 +521,10 @@ def progress_at_scale(bench: Bench) -> dict[str, Any]:
         progress=lambda: _progress_state(bench, observer, ns_poll, names, channel_poll, started),
     )
     cpu_after = cpu_seconds(poller.pid)
+    poll_rss = peak_rss_mib(poller.pid)
     ended = max(succeeded.values(), default=time.time())
     poll_figures = _figures(
+        peak_rss=poll_rss,
         names=names,
         lags=_lags(observer, ns_poll, names, succeeded),
         requests=_requests_summary(poll_proxy, started, ended),

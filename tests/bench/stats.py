@@ -38,3 +38,15 @@ def cpu_seconds(pid: int) -> float:
     # After the comm field: state is fields[0], so utime (14th overall) is fields[11].
     ticks = int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """Peak resident memory of a live process (VmHWM from /proc/<pid>/status), in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
