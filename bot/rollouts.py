@@ -264,10 +264,12 @@ class Rollouts:
                 return self._no_change(
                     target, "set-image", deployment, "image already set: no change, no new revision"
                 )
-            patch = rollout.with_change_cause(plan.patch, change_cause(description, actor, reason))
-            patch["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
-            updated = self.cluster.patch_deployment(
-                target.namespace, target.name, patch, field_manager="kubectl-set"
+            updated = self._apply(
+                target,
+                deployment,
+                plan.patch,
+                change_cause(description, actor, reason),
+                field_manager="kubectl-set",
             )
             return self._changed(
                 target,
@@ -297,13 +299,12 @@ class Rollouts:
                 )
             # One patch for replicas and change-cause, so the record can never disagree with
             # the spec; the effect on the cluster is that of `kubectl scale`.
-            patch = rollout.with_change_cause(
+            updated = self._apply(
+                target,
+                deployment,
                 {"spec": {"replicas": replicas}},
                 change_cause(f"scale --replicas={replicas}", actor, reason),
-            )
-            patch["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
-            updated = self.cluster.patch_deployment(
-                target.namespace, target.name, patch, field_manager="kubectl-scale"
+                field_manager="kubectl-scale",
             )
             return self._changed(
                 target,
@@ -427,13 +428,27 @@ class Rollouts:
         *,
         starts_rollout: bool = True,
     ) -> Change:
-        body = rollout.with_change_cause(patch, change_cause(action, actor, reason))
-        body["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
-        updated = self.cluster.patch_deployment(
-            target.namespace, target.name, body, field_manager="kubectl-rollout"
+        updated = self._apply(
+            target,
+            deployment,
+            patch,
+            change_cause(action, actor, reason),
+            field_manager="kubectl-rollout",
         )
         return self._changed(
             target, action, deployment, updated, verb, starts_rollout=starts_rollout
+        )
+
+    def _apply(
+        self, target: Target, deployment: Json, patch: Json, cause: str, *, field_manager: str
+    ) -> Json:
+        """A strategic-merge patch that also records who and why (in the same request, so the
+        new ReplicaSet inherits the right cause), pinned to the resourceVersion it was computed
+        from: if the Deployment changed since, the API server answers 409 and we plan again."""
+        body = rollout.with_change_cause(patch, cause)
+        body["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
+        return self.cluster.patch_deployment(
+            target.namespace, target.name, body, field_manager=field_manager
         )
 
     def _with_fresh_state(

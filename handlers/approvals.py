@@ -8,6 +8,7 @@ action runs exactly once. The card is redrawn in place after every step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -35,30 +36,25 @@ _OUTCOME_REPLIES = {
 
 
 def register(app: App, deps: Deps) -> None:
-    @app.action(blocks.APPROVE_ACTION)
-    def handle_approve_click(
-        ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        deps.background.submit(_handle, deps, "approve", body, respond, client)
-
-    @app.action(blocks.REJECT_ACTION)
-    def handle_reject_click(
-        ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        deps.background.submit(_handle, deps, "reject", body, respond, client)
-
-    @app.action(blocks.CANCEL_ACTION)
-    def handle_cancel_click(
-        ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        deps.background.submit(_handle, deps, "cancel", body, respond, client)
+    for action_id, verb in (
+        (blocks.APPROVE_ACTION, "approve"),
+        (blocks.REJECT_ACTION, "reject"),
+        (blocks.CANCEL_ACTION, "cancel"),
+    ):
+        app.action(action_id)(_click_handler(deps, verb))
 
     @app.action(blocks.REJECT_REASON_ACTION)
     def handle_reason_typing(ack: Ack) -> None:
         ack()  # the reason is read from the card's state when Reject is clicked
+
+
+def _click_handler(deps: Deps, verb: str) -> Callable[..., None]:
+    def handle_click(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        deps.background.submit(_handle, deps, verb, body, respond, client)
+
+    handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs
+    return handle_click
 
 
 def _reject_reason(body: dict[str, Any]) -> str:

@@ -58,7 +58,6 @@ class Cluster(Protocol):
     def patch_deployment(
         self, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
     ) -> Json: ...
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Json: ...
     def namespace_exists(self, namespace: str) -> bool | None: ...
     def ready(self) -> bool: ...
 
@@ -134,58 +133,24 @@ class KubeCluster:
         )
 
     def list_deployments(self, namespace: str) -> list[Json]:
-        return self._list(
-            "deployments",
-            namespace,
-            lambda cont: self._apps.list_namespaced_deployment(
-                namespace,
-                limit=500,
-                _continue=cont,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
-        )
+        return self._paged("deployments", namespace, self._apps.list_namespaced_deployment)
 
     def list_replica_sets(self, namespace: str, selector: str) -> list[Json]:
-        return self._list(
+        return self._paged(
             "replicasets",
             namespace,
-            lambda cont: self._apps.list_namespaced_replica_set(
-                namespace,
-                label_selector=selector,
-                limit=500,
-                _continue=cont,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
+            self._apps.list_namespaced_replica_set,
+            label_selector=selector,
         )
 
     def list_pods(self, namespace: str, selector: str) -> list[Json]:
-        return self._list(
-            "pods",
-            namespace,
-            lambda cont: self._core.list_namespaced_pod(
-                namespace,
-                label_selector=selector,
-                limit=500,
-                _continue=cont,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
+        return self._paged(
+            "pods", namespace, self._core.list_namespaced_pod, label_selector=selector
         )
 
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]:
-        events = self._list(
-            "events",
-            namespace,
-            lambda cont: self._core.list_namespaced_event(
-                namespace,
-                field_selector="type=Warning",
-                limit=500,
-                _continue=cont,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
+        events = self._paged(
+            "events", namespace, self._core.list_namespaced_event, field_selector="type=Warning"
         )
         return [e for e in events if e.get("involvedObject", {}).get("name") in involved_names]
 
@@ -305,25 +270,24 @@ class KubeCluster:
             name=name,
         )
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Json:
-        # kubectl scale without preconditions: a merge patch on the scale subresource.
-        return self._call(
-            "patch",
-            "deployments/scale",
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _paged(
+        self, resource: str, namespace: str, method: Callable[..., Any], **params: Any
+    ) -> list[Json]:
+        """Every item of a namespaced list, 500 per page, following `continue` tokens."""
+        return self._list(
+            resource,
             namespace,
-            lambda: self._apps.patch_namespaced_deployment_scale(
-                name,
+            lambda cont: method(
                 namespace,
-                {"spec": {"replicas": replicas}},
-                field_manager=FIELD_MANAGER,
-                _content_type="application/merge-patch+json",
+                limit=500,
+                _continue=cont,
                 _preload_content=False,
                 _request_timeout=self._timeout,
+                **params,
             ),
-            name=name,
         )
-
-    # -- plumbing --------------------------------------------------------------------------------
 
     def _list(self, resource: str, namespace: str, page: Callable[[str | None], Any]) -> list[Json]:
         items: list[Json] = []
