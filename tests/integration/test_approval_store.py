@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import pytest
@@ -23,49 +23,14 @@ from bot.store.approvals import (
 from bot.store.audit import AuditEvent, RedisAuditLog
 from bot.store.errors import StoreCorrupt, StoreUnavailable
 from bot.store.keys import Keys
-from tests.support.redis_server import RedisServer, ReplyDroppingProxy, flush_redis
+from tests.integration.conftest import T0, FakeClock
+from tests.support.redis_server import RedisServer, ReplyDroppingProxy
 
 pytestmark = pytest.mark.redis
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 REQUESTER = "U-req"
 
 T = TypeVar("T")
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    flush_redis(server)
-    client = server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

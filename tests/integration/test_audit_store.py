@@ -6,8 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,46 +22,10 @@ from bot.store.audit import (
 )
 from bot.store.errors import StoreCorrupt, StoreUnavailable
 from bot.store.keys import Keys
-from tests.support.redis_server import RedisServer, flush_redis
+from tests.integration.conftest import T0, FakeClock
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    flush_redis(server)
-    client = server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
