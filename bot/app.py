@@ -16,7 +16,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import blocks
-from bot.deps import Deps
+from bot.deps import Deps, redis_client
 from bot.store.errors import StoreError
 from bot.store.keys import Keys
 from handlers.replies import Replier
@@ -30,6 +30,7 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 # Slack rejects timestamps older than 5 minutes; remembering signatures a little longer covers
 # the whole window in which a replay could still verify.
 REPLAY_WINDOW_SECONDS = 360
+REPLAY_CHECK_TIMEOUT = 0.25
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -63,13 +64,15 @@ def replay_guard(deps: Deps) -> Callable[..., BoltResponse]:
     signing window: a captured request must not run a command twice. Runs after Bolt has
     verified the signature, so only genuine requests are remembered."""
     keys = Keys(deps.settings.redis_prefix)
+    # This runs before the ack: a hung Redis may cost it a quarter second, not the 3 s budget.
+    store = redis_client(deps.settings, timeout=REPLAY_CHECK_TIMEOUT)
 
     def guard(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
         signature = (req.headers.get("x-slack-signature") or [""])[0]
         if req.mode != "http" or not _SIGNATURE.fullmatch(signature):
             return next()
         try:
-            first = deps.redis.set(
+            first = store.set(
                 keys.event_seen("sig" + signature[3:43]), "1", nx=True, ex=REPLAY_WINDOW_SECONDS
             )
         except redis.RedisError:

@@ -64,8 +64,8 @@ def slack_client(settings: Settings) -> WebClient:
     )
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    timeout = settings.redis_timeout_seconds
+def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
+    timeout = timeout if timeout is not None else settings.redis_timeout_seconds
     return redis.Redis.from_url(
         settings.redis_url.get_secret_value(),
         socket_timeout=timeout,

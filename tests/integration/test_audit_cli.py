@@ -1,7 +1,7 @@
 """`rollout-bot audit verify|export` against the trail the real bot wrote to a real Redis.
 
-The bot scales Deployments in a namespace without an approval rule (each change writes
-`execution` and `outcome` entries); the CLI then runs as a separate process with the bot's
+The bot pauses Deployments and sets their image in a namespace without an approval rule (each
+change writes `execution` and `outcome` entries); the CLI then runs as a separate process with the bot's
 environment.
 Tampering is done the way someone with Redis access would: straight on the stream.
 """
@@ -55,16 +55,16 @@ def rollout_bot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 def act(driver: SlackDriver, kubectl: Kubectl, name: str) -> None:
     """Two audited mutations through the bot on a Deployment made with kubectl.
 
-    Scaling starts no rollout, so no progress verdict is audited later: when the bot has
-    announced the change, every entry of it is in the trail.
+    A paused Deployment rolls nothing out, so no progress verdict is audited later: when the
+    bot has announced the change, every entry of it is in the trail.
     """
     kubectl.apply(deployment_manifest(name, "nginx:1.18-alpine", replicas=1))
-    for replicas in (2, 3):
-        announce(
-            driver,
-            f"scale {name} --replicas={replicas} -n {kubectl.namespace} --reason=load",
-            f"deployment.apps/{name} scaled",
-        )
+    announce(driver, f"pause {name} -n {kubectl.namespace}", f"deployment.apps/{name} paused")
+    announce(
+        driver,
+        f"set image {name} {name}=nginx:1.19-alpine -n {kubectl.namespace} --reason=load",
+        f"deployment.apps/{name} image updated",
+    )
 
 
 def announce(driver: SlackDriver, text: str, expected: str) -> None:
@@ -133,17 +133,17 @@ def test_export_writes_json_lines_with_the_hash_chain(
         for e in entries
         if e["namespace"] == granted_namespace
     ]
-    assert (
-        mine
-        == [
-            ("execution", "scale", ""),
-            ("outcome", "scale", "changed"),
-        ]
-        * 2
-    )
+    assert mine == [
+        ("execution", "pause", ""),
+        ("outcome", "pause", "changed"),
+        ("execution", "set-image", ""),
+        ("outcome", "set-image", "changed"),
+    ]
     last = entries[-1]
     assert last["user_id"] == "U0ALICE" and last["reason"] == "load"
     assert last["deployment"] == "web" and last["revision_before"] == 1
+    assert last["images_before"] == {"web": "nginx:1.18-alpine"}
+    assert last["images_after"] == {"web": "nginx:1.19-alpine"}
 
 
 def test_export_since_keeps_only_entries_from_that_time_on(
