@@ -329,6 +329,24 @@ def test_approver_outside_the_list_is_refused_and_a_group_member_counts(
     assert len(executions(audit, card.id)) == 1
 
 
+def test_when_slack_cannot_say_who_is_in_a_group_the_approval_is_refused_not_granted(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    # The Web API client tries three times (two retries on 5xx); all three fail.
+    driver.slack.fail_next("usergroups.users.list", status=500, count=3)
+
+    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0ERIN"))
+
+    assert "could not ask Slack" in said and "try again" in said
+    assert "Waiting for approval" in card_text(driver.slack, card)
+    assert prod.history_revisions("web") == [1]
+    # Once Slack answers again, the same click counts.
+    click(driver, blocks.APPROVE_ACTION, card, "U0ERIN")
+    wait_for_card(driver, card, "*Done*")
+    assert prod.history_revisions("web") == [1, 2]
+
+
 # -- exactly once ---------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """`rollout-bot audit verify|export` against the trail the real bot wrote to a real Redis.
 
-The bot pauses Deployments and sets their image in a namespace without an approval rule (each
-change writes `execution` and `outcome` entries); the CLI then runs as a separate process with the bot's
-environment.
+The bot pauses Deployments and sets their image in a namespace without an approval rule
+(each change writes `execution` and `outcome` entries); the CLI then runs as a separate
+process with the bot's environment.
 Tampering is done the way someone with Redis access would: straight on the stream.
 """
 
