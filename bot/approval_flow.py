@@ -321,10 +321,3 @@ def _with_images(template: Json, images: dict[str, str]) -> Json:
                 {**c, "image": images.get(c.get("name", ""), c.get("image"))} for c in spec[key]
             ]
     return {**template, "spec": spec}
-
-
-def is_pending(request: ApprovalRequest) -> bool:
-    return request.state == ApprovalState.PENDING
-
-
-__all__ = ["ApprovalFlow", "Decision", "RolloutBotError", "is_pending"]

@@ -15,8 +15,6 @@ from typing import Any
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
-    DividerBlock,
-    HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
 )
@@ -27,7 +25,6 @@ from bot.rollouts import Actor, Change, DeploymentRow, DiffView, HistoryView, St
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
-HEADER_LIMIT = 150
 # Room left in a section for the ``` fences and a "… N more" note.
 CODE_LIMIT = SECTION_LIMIT - 80
 
@@ -66,10 +63,6 @@ def _code(lines: Sequence[str], *, limit: int = CODE_LIMIT) -> str:
 
 def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=_cut(text, SECTION_LIMIT)))
-
-
-def _header(text: str) -> HeaderBlock:
-    return HeaderBlock(text=_cut(text, HEADER_LIMIT))
 
 
 def _context(*texts: str) -> ContextBlock:
@@ -295,10 +288,6 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
     return _fit(
         f"{actor.user_name} ran {change.action} on {change.target}: {change.summary}", blocks
     )
-
-
-def divider() -> dict[str, Any]:
-    return DividerBlock().to_dict()
 
 
 # -- approvals -------------------------------------------------------------------------------

@@ -13,12 +13,7 @@ How it fits together:
     notices               changes made outside the bot (kubectl, CI/CD, GitOps) in a channel's
                           bound namespace are announced once per revision, then tracked
 
-Redis keys (one hash tag, like every key of the bot):
-    {p}:rollout:<id>          JSON of a TrackedRollout
-    {p}:rollouts:active       set of unfinished rollout ids
-    {p}:rollout-lease:<id>    the owning replica, with a TTL
-    {p}:ours:<uid>:<gen>      the bot made this generation (not an outside change)
-    {p}:notice:<uid>:<rev>    a notice for this revision was posted
+Its Redis keys are listed with every other key in `bot.store.keys`.
 """
 
 from __future__ import annotations
@@ -81,51 +76,39 @@ class TrackedRollout:
     rolled_back: bool = False
 
 
-def _keys(prefix: Keys) -> dict[str, str]:
-    tag = prefix.tag
-    return {
-        "active": f"{tag}:rollouts:active",
-        "rollout": f"{tag}:rollout:",
-        "lease": f"{tag}:rollout-lease:",
-        "ours": f"{tag}:ours:",
-        "notice": f"{tag}:notice:",
-    }
-
-
 class RolloutRegistry:
     """Tracked rollouts and their leases in Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys, owner: str) -> None:
         self._redis = client
-        self._k = _keys(keys)
+        self._keys = keys
         self.owner = owner
 
     def save(self, tracked: TrackedRollout) -> None:
         pipe = self._redis.pipeline()
-        pipe.set(self._k["rollout"] + tracked.id, json.dumps(asdict(tracked)), ex=7 * 86400)
+        pipe.set(self._keys.rollout(tracked.id), json.dumps(asdict(tracked)), ex=7 * 86400)
         if tracked.finished:
-            pipe.srem(self._k["active"], tracked.id)
+            pipe.srem(self._keys.rollouts_active, tracked.id)
         else:
-            pipe.sadd(self._k["active"], tracked.id)
+            pipe.sadd(self._keys.rollouts_active, tracked.id)
         pipe.execute()
 
     def active(self) -> list[TrackedRollout]:
-        ids = [
-            i.decode() if isinstance(i, bytes) else str(i)
-            for i in self._redis.smembers(self._k["active"])
-        ]
         found = []
-        for rollout_id in ids:
-            raw = self._redis.get(self._k["rollout"] + rollout_id)
+        for raw_id in self._redis.smembers(self._keys.rollouts_active):
+            rollout_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            if not Keys.valid_part(rollout_id):
+                continue
+            raw = self._redis.get(self._keys.rollout(rollout_id))
             if raw is None:
-                self._redis.srem(self._k["active"], rollout_id)
+                self._redis.srem(self._keys.rollouts_active, rollout_id)
                 continue
             found.append(TrackedRollout(**json.loads(raw)))
         return found
 
     def acquire(self, rollout_id: str) -> bool:
         """True if this replica holds (or just took) the rollout's lease."""
-        key = self._k["lease"] + rollout_id
+        key = self._keys.rollout_lease(rollout_id)
         if self._redis.set(key, self.owner, nx=True, px=int(LEASE_TTL * 1000)):
             return True
         holder = self._redis.get(key)
@@ -135,23 +118,21 @@ class RolloutRegistry:
         return False
 
     def release(self, rollout_id: str) -> None:
-        key = self._k["lease"] + rollout_id
+        key = self._keys.rollout_lease(rollout_id)
         holder = self._redis.get(key)
         if holder is not None and holder.decode() == self.owner:  # type: ignore[union-attr]
             self._redis.delete(key)
 
     def mark_ours(self, uid: str, generation: int) -> None:
-        self._redis.set(f"{self._k['ours']}{uid}:{generation}", "1", ex=7 * 86400)
+        self._redis.set(self._keys.ours(uid, generation), "1", ex=7 * 86400)
 
     def is_ours(self, uid: str, generation: int) -> bool:
-        return bool(self._redis.exists(f"{self._k['ours']}{uid}:{generation}"))
+        return bool(self._redis.exists(self._keys.ours(uid, generation)))
 
     def first_notice(self, uid: str, revision: int) -> bool:
         """True exactly once per revision, across replicas and restarts."""
         return bool(
-            self._redis.set(
-                f"{self._k['notice']}{uid}:{revision}", self.owner, nx=True, ex=30 * 86400
-            )
+            self._redis.set(self._keys.notice(uid, revision), self.owner, nx=True, ex=30 * 86400)
         )
 
 

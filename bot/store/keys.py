@@ -18,8 +18,12 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:op:<token>             string: result of one store transition, so a
                                          command redis-py retried after a lost reply
                                          returns the first result instead of acting twice
-    {rollout-bot}:event:<event_id>       string: Slack event already handled (ingress dedup)
-    {rollout-bot}:lease:<approval_id>    string: execution lease held by one replica
+    {rollout-bot}:event:<event_id>       string: Slack request already handled (replay guard)
+    {rollout-bot}:rollout:<id>           string: one tracked rollout (progress message) as JSON
+    {rollout-bot}:rollouts:active        set: ids of tracked rollouts without a verdict yet
+    {rollout-bot}:rollout-lease:<id>     string: the replica driving that rollout, with a TTL
+    {rollout-bot}:ours:<uid>:<gen>       string: the bot made this generation of a Deployment
+    {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
 """
 
 from __future__ import annotations
@@ -91,8 +95,23 @@ class Keys:
     def event_seen(self, event_id: str) -> str:
         return f"{self.tag}:event:{_part(event_id, 'event id')}"
 
-    def execution_lease(self, approval_id: str) -> str:
-        return f"{self.tag}:lease:{_part(approval_id, 'approval id')}"
+    # -- progress --------------------------------------------------------------------------
+
+    def rollout(self, rollout_id: str) -> str:
+        return f"{self.tag}:rollout:{_part(rollout_id, 'rollout id')}"
+
+    @property
+    def rollouts_active(self) -> str:
+        return f"{self.tag}:rollouts:active"
+
+    def rollout_lease(self, rollout_id: str) -> str:
+        return f"{self.tag}:rollout-lease:{_part(rollout_id, 'rollout id')}"
+
+    def ours(self, uid: str, generation: int) -> str:
+        return f"{self.tag}:ours:{_part(uid, 'uid')}:{int(generation)}"
+
+    def notice(self, uid: str, revision: int) -> str:
+        return f"{self.tag}:notice:{_part(uid, 'uid')}:{int(revision)}"
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -104,6 +123,7 @@ class Keys:
             self.audit_anchor,
             self.approvals_pending,
             self.approvals_active,
+            self.rollouts_active,
         )
 
     def owns(self, key: str) -> bool:
