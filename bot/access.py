@@ -22,6 +22,13 @@ class Access:
             return frozenset()
         return self.directory.groups_of(user_id, self._groups)
 
+    def may(self, user_id: str, channel_id: str, action: str, namespace: str) -> bool:
+        try:
+            self.check(user_id, channel_id, action, namespace)
+        except NotPermitted:
+            return False
+        return True
+
     def check(self, user_id: str, channel_id: str, action: str, namespace: str) -> None:
         """Raises NotPermitted saying what was refused, why, and what to do."""
         if not self.policy.channel_allows_namespace(channel_id, namespace):

@@ -73,6 +73,15 @@ class CommandRunner:
 
     def run(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
         access = self.deps.access
+        if isinstance(command, cmd.Approvals) and command.namespace is None:
+            # Without -n: every waiting request this user may see from this channel.
+            visible = [
+                request
+                for request in self.deps.approvals.pending()
+                if access.may(actor.user_id, actor.channel_id, "approvals", request.namespace)
+            ]
+            replier.ephemeral(blocks.approvals_list_message(None, visible))
+            return
         namespace = access.namespace_for(actor.channel_id, getattr(command, "namespace", None))
         try:
             access.check(actor.user_id, actor.channel_id, command.action, namespace)

@@ -710,6 +710,9 @@ def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
     assert image.id in listed and "set-image" in listed and f"{prod_namespace}/web" in listed
     assert "carol" in listed and "0/1" in listed
     assert scale.id not in listed
+    # Without -n: every waiting request, whatever the channel's default namespace.
+    everywhere = driver.ask("approvals", user="U0MALLORY", name="mallory")
+    assert image.id in everywhere and scale.id not in everywhere
 
     trail = driver.ask(f"audit web -n {prod_namespace}", user="U0MALLORY", name="mallory")
 
