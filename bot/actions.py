@@ -72,6 +72,26 @@ class Executor:
         self._audit_outcome(base, "changed" if change.changed else "no change", change)
         return change
 
+    def audit_denial(self, command: cmd.Command, namespace: str, actor: Actor) -> None:
+        """A mutation the policy refused is recorded too (best effort: nothing ran)."""
+        try:
+            self.audit.append(
+                AuditEvent(
+                    event=AuditEventKind.DENIAL,
+                    user_id=actor.user_id,
+                    user_name=actor.user_name,
+                    channel=actor.channel_id,
+                    action=command.action,
+                    cluster=self.cluster_name,
+                    namespace=namespace,
+                    deployment=str(getattr(command, "deployment", "") or ""),
+                    parameters=parameters_of(command),
+                    outcome="denied by policy",
+                )
+            )
+        except StoreError:
+            log.warning("could not audit a policy denial")
+
     def _dispatch(
         self, command: Mutation, target: Target, actor: Actor, expect: str | None
     ) -> Change:

@@ -21,8 +21,6 @@ from bot.deps import Deps
 from bot.domain import commands as cmd
 from bot.errors import NotPermitted
 from bot.rollouts import Actor, Change, Target
-from bot.store.audit import AuditEvent, AuditEventKind
-from bot.store.errors import StoreError
 from handlers.replies import Replier, user_facing_errors
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,7 @@ class CommandRunner:
             access.check(actor.user_id, actor.channel_id, command.action, namespace)
         except NotPermitted:
             if command.is_mutation:
-                self._audit_denial(command, namespace, actor)
+                self.deps.executor.audit_denial(command, namespace, actor)
             raise
         command = dataclasses.replace(command, namespace=namespace)  # type: ignore[arg-type]
         if command.is_mutation:
@@ -156,22 +154,3 @@ class CommandRunner:
         ts = replier.in_channel(message)
         if ts is not None and change.starts_rollout and self.deps.progress is not None:
             self.deps.progress.track(change, actor.channel_id, ts)
-
-    def _audit_denial(self, command: cmd.Command, namespace: str, actor: Actor) -> None:
-        try:
-            self.deps.audit.append(
-                AuditEvent(
-                    event=AuditEventKind.DENIAL,
-                    user_id=actor.user_id,
-                    user_name=actor.user_name,
-                    channel=actor.channel_id,
-                    action=command.action,
-                    cluster=self.deps.settings.cluster_name,
-                    namespace=namespace,
-                    deployment=str(getattr(command, "deployment", "") or ""),
-                    parameters={"command": cmd.render_command(command)},
-                    outcome="denied by policy",
-                )
-            )
-        except StoreError:
-            log.warning("could not audit a policy denial")

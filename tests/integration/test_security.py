@@ -82,3 +82,26 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
         assert not can("patch", "deployments.apps", ns=elsewhere)
     finally:
         admin_kubectl.run("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+
+def test_a_policy_denial_is_refused_and_audited(
+    driver: SlackDriver, kubectl: Kubectl, granted_namespace: str, redis_server: Any
+) -> None:
+    from bot.store.audit import RedisAuditLog
+    from bot.store.keys import Keys
+
+    kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+    said = driver.run(
+        f"scale web --replicas=5 -n {granted_namespace}", user="U0MALLORY", name="mallory"
+    )
+
+    assert "not allowed" in said and "Nothing was changed" in said
+    assert kubectl.get("deployment/web")["spec"]["replicas"] == 1
+    denials = [
+        e
+        for e in RedisAuditLog(redis_server.client(), Keys()).export()
+        if e.event == "denial" and e.namespace == granted_namespace
+    ]
+    assert [(e.user_id, e.action, e.outcome) for e in denials] == [
+        ("U0MALLORY", "scale", "denied by policy")
+    ]
