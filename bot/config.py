@@ -6,6 +6,7 @@ are `SecretStr` so they never appear in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -92,9 +93,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Reads the environment; raises ConfigError naming each missing or invalid variable."""
+    """Reads the environment, then (for what it lacks) one file per setting in
+    ROLLOUT_BOT_SECRETS_DIR, which is what a mounted Kubernetes Secret gives: a file named
+    SLACK_BOT_TOKEN holding the token. Raises ConfigError naming each bad variable."""
+    secrets_dir = os.environ.get("ROLLOUT_BOT_SECRETS_DIR")
+    if secrets_dir and not os.path.isdir(secrets_dir):
+        raise ConfigError("invalid configuration: ROLLOUT_BOT_SECRETS_DIR is not a directory")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_secrets_dir=secrets_dir or None, **overrides)  # type: ignore[call-arg,arg-type]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
