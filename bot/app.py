@@ -46,8 +46,8 @@ def build_app(deps: Deps) -> App:
         # auth.test at start-up is done by `serve` with a clear message; Bolt's own check would
         # raise a bare exception.
         token_verification_enabled=False,
-        # Every listener keeps its thread while it talks to the cluster after ack(); Bolt's
-        # default pool of 5 would leave the 6th concurrent command unacknowledged.
+        # Listeners only parse, ack and hand off to `deps.background`, but a burst of commands
+        # still needs a thread each until its ack; Bolt's default of 5 answers the 6th with 404.
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.listener_threads, thread_name_prefix="listener"
         ),
