@@ -15,7 +15,6 @@ import redis
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import blocks
 from bot.deps import Deps, redis_client
 from bot.store.errors import StoreError
 from bot.store.keys import Keys
@@ -169,7 +168,7 @@ class ApprovalSweeper:
             log.warning("audit retention skipped: %s", type(exc).__name__)
 
     def sweep(self) -> None:
-        from handlers.approvals import after_decision
+        from handlers.approvals import after_decision, redraw
 
         try:
             expired = self.deps.approval_flow.expire_due()
@@ -188,16 +187,4 @@ class ApprovalSweeper:
                     self.deps, decision, "", Replier(None, self.deps.slack, request.channel)
                 )
         for request in expired:
-            if request.message_ts and request.channel:
-                try:
-                    self.deps.slack.chat_update(
-                        channel=request.channel,
-                        ts=request.message_ts,
-                        **_message_kwargs(blocks.approval_card(request)),
-                    )
-                except Exception as exc:  # the card stays stale; the state is still right
-                    log.warning("could not redraw expired card: %s", type(exc).__name__)
-
-
-def _message_kwargs(message: blocks.Message) -> dict[str, Any]:
-    return {"text": message.text, "blocks": message.blocks}
+            redraw(Replier(None, self.deps.slack, request.channel), request, self.deps.approvals)

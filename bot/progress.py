@@ -423,7 +423,7 @@ class ProgressTracker:
 
     def _on_failure_for(self, action: str, namespace: str) -> str:
         rule = self.policy.approval_rule_for(action, namespace) or next(
-            (r for r in self.policy.approvals if any(_glob(p, namespace) for p in r.namespaces)),
+            (r for r in self.policy.approvals if r.covers(namespace)),
             None,
         )
         return rule.on_failure if rule is not None else "notify"
@@ -650,12 +650,6 @@ class ProgressTracker:
             title=f"revision {revision} of {target}",
         )
         self._start_tracking(tracked, deployment)
-
-
-def _glob(pattern: str, name: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _who_changed(deployment: Json) -> str:

@@ -269,9 +269,10 @@ class ApprovalRule(_Model):
         return approvers
 
     def applies_to(self, action: str, namespace: str) -> bool:
-        return ("*" in self.actions or action in self.actions) and _matches(
-            self.namespaces, namespace
-        )
+        return ("*" in self.actions or action in self.actions) and self.covers(namespace)
+
+    def covers(self, namespace: str) -> bool:
+        return _matches(self.namespaces, namespace)
 
     def is_approver(self, user_id: str, user_groups: frozenset[str]) -> bool:
         return _has_principal(self.approvers, user_id, user_groups)
