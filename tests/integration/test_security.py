@@ -105,3 +105,42 @@ def test_a_policy_denial_is_refused_and_audited(
     assert [(e.user_id, e.action, e.outcome) for e in denials] == [
         ("U0MALLORY", "scale", "denied by policy")
     ]
+
+
+def test_a_channel_bound_to_other_namespaces_is_refused_and_nothing_changes(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str, tmp_path: Any
+) -> None:
+    from tests.conftest import TEST_POLICY
+
+    policy = tmp_path / "bound.yaml"
+    policy.write_text(
+        TEST_POLICY.replace(
+            "C0DEPLOYS: {namespace: default}",
+            "C0DEPLOYS: {namespace: default}\n"
+            "  C0STAGING: {namespace: staging, namespaces: [staging]}",
+        )
+    )
+    driver = SlackDriver(slack, start_bot(policy=policy), channel="C0STAGING")
+    kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+
+    said = driver.run(f"scale web --replicas=4 -n {granted_namespace}")
+
+    assert "may not act on namespace" in said and "Nothing was changed" in said
+    assert kubectl.get("deployment/web")["spec"]["replicas"] == 1
+
+
+def test_the_http_surface_refuses_oversized_bodies_and_other_methods(driver: SlackDriver) -> None:
+    import urllib.error
+    import urllib.request
+
+    body = b"text=" + b"x" * (2 << 20)
+    big = send_raw(driver.bot.events_url, body, signed_headers(SIGNING_SECRET, body))
+    assert big.status == 413
+
+    request = urllib.request.Request(driver.bot.events_url, method="GET")
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        status = 200
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert status == 405
