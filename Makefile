@@ -17,7 +17,7 @@ setup: $(BIN)/rollout-bot
 
 # Builds (first time only) and caches the control-plane binaries outside the repository.
 control-plane:
-	tests/cluster/build-control-plane.sh >/dev/null
+	bot/devkit/cluster/build-control-plane.sh >/dev/null
 
 test: setup control-plane
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -32,10 +32,10 @@ typecheck: setup
 check: lint typecheck test
 
 cluster-up: setup control-plane
-	$(BIN)/python -m tests.support.control_plane up "$(CLUSTER_DIR)"
+	$(BIN)/python -m bot.devkit.control_plane up "$(CLUSTER_DIR)"
 
 cluster-down: setup
-	$(BIN)/python -m tests.support.control_plane down "$(CLUSTER_DIR)"
+	$(BIN)/python -m bot.devkit.control_plane down "$(CLUSTER_DIR)"
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench

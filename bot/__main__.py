@@ -9,8 +9,14 @@ import signal
 import sys
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+    from bot.runtime import Runtime
 
 log = logging.getLogger("rollout-bot")
 
@@ -60,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.deps import audit_log, redis_client
-    from bot.store.errors import StoreError
+    from bot.domain.errors import StoreError
+    from bot.runtime import audit_log, redis_client
 
     log_ = audit_log(settings, redis_client(settings))
     try:
@@ -104,13 +110,22 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
-    from bot.app import ApprovalSweeper, build_app, wsgi_app
-    from bot.deps import build_deps
+    from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError
-    from bot.errors import RolloutBotError
+    from bot.runtime import Runtime
 
+    # Every check comes before any thread starts: a refused start-up leaves nothing running.
+    if args.http and settings.slack_signing_secret is None:
+        print("rollout-bot: SLACK_SIGNING_SECRET is required for --http", file=sys.stderr)
+        return 2
+    if not args.http and settings.slack_app_token is None:
+        print(
+            "rollout-bot: SLACK_APP_TOKEN is required for Socket Mode (or use --http)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        deps = build_deps(settings)
+        runtime = Runtime(settings)
     except PolicyError as exc:
         print(f"rollout-bot: invalid policy file:\n{exc}", file=sys.stderr)
         return 2
@@ -118,55 +133,65 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"rollout-bot: {exc.user_message}", file=sys.stderr)
         return 2
     try:
-        identity = deps.slack.auth_test()
+        identity = runtime.slack.auth_test()
         log.info("connected to Slack as %s", identity.get("user_id"))
     except (SlackApiError, SlackClientError, OSError) as exc:
         reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
         print(f"rollout-bot: SLACK_BOT_TOKEN was not accepted by Slack ({reason})", file=sys.stderr)
         return 2
-    app = build_app(deps)
-    sweeper = ApprovalSweeper(deps)
-    sweeper.start()
-    if deps.progress is not None:
-        deps.progress.start()
+    secret = settings.slack_signing_secret
+    app = runtime.bolt_app(
+        signing_secret=secret.get_secret_value() if args.http and secret is not None else None
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    if args.http:
-        if settings.slack_signing_secret is None:
-            print("rollout-bot: SLACK_SIGNING_SECRET is required for --http", file=sys.stderr)
-            return 2
-        import waitress
+    runtime.start()
+    try:
+        if args.http:
+            return _serve_http(runtime, app, settings, args)
+        return _serve_socket_mode(app, settings)
+    finally:
+        log.info("stopping")
+        runtime.stop()
+        log.info("stopped")
 
-        host = args.host or settings.http_host
-        log.info("serving HTTP on %s:%d", host, args.port)
-        waitress.serve(
-            wsgi_app(app, deps),
-            host=host,
-            port=args.port,
-            threads=settings.listener_threads,
-            ident="rollout-bot",
-            # Slack retries nothing for commands; a slow client must not pin a thread.
-            channel_timeout=30,
-        )
-        return 0
-    if settings.slack_app_token is None:
-        print(
-            "rollout-bot: SLACK_APP_TOKEN is required for Socket Mode (or use --http)",
-            file=sys.stderr,
-        )
-        return 2
+
+def _serve_http(runtime: Runtime, app: App, settings: Settings, args: argparse.Namespace) -> int:
+    import waitress
+
+    from handlers.http import wsgi_app
+
+    host = args.host or settings.http_host
+    log.info("serving HTTP on %s:%d", host, args.port)
+    waitress.serve(
+        wsgi_app(app, runtime.readiness),
+        host=host,
+        port=args.port,
+        threads=settings.listener_threads,
+        ident="rollout-bot",
+        # Slack retries nothing for commands; a slow client must not pin a thread.
+        channel_timeout=30,
+    )
+    return 0
+
+
+def _serve_socket_mode(app: App, settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    assert settings.slack_app_token is not None
     handler = SocketModeHandler(
         app,
         app_token=settings.slack_app_token.get_secret_value(),
         concurrency=settings.listener_threads,
     )
     log.info("connecting to Slack in Socket Mode")
-    handler.start()  # type: ignore[no-untyped-call]
+    try:
+        handler.start()  # type: ignore[no-untyped-call]
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
     return 0
 
 

@@ -10,10 +10,10 @@ from bot.config import Settings
 def run_check(settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
-    from bot.deps import redis_client, slack_client
+    from bot.adapters.k8s.cluster import KubeCluster, load_api_client
+    from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError, load_policy
-    from bot.errors import RolloutBotError
-    from bot.k8s.cluster import KubeCluster, load_api_client
+    from bot.runtime import redis_client, slack_client
 
     problems: list[str] = []
     if settings.policy_file is None:

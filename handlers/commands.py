@@ -15,19 +15,19 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import blocks
-from bot.actions import Mutation
-from bot.deps import Deps
 from bot.domain import commands as cmd
-from bot.errors import NotPermitted
-from bot.rollouts import Actor, Change, Target
+from bot.domain.errors import NotPermitted
+from bot.services.container import Services
+from bot.services.execution import Mutation
+from bot.services.rollouts import Actor, Change, Target
 from handlers.replies import Replier, user_facing_errors
+from handlers.views import blocks
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, deps: Deps) -> CommandRunner:
-    runner = CommandRunner(deps)
+def register(app: App, services: Services) -> CommandRunner:
+    runner = CommandRunner(services)
 
     @app.command("/rollout")
     def handle_rollout_command(
@@ -39,15 +39,15 @@ def register(app: App, deps: Deps) -> CommandRunner:
 
 
 class CommandRunner:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def handle(
         self, ack: Ack, payload: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         try:
             parsed = cmd.parse_command(
-                str(payload.get("text") or ""), max_replicas=self.deps.settings.max_replicas
+                str(payload.get("text") or ""), max_replicas=self.services.max_replicas
             )
         except cmd.CommandError as exc:
             message = blocks.error_message(exc.message, exc.usage)
@@ -63,19 +63,19 @@ class CommandRunner:
         user_id = str(payload.get("user_id") or "")
         actor = Actor(user_id, str(payload.get("user_name") or user_id), channel_id)
         replier = Replier(respond, client, channel_id)
-        self.deps.background.submit(self.run_safely, parsed, actor, replier)
+        self.services.background.submit(self.run_safely, parsed, actor, replier)
 
     def run_safely(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
         with user_facing_errors(replier.ephemeral):
             self.run(command, actor, replier)
 
     def run(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
-        access = self.deps.access
+        access = self.services.access
         if isinstance(command, cmd.Approvals) and command.namespace is None:
             # Without -n: every waiting request this user may see from this channel.
             visible = [
                 request
-                for request in self.deps.approvals.pending()
+                for request in self.services.approvals.pending()
                 if access.may(actor.user_id, actor.channel_id, "approvals", request.namespace)
             ]
             replier.ephemeral(blocks.approvals_list_message(None, visible))
@@ -85,7 +85,7 @@ class CommandRunner:
             access.check(actor.user_id, actor.channel_id, command.action, namespace)
         except NotPermitted:
             if command.is_mutation:
-                self.deps.executor.audit_denial(command, namespace, actor)
+                self.services.executor.audit_denial(command, namespace, actor)
             raise
         command = dataclasses.replace(command, namespace=namespace)  # type: ignore[arg-type]
         if command.is_mutation:
@@ -96,7 +96,7 @@ class CommandRunner:
     # -- reads -----------------------------------------------------------------------------------
 
     def _read(self, command: cmd.Command, namespace: str) -> blocks.Message:
-        rollouts = self.deps.rollouts
+        rollouts = self.services.rollouts
         match command:
             case cmd.ListDeployments():
                 return blocks.deployments_message(namespace, rollouts.list_deployments(namespace))
@@ -111,10 +111,10 @@ class CommandRunner:
                 )
                 return blocks.diff_message(view_diff)
             case cmd.Approvals():
-                pending = self.deps.approvals.pending(namespace)
+                pending = self.services.approvals.pending(namespace)
                 return blocks.approvals_list_message(namespace, pending)
             case cmd.Audit():
-                entries = self.deps.audit.recent(
+                entries = self.services.audit.recent(
                     command.limit, namespace=namespace, deployment=command.deployment
                 )
                 what = (
@@ -128,13 +128,13 @@ class CommandRunner:
     # -- mutations -------------------------------------------------------------------------------
 
     def _mutate(self, command: Mutation, namespace: str, actor: Actor, replier: Replier) -> None:
-        rule = self.deps.access.policy.approval_rule_for(command.action, namespace)
+        rule = self.services.access.policy.approval_rule_for(command.action, namespace)
         if rule is not None:
-            request = self.deps.approval_flow.request(command, namespace, actor, rule)
+            request = self.services.approvals.request(command, namespace, actor, rule)
             card = blocks.approval_card(request)
             ts = replier.in_channel(card)
             if ts is not None:
-                self.deps.approvals.set_message(request.id, actor.channel_id, ts)
+                self.services.approvals.card_posted(request.id, actor.channel_id, ts)
             replier.ephemeral(
                 blocks.info_message(
                     f"Approval requested (`{request.id}`): *{command.action}* on "
@@ -143,7 +143,7 @@ class CommandRunner:
                 )
             )
             return
-        change = self.deps.executor.run(command, namespace, actor)
+        change = self.services.executor.run(command, namespace, actor)
         self.announce(change, actor, getattr(command, "reason", None), replier)
 
     def announce(self, change: Change, actor: Actor, reason: str | None, replier: Replier) -> None:
@@ -152,5 +152,5 @@ class CommandRunner:
             replier.ephemeral(message)
             return
         ts = replier.in_channel(message)
-        if ts is not None and change.starts_rollout and self.deps.progress is not None:
-            self.deps.progress.track(change, actor.channel_id, ts)
+        if ts is not None and change.starts_rollout and self.services.progress is not None:
+            self.services.progress.track(change, actor.channel_id, ts)

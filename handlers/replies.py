@@ -16,9 +16,8 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.blocks import Message, error_message
-from bot.errors import RolloutBotError
-from bot.store.errors import StoreError
+from bot.domain.errors import RolloutBotError, StoreError
+from handlers.views.blocks import Message, error_message
 
 log = logging.getLogger(__name__)
 

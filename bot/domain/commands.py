@@ -1,6 +1,6 @@
 """The ``/rollout`` grammar: the text of a slash command in, a typed command out.
 
-The grammar is a contract (help text and the README are generated from ``USAGE``)::
+The grammar is a contract (the help text is built from ``USAGE``; the README lists it too)::
 
     /rollout help [VERB]
     /rollout list [-n NS]

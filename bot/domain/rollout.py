@@ -5,7 +5,7 @@ Pure: no I/O and no clock of its own. Every input is a mapping shaped like the K
 apps/v1 Deployment and ReplicaSet, v1 Pod, and pod templates. Inputs are never mutated; every
 dict returned is a fresh copy.
 
-The rules follow /work/shared/design/kubernetes.md Part 1, which cites the kubectl sources:
+The rules are kubectl's own (its polymorphichelpers and the deployment controller's util):
 
 - ``rollout_status``            kubectl rollout status (DeploymentStatusViewer)
 - ``owned_replica_sets``, ``current_replica_set``, ``history``, ``describe_template``

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
+from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
+from bot.devkit.redis_server import RedisServer
+from bot.devkit.slack_api import RecordedCall, SlackStandin
 from bot.domain import rollout
 from tests.conftest import TEST_POLICY, grant_bot
 from tests.support import slack_standin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
-from tests.support.control_plane import ClusterInfo, ControlPlane, free_port
 from tests.support.kubectl import Kubectl
-from tests.support.redis_server import RedisServer
-from tests.support.slack_standin import RecordedCall, SlackStandin
 
 REPO = Path(__file__).resolve().parents[2]
 # The bot's default listener/waitress thread count; the bare app gets the same.

@@ -24,7 +24,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from tests.support.slack_requests import (
+from bot.devkit.slack_requests import (
     block_action_payload,
     send_raw,
     signed_headers,

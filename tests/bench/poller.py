@@ -5,7 +5,7 @@
 
 One thread per Deployment: it GETs the Deployment every `interval` seconds (fixed schedule),
 computes kubectl's verdict with `bot.domain.rollout.rollout_status`, renders the same progress
-message as the bot (`bot.blocks.progress_message`, with the elapsed time frozen until the
+message as the bot (`handlers.views.blocks.progress_message`, with the elapsed time frozen until the
 verdict so the message only changes when the status does) and calls chat.update whenever the
 message changed. A thread follows the rollout to the Deployment's next generation: it posts its
 message first, then waits for the generation to move past the one it saw at start, and stops
@@ -28,9 +28,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from slack_sdk import WebClient
 
-from bot import blocks
 from bot.domain import rollout
-from bot.progress import TrackedRollout
+from bot.services.progress.tracker import TrackedRollout
+from handlers.views import blocks
 
 
 def _render(tracked: TrackedRollout, deployment: dict[str, Any]) -> tuple[blocks.Message, bool]:

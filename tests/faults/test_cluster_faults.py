@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot.rollouts import CONFLICT_ATTEMPTS
+from bot.devkit.control_plane import ClusterInfo
+from bot.devkit.slack_api import SlackStandin
+from bot.services.rollouts import CONFLICT_ATTEMPTS
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,
@@ -25,9 +27,7 @@ from tests.faults import (
 )
 from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import SlackDriver, message_text
-from tests.support.control_plane import ClusterInfo
 from tests.support.kubectl import Kubectl
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 

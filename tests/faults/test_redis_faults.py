@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bot.devkit.redis_server import RedisServer
+from bot.devkit.slack_api import SlackStandin
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,
@@ -21,8 +23,6 @@ from tests.faults import (
 )
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl
-from tests.support.redis_server import RedisServer
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster, pytest.mark.timeout(120)]
 

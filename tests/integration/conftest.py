@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from bot.store.keys import Keys
-from tests.support.redis_server import RedisServer, flush_redis
+from bot.adapters.redis.keys import Keys
+from bot.devkit.redis_server import RedisServer, flush_redis
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

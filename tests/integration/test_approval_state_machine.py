@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from bot.store.approvals import ApprovalRequest, ApprovalState, RedisApprovalStore
-from bot.store.keys import Keys
+from bot.adapters.redis.approvals import ApprovalRequest, ApprovalState, RedisApprovalStore
+from bot.adapters.redis.keys import Keys
+from bot.devkit.redis_server import RedisServer
 from tests.integration.conftest import FakeClock
-from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 

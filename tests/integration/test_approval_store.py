@@ -13,18 +13,18 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from bot.store.approvals import (
+from bot.adapters.redis.approvals import (
     ApprovalOutcome,
     ApprovalRequest,
     ApprovalState,
     RedisApprovalStore,
     new_approval_id,
 )
-from bot.store.audit import AuditEvent, RedisAuditLog
-from bot.store.errors import StoreCorrupt, StoreUnavailable
-from bot.store.keys import Keys
+from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
+from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable
+from bot.adapters.redis.keys import Keys
+from bot.devkit.redis_server import RedisServer, ReplyDroppingProxy
 from tests.integration.conftest import T0, FakeClock
-from tests.support.redis_server import RedisServer, ReplyDroppingProxy
 
 pytestmark = pytest.mark.redis
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.store.approvals import RedisApprovalStore
-from bot.store.audit import AuditEntry, RedisAuditLog
-from bot.store.keys import Keys
+from bot.adapters.redis.approvals import RedisApprovalStore
+from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
+from bot.adapters.redis.keys import Keys
+from bot.devkit.redis_server import RedisServer
+from bot.devkit.slack_api import SlackStandin
+from handlers.views import blocks
 from tests.conftest import TEST_POLICY, grant_bot
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.redis_server import RedisServer
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(120)]
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import redis
 
-from bot.store.audit import GENESIS_HASH
-from bot.store.keys import Keys
+from bot.adapters.redis.audit import GENESIS_HASH
+from bot.adapters.redis.keys import Keys
+from bot.devkit.control_plane import ClusterInfo
+from bot.devkit.redis_server import RedisServer
+from bot.devkit.slack_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
-from tests.support.control_plane import ClusterInfo
 from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.redis_server import RedisServer
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(90)]
 

@@ -13,17 +13,17 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from bot.store.audit import (
+from bot.adapters.redis.audit import (
     GENESIS_HASH,
     AuditChainBroken,
     AuditEvent,
     AuditEventKind,
     RedisAuditLog,
 )
-from bot.store.errors import StoreCorrupt, StoreUnavailable
-from bot.store.keys import Keys
+from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable
+from bot.adapters.redis.keys import Keys
+from bot.devkit.redis_server import RedisServer
 from tests.integration.conftest import T0, FakeClock
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.devkit.control_plane import ClusterInfo, free_port
+from bot.devkit.slack_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SIGNING_SECRET, bot_env
-from tests.support.control_plane import ClusterInfo, free_port
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(60)]
 

@@ -20,17 +20,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.bot_process import SIGNING_SECRET, BotProcess, SlackDriver, message_text
-from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.redis_server import RedisServer
-from tests.support.slack_requests import (
+from bot.devkit.redis_server import RedisServer
+from bot.devkit.slack_api import SlackStandin
+from bot.devkit.slack_requests import (
     Response,
     send_raw,
     send_slash_command,
     sign,
     slash_command_payload,
 )
-from tests.support.slack_standin import SlackStandin
+from tests.support.bot_process import SIGNING_SECRET, BotProcess, SlackDriver, message_text
+from tests.support.kubectl import Kubectl, deployment_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bot.devkit.slack_api import PostedMessage, SlackStandin
 from tests.conftest import TEST_POLICY
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.slack_standin import PostedMessage, SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from bot.devkit.slack_api import SlackStandin
+from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from tests.support.bot_process import SIGNING_SECRET, SlackDriver
 from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.slack_requests import send_raw, signed_headers, slash_command_payload
-from tests.support.slack_standin import SlackStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -87,8 +87,8 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
 def test_a_policy_denial_is_refused_and_audited(
     driver: SlackDriver, kubectl: Kubectl, granted_namespace: str, redis_server: Any
 ) -> None:
-    from bot.store.audit import RedisAuditLog
-    from bot.store.keys import Keys
+    from bot.adapters.redis.audit import RedisAuditLog
+    from bot.adapters.redis.keys import Keys
 
     kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
     said = driver.run(

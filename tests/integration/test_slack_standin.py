@@ -1,7 +1,7 @@
 """The Slack stand-ins checked against the real slack_sdk clients and a real Bolt App.
 
 If these pass, a bot test that uses the stand-ins exercises the same wire formats, errors and
-limits the bot would meet on Slack (as far as design/slack.md documents them).
+limits the bot would meet on Slack.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from tests.support.slack_requests import (
+from bot.devkit.slack_api import RecordedCall, SlackStandin
+from bot.devkit.slack_requests import (
     block_action_payload,
     send_block_action,
     send_raw,
@@ -48,7 +49,6 @@ from tests.support.slack_requests import (
     signed_headers,
     slash_command_payload,
 )
-from tests.support.slack_standin import RecordedCall, SlackStandin
 from tests.support.socket_mode_standin import SocketModeStandin
 
 SIGNING_SECRET = "test-secret"

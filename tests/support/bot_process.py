@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.control_plane import free_port
-from tests.support.slack_requests import Response, send_block_action, send_slash_command
-from tests.support.slack_standin import RecordedCall, SlackStandin
+from bot.devkit.control_plane import free_port
+from bot.devkit.slack_api import RecordedCall, SlackStandin
+from bot.devkit.slack_requests import Response, send_block_action, send_slash_command
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-signing-secret"

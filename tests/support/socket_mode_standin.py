@@ -9,7 +9,7 @@ Wire it to a SlackStandin so `apps.connections.open` hands out its URL:
         envelope_id = socket_mode.send_slash_command(slash_command_payload("status"))
         ack = socket_mode.wait_for_ack(envelope_id)   # {"envelope_id": ..., "payload": {...}}
 
-Protocol (design/slack.md §6): the server greets with `hello`, pushes envelopes
+Protocol: the server greets with `hello`, pushes envelopes
 `{"envelope_id", "type", "payload", "accepts_response_payload"}`, and the client answers each
 with `{"envelope_id", "payload"?}` within 3 s. `disconnect` asks the client to reconnect through
 a fresh apps.connections.open. Each envelope goes to one connection only (round-robin), as Slack

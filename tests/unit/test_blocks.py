@@ -8,11 +8,19 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import blocks
+from bot.adapters.redis.approvals import ApprovalRequest
+from bot.devkit.slack_api import block_kit_errors
 from bot.domain import rollout
-from bot.rollouts import Actor, Change, DeploymentRow, DiffView, HistoryView, StatusView, Target
-from bot.store.approvals import ApprovalRequest
-from tests.support.slack_standin import block_kit_errors
+from bot.services.rollouts import (
+    Actor,
+    Change,
+    DeploymentRow,
+    DiffView,
+    HistoryView,
+    StatusView,
+    Target,
+)
+from handlers.views import blocks
 
 TARGET = Target("prod", "web")
 

@@ -1,4 +1,4 @@
-"""kubectl's rollout rules (design/kubernetes.md Part 1) over plain API dicts."""
+"""kubectl's rollout rules over plain API dicts."""
 
 from __future__ import annotations
 

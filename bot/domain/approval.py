@@ -1,0 +1,143 @@
+"""Approval requests: who asked for which change, who decided, and where it stands.
+
+Pure models; `bot.adapters.redis.approvals` stores them with atomic transitions.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+__all__ = [
+    "OUTCOME_STATUSES",
+    "Approval",
+    "ApprovalOutcome",
+    "ApprovalRequest",
+    "ApprovalState",
+    "OutcomeStatus",
+    "UtcDateTime",
+    "format_time",
+    "new_approval_id",
+    "require_aware",
+]
+
+_ID_ALPHABET: Final = "abcdefghijkmnopqrstuvwxyz23456789"  # no l/1/0 to misread
+_ID_LENGTH: Final = 10  # 33^10 ≈ 1.5e15: collisions are negligible, and create() checks
+
+
+def new_approval_id() -> str:
+    """A short random id that is safe in URLs, Slack button values and Redis keys."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def require_aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+UtcDateTime = Annotated[
+    datetime,
+    AfterValidator(require_aware),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # threshold reached; claimed for execution
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"  # withdrawn by the requester
+    VOIDED = "voided"  # invalidated by the bot, e.g. the target changed
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OutcomeStatus = Literal[
+    "recorded",  # vote counted, more needed
+    "approved",  # this vote reached the threshold
+    "rejected",
+    "cancelled",
+    "voided",
+    "marked",  # mark() moved the request on
+    "already_decided",  # not pending any more; see request.state / decided_by / decided_at
+    "conflict",  # mark(): the request was not in the expected state
+    "duplicate",  # this user already approved
+    "requester",  # four-eyes: the requester cannot approve their own request
+    "not_requester",  # only the requester can cancel
+    "expired",  # past its deadline (now marked expired)
+    "not_found",
+]
+OUTCOME_STATUSES: Final = frozenset(get_args(OutcomeStatus))
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    user_name: str = ""
+    at: UtcDateTime
+
+
+class ApprovalRequest(BaseModel):
+    """One request to change a Deployment, and its decision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_approval_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    state: ApprovalState = ApprovalState.PENDING
+    requester_id: str
+    requester_name: str = ""
+    channel: str = ""
+    #: ts of the approval card, set once it is posted.
+    message_ts: str | None = None
+    action: str
+    cluster: str = ""
+    namespace: str
+    deployment: str
+    parameters: dict[str, str] = Field(default_factory=dict)
+    reason: str = ""
+    required: int = Field(default=1, ge=1)
+    #: The policy rule's approver list (user or group ids), as it was at request time.
+    approvers: list[str] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    decided_by: str | None = None
+    decided_by_name: str | None = None
+    decided_at: UtcDateTime | None = None
+    reject_reason: str | None = None
+    created_at: UtcDateTime
+    expires_at: UtcDateTime
+    #: What the Deployment looked like at request time (resourceVersion, template hash);
+    #: opaque to the store, compared by the executor before it acts.
+    fingerprint: str = ""
+    result_message: str | None = None
+    #: When the request was approved and so claimed for execution (exactly once).
+    claimed_at: UtcDateTime | None = None
+
+    @field_validator("approvers", "approvals", mode="before")
+    @classmethod
+    def _empty_lua_list(cls, value: Any) -> Any:
+        # Redis' Lua cjson cannot tell an empty array from an empty object and writes {}.
+        return [] if value == {} else value
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalOutcome:
+    """What a transition did. `request` is the stored request afterwards (None if unknown)."""
+
+    status: OutcomeStatus
+    request: ApprovalRequest | None
+    #: True for exactly one caller per request: the one whose approval reached the
+    #: threshold. That caller runs the action.
+    should_execute: bool = False

@@ -1,0 +1,108 @@
+"""The domain error tree. Every error carries a message that is safe to show a Slack user.
+
+    RolloutBotError                 user_message: what was refused, why, what to do
+    ├── NotPermitted                the policy does not allow this user/action/namespace
+    ├── ClusterError                anything the Kubernetes API said or failed to say
+    │   ├── NotFound                deployment (with close names) or namespace missing
+    │   ├── Forbidden               the bot's own RBAC lacks a verb on a resource
+    │   ├── Conflict                the object kept changing under us (after retries)
+    │   ├── Invalid                 the API server rejected the change (422/400)
+    │   └── ClusterUnavailable      unreachable, timed out or 5xx: nothing was changed
+    │       └── OutcomeUnknown      a write was sent but went unanswered: maybe applied
+    └── Refused                     kubectl's own refusals (paused, unknown revision, ...)
+
+    StoreError                      the state store (Redis) failed; .message is safe to show
+    ├── StoreUnavailable            Redis refused, timed out, or errored: retryable later
+    └── StoreCorrupt                a stored record could not be read back: not retryable
+
+Raw exception text from the kubernetes or redis libraries never reaches `user_message`: it may
+hold URLs, tokens or internal detail. It goes to the log at debug level at most.
+"""
+
+from __future__ import annotations
+
+
+class RolloutBotError(Exception):
+    """Base class: `user_message` is shown to the user verbatim (Slack mrkdwn)."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class NotPermitted(RolloutBotError):
+    pass
+
+
+class Refused(RolloutBotError):
+    """The action is refused on the cluster's current state, exactly where kubectl refuses."""
+
+
+class ClusterError(RolloutBotError):
+    pass
+
+
+class NotFound(ClusterError):
+    pass
+
+
+class Forbidden(ClusterError):
+    pass
+
+
+class Conflict(ClusterError):
+    pass
+
+
+class Invalid(ClusterError):
+    pass
+
+
+class ClusterUnavailable(ClusterError):
+    pass
+
+
+class OutcomeUnknown(ClusterUnavailable):
+    """A write reached the wire but no answer came back: it may or may not have been applied.
+
+    Never retried blindly; the user is pointed at the object's status instead.
+    """
+
+
+class StoreError(Exception):
+    """A state-store failure; the message is safe to show to a Slack user."""
+
+    def __init__(self, message: str, *, operation: str = "", cause: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        #: What the store was doing, e.g. "approve" (for logs and metrics).
+        self.operation = operation
+        #: The class name of the underlying error, e.g. "TimeoutError"; never its text.
+        self.cause = cause
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not be reached or did not answer in time.
+
+    For writes the outcome may be unknown (the reply can be lost after Redis applied the
+    command); callers re-read before deciding, and never assume "nothing happened" unless
+    the operation is idempotent.
+    """
+
+    def __init__(self, operation: str = "", *, cause: str = "") -> None:
+        super().__init__(
+            "The bot's state store is unavailable right now; try again in a minute.",
+            operation=operation,
+            cause=cause,
+        )
+
+
+class StoreCorrupt(StoreError):
+    """A record in Redis is not in the shape this version of the bot writes."""
+
+    def __init__(self, operation: str = "", *, cause: str = "") -> None:
+        super().__init__(
+            "A stored record could not be read; an operator has to look at it.",
+            operation=operation,
+            cause=cause,
+        )

@@ -1,0 +1,24 @@
+"""A rollout the bot follows in Slack: what it watches, where it reports, how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrackedRollout:
+    id: str
+    channel: str
+    thread_ts: str
+    message_ts: str
+    namespace: str
+    deployment: str
+    uid: str
+    generation: int
+    started_at: float
+    deadline_seconds: int
+    title: str
+    on_failure: str = "notify"
+    finished: bool = False
+    verdict: str = ""
+    rolled_back: bool = False

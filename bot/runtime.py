@@ -1,0 +1,243 @@
+"""The composition root: builds adapters and services, starts the engines after every check,
+and stops them in order.
+
+    Runtime.build(settings)   every client and service; nothing runs yet. Raises PolicyError
+                              or RolloutBotError for a start-up problem (exit code 2).
+    runtime.start()           engines: progress (watches, leases, updates), approval sweeper,
+                              audit retention
+    runtime.stop()            stop accepting work, flush pending progress updates, release
+                              leases, close watches
+
+This is the only module that imports every layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.adapters.k8s.cluster import KubeCluster, load_api_client
+from bot.adapters.redis.approvals import RedisApprovalStore
+from bot.adapters.redis.audit import RedisAuditLog
+from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.lease import RedisLeases
+from bot.adapters.redis.replay import RedisSeenRequests
+from bot.adapters.redis.tracking import RedisRolloutRegistry
+from bot.adapters.slack.directory import SlackDirectory
+from bot.config import Settings
+from bot.domain.approval import ApprovalRequest
+from bot.domain.policy import Policy, load_policy, read_only_default
+from bot.services.access import Access
+from bot.services.approvals import ApprovalFlow, Decision
+from bot.services.audit_trail import AuditTrail
+from bot.services.container import Services
+from bot.services.execution import Executor
+from bot.services.periodic import Periodic
+from bot.services.progress.auto_rollback import AutoRollback
+from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
+from bot.services.retention import AuditRetention
+from bot.services.rollouts import Rollouts
+from bot.services.sweeper import ApprovalSweeper
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+log = logging.getLogger(__name__)
+
+# Approvals expire and orphans resume within a few seconds of being due.
+SWEEP_INTERVAL = 5.0
+# Retention is cheap to check but need not run often.
+RETENTION_INTERVAL = 600.0
+# Checked before the ack: a hung Redis may cost a quarter second, not the 3 s budget.
+REPLAY_CHECK_TIMEOUT = 0.25
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The Web API client: retries connection errors, 5xx and 429 (honouring Retry-After)."""
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
+    timeout = timeout if timeout is not None else settings.redis_timeout_seconds
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One quick retry rides out a dropped connection; redis-py's default of 10 would hold a
+        # listener thread for many timeouts. The stores make retried commands idempotent.
+        # Timeouts are not retried: a frozen Redis would cost ~4x the timeout (the retry's
+        # reconnect handshake times out too), and a stuck server is not a blip.
+        retry=Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=1,
+            supported_errors=(redis.ConnectionError,),
+        ),
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
+    key = settings.audit_hmac_key
+    return RedisAuditLog(
+        store,
+        Keys(settings.redis_prefix),
+        hmac_key=key.get_secret_value().encode() if key is not None else None,
+    )
+
+
+def policy_of(settings: Settings) -> tuple[Policy, bool]:
+    if settings.policy_file is None:
+        return read_only_default(), False
+    return load_policy(settings.policy_file), True
+
+
+def replica_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
+        from handlers.app import REPLAY_WINDOW_SECONDS
+        from handlers.progress_publisher import SlackProgressPublisher
+
+        self.settings = settings
+        self.slack = slack or slack_client(settings)
+        policy, loaded = policy_of(settings)
+        self.redis = redis_client(settings)
+        keys = Keys(settings.redis_prefix)
+        self.cluster = KubeCluster(
+            load_api_client(str(settings.kubeconfig) if settings.kubeconfig else None),
+            name=settings.cluster_name,
+            timeout=settings.kube_timeout_seconds,
+        )
+        rollouts = Rollouts(self.cluster)
+        directory = SlackDirectory(self.slack)
+        audit = audit_log(settings, self.redis)
+        executor = Executor(rollouts, audit, settings.cluster_name)
+        self.replica = replica_id()
+        self.seen_requests = RedisSeenRequests(
+            redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
+        )
+        self.progress = ProgressTracker(
+            publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
+            cluster=self.cluster,
+            rollouts=rollouts,
+            registry=RedisRolloutRegistry(self.redis, keys, self.replica),
+            leases=RedisLeases(self.redis, keys, LEASE_TTL),
+            policy=policy,
+            audit=audit,
+            cluster_name=settings.cluster_name,
+            rollback=AutoRollback(executor),
+        )
+        flow = ApprovalFlow(
+            RedisApprovalStore(self.redis, keys),
+            audit,
+            rollouts,
+            executor,
+            directory,
+            cluster_name=settings.cluster_name,
+        )
+        self.services = Services(
+            access=Access(policy, directory, policy_loaded=loaded),
+            rollouts=rollouts,
+            executor=executor,
+            approvals=flow,
+            audit=AuditTrail(audit),
+            progress=self.progress,
+            background=ThreadPoolExecutor(
+                max_workers=settings.listener_threads, thread_name_prefix="work"
+            ),
+            max_replicas=settings.max_replicas,
+            readiness=self.readiness,
+        )
+        sweeper = ApprovalSweeper(
+            flow,
+            resume_after=timedelta(seconds=settings.approval_resume_after_seconds),
+            on_resumed=self._show_resumed,
+            on_expired=self._show_expired,
+        )
+        max_age = (
+            timedelta(days=settings.audit_max_age_days) if settings.audit_max_age_days else None
+        )
+        retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
+        self._loops = [Periodic("approval-sweeper", SWEEP_INTERVAL, sweeper.sweep)]
+        if retention.enabled:
+            self._loops.append(Periodic("audit-retention", RETENTION_INTERVAL, retention.trim))
+        self._started = False
+
+    # -- what the surface shows for the sweeper's work -------------------------------------------
+
+    def _show_resumed(self, decision: Decision) -> None:
+        from handlers.approval_buttons import after_decision
+        from handlers.replies import Replier
+
+        request = decision.outcome.request
+        if request is not None:
+            after_decision(self.services, decision, "", Replier(None, self.slack, request.channel))
+
+    def _show_expired(self, request: ApprovalRequest) -> None:
+        from handlers.approval_buttons import redraw
+        from handlers.replies import Replier
+
+        redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, bool]:
+        try:
+            redis_ok = bool(self.redis.ping())
+        except Exception:  # any failure means "not ready"; the reason is not the probe's business
+            redis_ok = False
+        return {"redis": redis_ok, "kubernetes": self.cluster.ready()}
+
+    def bolt_app(self, *, signing_secret: str | None) -> App:
+        from handlers.app import build_app
+
+        return build_app(
+            self.services,
+            self.slack,
+            signing_secret=signing_secret,
+            listener_threads=self.settings.listener_threads,
+            first_time=self.seen_requests.first_time,
+        )
+
+    def start(self) -> None:
+        """Starts the engines; call only after every start-up check has passed."""
+        self._started = True
+        self.progress.start()
+        for loop in self._loops:
+            loop.start()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stops in order: no new background work, loops, then progress (which flushes its
+        pending updates and releases its leases so another replica takes over at once)."""
+        if not self._started:
+            return
+        self._started = False
+        self.services.background.shutdown(wait=False, cancel_futures=True)
+        for loop in self._loops:
+            loop.stop()
+        self.progress.stop(timeout=max(1.0, timeout - 2.0))

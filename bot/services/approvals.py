@@ -1,0 +1,335 @@
+"""The approval use case: request → approve/reject/cancel/expire → run exactly once.
+
+State lives in Redis (`RedisApprovalStore`, atomic Lua transitions), so any bot replica can
+take any click and a restart loses nothing. The action itself runs through the same
+`Executor` as an unapproved command, bound to the Deployment's fingerprint at request time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from bot.adapters.k8s.cluster import Json
+from bot.adapters.redis.approvals import (
+    ApprovalOutcome,
+    ApprovalRequest,
+    ApprovalState,
+    RedisApprovalStore,
+)
+from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
+from bot.adapters.slack.directory import SlackDirectory
+from bot.domain import commands as cmd
+from bot.domain import rollout
+from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError
+from bot.domain.policy import ApprovalRule
+from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
+from bot.services.rollouts import Actor, Change, Rollouts, deployment_fingerprint
+
+log = logging.getLogger(__name__)
+
+# The preview is stored with the request so every replica can redraw the card; a section
+# holds 3000 characters, and the card needs room for its other lines.
+PREVIEW_LIMIT = 2400
+# An approved request normally starts within a second of its last click; one still waiting
+# after this long was orphaned and is started by whichever replica sweeps next.
+STALLED_AFTER = timedelta(seconds=30)
+# A single PATCH is bounded by the Kubernetes timeout (seconds); a request still "running"
+# after minutes lost its replica mid-call.
+RUNNING_ORPHANED_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of a click, for the handler to render."""
+
+    outcome: ApprovalOutcome
+    change: Change | None = None
+    error: str | None = None
+
+
+class ApprovalFlow:
+    def __init__(
+        self,
+        store: RedisApprovalStore,
+        audit: RedisAuditLog,
+        rollouts: Rollouts,
+        executor: Executor,
+        directory: SlackDirectory,
+        *,
+        cluster_name: str,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.rollouts = rollouts
+        self.executor = executor
+        self.directory = directory
+        self.cluster_name = cluster_name
+        self._now = clock or (lambda: datetime.now(UTC))
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, approval_id: str) -> ApprovalRequest | None:
+        return self.store.get(approval_id)
+
+    def pending(self, namespace: str | None = None) -> list[ApprovalRequest]:
+        return self.store.pending(namespace)
+
+    def card_posted(self, approval_id: str, channel: str, ts: str) -> None:
+        """Remember where the request's card is, so every replica can redraw it."""
+        self.store.set_message(approval_id, channel, ts)
+
+    # -- request ---------------------------------------------------------------------------------
+
+    def request(
+        self, command: Mutation, namespace: str, actor: Actor, rule: ApprovalRule
+    ) -> ApprovalRequest:
+        target = target_of(command, namespace)
+        fingerprint = ""
+        preview: str
+        if isinstance(command, cmd.Create):
+            preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
+        else:
+            deployment = self.rollouts.get(target)
+            fingerprint = deployment_fingerprint(deployment)
+            preview = self.preview(command, deployment)
+        now = self._now()
+        request = ApprovalRequest(
+            requester_id=actor.user_id,
+            requester_name=actor.user_name,
+            channel=actor.channel_id,
+            action=command.action,
+            cluster=self.cluster_name,
+            namespace=namespace,
+            deployment=command.deployment,
+            parameters={**parameters_of(command), "preview": preview[:PREVIEW_LIMIT]},
+            reason=reason_of(command) or "",
+            required=rule.required,
+            approvers=list(rule.approvers),
+            created_at=now,
+            expires_at=now + rule.ttl,
+            fingerprint=fingerprint,
+        )
+        # Audited first: a request nobody can trace must not exist.
+        self._audit(AuditEventKind.REQUEST, request, actor.user_id, actor.user_name)
+        return self.store.create(request)
+
+    def preview(self, command: Mutation, deployment: Json) -> str:
+        """What will change, in mrkdwn: images and template diff, from → to, ..."""
+        current = deployment.get("spec", {}).get("template", {})
+        match command:
+            case cmd.SetImage():
+                plan = rollout.plan_set_image(deployment, command.images)
+                if plan.patch is None:
+                    return "no image changes: the images are already set"
+                lines = [f"• `{c.container}`: `{c.old}` → `{c.new}`" for c in plan.changes]
+                new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
+                diff = rollout.template_diff(current, new_spec, "current", "requested")
+                return "\n".join(lines) + "\n" + _code_block(diff)
+            case cmd.Undo():
+                replica_sets = self.rollouts.owned_replica_sets(deployment)
+                plan_undo = rollout.plan_undo(deployment, replica_sets, command.to_revision or 0)
+                if plan_undo.skipped:
+                    return plan_undo.message
+                diff = rollout.template_diff(
+                    current,
+                    plan_undo.template,
+                    "current",
+                    f"revision {plan_undo.target_revision}",
+                )
+                return f"roll back to revision {plan_undo.target_revision}\n" + _code_block(diff)
+            case cmd.Scale():
+                before = deployment.get("spec", {}).get("replicas", 1)
+                return f"replicas: {before} → {command.replicas}"
+            case cmd.Pause():
+                return "pause the rollout (template changes wait until resume)"
+            case cmd.Resume():
+                return "resume the rollout"
+            case cmd.Restart():
+                return "restart: replace every pod with a rolling update"
+        return command.action
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def approve(self, approval_id: str, user_id: str, user_name: str) -> Decision:
+        request = self._existing(approval_id)
+        if request.state == ApprovalState.PENDING and user_id != request.requester_id:
+            self._require_approver(request, user_id, user_name)
+        outcome = self.store.approve(approval_id, user_id, user_name, self._now())
+        current = outcome.request or request
+        if outcome.status in ("recorded", "approved"):
+            self._audit(AuditEventKind.APPROVAL, current, user_id, user_name)
+        elif outcome.status == "expired":
+            self._audit(AuditEventKind.EXPIRY, current, "", "")
+        if not outcome.should_execute:
+            return Decision(outcome)
+        return self._execute(current, outcome)
+
+    def reject(self, approval_id: str, user_id: str, user_name: str, reason: str) -> Decision:
+        request = self._existing(approval_id)
+        if request.state == ApprovalState.PENDING:
+            self._require_approver(request, user_id, user_name)
+        outcome = self.store.reject(approval_id, user_id, user_name, reason, self._now())
+        if outcome.status == "rejected" and outcome.request is not None:
+            self._audit(AuditEventKind.REJECTION, outcome.request, user_id, user_name, reason)
+        return Decision(outcome)
+
+    def cancel(self, approval_id: str, user_id: str, user_name: str) -> Decision:
+        self._existing(approval_id)
+        outcome = self.store.cancel(approval_id, user_id, self._now())
+        if outcome.status == "cancelled" and outcome.request is not None:
+            self._audit(AuditEventKind.CANCELLATION, outcome.request, user_id, user_name)
+        return Decision(outcome)
+
+    def expire_due(self) -> list[ApprovalRequest]:
+        expired = self.store.expire_due(self._now())
+        for request in expired:
+            self._audit(AuditEventKind.EXPIRY, request, "", "")
+        return expired
+
+    def resume_stalled(self, min_age: timedelta = STALLED_AFTER) -> list[Decision]:
+        """Runs requests that were approved but never started: the replica that took the final
+        click died, or Redis failed between the approval and the start. Starting is a
+        compare-and-set (approved → running), so a request still runs at most once."""
+        now = self._now()
+        decisions = []
+        for request in self.store.active():
+            claimed = request.claimed_at or request.decided_at
+            if claimed is None:
+                continue
+            if request.state == ApprovalState.RUNNING and now - claimed > RUNNING_ORPHANED_AFTER:
+                decisions.append(self._orphaned_while_running(request))
+                continue
+            if request.state != ApprovalState.APPROVED or now - claimed < min_age:
+                continue
+            log.info("resuming approved request %s", request.id)
+            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+        return decisions
+
+    def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
+        """The replica running it died mid-call: whether the API server applied the change is
+        unknown, so the card says exactly that instead of guessing either way."""
+        why = (
+            "The bot stopped while running this request, so whether the change was applied is "
+            f"unknown. Check `/rollout history {request.deployment} -n {request.namespace}` "
+            "before requesting it again."
+        )
+        failed = self.store.mark(request.id, ApprovalState.RUNNING, ApprovalState.FAILED, why)
+        if failed.status == "marked" and failed.request is not None:
+            self._audit(AuditEventKind.OUTCOME, failed.request, "", "", why)
+        return Decision(failed, error=why if failed.status == "marked" else None)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
+        command = cmd.parse_command(request.parameters["command"], max_replicas=10**9)
+        assert command.is_mutation
+        mutation: Mutation = command  # type: ignore[assignment]
+        # Bound to the Deployment as it was when requested: a change since voids the request.
+        if request.fingerprint:
+            try:
+                now_print = self.rollouts.fingerprint(target_of(mutation, request.namespace))
+            except NotFound:
+                now_print = "gone"
+            if now_print != request.fingerprint:
+                why = (
+                    f"`{request.deployment}` changed after this was requested, so the approval "
+                    "no longer matches what would run. Request it again."
+                )
+                voided = self.store.void(request.id, why, self._now())
+                self._audit(AuditEventKind.VOID, voided.request or request, "", "", why)
+                return Decision(voided, error=why)
+        running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
+        if running.status != "marked":
+            # Another replica or a void got there first; it owns the outcome.
+            return Decision(running)
+        requester = Actor(request.requester_id, request.requester_name, request.channel)
+        try:
+            change = self.executor.run(
+                mutation,
+                request.namespace,
+                requester,
+                approval_id=request.id,
+                expect=request.fingerprint or None,
+            )
+        except RolloutBotError as exc:
+            failed = self.store.mark(
+                request.id, ApprovalState.RUNNING, ApprovalState.FAILED, exc.user_message
+            )
+            return Decision(replace(outcome, request=failed.request), error=exc.user_message)
+        done = self.store.mark(
+            request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
+        )
+        return Decision(replace(outcome, request=done.request), change=change)
+
+    def _existing(self, approval_id: str) -> ApprovalRequest:
+        request = self.store.get(approval_id)
+        if request is None:
+            raise Refused("This approval request no longer exists (it may have been cleaned up).")
+        return request
+
+    def _require_approver(self, request: ApprovalRequest, user_id: str, user_name: str) -> None:
+        if user_id in request.approvers:
+            return
+        groups = [g for g in request.approvers if g.startswith("S")]
+        # DirectoryUnavailable propagates: if Slack cannot be asked, approval is refused.
+        if groups and self.directory.groups_of(user_id, groups):
+            return
+        self._audit(AuditEventKind.REFUSAL, request, user_id, user_name, "not an approver")
+        raise NotPermitted(
+            "You are not an approver for this request, so your click was not counted. "
+            "Approvers: " + ", ".join(_mention(a) for a in request.approvers) + "."
+        )
+
+    def _audit(
+        self,
+        kind: AuditEventKind,
+        request: ApprovalRequest,
+        user_id: str,
+        user_name: str,
+        reason: str | None = None,
+    ) -> None:
+        self.audit.append(
+            AuditEvent(
+                event=kind,
+                user_id=user_id,
+                user_name=user_name,
+                channel=request.channel,
+                action=request.action,
+                cluster=request.cluster,
+                namespace=request.namespace,
+                deployment=request.deployment,
+                parameters={"command": request.parameters.get("command", "")},
+                reason=reason if reason is not None else request.reason,
+                approval_id=request.id,
+                outcome=kind.value,
+            )
+        )
+
+
+def _mention(principal: str) -> str:
+    return f"<!subteam^{principal}>" if principal.startswith("S") else f"<@{principal}>"
+
+
+def _code_block(diff: rollout.TemplateDiff) -> str:
+    if not diff.changed:
+        return ""
+    text = diff.text.replace("```", "'''")
+    note = f"\n… {diff.lines_omitted} more diff lines" if diff.lines_omitted else ""
+    budget = PREVIEW_LIMIT - 200
+    if len(text) > budget:
+        text = text[:budget] + "\n…"
+    return f"```\n{text}{note}\n```"
+
+
+def _with_images(template: Json, images: dict[str, str]) -> Json:
+    spec = dict(template.get("spec", {}))
+    for key in ("containers", "initContainers"):
+        if key in spec:
+            spec[key] = [
+                {**c, "image": images.get(c.get("name", ""), c.get("image"))} for c in spec[key]
+            ]
+    return {**template, "spec": spec}

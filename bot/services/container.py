@@ -1,0 +1,35 @@
+"""Every use case the Slack surface may call, in one typed bundle built by the runtime.
+
+The surface sees services and domain types only: never a Redis client, a Kubernetes client or
+the settings object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bot.services.access import Access
+from bot.services.approvals import ApprovalFlow
+from bot.services.audit_trail import AuditTrail
+from bot.services.execution import Executor
+from bot.services.progress.tracker import ProgressTracker
+from bot.services.rollouts import Rollouts
+
+
+@dataclass
+class Services:
+    access: Access
+    rollouts: Rollouts
+    executor: Executor
+    approvals: ApprovalFlow
+    audit: AuditTrail
+    progress: ProgressTracker | None
+    #: Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
+    #: of slow cluster calls never delays the next command's 3-second ack.
+    background: ThreadPoolExecutor
+    #: The largest `--replicas` a command may ask for.
+    max_replicas: int
+    #: Readiness of this replica's dependencies, by name (for /readyz).
+    readiness: Callable[[], dict[str, bool]]

@@ -1,0 +1,133 @@
+"""Running a mutation: the one path shared by a typed command and an approved request.
+
+The audit entry for the execution is written *before* the cluster is touched: if Redis cannot
+take it, `StoreUnavailable` propagates and nothing runs. The outcome is audited afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
+from bot.adapters.redis.errors import StoreError
+from bot.domain import commands as cmd
+from bot.domain.errors import RolloutBotError
+from bot.services.rollouts import Actor, Change, Rollouts, Target
+
+log = logging.getLogger(__name__)
+
+Mutation = cmd.Create | cmd.SetImage | cmd.Scale | cmd.Undo | cmd.Pause | cmd.Resume | cmd.Restart
+
+
+def target_of(command: Mutation, namespace: str) -> Target:
+    return Target(namespace, command.deployment)
+
+
+def reason_of(command: cmd.Command) -> str | None:
+    reason = getattr(command, "reason", None)
+    return reason if isinstance(reason, str) else None
+
+
+def parameters_of(command: cmd.Command) -> dict[str, str]:
+    """Flat string parameters for the audit entry (the command as the grammar writes it)."""
+    return {"command": cmd.render_command(command)}
+
+
+@dataclass
+class Executor:
+    rollouts: Rollouts
+    audit: RedisAuditLog
+    cluster_name: str
+
+    def run(
+        self,
+        command: Mutation,
+        namespace: str,
+        actor: Actor,
+        *,
+        approval_id: str = "",
+        expect: str | None = None,
+    ) -> Change:
+        target = target_of(command, namespace)
+        base: dict[str, Any] = {
+            "user_id": actor.user_id,
+            "user_name": actor.user_name,
+            "channel": actor.channel_id,
+            "action": command.action,
+            "cluster": self.cluster_name,
+            "namespace": namespace,
+            "deployment": command.deployment,
+            "parameters": parameters_of(command),
+            "reason": reason_of(command) or "",
+            "approval_id": approval_id,
+        }
+        self.audit.append(AuditEvent(event=AuditEventKind.EXECUTION, **base))
+        try:
+            change = self._dispatch(command, target, actor, expect)
+        except RolloutBotError as exc:
+            self._audit_outcome(base, f"failed: {type(exc).__name__}", None)
+            raise
+        self._audit_outcome(base, "changed" if change.changed else "no change", change)
+        return change
+
+    def audit_denial(self, command: cmd.Command, namespace: str, actor: Actor) -> None:
+        """A mutation the policy refused is recorded too (best effort: nothing ran)."""
+        try:
+            self.audit.append(
+                AuditEvent(
+                    event=AuditEventKind.DENIAL,
+                    user_id=actor.user_id,
+                    user_name=actor.user_name,
+                    channel=actor.channel_id,
+                    action=command.action,
+                    cluster=self.cluster_name,
+                    namespace=namespace,
+                    deployment=str(getattr(command, "deployment", "") or ""),
+                    parameters=parameters_of(command),
+                    outcome="denied by policy",
+                )
+            )
+        except StoreError:
+            log.warning("could not audit a policy denial")
+
+    def _dispatch(
+        self, command: Mutation, target: Target, actor: Actor, expect: str | None
+    ) -> Change:
+        reason = reason_of(command)
+        match command:
+            case cmd.Create():
+                return self.rollouts.create(target, command.image, command.replicas, actor, reason)
+            case cmd.SetImage():
+                return self.rollouts.set_image(target, command.images, actor, reason, expect=expect)
+            case cmd.Scale():
+                return self.rollouts.scale(target, command.replicas, actor, reason, expect=expect)
+            case cmd.Undo():
+                return self.rollouts.undo(
+                    target, command.to_revision or 0, actor, reason, expect=expect
+                )
+            case cmd.Pause():
+                return self.rollouts.pause(target, actor, reason)
+            case cmd.Resume():
+                return self.rollouts.resume(target, actor, reason)
+            case cmd.Restart():
+                return self.rollouts.restart(target, actor, reason, expect=expect)
+        raise AssertionError(f"not a mutation: {command!r}")
+
+    def _audit_outcome(self, base: dict[str, Any], outcome: str, change: Change | None) -> None:
+        extra: dict[str, Any] = {}
+        if change is not None:
+            extra = {
+                "revision_before": change.revision_before,
+                "images_before": dict(change.images_before),
+                "images_after": dict(change.images_after),
+            }
+        try:
+            self.audit.append(
+                AuditEvent(event=AuditEventKind.OUTCOME, outcome=outcome, **base, **extra)
+            )
+        except StoreError:
+            # The change already happened; losing the outcome line must not hide that from
+            # the user. The execution entry before it records the attempt.
+            log.warning("could not audit the outcome of %s", base.get("action"))

@@ -1,0 +1,60 @@
+"""What the progress engine needs from the chat surface, and what it hands it.
+
+The engine decides *what* a rollout looks like now (a `ProgressFrame`); the surface decides how
+that reads in Slack. It is wired in by the runtime, so the engine never imports the surface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.domain.rollout import RolloutStatus
+from bot.domain.tracking import TrackedRollout
+from bot.services.rollouts import Target
+
+
+@dataclass(frozen=True)
+class ProgressFrame:
+    tracked: TrackedRollout
+    status: RolloutStatus
+    now: float
+    verdict: str | None = None
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutsideChange:
+    """A new revision that someone else made (kubectl, CI/CD, GitOps)."""
+
+    target: Target
+    revision: int
+    who: str
+    images_before: tuple[tuple[str, str], ...]
+    images_after: tuple[tuple[str, str], ...]
+    previous_revision: int | None
+
+
+class ProgressPublisher(Protocol):
+    def post(self, frame: ProgressFrame) -> str | None:
+        """Post the rollout's message in its thread; its ts, or None when Slack refused."""
+
+    def update(
+        self, frame: ProgressFrame, *, final: bool, on_delivered: Callable[[], None]
+    ) -> None:
+        """Show the frame in place (paced); `on_delivered` runs once a final frame is shown."""
+
+    def notice(self, channel: str, change: OutsideChange) -> str | None:
+        """Announce an outside change; the notice's ts (its thread), or None."""
+
+    def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
+        """A short line in a rollout's thread (an automatic rollback, a refusal)."""
+
+    def flush(self, timeout: float) -> bool:
+        """Deliver every pending update now; True if none is left."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,31 @@
+"""Audit retention: trims the trail by count and age, keeping what remains verifiable."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from bot.adapters.redis.audit import RedisAuditLog
+
+log = logging.getLogger(__name__)
+
+
+class AuditRetention:
+    def __init__(
+        self, audit: RedisAuditLog, *, max_entries: int | None, max_age: timedelta | None
+    ) -> None:
+        self._audit = audit
+        self._max_entries = max_entries
+        self._max_age = max_age
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_entries is not None or self._max_age is not None
+
+    def trim(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._audit.trim(max_entries=self._max_entries, max_age=self._max_age)
+        except Exception as exc:  # a broken chain is refused by trim; verify names it
+            log.warning("audit retention skipped: %s", type(exc).__name__)

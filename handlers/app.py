@@ -1,0 +1,74 @@
+"""The Bolt App: its middleware (the replay guard) and every listener, registered once."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk import WebClient
+
+from bot.services.container import Services
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+# Slack rejects timestamps older than 5 minutes; remembering signatures a little longer covers
+# the whole window in which a replay could still verify.
+REPLAY_WINDOW_SECONDS = 360
+
+#: Answers True the first time a request key is seen inside the replay window.
+FirstTime = Callable[[str], bool]
+
+
+def build_app(
+    services: Services,
+    client: WebClient,
+    *,
+    signing_secret: str | None,
+    listener_threads: int,
+    first_time: FirstTime,
+) -> App:
+    """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
+    authenticated by the app-level token, and no request signature is checked)."""
+    from handlers import approval_buttons, commands, progress_buttons
+
+    app = App(
+        client=client,
+        signing_secret=signing_secret or "",
+        # Socket Mode has no signatures to check; HTTP mode always has a real secret.
+        request_verification_enabled=signing_secret is not None,
+        # auth.test at start-up is done by `serve` with a clear message; Bolt's own check would
+        # raise a bare exception.
+        token_verification_enabled=False,
+        # Listeners only parse, ack and hand off to `services.background`, but a burst of
+        # commands still needs a thread each until its ack; Bolt's default of 5 answers the 6th
+        # with 404.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=listener_threads, thread_name_prefix="listener"
+        ),
+    )
+    app.use(replay_guard(first_time))
+    runner = commands.register(app, services)
+    approval_buttons.register(app, services)
+    progress_buttons.register(app, services, runner)
+    return app
+
+
+def replay_guard(first_time: FirstTime) -> Callable[..., BoltResponse]:
+    """Drops an exact replay of a signed request (same signature) inside Slack's 5-minute
+    signing window: a captured request must not run a command twice. Runs after Bolt has
+    verified the signature, so only genuine requests are remembered."""
+
+    def guard(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        signature = (req.headers.get("x-slack-signature") or [""])[0]
+        if req.mode != "http" or not SIGNATURE.fullmatch(signature):
+            return next()
+        if not first_time("sig" + signature[3:43]):
+            log.warning("ignored a replayed request")
+            return BoltResponse(status=200, body="")
+        return next()
+
+    return guard

@@ -1,0 +1,149 @@
+"""Approve / Reject / Cancel buttons on approval cards.
+
+Each click is acknowledged at once; the decision is an atomic transition in Redis, so double
+clicks, concurrent clicks and clicks on two bot replicas resolve to one outcome, and the
+action runs exactly once. The card is redrawn in place after every step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.domain.approval import ApprovalRequest
+from bot.domain.errors import StoreError
+from bot.services.approvals import ApprovalFlow, Decision
+from bot.services.container import Services
+from bot.services.rollouts import Actor
+from handlers.replies import Replier, user_facing_errors
+from handlers.views import blocks
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_REPLIES = {
+    "recorded": "Your approval is recorded; more approvals are needed.",
+    "duplicate": "You have already approved this request; each approver counts once.",
+    "requester": "You requested this change, so your approval does not count (four-eyes rule).",
+    "expired": "This request has expired and can no longer run. Request it again.",
+    "not_requester": "Only the person who requested this change can cancel it.",
+    "not_found": "This approval request no longer exists.",
+    "voided": "The Deployment changed after this was requested, so the request was voided.",
+}
+
+
+def register(app: App, services: Services) -> None:
+    for action_id, verb in (
+        (blocks.APPROVE_ACTION, "approve"),
+        (blocks.REJECT_ACTION, "reject"),
+        (blocks.CANCEL_ACTION, "cancel"),
+    ):
+        app.action(action_id)(_click_handler(services, verb))
+
+    @app.action(blocks.REJECT_REASON_ACTION)
+    def handle_reason_typing(ack: Ack) -> None:
+        ack()  # the reason is read from the card's state when Reject is clicked
+
+
+def _click_handler(services: Services, verb: str) -> Callable[..., None]:
+    def handle_click(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        services.background.submit(_handle, services, verb, body, respond, client)
+
+    handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs
+    return handle_click
+
+
+def _reject_reason(body: dict[str, Any]) -> str:
+    values = (body.get("state") or {}).get("values") or {}
+    field = (values.get(blocks.REJECT_REASON_BLOCK) or {}).get(blocks.REJECT_REASON_ACTION) or {}
+    return str(field.get("value") or "").strip()[:300]
+
+
+def _handle(
+    services: Services, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
+) -> None:
+    user = body.get("user") or {}
+    user_id = str(user.get("id") or "")
+    user_name = str(user.get("username") or user.get("name") or user_id)
+    channel_id = str((body.get("channel") or {}).get("id") or "")
+    approval_id = str((body.get("actions") or [{}])[0].get("value") or "")
+    replier = Replier(respond, client, channel_id)
+    flow = services.approvals
+    with user_facing_errors(replier.ephemeral):
+        if verb == "approve":
+            decision = flow.approve(approval_id, user_id, user_name)
+        elif verb == "reject":
+            decision = flow.reject(approval_id, user_id, user_name, _reject_reason(body))
+        else:
+            decision = flow.cancel(approval_id, user_id, user_name)
+        after_decision(services, decision, user_id, replier)
+
+
+def after_decision(services: Services, decision: Decision, user_id: str, replier: Replier) -> None:
+    outcome = decision.outcome
+    request = outcome.request
+    if request is not None:
+        redraw(replier, request, services.approvals)
+    status = outcome.status
+    if status == "already_decided" and request is not None:
+        who = f"<@{request.decided_by}>" if request.decided_by else "the bot"
+        when = request.decided_at.strftime("%Y-%m-%d %H:%M UTC") if request.decided_at else "?"
+        replier.ephemeral(
+            blocks.info_message(
+                f"This request was already decided: *{request.state}* by {who} at {when}."
+            )
+        )
+    elif status in _OUTCOME_REPLIES:
+        replier.ephemeral(blocks.info_message(_OUTCOME_REPLIES[status]))
+    elif status == "rejected" and request is not None:
+        reason = f": {blocks.escape(request.reject_reason)}" if request.reject_reason else ""
+        replier.in_channel(
+            blocks.info_message(
+                f"<@{request.requester_id}>, your request `{request.id}` was rejected by "
+                f"<@{user_id}>{reason}"
+            ),
+            thread_ts=request.message_ts,
+        )
+    elif status == "approved" and request is not None:
+        if decision.change is not None:
+            requester = Actor(request.requester_id, request.requester_name, request.channel)
+            message = blocks.change_message(decision.change, requester, request.reason or None)
+            ts = replier.in_channel(message, thread_ts=request.message_ts)
+            if (
+                ts is not None
+                and decision.change.changed
+                and decision.change.starts_rollout
+                and services.progress is not None
+            ):
+                services.progress.track(decision.change, request.channel, request.message_ts or ts)
+        elif decision.error:
+            replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
+
+
+# A request changes state a handful of times at most (pending, approved, running, done).
+_REDRAW_ROUNDS = 4
+
+
+def redraw(replier: Replier, request: ApprovalRequest, store: ApprovalFlow) -> None:
+    """Draw the card, then again while the stored request has moved on since.
+
+    Clicks on other threads or replicas redraw the same card, and Slack keeps whichever
+    update arrives last, possibly a state that is already past. Checking after each update
+    means the last update of all shows the current state.
+    """
+    if not (request.message_ts and request.channel):
+        return
+    card = Replier(None, replier.client, request.channel)
+    for _ in range(_REDRAW_ROUNDS):
+        card.update(request.message_ts, blocks.approval_card(request))
+        try:
+            latest = store.get(request.id)
+        except StoreError:
+            return  # the state is safe in Redis; only the card may lag behind
+        if latest is None or latest == request:
+            return
+        request = latest

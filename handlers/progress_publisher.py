@@ -1,0 +1,108 @@
+"""How progress reads in Slack: the progress engine's frames rendered and posted, updates paced.
+
+The engine (bot.services.progress) decides what a rollout looks like; this module owns every
+Slack call that shows it. chat.update is Tier 3 (about 50 a minute per workspace), so updates
+go through a Coalescer: one per message per interval, latest state wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.services.progress.coalescer import Coalescer
+from bot.services.progress.ports import OutsideChange, ProgressFrame
+from handlers.views import blocks
+
+log = logging.getLogger(__name__)
+
+
+class SlackProgressPublisher:
+    def __init__(self, client: WebClient, min_interval: float) -> None:
+        self._client = client
+        self.coalescer: Coalescer[blocks.Message] = Coalescer(self._send_update, min_interval)
+
+    def start(self) -> None:
+        self.coalescer.start()
+
+    def stop(self) -> None:
+        self.coalescer.stop()
+
+    def flush(self, timeout: float) -> bool:
+        return self.coalescer.flush(timeout)
+
+    def post(self, frame: ProgressFrame) -> str | None:
+        tracked = frame.tracked
+        message = render(frame)
+        ts = self._post(tracked.channel, message, thread_ts=tracked.thread_ts)
+        if ts is not None:
+            self.coalescer.note_posted(tracked.channel, ts, message)
+        return ts
+
+    def update(
+        self, frame: ProgressFrame, *, final: bool, on_delivered: Callable[[], None]
+    ) -> None:
+        tracked = frame.tracked
+        self.coalescer.submit(
+            tracked.channel,
+            tracked.message_ts,
+            render(frame),
+            final=final,
+            on_delivered=on_delivered,
+        )
+
+    def notice(self, channel: str, change: OutsideChange) -> str | None:
+        message = blocks.outside_change_message(
+            change.target,
+            change.revision,
+            who=change.who,
+            images_before=change.images_before,
+            images_after=change.images_after,
+            previous_revision=change.previous_revision,
+        )
+        return self._post(channel, message)
+
+    def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
+        message = blocks.error_message(text) if error else blocks.info_message(text)
+        self._post(channel, message, thread_ts=thread_ts)
+
+    def _post(
+        self, channel: str, message: blocks.Message, *, thread_ts: str | None = None
+    ) -> str | None:
+        try:
+            response = self._client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as exc:
+            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.postMessage failed: %s", type(exc).__name__)
+            return None
+        return str(response["ts"])
+
+    def _send_update(self, channel: str, ts: str, message: blocks.Message) -> bool:
+        try:
+            self._client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            )
+            return True
+        except SlackApiError as exc:
+            log.warning("chat.update failed: %s", exc.response.get("error"))
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.update failed: %s", type(exc).__name__)
+        return False
+
+
+def render(frame: ProgressFrame) -> blocks.Message:
+    return blocks.progress_message(
+        frame.tracked,
+        frame.status,
+        frame.now,
+        verdict=frame.verdict,
+        reasons=frame.reasons,
+        warnings=frame.warnings,
+    )

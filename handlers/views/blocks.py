@@ -1,0 +1,588 @@
+"""Block Kit builders: pure functions from views to messages that stay within Slack's limits.
+
+Every builder returns a `Message` (fallback text plus blocks). Blocks are built with
+`slack_sdk.models.blocks`, which raises on a per-field limit, and `_fit` enforces the rest
+(at most 50 blocks, 3000 characters per section) by cutting with a note, never by failing.
+User-supplied text is escaped so a reason cannot ping `<!channel>` or forge a link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.domain import commands
+from bot.domain.rollout import RolloutStatus
+from bot.services.rollouts import Actor, Change, DeploymentRow, DiffView, HistoryView, StatusView
+
+MAX_BLOCKS = 50
+SECTION_LIMIT = 3000
+# Room left in a section for the ``` fences and a "… N more" note.
+CODE_LIMIT = SECTION_LIMIT - 80
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; anything a user typed goes through this."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"\n… ({len(text) - limit} more characters)"
+    return text[: limit - len(note)] + note
+
+
+def _code(lines: Sequence[str], *, limit: int = CODE_LIMIT) -> str:
+    """A code block that fits a section, cut at a line boundary with a count of what's left."""
+    kept: list[str] = []
+    size = 0
+    for index, line in enumerate(lines):
+        line = line.replace("```", "'''")
+        if size + len(line) + 1 > limit:
+            kept.append(f"… {len(lines) - index} more lines not shown")
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "```\n" + "\n".join(kept) + "\n```"
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=_cut(text, SECTION_LIMIT)))
+
+
+def _context(*texts: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=_cut(t, 2000)) for t in texts[:10]])
+
+
+def _fit(text: str, blocks: Sequence[Block]) -> Message:
+    rendered = [block.to_dict() for block in blocks]
+    if len(rendered) > MAX_BLOCKS:
+        dropped = len(rendered) - (MAX_BLOCKS - 1)
+        rendered = rendered[: MAX_BLOCKS - 1]
+        rendered.append(_context(f"… {dropped} more blocks not shown").to_dict())
+    return Message(text=_cut(text, 3000), blocks=rendered)
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart, like kubectl's tabwriter."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _images(images: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{name}={image}" for name, image in images) or "-"
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# -- generic ---------------------------------------------------------------------------------
+
+
+def error_message(message: str, usage: str | None = None) -> Message:
+    blocks: list[Block] = [_section(f":no_entry: {message}")]
+    if usage:
+        blocks.append(_section("Usage:\n" + _code(usage.splitlines())))
+    return _fit(message, blocks)
+
+
+def info_message(message: str) -> Message:
+    return _fit(message, [_section(message)])
+
+
+def help_message(verb: str | None = None) -> Message:
+    if verb is not None:
+        text = f"*{verb}* — {commands.HELP_TEXT[verb]}\n" + _code([commands.USAGE[verb]])
+        return _fit(commands.USAGE[verb], [_section(text)])
+    lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
+    blocks: list[Block] = [
+        _section(
+            "*rollout-bot* drives Kubernetes Deployment rollouts as `kubectl` would.\n"
+            + _code(lines)
+        ),
+        _context(
+            "`DEPLOY` may be written `deploy/NAME`; without `-n` the channel's namespace "
+            "applies. `/rollout help VERB` explains one command."
+        ),
+    ]
+    return _fit("rollout-bot commands", blocks)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def _verdict_emoji(status: RolloutStatus) -> str:
+    if status.failed:
+        return ":x:"
+    if status.done:
+        return ":white_check_mark:"
+    if status.paused:
+        return ":double_vertical_bar:"
+    return ":hourglass_flowing_sand:"
+
+
+def deployments_message(namespace: str, rows: Sequence[DeploymentRow]) -> Message:
+    if not rows:
+        return info_message(f"No Deployments found in namespace `{namespace}`.")
+    lines = table(
+        [("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
+        + [
+            (
+                r.name,
+                r.ready,
+                str(r.updated),
+                str(r.available),
+                str(r.revision) if r.revision is not None else "-",
+                _images(r.images),
+            )
+            for r in rows
+        ]
+    )
+    blocks = [_section(f"*Deployments in `{namespace}`* ({len(rows)})\n" + _code(lines))]
+    return _fit(f"{len(rows)} Deployments in {namespace}", blocks)
+
+
+def status_message(view: StatusView) -> Message:
+    status = view.status
+    blocks: list[Block] = [
+        _section(f"{_verdict_emoji(status)} *{view.target}* — {escape(status.message)}"),
+    ]
+    facts = [
+        f"desired {status.desired if status.desired is not None else '-'}",
+        f"updated {status.updated}",
+        f"ready {status.ready}",
+        f"available {status.available}",
+    ]
+    if status.terminating:
+        facts.append(f"terminating {status.terminating}")
+    if status.revision is not None:
+        facts.append(f"revision {status.revision}")
+    blocks.append(_context(" · ".join(facts)))
+    if view.paused_template_pending or status.paused:
+        blocks.append(
+            _section(
+                ":double_vertical_bar: The Deployment is *paused*: template changes will not roll "
+                f"out until `/rollout resume {view.target.name} -n {view.target.namespace}`."
+            )
+        )
+    if view.replica_sets:
+        rs_lines = table(
+            [("REPLICASET", "REVISION", "DESIRED", "READY", "IMAGES")]
+            + [
+                (
+                    s.name + (" (current)" if current else ""),
+                    str(s.revision) if s.revision is not None else "-",
+                    str(s.desired),
+                    str(s.ready),
+                    _images(s.images),
+                )
+                for s, current in view.replica_sets
+            ]
+        )
+        blocks.append(_section("*ReplicaSets*\n" + _code(rs_lines)))
+    if view.pods:
+        pod_lines = table(
+            [("POD", "READY", "STATUS", "RESTARTS", "AGE")]
+            + [
+                (p.name, p.ready, p.phase_or_reason, str(p.restarts), _age(p.age_seconds))
+                for p in view.pods
+            ]
+        )
+        blocks.append(_section("*Pods*\n" + _code(pod_lines)))
+    if view.warnings:
+        blocks.append(_section("*Recent warnings*\n" + _code(list(view.warnings))))
+    return _fit(f"{view.target}: {status.message}", blocks)
+
+
+def history_message(view: HistoryView) -> Message:
+    if not view.revisions:
+        return info_message(f"No rollout history found for `{view.target}`.")
+    if view.detail is not None and view.described is not None:
+        detail = view.detail
+        title = f"*{view.target}* revision #{detail.number}" + (
+            " (current)" if detail.is_current else ""
+        )
+        blocks: list[Block] = [_section(title + "\n" + _code(view.described.splitlines()))]
+        return _fit(f"{view.target} revision {detail.number}", blocks)
+    rows = [("REVISION", "CHANGE-CAUSE", "IMAGES", "CREATED")]
+    for revision in view.revisions:
+        number = str(revision.number) + (" *" if revision.is_current else "")
+        if revision.revision_history:
+            number += " (was " + ",".join(str(n) for n in revision.revision_history) + ")"
+        rows.append(
+            (number, revision.change_cause or "<none>", _images(revision.images), revision.created)
+        )
+    blocks = [
+        _section(f"*Rollout history of `{view.target}`*\n" + _code(table(rows))),
+        _context(
+            "`*` marks the current revision. `/rollout history "
+            f"{view.target.name} --revision=N -n {view.target.namespace}` shows one."
+        ),
+    ]
+    return _fit(f"Rollout history of {view.target}", blocks)
+
+
+def diff_message(view: DiffView) -> Message:
+    if not view.diff.changed:
+        return info_message(
+            f"Revisions {view.old} and {view.new} of `{view.target}` have the same pod template."
+        )
+    lines = view.diff.text.splitlines()
+    blocks: list[Block] = [
+        _section(f"*Diff of `{view.target}`: revision {view.old} → {view.new}*\n" + _code(lines))
+    ]
+    if view.diff.lines_omitted:
+        blocks.append(_context(f"{view.diff.lines_omitted} more diff lines were left out."))
+    return _fit(f"Diff of {view.target}: revision {view.old} → {view.new}", blocks)
+
+
+# -- mutations -------------------------------------------------------------------------------
+
+
+def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
+    """The in-channel announcement: who did what, where."""
+    if not change.changed:
+        text = f":information_source: `{change.summary}` (requested by <@{actor.user_id}>)"
+        return _fit(change.summary, [_section(text)])
+    lines = [
+        f":rocket: <@{actor.user_id}> ran *{change.action}* on `{change.target}`",
+        f"`{change.summary}`",
+    ]
+    lines.extend(f"• {escape(detail)}" for detail in change.details)
+    if reason:
+        lines.append(f"Reason: {escape(reason)}")
+    blocks: list[Block] = [_section("\n".join(lines))]
+    if change.images_before != change.images_after:
+        blocks.append(
+            _context(
+                f"images: {escape(_images(change.images_before))} → "
+                f"{escape(_images(change.images_after))}"
+            )
+        )
+    return _fit(
+        f"{actor.user_name} ran {change.action} on {change.target}: {change.summary}", blocks
+    )
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+APPROVE_ACTION = "rollout_approve"
+REJECT_ACTION = "rollout_reject"
+CANCEL_ACTION = "rollout_cancel"
+REJECT_REASON_BLOCK = "reject_reason"
+REJECT_REASON_ACTION = "reject_reason_input"
+
+_STATE_LINES = {
+    "pending": ":hourglass_flowing_sand: *Waiting for approval*",
+    "approved": ":white_check_mark: *Approved*",
+    "running": ":gear: *Approved — running*",
+    "done": ":white_check_mark: *Done*",
+    "failed": ":x: *Failed*",
+    "rejected": ":no_entry_sign: *Rejected*",
+    "expired": ":alarm_clock: *Expired* — it can no longer run; request it again",
+    "cancelled": ":wastebasket: *Cancelled by the requester*",
+    "voided": ":warning: *Voided*",
+}
+
+
+def _when(moment: Any) -> str:
+    """A Slack date token: each reader sees their own time zone."""
+    stamp = int(moment.timestamp())
+    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{moment.isoformat()}>"
+
+
+def approval_card(request: Any) -> Message:
+    """The card for one approval request, in whatever state it is in (redrawn in place)."""
+    from slack_sdk.models.blocks import (
+        ActionsBlock,
+        ButtonElement,
+        ConfirmObject,
+        InputBlock,
+        PlainTextInputElement,
+    )
+
+    state = str(request.state)
+    target = f"{request.cluster}/{request.namespace}/{request.deployment}"
+    lines = [
+        f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
+        f"<@{request.requester_id}> wants to run *{request.action}* on `{target}`",
+        "```\n" + request.parameters.get("command", "").replace("```", "'''") + "\n```",
+    ]
+    if request.reason:
+        lines.append(f"Reason: {escape(request.reason)}")
+    blocks: list[Block] = [_section("\n".join(lines))]
+    preview = request.parameters.get("preview", "")
+    if preview:
+        blocks.append(_section("*What will change*\n" + preview))
+    approvers = ", ".join(
+        f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in request.approvers
+    )
+    facts = [f"needs {request.required} of: {approvers}", f"expires {_when(request.expires_at)}"]
+    if request.approvals:
+        facts.append(
+            "approved by " + ", ".join(f"<@{a.user_id}> {_when(a.at)}" for a in request.approvals)
+        )
+    blocks.append(_context(*facts))
+    if state == "rejected":
+        note = f"Rejected by <@{request.decided_by}> {_when(request.decided_at)}"
+        if request.reject_reason:
+            note += f": {escape(request.reject_reason)}"
+        blocks.append(_section(note))
+    elif state in ("failed", "done", "voided") and request.result_message:
+        blocks.append(
+            _section(
+                escape(request.result_message) if state != "voided" else request.result_message
+            )
+        )
+    elif state == "expired":
+        blocks.append(_context(f"expired {_when(request.expires_at)}; nothing was changed"))
+    if state == "pending":
+        # Reject reads its reason from this field (the click's `state.values`).
+        blocks.append(
+            InputBlock(
+                block_id=REJECT_REASON_BLOCK,
+                label="Reason for rejecting (optional)",
+                optional=True,
+                element=PlainTextInputElement(action_id=REJECT_REASON_ACTION, max_length=300),
+            )
+        )
+        blocks.append(
+            ActionsBlock(
+                block_id=f"approval:{request.id}",
+                elements=[
+                    ButtonElement(
+                        text="Approve",
+                        action_id=APPROVE_ACTION,
+                        value=request.id,
+                        style="primary",
+                        confirm=ConfirmObject(
+                            title="Approve this change?",
+                            text=_cut(
+                                f"{request.action} on {target} will run as soon as "
+                                f"{request.required} approver(s) agree.",
+                                300,
+                            ),
+                            confirm="Approve",
+                            deny="Back",
+                        ),
+                    ),
+                    ButtonElement(
+                        text="Reject",
+                        action_id=REJECT_ACTION,
+                        value=request.id,
+                        style="danger",
+                        confirm=ConfirmObject(
+                            title="Reject this change?",
+                            text="The requester will be told.",
+                            confirm="Reject",
+                            deny="Back",
+                        ),
+                    ),
+                    ButtonElement(
+                        text="Cancel (requester)", action_id=CANCEL_ACTION, value=request.id
+                    ),
+                ],
+            )
+        )
+    return _fit(
+        f"Approval {state}: {request.action} on {target} by {request.requester_name}", blocks
+    )
+
+
+def approvals_list_message(namespace: str | None, requests: Sequence[Any]) -> Message:
+    where = f" in `{namespace}`" if namespace else ""
+    if not requests:
+        return info_message(f"No approval requests are waiting{where}.")
+    rows = [("ID", "ACTION", "TARGET", "REQUESTER", "APPROVALS", "EXPIRES")]
+    for r in requests:
+        rows.append(
+            (
+                r.id,
+                r.action,
+                f"{r.namespace}/{r.deployment}",
+                r.requester_name or r.requester_id,
+                f"{len(r.approvals)}/{r.required}",
+                r.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        )
+    return _fit(
+        f"{len(requests)} approval requests waiting",
+        [_section(f"*Approval requests waiting{where}*\n" + _code(table(rows)))],
+    )
+
+
+def audit_message(entries: Sequence[Any], what: str) -> Message:
+    if not entries:
+        return info_message(f"No audit entries for {what}.")
+    rows = [("TIME (UTC)", "EVENT", "USER", "ACTION", "TARGET", "OUTCOME")]
+    for e in entries:
+        rows.append(
+            (
+                e.time.strftime("%Y-%m-%d %H:%M:%S"),
+                e.event,
+                e.user_name or e.user_id or "-",
+                e.action or "-",
+                f"{e.namespace}/{e.deployment}".strip("/") or "-",
+                (e.outcome or "-")[:40],
+            )
+        )
+    return _fit(
+        f"Audit trail for {what}",
+        [_section(f"*Audit trail for {what}* (newest first)\n" + _code(table(rows)))],
+    )
+
+
+# -- progress --------------------------------------------------------------------------------
+
+ROLLBACK_ACTION = "progress_rollback"
+PAUSE_ACTION = "progress_pause"
+BAR_WIDTH = 20
+
+
+def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    if total <= 0:
+        return "▓" * width
+    filled = max(0, min(width, round(width * done / total)))
+    return "▓" * filled + "░" * (width - filled)
+
+
+def _coarse(seconds: float) -> float:
+    """Elapsed time while running, in 5 s steps: the clock alone should not cause an update."""
+    return seconds - seconds % 5
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_message(
+    tracked: Any,
+    status: RolloutStatus,
+    now: float,
+    *,
+    verdict: str | None = None,
+    reasons: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> Message:
+    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict."""
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
+
+    desired = status.desired if status.desired is not None else 0
+    elapsed = now - tracked.started_at
+    target = f"{tracked.namespace}/{tracked.deployment}"
+    if verdict == "succeeded":
+        head = (
+            f":white_check_mark: *{escape(tracked.title)}* — rollout *succeeded* in "
+            f"{_duration(elapsed)}"
+        )
+    elif verdict == "failed":
+        head = f":x: *{escape(tracked.title)}* — rollout *failed* after {_duration(elapsed)}"
+    elif verdict:
+        head = f":grey_question: *{escape(tracked.title)}* — {verdict}"
+    elif status.paused:
+        head = f":double_vertical_bar: *{escape(tracked.title)}* — paused"
+    else:
+        head = f":hourglass_flowing_sand: *{escape(tracked.title)}* — rolling out"
+    counts = (
+        f"`{progress_bar(status.updated, desired)}` {status.updated}/{desired} updated · "
+        f"{status.ready} ready · {status.available} available"
+    )
+    old = status.total - status.updated
+    if old > 0:
+        counts += f" · {old} old still running"
+    if status.terminating:
+        counts += f" · {status.terminating} terminating"
+    lines = [head, counts, f"_{escape(status.message)}_"]
+    if not verdict:
+        lines.append(
+            f"elapsed {_duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
+            "progress deadline"
+        )
+    if reasons:
+        lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
+    blocks_: list[Block] = [_section("\n".join(lines))]
+    if warnings:
+        blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
+    if verdict == "failed":
+        value = f"{tracked.namespace}/{tracked.deployment}"
+        blocks_.append(
+            ActionsBlock(
+                block_id=f"failed:{tracked.id}"[:255],
+                elements=[
+                    ButtonElement(
+                        text="Roll back",
+                        action_id=ROLLBACK_ACTION,
+                        value=value,
+                        style="danger",
+                        confirm=ConfirmObject(
+                            title="Roll back?",
+                            text=_cut(
+                                f"Undo {target} to its previous revision "
+                                "(same policy and approvals as a typed undo).",
+                                300,
+                            ),
+                            confirm="Roll back",
+                            deny="Back",
+                        ),
+                    ),
+                    ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value),
+                ],
+            )
+        )
+    text = f"{tracked.title}: {verdict or status.message}"
+    if reasons:
+        text += " (" + ", ".join(reasons) + ")"
+    return _fit(text, blocks_)
+
+
+def outside_change_message(
+    target: Any,
+    revision: int,
+    *,
+    who: str,
+    images_before: Sequence[tuple[str, str]],
+    images_after: Sequence[tuple[str, str]],
+    previous_revision: int | None,
+) -> Message:
+    lines = [
+        f":eyes: `{target}` got revision *{revision}* from outside the bot",
+        f"Changed by: {escape(who)}",
+    ]
+    if images_before != images_after:
+        lines.append(f"Images: {escape(_images(images_before))} → {escape(_images(images_after))}")
+    if previous_revision is not None:
+        lines.append(
+            f"See the diff: `/rollout diff {target.name} {previous_revision} {revision} "
+            f"-n {target.namespace}`"
+        )
+    return _fit(
+        f"{target} got revision {revision} from outside the bot", [_section("\n".join(lines))]
+    )
