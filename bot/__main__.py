@@ -116,11 +116,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     # Every check comes before any thread starts: a refused start-up leaves nothing running.
     if args.http and settings.slack_signing_secret is None:
-        print("rollout-bot: SLACK_SIGNING_SECRET is required for --http", file=sys.stderr)
+        print(
+            "rollout-bot: SLACK_SIGNING_SECRET is not set or empty; HTTP mode cannot verify "
+            "that requests come from Slack without it",
+            file=sys.stderr,
+        )
         return 2
     if not args.http and settings.slack_app_token is None:
         print(
-            "rollout-bot: SLACK_APP_TOKEN is required for Socket Mode (or use --http)",
+            "rollout-bot: SLACK_APP_TOKEN is not set or empty; Socket Mode needs it "
+            "(or use --http)",
             file=sys.stderr,
         )
         return 2
@@ -162,18 +167,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _serve_http(runtime: Runtime, app: App, settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
-    from handlers.http import wsgi_app
+    from handlers.http import MAX_BODY_BYTES, wsgi_app
 
+    assert settings.slack_signing_secret is not None
     host = args.host or settings.http_host
     log.info("serving HTTP on %s:%d", host, args.port)
     waitress.serve(
-        wsgi_app(app, runtime.readiness),
+        wsgi_app(
+            app,
+            runtime.readiness,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+        ),
         host=host,
         port=args.port,
         threads=settings.listener_threads,
         ident="rollout-bot",
         # Slack retries nothing for commands; a slow client must not pin a thread.
         channel_timeout=30,
+        # waitress itself refuses a larger body while reading it, before any buffering.
+        max_request_body_size=MAX_BODY_BYTES,
     )
     return 0
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.integrity import MIN_KEY_BYTES
+
 
 class ConfigError(Exception):
     """Start-up configuration is unusable; the message names each bad variable, no values."""
@@ -77,6 +79,22 @@ class Settings(BaseSettings):
         default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEY"
     )
 
+    # Seals approval requests, votes and tracked rollouts in Redis, so that whoever can write to
+    # Redis still cannot make the bot run a change. Required once approvals are configured.
+    state_key: SecretStr | None = Field(default=None, validation_alias="ROLLOUT_BOT_STATE_KEY")
+
+    @field_validator("state_key", "audit_hmac_key", mode="after")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        if len(stripped.encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_KEY_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+            )
+        return SecretStr(stripped)
+
     @field_validator("slack_api_url")
     @classmethod
     def _url_ends_with_slash(cls, value: str) -> str:
@@ -87,9 +105,20 @@ class Settings(BaseSettings):
     @field_validator("slack_bot_token")
     @classmethod
     def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        stripped = value.get_secret_value().strip()
+        if not stripped:
             raise ValueError("must not be empty")
-        return value
+        return SecretStr(stripped)
+
+    @field_validator("slack_signing_secret", "slack_app_token", mode="after")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """A secret file holding only a newline, or an empty variable, is no secret at all: it
+        counts as unset, and the mode that needs it refuses to start (never a constant)."""
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        return SecretStr(stripped) if stripped else None
 
 
 def load_settings(**overrides: object) -> Settings:

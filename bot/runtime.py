@@ -39,6 +39,8 @@ from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
+from bot.domain.errors import RolloutBotError
+from bot.domain.integrity import Sealer
 from bot.domain.policy import Policy, load_policy, read_only_default
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
@@ -114,6 +116,24 @@ def policy_of(settings: Settings) -> tuple[Policy, bool]:
     return load_policy(settings.policy_file), True
 
 
+STATE_KEY_REQUIRED = (
+    "ROLLOUT_BOT_STATE_KEY is not set, but the policy configures approvals: without it, "
+    "anything that can write to Redis could approve a change. Set it to a secret of at least "
+    "32 bytes (e.g. `openssl rand -hex 32`), the same on every replica."
+)
+
+
+def sealer_for(settings: Settings, policy: Policy) -> Sealer:
+    """The sealing key for what the bot keeps in Redis. Required when the policy configures
+    approvals (and so `on_failure`); otherwise nothing sealed outlives this process, and a
+    random key serves."""
+    if settings.state_key is not None:
+        return Sealer(settings.state_key.get_secret_value().encode())
+    if policy.approvals:
+        raise RolloutBotError(STATE_KEY_REQUIRED)
+    return Sealer(secrets.token_bytes(32))
+
+
 def replica_id() -> str:
     return secrets.token_hex(6)
 
@@ -126,6 +146,7 @@ class Runtime:
         self.settings = settings
         self.slack = slack or slack_client(settings)
         policy, loaded = policy_of(settings)
+        self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
         keys = Keys(settings.redis_prefix)
         self.cluster = KubeCluster(
@@ -145,23 +166,28 @@ class Runtime:
             publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
             cluster=self.cluster,
             rollouts=rollouts,
-            registry=RedisRolloutRegistry(self.redis, keys, self.replica),
+            registry=RedisRolloutRegistry(
+                self.redis, keys, self.replica, sealer=self.sealer if settings.state_key else None
+            ),
             leases=RedisLeases(self.redis, keys, LEASE_TTL),
             policy=policy,
             audit=audit,
             cluster_name=settings.cluster_name,
             rollback=AutoRollback(executor),
         )
+        access = Access(policy, directory, policy_loaded=loaded)
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
             audit,
             rollouts,
             executor,
             directory,
+            access=access,
+            sealer=self.sealer,
             cluster_name=settings.cluster_name,
         )
         self.services = Services(
-            access=Access(policy, directory, policy_loaded=loaded),
+            access=access,
             rollouts=rollouts,
             executor=executor,
             approvals=flow,

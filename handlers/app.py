@@ -15,9 +15,10 @@ from bot.services.container import Services
 log = logging.getLogger(__name__)
 
 SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
-# Slack rejects timestamps older than 5 minutes; remembering signatures a little longer covers
-# the whole window in which a replay could still verify.
-REPLAY_WINDOW_SECONDS = 360
+# A signature verifies while its timestamp is within 5 minutes of now, in either direction, so
+# one request stays valid for up to 10 minutes (a timestamp 5 minutes ahead, replayed until
+# 5 minutes past it). Remembering it a little longer covers that whole window.
+REPLAY_WINDOW_SECONDS = 660
 
 #: Answers True the first time a request key is seen inside the replay window.
 FirstTime = Callable[[str], bool]

@@ -89,6 +89,11 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
     if request is not None:
         redraw(replier, request, services.approvals)
     status = outcome.status
+    if status == "voided" and decision.error and request is not None:
+        # Refused at the last check (tampering, policy, expiry, the object changed): the
+        # channel sees why, not only the person who clicked.
+        replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
+        return
     if status == "already_decided" and request is not None:
         who = f"<@{request.decided_by}>" if request.decided_by else "the bot"
         when = request.decided_at.strftime("%Y-%m-%d %H:%M UTC") if request.decided_at else "?"

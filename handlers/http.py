@@ -1,27 +1,73 @@
-"""The HTTP surface: POST /slack/events for Bolt, GET /healthz and /readyz for probes."""
+"""The HTTP surface: POST /slack/events for Bolt, GET /healthz and /readyz for probes.
+
+Nothing unauthenticated reaches Bolt or the log. Before Bolt sees a request, this module
+bounds its size (waitress enforces the same limit while reading), checks Slack's signature
+itself and, only for a genuine request, that the body is UTF-8 and any `payload=` is JSON:
+
+    no or malformed signature headers   401, body never read
+    body over MAX_BODY_BYTES            413, body never read
+    wrong signature or stale timestamp  401, body never logged
+    signed, but not UTF-8 / not JSON    400
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 
 from handlers.app import SIGNATURE
+
+log = logging.getLogger(__name__)
 
 # Slack payloads are a few kilobytes; anything far larger is not from Slack.
 MAX_BODY_BYTES = 1 << 20
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# A probe answer is reused this long, so hammering /readyz cannot turn into a flood of calls
+# to Redis and the API server.
+READINESS_CACHE_SECONDS = 1.0
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]]) -> WsgiApp:
+class CachedReadiness:
+    def __init__(
+        self,
+        check: Callable[[], dict[str, bool]],
+        max_age: float = READINESS_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check = check
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._last: dict[str, bool] = {}
+
+    def __call__(self) -> dict[str, bool]:
+        # One probe at a time; callers arriving meanwhile get the answer it produces.
+        with self._lock:
+            if self._clock() - self._at > self._max_age:
+                self._last = self._check()
+                self._at = self._clock()
+            return dict(self._last)
+
+
+def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]], *, signing_secret: str) -> WsgiApp:
     slack = SlackRequestHandler(app)
+    verifier = SignatureVerifier(signing_secret)
+    ready = CachedReadiness(readiness)
 
     def reply(start: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
         data = json.dumps(body).encode()
@@ -33,14 +79,13 @@ def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]]) -> WsgiApp:
         if path == "/healthz":
             return reply(start, "200 OK", {"ok": True})
         if path == "/readyz":
-            checks = readiness()
+            checks = ready()
             status = "200 OK" if all(checks.values()) else "503 Service Unavailable"
             return reply(start, status, {"ok": all(checks.values()), **checks})
         if path != "/slack/events":
             return reply(start, "404 Not Found", {"error": "not found"})
         if method != "POST":
             return reply(start, "405 Method Not Allowed", {"error": "method not allowed"})
-        # Bolt would raise on a malformed header and answer 500; these are simply unsigned.
         timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
         signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
         if not _TIMESTAMP.fullmatch(timestamp) or not SIGNATURE.fullmatch(signature):
@@ -51,7 +96,32 @@ def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]]) -> WsgiApp:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
             return reply(start, "413 Payload Too Large", {"error": "payload too large"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        if not verifier.is_valid(body, timestamp, signature):
+            log.info("refused a request with an invalid or stale signature")
+            return reply(start, "401 Unauthorized", {"error": "invalid request"})
+        if not _well_formed(body, environ.get("CONTENT_TYPE", "")):
+            log.info("refused a signed request whose body is not UTF-8 form data or JSON")
+            return reply(start, "400 Bad Request", {"error": "malformed request"})
+        environ["wsgi.input"] = io.BytesIO(body)
         result: Iterable[bytes] = slack(environ, start)  # type: ignore[arg-type]
         return result
 
     return application
+
+
+def _well_formed(body: bytes, content_type: str) -> bool:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    try:
+        if content_type.startswith("application/json"):
+            json.loads(text)
+            return True
+        payload = parse_qs(text, strict_parsing=False).get("payload")
+        if payload:
+            json.loads(payload[0])
+    except ValueError:
+        return False
+    return True

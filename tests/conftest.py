@@ -199,6 +199,7 @@ def start_bot(
         logs = process.logs()
         assert "Traceback" not in logs, f"a traceback reached the bot's log:\n{logs[-4000:]}"
         assert "xoxb-test-token" not in logs and "test-signing-secret" not in logs
+        assert "test-state-key-for-sealing" not in logs
 
 
 @pytest.fixture

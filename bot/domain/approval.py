@@ -88,6 +88,12 @@ class Approval(BaseModel):
     user_id: str
     user_name: str = ""
     at: UtcDateTime
+    #: The bot's seal over (request id, user id, time): a vote written by anything else
+    #: does not count.
+    sig: str = ""
+
+    def sealed_content(self, request_id: str) -> list[str]:
+        return [request_id, self.user_id, format_time(self.at)]
 
 
 class ApprovalRequest(BaseModel):
@@ -106,7 +112,10 @@ class ApprovalRequest(BaseModel):
     cluster: str = ""
     namespace: str
     deployment: str
-    parameters: dict[str, str] = Field(default_factory=dict)
+    #: The command that runs once approved, as a structured record (`commands.command_record`).
+    command: dict[str, Any] = Field(default_factory=dict)
+    #: What will change, as shown on the card (mrkdwn).
+    preview: str = ""
     reason: str = ""
     required: int = Field(default=1, ge=1)
     #: The policy rule's approver list (user or group ids), as it was at request time.
@@ -124,6 +133,29 @@ class ApprovalRequest(BaseModel):
     result_message: str | None = None
     #: When the request was approved and so claimed for execution (exactly once).
     claimed_at: UtcDateTime | None = None
+    #: The bot's seal over every field that must not change after the request was made.
+    seal: str = ""
+
+    def sealed_content(self) -> dict[str, Any]:
+        """What the seal covers: who asked for what, where, bound to which object state,
+        with which approvers and deadline. Not the state or the card's position, which the
+        store's transitions change."""
+        return {
+            "id": self.id,
+            "requester_id": self.requester_id,
+            "action": self.action,
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "command": self.command,
+            "preview": self.preview,
+            "reason": self.reason,
+            "required": self.required,
+            "approvers": self.approvers,
+            "created_at": format_time(self.created_at),
+            "expires_at": format_time(self.expires_at),
+            "fingerprint": self.fingerprint,
+        }
 
     @field_validator("approvers", "approvals", mode="before")
     @classmethod

@@ -24,6 +24,8 @@ class AuditEventKind(StrEnum):
     DENIAL = "denial"
     EXECUTION = "execution"
     OUTCOME = "outcome"
+    #: A stored record failed its integrity check and was refused.
+    TAMPERING = "tampering"
 
 
 class AuditEvent(BaseModel):

@@ -46,9 +46,9 @@ import difflib
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final, NoReturn, TypeAlias, assert_never
+from typing import Any, ClassVar, Final, NoReturn, TypeAlias, assert_never
 
 __all__ = [
     "ACTIONS",
@@ -79,6 +79,8 @@ __all__ = [
     "SetImage",
     "Status",
     "Undo",
+    "command_record",
+    "from_record",
     "parse_command",
     "render_command",
 ]
@@ -1003,3 +1005,34 @@ def render_command(command: Command) -> str:
         words.append("--reason=" + shlex.quote(command.reason))
     text = " ".join(words)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- structured records --------------------------------------------------------------------
+#
+# An approval request keeps the command it will run as data (verb and fields), never as text
+# to parse again: what runs is exactly what was shown, with no second trip through the grammar.
+
+_VERB_OF: Final[dict[type[CommandBase], str]] = {cls: verb for verb, cls in _COMMAND_TYPES.items()}
+
+
+def command_record(command: Command) -> dict[str, Any]:
+    """`{"verb": "set image", "fields": {...}}`: JSON-safe, and `from_record` restores it."""
+    from pydantic import TypeAdapter
+
+    fields = TypeAdapter(type(command)).dump_python(command, mode="json")
+    return {"verb": _VERB_OF[type(command)], "fields": fields}
+
+
+def from_record(record: Mapping[str, Any]) -> Command:
+    """The command a record holds. Raises ValueError for anything this version cannot run."""
+    from pydantic import TypeAdapter, ValidationError
+
+    verb = record.get("verb")
+    fields = record.get("fields")
+    if not isinstance(verb, str) or verb not in _COMMAND_TYPES or not isinstance(fields, dict):
+        raise ValueError("not a command record")
+    try:
+        command: Command = TypeAdapter(_COMMAND_TYPES[verb]).validate_python(fields)  # type: ignore[assignment]
+    except ValidationError as exc:
+        raise ValueError("not a command record") from exc
+    return command

@@ -23,10 +23,13 @@ from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.slack.directory import SlackDirectory
 from bot.domain import commands as cmd
 from bot.domain import rollout
-from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError
+from bot.domain.approval import Approval
+from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
+from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
-from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
-from bot.services.rollouts import Actor, Change, Rollouts, deployment_fingerprint
+from bot.services.access import Access
+from bot.services.execution import Executor, Mutation, reason_of, target_of
+from bot.services.rollouts import Actor, Change, Rollouts, binding
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Decision:
     outcome: ApprovalOutcome
     change: Change | None = None
     error: str | None = None
+    #: The stored record failed its integrity check: the channel is told, not only the clicker.
+    tampered: bool = False
 
 
 class ApprovalFlow:
@@ -59,9 +64,13 @@ class ApprovalFlow:
         executor: Executor,
         directory: SlackDirectory,
         *,
+        access: Access,
+        sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self.access = access
+        self.sealer = sealer
         self.store = store
         self.audit = audit
         self.rollouts = rollouts
@@ -94,7 +103,7 @@ class ApprovalFlow:
             preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
         else:
             deployment = self.rollouts.get(target)
-            fingerprint = deployment_fingerprint(deployment)
+            fingerprint = binding(deployment, command.action)
             preview = self.preview(command, deployment)
         now = self._now()
         request = ApprovalRequest(
@@ -105,13 +114,17 @@ class ApprovalFlow:
             cluster=self.cluster_name,
             namespace=namespace,
             deployment=command.deployment,
-            parameters={**parameters_of(command), "preview": preview[:PREVIEW_LIMIT]},
+            command=cmd.command_record(command),
+            preview=preview[:PREVIEW_LIMIT],
             reason=reason_of(command) or "",
             required=rule.required,
             approvers=list(rule.approvers),
             created_at=now,
             expires_at=now + rule.ttl,
             fingerprint=fingerprint,
+        )
+        request = request.model_copy(
+            update={"seal": self.sealer.seal("approval", request.sealed_content())}
         )
         # Audited first: a request nobody can trace must not exist.
         self._audit(AuditEventKind.REQUEST, request, actor.user_id, actor.user_name)
@@ -156,13 +169,29 @@ class ApprovalFlow:
 
     def approve(self, approval_id: str, user_id: str, user_name: str) -> Decision:
         request = self._existing(approval_id)
-        if request.state == ApprovalState.PENDING and user_id != request.requester_id:
+        tampered = self._tampering(request)
+        if tampered:
+            return self._refuse_tampered(request, tampered)
+        counts = request.state == ApprovalState.PENDING and user_id != request.requester_id
+        if counts:
             self._require_approver(request, user_id, user_name)
-        outcome = self.store.approve(approval_id, user_id, user_name, self._now())
+            # The entry naming the approver is written before the vote: if the audit cannot
+            # take it, nothing is approved.
+            self._audit(AuditEventKind.APPROVAL, request, user_id, user_name)
+        now = self._now()
+        vote = Approval(user_id=user_id, user_name=user_name, at=now)
+        sig = self.sealer.seal("vote", vote.sealed_content(request.id))
+        outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
         current = outcome.request or request
-        if outcome.status in ("recorded", "approved"):
-            self._audit(AuditEventKind.APPROVAL, current, user_id, user_name)
-        elif outcome.status == "expired":
+        if counts and outcome.status not in ("recorded", "approved"):
+            self._audit_quietly(
+                AuditEventKind.APPROVAL,
+                current,
+                user_id,
+                user_name,
+                f"not counted: {outcome.status}",
+            )
+        if outcome.status == "expired":
             self._audit(AuditEventKind.EXPIRY, current, "", "")
         if not outcome.should_execute:
             return Decision(outcome)
@@ -225,13 +254,20 @@ class ApprovalFlow:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
-        command = cmd.parse_command(request.parameters["command"], max_replicas=10**9)
-        assert command.is_mutation
-        mutation: Mutation = command  # type: ignore[assignment]
-        # Bound to the Deployment as it was when requested: a change since voids the request.
-        if request.fingerprint:
+        """Runs an approved request after checking it again, just before it runs: the record is
+        the bot's own, the policy still allows it, enough current approvers agreed, it has not
+        expired, and the object is still what the card showed."""
+        tampered = self._tampering(request)
+        if tampered:
+            return self._refuse_tampered(request, tampered)
+        mutation = _mutation_of(request)
+        assert mutation is not None  # _tampering() checked it
+        why = self._no_longer_allowed(request)
+        if why is None and request.fingerprint:
             try:
-                now_print = self.rollouts.fingerprint(target_of(mutation, request.namespace))
+                now_print = self.rollouts.binding(
+                    target_of(mutation, request.namespace), request.action
+                )
             except NotFound:
                 now_print = "gone"
             if now_print != request.fingerprint:
@@ -239,9 +275,8 @@ class ApprovalFlow:
                     f"`{request.deployment}` changed after this was requested, so the approval "
                     "no longer matches what would run. Request it again."
                 )
-                voided = self.store.void(request.id, why, self._now())
-                self._audit(AuditEventKind.VOID, voided.request or request, "", "", why)
-                return Decision(voided, error=why)
+        if why is not None:
+            return self._void(request, why)
         running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
         if running.status != "marked":
             # Another replica or a void got there first; it owns the outcome.
@@ -264,6 +299,74 @@ class ApprovalFlow:
             request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
         )
         return Decision(replace(outcome, request=done.request), change=change)
+
+    # -- integrity and re-checks -----------------------------------------------------------------
+
+    def _tampering(self, request: ApprovalRequest) -> str | None:
+        """Why the stored record is not the bot's own, or None when it is."""
+        if not request.seal or not self.sealer.valid(
+            request.seal, "approval", request.sealed_content()
+        ):
+            return "its stored record does not carry the bot's seal (it was written or edited "
+            "outside the bot)"
+        if _mutation_of(request) is None:
+            return "its stored command is not one the bot can run"
+        for vote in request.approvals:
+            if not self.sealer.valid(vote.sig, "vote", vote.sealed_content(request.id)):
+                return f"the vote recorded for <@{vote.user_id}> was not made by the bot"
+        return None
+
+    def _refuse_tampered(self, request: ApprovalRequest, problem: str) -> Decision:
+        why = (
+            f"This request was refused because {problem}. Nothing was changed. An operator "
+            "should check who can write to the bot's Redis."
+        )
+        log.warning("approval request %s failed its integrity check", request.id)
+        voided = self.store.void(request.id, why, self._now())
+        self._audit_quietly(AuditEventKind.TAMPERING, voided.request or request, "", "", problem)
+        return Decision(voided, error=why, tampered=True)
+
+    def _no_longer_allowed(self, request: ApprovalRequest) -> str | None:
+        """The policy as it is now: may the requester still do this, and do enough of the
+        votes come from people who are still approvers?"""
+        if self._now() >= request.expires_at:
+            return "This request expired before it could run. Request it again."
+        try:
+            self.access.check(
+                request.requester_id, request.channel, request.action, request.namespace
+            )
+        except NotPermitted:
+            return (
+                f"<@{request.requester_id}> may no longer *{request.action}* in "
+                f"`{request.namespace}` under the current policy, so the request did not run."
+            )
+        rule = self.access.policy.approval_rule_for(request.action, request.namespace)
+        if rule is None:
+            return None  # the change no longer needs approval at all
+        counted = {
+            vote.user_id
+            for vote in request.approvals
+            if vote.user_id != request.requester_id and self._is_approver(vote.user_id, rule)
+        }
+        if len(counted) < max(request.required, rule.required):
+            return (
+                "Not enough of the approvals come from people who are approvers under the "
+                "current policy, so the request did not run. Request it again."
+            )
+        return None
+
+    def _is_approver(self, user_id: str, rule: ApprovalRule) -> bool:
+        if user_id in rule.approvers:
+            return True
+        groups = [g for g in rule.approvers if g.startswith("S")]
+        return bool(groups) and bool(self.directory.groups_of(user_id, groups))
+
+    def _void(self, request: ApprovalRequest, why: str) -> Decision:
+        voided = self.store.void(request.id, why, self._now())
+        if voided.status == "voided":  # only when the void won
+            self._audit(AuditEventKind.VOID, voided.request or request, "", "", why)
+            return Decision(voided, error=why)
+        return Decision(voided)
 
     def _existing(self, approval_id: str) -> ApprovalRequest:
         request = self.store.get(approval_id)
@@ -302,12 +405,45 @@ class ApprovalFlow:
                 cluster=request.cluster,
                 namespace=request.namespace,
                 deployment=request.deployment,
-                parameters={"command": request.parameters.get("command", "")},
+                parameters=_audit_parameters(request),
                 reason=reason if reason is not None else request.reason,
                 approval_id=request.id,
                 outcome=kind.value,
             )
         )
+
+    def _audit_quietly(
+        self,
+        kind: AuditEventKind,
+        request: ApprovalRequest,
+        user_id: str,
+        user_name: str,
+        reason: str | None = None,
+    ) -> None:
+        """For entries that follow a decision already recorded: losing one must not turn the
+        reply into "nothing was changed"."""
+        try:
+            self._audit(kind, request, user_id, user_name, reason)
+        except StoreError:
+            log.warning("could not audit %s of %s", kind.value, request.id)
+
+
+def _mutation_of(request: ApprovalRequest) -> Mutation | None:
+    try:
+        command = cmd.from_record(request.command)
+    except ValueError:
+        return None
+    if not command.is_mutation or command.action != request.action:
+        return None
+    if getattr(command, "namespace", None) != request.namespace:
+        return None
+    mutation: Mutation = command  # type: ignore[assignment]
+    return mutation if mutation.deployment == request.deployment else None
+
+
+def _audit_parameters(request: ApprovalRequest) -> dict[str, str]:
+    mutation = _mutation_of(request)
+    return {"command": cmd.render_command(mutation) if mutation is not None else "(unreadable)"}
 
 
 def _mention(principal: str) -> str:

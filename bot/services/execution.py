@@ -108,9 +108,9 @@ class Executor:
                     target, command.to_revision or 0, actor, reason, expect=expect
                 )
             case cmd.Pause():
-                return self.rollouts.pause(target, actor, reason)
+                return self.rollouts.pause(target, actor, reason, expect=expect)
             case cmd.Resume():
-                return self.rollouts.resume(target, actor, reason)
+                return self.rollouts.resume(target, actor, reason, expect=expect)
             case cmd.Restart():
                 return self.rollouts.restart(target, actor, reason, expect=expect)
         raise AssertionError(f"not a mutation: {command!r}")

@@ -9,6 +9,8 @@ audit trail. kubectl's refusals (`bot.domain.rollout.RolloutRefused`) become
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -281,7 +283,7 @@ class Rollouts:
                 details=tuple(f"{c.container}: {c.old} → {c.new}" for c in plan.changes),
             )
 
-        return self._with_fresh_state(target, attempt, expect)
+        return self._with_fresh_state(target, attempt, expect, "set-image")
 
     def scale(
         self,
@@ -318,7 +320,7 @@ class Rollouts:
                 starts_rollout=True,
             )
 
-        return self._with_fresh_state(target, attempt, expect)
+        return self._with_fresh_state(target, attempt, expect, "scale")
 
     def undo(
         self,
@@ -366,9 +368,16 @@ class Rollouts:
                 details=(f"to the template of revision {plan.target_revision}",),
             )
 
-        return self._with_fresh_state(target, attempt, expect)
+        return self._with_fresh_state(target, attempt, expect, "undo")
 
-    def pause(self, target: Target, actor: Actor, reason: str | None = None) -> Change:
+    def pause(
+        self,
+        target: Target,
+        actor: Actor,
+        reason: str | None = None,
+        *,
+        expect: str | None = None,
+    ) -> Change:
         def attempt(deployment: Json) -> Change:
             _refusal_to_error(lambda: rollout.check_pause(deployment))
             return self._simple_patch(
@@ -382,16 +391,23 @@ class Rollouts:
                 starts_rollout=False,
             )
 
-        return self._with_fresh_state(target, attempt, None)
+        return self._with_fresh_state(target, attempt, expect, "pause")
 
-    def resume(self, target: Target, actor: Actor, reason: str | None = None) -> Change:
+    def resume(
+        self,
+        target: Target,
+        actor: Actor,
+        reason: str | None = None,
+        *,
+        expect: str | None = None,
+    ) -> Change:
         def attempt(deployment: Json) -> Change:
             _refusal_to_error(lambda: rollout.check_resume(deployment))
             return self._simple_patch(
                 target, deployment, "resume", rollout.resume_patch(), actor, reason, "resumed"
             )
 
-        return self._with_fresh_state(target, attempt, None)
+        return self._with_fresh_state(target, attempt, expect, "resume")
 
     def restart(
         self, target: Target, actor: Actor, reason: str | None, *, expect: str | None = None
@@ -409,11 +425,11 @@ class Rollouts:
                 "restarted",
             )
 
-        return self._with_fresh_state(target, attempt, expect)
+        return self._with_fresh_state(target, attempt, expect, "restart")
 
-    def fingerprint(self, target: Target) -> str:
-        """What a pending approval is bound to: the Deployment's spec generation."""
-        return deployment_fingerprint(self.get(target))
+    def binding(self, target: Target, action: str) -> str:
+        """What a pending approval of `action` is bound to now (see `binding`)."""
+        return binding(self.get(target), action)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -453,15 +469,19 @@ class Rollouts:
         )
 
     def _with_fresh_state(
-        self, target: Target, attempt: Callable[[Json], Change], expect: str | None
+        self,
+        target: Target,
+        attempt: Callable[[Json], Change],
+        expect: str | None,
+        action: str,
     ) -> Change:
         for tries in range(1, CONFLICT_ATTEMPTS + 1):
             deployment = self.get(target)
-            if expect is not None and deployment_fingerprint(deployment) != expect:
+            if expect is not None and binding(deployment, action) != expect:
                 raise Refused(
-                    f"`{target.name}` changed since this was requested (its spec is now at "
-                    f"generation {deployment['metadata'].get('generation')}). Nothing was "
-                    f"changed; request it again against the current state."
+                    f"`{target.name}` changed since this was requested (its pod template or "
+                    "the fields this change sets are different now). Nothing was changed; "
+                    "request it again against the current state."
                 )
             try:
                 return attempt(deployment)
@@ -548,10 +568,26 @@ def _namespace_missing(namespace: str) -> NotFound:
     )
 
 
-def deployment_fingerprint(deployment: Json) -> str:
-    """Changes whenever the spec changes (generation) or the Deployment is recreated (uid)."""
-    meta = deployment["metadata"]
-    return f"{meta.get('uid', '')}/{meta.get('generation', 0)}"
+# What each action's approval is bound to besides the pod template: the fields it changes.
+_BOUND_FIELDS: dict[str, tuple[str, ...]] = {
+    "scale": ("replicas",),
+    "pause": ("paused",),
+    "resume": ("paused",),
+}
+
+
+def binding(deployment: Json, action: str) -> str:
+    """What an approval is bound to: the object (uid), its pod template, and the fields the
+    action changes. Not `metadata.generation`: an HPA scaling the Deployment must not void an
+    image approval, while any change to the template must."""
+    spec = deployment.get("spec", {})
+    content = {
+        "uid": deployment.get("metadata", {}).get("uid", ""),
+        "template": spec.get("template", {}),
+        **{name: spec.get(name) for name in _BOUND_FIELDS.get(action, ())},
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _images(deployment: Json) -> tuple[tuple[str, str], ...]:

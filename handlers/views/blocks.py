@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -20,8 +21,19 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.domain import commands
+from bot.domain.approval import ApprovalRequest
+from bot.domain.audit import AuditEntry
 from bot.domain.rollout import RolloutStatus
-from bot.services.rollouts import Actor, Change, DeploymentRow, DiffView, HistoryView, StatusView
+from bot.domain.tracking import TrackedRollout
+from bot.services.rollouts import (
+    Actor,
+    Change,
+    DeploymentRow,
+    DiffView,
+    HistoryView,
+    StatusView,
+    Target,
+)
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
@@ -311,13 +323,22 @@ _STATE_LINES = {
 }
 
 
-def _when(moment: Any) -> str:
+def _when(moment: datetime) -> str:
     """A Slack date token: each reader sees their own time zone."""
     stamp = int(moment.timestamp())
     return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{moment.isoformat()}>"
 
 
-def approval_card(request: Any) -> Message:
+def request_command(request: ApprovalRequest) -> str:
+    """The command the request runs, as the grammar writes it."""
+    try:
+        command = commands.from_record(request.command)
+    except ValueError:
+        return "(unreadable command)"
+    return commands.render_command(command)
+
+
+def approval_card(request: ApprovalRequest) -> Message:
     """The card for one approval request, in whatever state it is in (redrawn in place)."""
     from slack_sdk.models.blocks import (
         ActionsBlock,
@@ -332,12 +353,12 @@ def approval_card(request: Any) -> Message:
     lines = [
         f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
         f"<@{request.requester_id}> wants to run *{request.action}* on `{target}`",
-        "```\n" + request.parameters.get("command", "").replace("```", "'''") + "\n```",
+        "```\n" + request_command(request).replace("```", "'''") + "\n```",
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
-    preview = request.parameters.get("preview", "")
+    preview = request.preview
     if preview:
         blocks.append(_section("*What will change*\n" + preview))
     approvers = ", ".join(
@@ -350,7 +371,8 @@ def approval_card(request: Any) -> Message:
         )
     blocks.append(_context(*facts))
     if state == "rejected":
-        note = f"Rejected by <@{request.decided_by}> {_when(request.decided_at)}"
+        when = _when(request.decided_at) if request.decided_at else ""
+        note = f"Rejected by <@{request.decided_by}> {when}".rstrip()
         if request.reject_reason:
             note += f": {escape(request.reject_reason)}"
         blocks.append(_section(note))
@@ -415,7 +437,7 @@ def approval_card(request: Any) -> Message:
     )
 
 
-def approvals_list_message(namespace: str | None, requests: Sequence[Any]) -> Message:
+def approvals_list_message(namespace: str | None, requests: Sequence[ApprovalRequest]) -> Message:
     where = f" in `{namespace}`" if namespace else ""
     if not requests:
         return info_message(f"No approval requests are waiting{where}.")
@@ -437,7 +459,7 @@ def approvals_list_message(namespace: str | None, requests: Sequence[Any]) -> Me
     )
 
 
-def audit_message(entries: Sequence[Any], what: str) -> Message:
+def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
         return info_message(f"No audit entries for {what}.")
     rows = [("TIME (UTC)", "EVENT", "USER", "ACTION", "TARGET", "OUTCOME")]
@@ -484,7 +506,7 @@ def _duration(seconds: float) -> str:
 
 
 def progress_message(
-    tracked: Any,
+    tracked: TrackedRollout,
     status: RolloutStatus,
     now: float,
     *,
@@ -564,7 +586,7 @@ def progress_message(
 
 
 def outside_change_message(
-    target: Any,
+    target: Target,
     revision: int,
     *,
     who: str,

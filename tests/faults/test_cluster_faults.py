@@ -17,6 +17,7 @@ import pytest
 from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.slack_api import SlackStandin
 from bot.services.rollouts import CONFLICT_ATTEMPTS
+from handlers.http import READINESS_CACHE_SECONDS
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,
@@ -230,6 +231,7 @@ def test_unreachable_api_server_changes_nothing_and_fails_readiness(
     assert "Kubernetes API server" in said and "Nothing was changed" in said
     assert_clean(said)
     assert_unchanged(kubectl)
+    time.sleep(READINESS_CACHE_SECONDS + 0.2)  # the probe answer is reused for this long
     status, body = probe(proxied_driver.bot, "/readyz")
     assert status == 503 and body["kubernetes"] is False and body["redis"] is True
     assert probe(proxied_driver.bot, "/healthz")[0] == 200

@@ -8,12 +8,14 @@ Slack stand-in, and check the cluster with kubectl and the audit trail in Redis.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,12 @@ from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import SlackStandin
+from bot.domain import commands as cmd
+from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
+from bot.domain.integrity import Sealer
 from handlers.views import blocks
 from tests.conftest import TEST_POLICY, grant_bot
-from tests.support.bot_process import BotProcess, SlackDriver, message_text
+from tests.support.bot_process import STATE_KEY, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(120)]
@@ -607,7 +612,10 @@ def test_an_approved_request_orphaned_before_it_started_is_run_once_by_the_sweep
     first.kill()
     # What the dead replica did before dying: the approval is recorded, nothing ran.
     store = RedisApprovalStore(redis_server.client(), Keys())
-    outcome = store.approve(card.id, "U0BOB", "bob")
+    now = datetime.now(UTC)
+    vote = Approval(user_id="U0BOB", user_name="bob", at=now)
+    sig = Sealer(STATE_KEY.encode()).seal("vote", vote.sealed_content(card.id))
+    outcome = store.approve(card.id, "U0BOB", "bob", now, sig=sig)
     assert outcome.should_execute and prod.history_revisions("web") == [1]
 
     driver = SlackDriver(slack, start_bot(env={"ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "1"}))
@@ -720,3 +728,96 @@ def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
     rows = [line for line in trail.splitlines() if line.endswith(("request", "rejection"))]
     assert [row.split()[2] for row in rows] == ["rejection", "request", "request"], trail
     assert "bob" in rows[0] and "carol" in rows[1] and "alice" in rows[2]
+
+
+# -- Redis is not a trust root ------------------------------------------------------------------
+
+
+def test_a_pending_request_edited_in_redis_is_refused_as_tampering_and_nothing_runs(
+    driver: SlackDriver,
+    prod: Kubectl,
+    prod_namespace: str,
+    redis_server: RedisServer,
+    audit: RedisAuditLog,
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    client = redis_server.client()
+    key = Keys().approval(card.id)
+    record = json.loads(client.get(key))
+    record["command"]["fields"]["images"] = [["nginx", "evil/miner:1"]]
+    client.set(key, json.dumps(record), keepttl=True)
+
+    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+
+    wait_for_card(driver, card, "Voided")
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+    assert not executions(audit, card.id)
+    assert any(e.event == "tampering" and e.approval_id == card.id for e in audit.export())
+    driver.wait(
+        lambda: any("seal" in text for text in thread_replies(driver.slack, card)),
+        what="the channel being told the request was refused",
+    )
+
+
+def test_an_approved_request_written_into_redis_is_never_executed(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    redis_server: RedisServer,
+    audit: RedisAuditLog,
+) -> None:
+    start_bot(env={"ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "1"})
+    now = datetime.now(UTC)
+    command = cmd.SetImage(
+        deployment="web", images=(("nginx", "evil/miner:1"),), namespace=prod_namespace
+    )
+    forged = ApprovalRequest(
+        requester_id="U0ALICE",
+        channel=CHANNEL,
+        action="set-image",
+        namespace=prod_namespace,
+        deployment="web",
+        command=cmd.command_record(command),
+        created_at=now - timedelta(minutes=2),
+        expires_at=now + timedelta(minutes=30),
+        state=ApprovalState.APPROVED,
+        approvals=[Approval(user_id="U0BOB", user_name="bob", at=now - timedelta(minutes=1))],
+        decided_at=now - timedelta(minutes=1),
+        claimed_at=now - timedelta(minutes=1),
+        seal="0" * 64,
+    )
+    client = redis_server.client()
+    client.set(Keys().approval(forged.id), forged.model_dump_json(), ex=3600)
+    client.zadd(Keys().approvals_active, {forged.id: (now - timedelta(minutes=1)).timestamp()})
+
+    deadline = time.monotonic() + 30
+    while not any(e.event == "tampering" and e.approval_id == forged.id for e in audit.export()):
+        assert time.monotonic() < deadline, "the sweeper never looked at the forged request"
+        time.sleep(0.3)
+    assert prod.images("web") == {"nginx": OLD_IMAGE}
+    assert prod.history_revisions("web") == [1]
+    assert not executions(audit, forged.id)
+
+
+def test_when_the_approval_cannot_be_audited_the_request_is_not_approved(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, redis_server: RedisServer
+) -> None:
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    client = redis_server.client()
+    audit_key = Keys().audit
+    saved = client.dump(audit_key)
+    client.delete(audit_key)
+    client.set(audit_key, "not a stream: every append fails")
+    try:
+        said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+    finally:
+        client.delete(audit_key)
+        client.restore(audit_key, 0, saved)
+
+    assert "Nothing was changed" in said
+    stored = RedisApprovalStore(client, Keys()).get(card.id)
+    assert stored is not None and stored.state == ApprovalState.PENDING and not stored.approvals
+    time.sleep(1)
+    assert prod.history_revisions("web") == [1]

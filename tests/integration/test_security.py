@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.parse
 from typing import Any
 
 import pytest
 
+from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
-from tests.support.bot_process import SIGNING_SECRET, SlackDriver
+from tests.support.bot_process import ROLLOUT_BOT, SIGNING_SECRET, SlackDriver, bot_env
 from tests.support.kubectl import Kubectl, deployment_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+FORM = "application/x-www-form-urlencoded"
 
 
 def test_an_exact_replay_of_a_signed_command_does_not_run_twice(
@@ -144,3 +148,128 @@ def test_the_http_surface_refuses_oversized_bodies_and_other_methods(driver: Sla
     except urllib.error.HTTPError as exc:
         status = exc.code
     assert status == 405
+
+
+# -- issue: forged requests, unauthenticated input --------------------------------------------
+
+
+def _serve_http_exit(env: dict[str, str], tmp_path: Any) -> tuple[int, str]:
+    """Runs `rollout-bot serve --http` and returns its exit code and output (it must refuse)."""
+    result = subprocess.run(
+        [str(ROLLOUT_BOT), "serve", "--http", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("secret", ["", "   ", "\n"])
+def test_http_mode_refuses_to_start_with_an_empty_signing_secret(
+    cluster: ClusterInfo, slack: SlackStandin, redis_url: str, tmp_path: Any, secret: str
+) -> None:
+    env = bot_env(slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=None)
+    env["SLACK_SIGNING_SECRET"] = secret
+    code, output = _serve_http_exit(env, tmp_path)
+    assert code == 2
+    assert "SLACK_SIGNING_SECRET" in output and "Traceback" not in output
+
+
+def test_a_secret_file_holding_only_a_newline_is_no_secret(
+    cluster: ClusterInfo, slack: SlackStandin, redis_url: str, tmp_path: Any
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "SLACK_SIGNING_SECRET").write_text("\n")
+    env = bot_env(slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=None)
+    env.pop("SLACK_SIGNING_SECRET")
+    env["ROLLOUT_BOT_SECRETS_DIR"] = str(secrets_dir)
+    code, output = _serve_http_exit(env, tmp_path)
+    assert code == 2 and "SLACK_SIGNING_SECRET" in output
+
+
+def test_approvals_without_a_state_key_refuse_to_start(
+    cluster: ClusterInfo, slack: SlackStandin, redis_url: str, policy_file: Any, tmp_path: Any
+) -> None:
+    env = bot_env(
+        slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=policy_file
+    )
+    env.pop("ROLLOUT_BOT_STATE_KEY")
+    code, output = _serve_http_exit(env, tmp_path)
+    assert code == 2 and "ROLLOUT_BOT_STATE_KEY" in output
+
+
+def test_a_short_state_key_is_refused_naming_the_variable(
+    cluster: ClusterInfo, slack: SlackStandin, redis_url: str, tmp_path: Any
+) -> None:
+    env = bot_env(slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=None)
+    env["ROLLOUT_BOT_STATE_KEY"] = "too-short-a-key"
+    code, output = _serve_http_exit(env, tmp_path)
+    assert code == 2 and "ROLLOUT_BOT_STATE_KEY" in output
+    assert "too-short-a-key" not in output
+
+
+def test_a_request_signed_with_the_old_socket_mode_constant_is_refused(
+    driver: SlackDriver, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+    payload = slash_command_payload(
+        f"restart web -n {granted_namespace}", response_url=slack.response_url("forged")
+    )
+    body = urllib.parse.urlencode(payload).encode()
+    forged = send_raw(driver.bot.events_url, body, signed_headers("unused-in-socket-mode", body))
+    assert forged.status == 401
+    time.sleep(1)
+    assert kubectl.history_revisions("web") == [1]
+    assert not slack.calls("response_url")
+
+
+def test_a_wrong_signature_body_never_reaches_the_log(driver: SlackDriver) -> None:
+    marker = "ZZ-INJECTED-" + "x" * 64
+    body = urllib.parse.urlencode({"text": f"list\n{marker}", "command": "/rollout"}).encode()
+    refused = send_raw(driver.bot.events_url, body, signed_headers("not-the-secret", body))
+    assert refused.status == 401
+    time.sleep(0.5)
+    assert marker not in driver.bot.logs()
+
+
+def test_signed_bodies_that_are_not_utf8_or_not_json_get_400(driver: SlackDriver) -> None:
+    not_utf8 = b"text=\xff\xfe\xfa&command=%2Frollout"
+    answer = send_raw(
+        driver.bot.events_url,
+        not_utf8,
+        {**signed_headers(SIGNING_SECRET, not_utf8), "Content-Type": FORM},
+    )
+    assert answer.status == 400
+    not_json = b"payload=%7Bnot+json"
+    answer = send_raw(
+        driver.bot.events_url,
+        not_json,
+        {**signed_headers(SIGNING_SECRET, not_json), "Content-Type": FORM},
+    )
+    assert answer.status == 400
+    assert "Traceback" not in driver.bot.logs()
+
+
+def test_a_replay_is_dropped_even_with_a_timestamp_from_the_future(
+    driver: SlackDriver, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    """Bolt accepts a timestamp up to 5 minutes ahead, so the replay memory must outlive the
+    whole ten minutes in which such a request verifies."""
+    from handlers.app import REPLAY_WINDOW_SECONDS
+
+    assert REPLAY_WINDOW_SECONDS >= 600
+    kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+    assert kubectl.rollout_status("web").returncode == 0
+    payload = slash_command_payload(
+        f"restart web -n {granted_namespace}", response_url=slack.response_url("future")
+    )
+    body = urllib.parse.urlencode(payload).encode()
+    headers = signed_headers(SIGNING_SECRET, body, timestamp=int(time.time()) + 280)
+    assert send_raw(driver.bot.events_url, body, headers).status == 200
+    kubectl.wait_for(lambda: kubectl.history_revisions("web") == [1, 2], what="the restart")
+    time.sleep(1.5)
+    assert send_raw(driver.bot.events_url, body, headers).status == 200
+    time.sleep(2)
+    assert kubectl.history_revisions("web") == [1, 2]

@@ -21,6 +21,8 @@ from bot.devkit.slack_requests import Response, send_block_action, send_slash_co
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-signing-secret"
+# Seals what the bot keeps in Redis (approvals, votes, tracked rollouts); 32 bytes at least.
+STATE_KEY = "test-state-key-for-sealing-records-0123456789"
 ROLLOUT_BOT = REPO / ".venv" / "bin" / "rollout-bot"
 if not ROLLOUT_BOT.exists():  # running from another environment: use this interpreter
     ROLLOUT_BOT = Path(sys.executable).with_name("rollout-bot")
@@ -134,6 +136,7 @@ def bot_env(
         REDIS_URL=redis_url,
         KUBECONFIG=str(kubeconfig),
         ROLLOUT_BOT_CLUSTER_NAME="test",
+        ROLLOUT_BOT_STATE_KEY=STATE_KEY,
         PYTHONUNBUFFERED="1",
     )
     if policy is not None:

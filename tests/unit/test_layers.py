@@ -73,9 +73,7 @@ def is_ours(module: str) -> bool:
     return module.split(".")[0] in OURS
 
 
-@pytest.mark.parametrize(
-    "path", modules("bot", "handlers"), ids=lambda p: str(p.relative_to(REPO))
-)
+@pytest.mark.parametrize("path", modules("bot", "handlers"), ids=lambda p: str(p.relative_to(REPO)))
 def test_each_layer_imports_only_what_it_may(path: Path) -> None:
     layer = layer_of(module_name(path))
     if layer is None:

@@ -152,14 +152,14 @@ end
 """
 
 _APPROVE = """
-local user_id, user_name = ARGV[6], ARGV[7]
+local user_id, user_name, sig = ARGV[6], ARGV[7], ARGV[8]
 if r.state ~= 'pending' then return finish('already_decided', false) end
 if expire_if_due() then return finish('expired', true) end
 if r.requester_id == user_id then return finish('requester', false) end
 for _, a in ipairs(r.approvals) do
   if a.user_id == user_id then return finish('duplicate', false) end
 end
-table.insert(r.approvals, {user_id = user_id, user_name = user_name, at = now})
+table.insert(r.approvals, {user_id = user_id, user_name = user_name, at = now, sig = sig})
 if #r.approvals < tonumber(r.required) then return finish('recorded', true) end
 r.state = 'approved'
 r.decided_by = user_id
@@ -314,9 +314,17 @@ class RedisApprovalStore:
     # -- transitions -------------------------------------------------------------------------
 
     def approve(
-        self, approval_id: str, user_id: str, user_name: str, now: datetime | None = None
+        self,
+        approval_id: str,
+        user_id: str,
+        user_name: str,
+        now: datetime | None = None,
+        *,
+        sig: str = "",
     ) -> ApprovalOutcome:
-        status, request = self._run(self._approve, approval_id, now, user_id, user_name)
+        """Record a vote. `sig` is the caller's seal over the vote (see `Approval.sig`); it is
+        stored with it, and a vote without a valid one never counts at execution."""
+        status, request = self._run(self._approve, approval_id, now, user_id, user_name, sig)
         return ApprovalOutcome(status, request, should_execute=status == "approved")
 
     def reject(

@@ -6,12 +6,16 @@ Keys are listed with every other key in `bot.adapters.redis.keys`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, replace
 
 import redis
 
 from bot.adapters.redis.keys import Keys
+from bot.domain.integrity import Sealer
 from bot.domain.tracking import TrackedRollout
+
+log = logging.getLogger(__name__)
 
 # A finished rollout stays readable for a week (a restarted bot must not re-announce it).
 RECORD_TTL_SECONDS = 7 * 86400
@@ -22,14 +26,25 @@ NOTICE_TTL_SECONDS = 30 * 86400
 class RedisRolloutRegistry:
     """Tracked rollouts and the markers that keep notices to once per revision."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, owner: str) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, owner: str, *, sealer: Sealer | None = None
+    ) -> None:
         self._redis = client
         self._keys = keys
         self.owner = owner
+        # With a sealer, every record carries the bot's seal and a record without a valid one is
+        # never followed; without one (no approvals configured), records are followed but can
+        # never trigger an automatic rollback.
+        self._sealer = sealer
+        #: Ids of records refused for a bad seal, so each is reported once.
+        self.refused: set[str] = set()
 
     def save(self, tracked: TrackedRollout) -> None:
+        record: dict[str, object] = dict(asdict(tracked))
+        if self._sealer is not None:
+            record["seal"] = self._sealer.seal("rollout", asdict(tracked))
         pipe = self._redis.pipeline()
-        pipe.set(self._keys.rollout(tracked.id), json.dumps(asdict(tracked)), ex=RECORD_TTL_SECONDS)
+        pipe.set(self._keys.rollout(tracked.id), json.dumps(record), ex=RECORD_TTL_SECONDS)
         if tracked.finished:
             pipe.srem(self._keys.rollouts_active, tracked.id)
         else:
@@ -46,8 +61,30 @@ class RedisRolloutRegistry:
             if raw is None:
                 self._redis.srem(self._keys.rollouts_active, rollout_id)
                 continue
-            found.append(TrackedRollout(**json.loads(raw)))
+            tracked = self._verified(rollout_id, raw)
+            if tracked is not None:
+                found.append(tracked)
         return found
+
+    def _verified(self, rollout_id: str, raw: bytes | str) -> TrackedRollout | None:
+        try:
+            record = json.loads(raw)
+            seal = str(record.pop("seal", ""))
+            tracked = TrackedRollout(**record)
+        except (ValueError, TypeError):
+            self._refuse(rollout_id)
+            return None
+        if self._sealer is None:
+            return replace(tracked, on_failure="notify")
+        if not self._sealer.valid(seal, "rollout", asdict(tracked)):
+            self._refuse(rollout_id)
+            return None
+        return tracked
+
+    def _refuse(self, rollout_id: str) -> None:
+        if rollout_id not in self.refused:
+            log.warning("ignored tracked rollout %s: it failed its integrity check", rollout_id)
+            self.refused.add(rollout_id)
 
     def mark_ours(self, uid: str, generation: int) -> None:
         self._redis.set(self._keys.ours(uid, generation), "1", ex=RECORD_TTL_SECONDS)
