@@ -93,6 +93,9 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
         # Refused at the last check (tampering, policy, expiry, the object changed): the
         # channel sees why, not only the person who clicked.
         replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
+        replier.ephemeral(
+            blocks.error_message(f"The request was voided and nothing ran: {decision.error}")
+        )
         return
     if status == "already_decided" and request is not None:
         who = f"<@{request.decided_by}>" if request.decided_by else "the bot"

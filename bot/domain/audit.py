@@ -15,6 +15,8 @@ class AuditEventKind(StrEnum):
     """The event names the bot writes; `AuditEvent.event` accepts other snake_case names."""
 
     REQUEST = "request"
+    #: An approver's click, written before the vote is recorded.
+    VOTE = "vote"
     APPROVAL = "approval"
     REJECTION = "rejection"
     EXPIRY = "expiry"

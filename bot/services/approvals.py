@@ -176,21 +176,15 @@ class ApprovalFlow:
         if counts:
             self._require_approver(request, user_id, user_name)
             # The entry naming the approver is written before the vote: if the audit cannot
-            # take it, nothing is approved.
-            self._audit(AuditEventKind.APPROVAL, request, user_id, user_name)
+            # take it, nothing is approved. The APPROVAL entry after the vote confirms it counted.
+            self._audit(AuditEventKind.VOTE, request, user_id, user_name)
         now = self._now()
         vote = Approval(user_id=user_id, user_name=user_name, at=now)
         sig = self.sealer.seal("vote", vote.sealed_content(request.id))
         outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
         current = outcome.request or request
-        if counts and outcome.status not in ("recorded", "approved"):
-            self._audit_quietly(
-                AuditEventKind.APPROVAL,
-                current,
-                user_id,
-                user_name,
-                f"not counted: {outcome.status}",
-            )
+        if outcome.status in ("recorded", "approved"):
+            self._audit_quietly(AuditEventKind.APPROVAL, current, user_id, user_name)
         if outcome.status == "expired":
             self._audit(AuditEventKind.EXPIRY, current, "", "")
         if not outcome.should_execute:

@@ -439,8 +439,11 @@ def test_approve_racing_reject_has_exactly_one_winner(
         lambda: (t := card_text(driver.slack, card)) and ("*Done*" in t or "*Rejected*" in t) and t,
         what="a decision on the card",
     )
+    # A "vote" entry records a click before its vote is counted; decisions are the rest.
     decisions = {
-        e.event for e in audit.export() if e.approval_id == card.id and e.event != "request"
+        e.event
+        for e in audit.export()
+        if e.approval_id == card.id and e.event not in ("request", "vote")
     }
     if "*Rejected*" in text:
         assert decisions == {"rejection"}
@@ -571,6 +574,22 @@ def test_deployment_changed_under_a_pending_request_voids_it_on_approval(
 
 
 # -- restarts and replicas ------------------------------------------------------------------------
+
+
+def test_scaling_under_a_pending_image_approval_does_not_void_it(
+    driver: SlackDriver, prod: Kubectl, prod_namespace: str, audit: RedisAuditLog
+) -> None:
+    """An approval is bound to the pod template, not to the generation: an HPA (here
+    `kubectl scale`) changing replicas leaves an image approval valid."""
+    card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
+    prod.run("scale", "deployment/web", "--replicas=2")
+    assert prod.rollout_status("web").returncode == 0
+
+    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+
+    wait_for_card(driver, card, "*Done*")
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
+    assert len(executions(audit, card.id)) == 1
 
 
 def test_pending_request_survives_a_bot_restart_and_runs_once_when_approved(
