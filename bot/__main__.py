@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -62,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(settings)
     if args.command == "audit":
         return _audit(settings, args)
-    return _serve(settings, args)
+    code = _serve(settings, args)
+    # Everything that matters was flushed and released by Runtime.stop(). What is left are
+    # daemon threads (watches blocked on the API server's stream, waitress workers), which
+    # must not race the interpreter's own shutdown: end the process here.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
