@@ -257,6 +257,12 @@ class ApprovalRule(_Model):
     @field_validator("approvers")
     @classmethod
     def _enough_approvers(cls, approvers: list[str], info: ValidationInfo) -> list[str]:
+        if "*" in approvers:
+            # Anyone, requester's friends and passers-by included: that is no approval at all.
+            raise ValueError(
+                "`*` cannot approve: an approval anyone may give is no approval. List the user "
+                "ids or user-group ids (S…) who may approve"
+            )
         required = info.data.get("required")
         distinct = len(set(approvers))
         named_users_only = all(_USER_ID.fullmatch(approver) for approver in approvers)

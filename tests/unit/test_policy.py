@@ -204,9 +204,21 @@ def test_approvers_are_users_or_members_of_groups(example: Policy) -> None:
     assert not rule.is_approver("U0ALICE", NOBODY)
 
 
-def test_a_wildcard_approver_is_anyone() -> None:
-    rule = ApprovalRule(namespaces=["*"], actions=["*"], approvers=["*"], ttl="10m")
-    assert rule.is_approver("U0ANYONE", NOBODY)
+def test_a_wildcard_approver_is_refused_with_its_line(tmp_path: Path) -> None:
+    """`approvers: ["*"]` would let anyone approve (the requester's neighbour included), so the
+    loader refuses it rather than have it mean nothing or everything."""
+    path = write(
+        tmp_path,
+        """\
+        approvals:
+          - namespaces: [prod]
+            actions: [scale]
+            approvers: ["*"]
+        """,
+    )
+    ((line, field, message),) = problems_of(path)
+    assert (line, field) == (4, "approvals[0].approvers")
+    assert "`*` cannot approve" in message
 
 
 def test_referenced_groups_tell_the_caller_whether_to_resolve_groups(example: Policy) -> None:
