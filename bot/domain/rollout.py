@@ -260,6 +260,15 @@ class StatusReason(StrEnum):
     OLD_REPLICAS_TERMINATING = "old_replicas_terminating"
     UPDATED_NOT_AVAILABLE = "updated_not_available"
     COMPLETE = "complete"
+    # StatefulSets and DaemonSets (bot.domain.workloads)
+    STRATEGY_UNSUPPORTED = "strategy_unsupported"
+    PODS_NOT_READY = "pods_not_ready"
+    PARTITION_UPDATING = "partition_updating"
+    REVISION_UPDATING = "revision_updating"
+    DAEMONS_UPDATING = "daemons_updating"
+    DAEMONS_NOT_AVAILABLE = "daemons_not_available"
+    # The object went away while it was followed.
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -323,6 +332,7 @@ def rollout_status(deployment: Json, revision: int | None = None) -> RolloutStat
 
     def verdict(reason: StatusReason, message: str, *, done: bool = False) -> RolloutStatus:
         failed = reason in (
+            StatusReason.DELETED,
             StatusReason.REVISION_MISMATCH,
             StatusReason.REVISION_UNREADABLE,
             StatusReason.DEADLINE_EXCEEDED,
