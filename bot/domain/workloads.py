@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from bot.domain import rollout
 from bot.domain.rollout import RolloutRefused, RolloutStatus, StatusReason, UndoRefused
@@ -128,20 +128,25 @@ def _go_quote(text: str) -> str:
 # status
 
 
+class _Counts(NamedTuple):
+    desired: int | None
+    updated: int
+    ready: int
+    available: int
+    total: int
+
+
 def _status(
     obj: Json,
     reason: StatusReason,
     message: str,
+    counts: _Counts,
     *,
     done: bool = False,
     failed: bool = False,
-    desired: int | None,
-    updated: int,
-    ready: int,
-    available: int,
-    total: int,
 ) -> RolloutStatus:
     meta = _map(obj.get("metadata"))
+    desired, updated, ready, available, total = counts
     return RolloutStatus(
         name=_name(obj),
         done=done,
@@ -168,13 +173,13 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
     replicas = _opt_int(spec.get("replicas"))
     updated = _int(status.get("updatedReplicas"))
     ready = _int(status.get("readyReplicas"))
-    counts = {
-        "desired": replicas,
-        "updated": updated,
-        "ready": ready,
-        "available": _int(status.get("availableReplicas")),
-        "total": _int(status.get("replicas")),
-    }
+    counts = _Counts(
+        replicas,
+        updated,
+        ready,
+        _int(status.get("availableReplicas")),
+        _int(status.get("replicas")),
+    )
     if _str(strategy.get("type")) != "RollingUpdate":
         return _status(
             sts,
@@ -182,7 +187,7 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
             "rollout status is only available for RollingUpdate strategy type",
             done=True,
             failed=True,
-            **counts,
+            counts=counts,
         )
     generation = _int(_map(sts.get("metadata")).get("generation"))
     observed = _int(status.get("observedGeneration"))
@@ -191,14 +196,14 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
             sts,
             StatusReason.SPEC_NOT_OBSERVED,
             "Waiting for statefulset spec update to be observed...",
-            **counts,
+            counts=counts,
         )
     if replicas is not None and ready < replicas:
         return _status(
             sts,
             StatusReason.PODS_NOT_READY,
             f"Waiting for {replicas - ready} pods to be ready...",
-            **counts,
+            counts=counts,
         )
     rolling = strategy.get("rollingUpdate")
     if isinstance(rolling, Mapping):
@@ -209,14 +214,14 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
                 StatusReason.PARTITION_UPDATING,
                 f"Waiting for partitioned roll out to finish: {updated} out of "
                 f"{replicas - partition} new pods have been updated...",
-                **counts,
+                counts=counts,
             )
         return _status(
             sts,
             StatusReason.COMPLETE,
             f"partitioned roll out complete: {updated} new pods have been updated...",
             done=True,
-            **counts,
+            counts=counts,
         )
     update_revision = _str(status.get("updateRevision"))
     if update_revision != _str(status.get("currentRevision")):
@@ -225,7 +230,7 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
             StatusReason.REVISION_UPDATING,
             f"waiting for statefulset rolling update to complete {updated} pods at revision "
             f"{update_revision}...",
-            **counts,
+            counts=counts,
         )
     return _status(
         sts,
@@ -233,7 +238,7 @@ def _statefulset_status(sts: Json) -> RolloutStatus:
         f"statefulset rolling update complete {_int(status.get('currentReplicas'))} pods at "
         f"revision {_str(status.get('currentRevision'))}...",
         done=True,
-        **counts,
+        counts=counts,
     )
 
 
@@ -243,13 +248,13 @@ def _daemonset_status(ds: Json) -> RolloutStatus:
     desired = _int(status.get("desiredNumberScheduled"))
     updated = _int(status.get("updatedNumberScheduled"))
     available = _int(status.get("numberAvailable"))
-    counts = {
-        "desired": desired,
-        "updated": updated,
-        "ready": _int(status.get("numberReady")),
-        "available": available,
-        "total": _int(status.get("currentNumberScheduled")),
-    }
+    counts = _Counts(
+        desired,
+        updated,
+        _int(status.get("numberReady")),
+        available,
+        _int(status.get("currentNumberScheduled")),
+    )
     if _str(_map(spec.get("updateStrategy")).get("type")) != "RollingUpdate":
         return _status(
             ds,
@@ -257,7 +262,7 @@ def _daemonset_status(ds: Json) -> RolloutStatus:
             "rollout status is only available for RollingUpdate strategy type",
             done=True,
             failed=True,
-            **counts,
+            counts=counts,
         )
     generation = _int(_map(ds.get("metadata")).get("generation"))
     if generation > _int(status.get("observedGeneration")):
@@ -265,7 +270,7 @@ def _daemonset_status(ds: Json) -> RolloutStatus:
             ds,
             StatusReason.SPEC_NOT_OBSERVED,
             "Waiting for daemon set spec update to be observed...",
-            **counts,
+            counts=counts,
         )
     waiting = f"Waiting for daemon set {name} rollout to finish: "
     if updated < desired:
@@ -273,17 +278,21 @@ def _daemonset_status(ds: Json) -> RolloutStatus:
             ds,
             StatusReason.DAEMONS_UPDATING,
             f"{waiting}{updated} out of {desired} new pods have been updated...",
-            **counts,
+            counts=counts,
         )
     if available < desired:
         return _status(
             ds,
             StatusReason.DAEMONS_NOT_AVAILABLE,
             f"{waiting}{available} of {desired} updated pods are available...",
-            **counts,
+            counts=counts,
         )
     return _status(
-        ds, StatusReason.COMPLETE, f"daemon set {name} successfully rolled out", done=True, **counts
+        ds,
+        StatusReason.COMPLETE,
+        f"daemon set {name} successfully rolled out",
+        done=True,
+        counts=counts,
     )
 
 
