@@ -454,7 +454,7 @@ class Rollouts:
                 notices=notices,
             )
 
-        return self._with_fresh_state(target, attempt, expect)
+        return self._with_fresh_state(target, attempt, expect, "undo")
 
     def _undo_workload(
         self, target: Target, to_revision: int, actor: Actor, reason: str | None, expect: str | None

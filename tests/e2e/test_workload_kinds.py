@@ -180,7 +180,7 @@ def test_walkthrough(
     before = len(slack.messages("C0DEPLOYS"))
     said = driver.run(f"set image {target} app=app:broken-1 -n {ns}")
     assert "image updated" in said
-    head = [m for m in slack.messages("C0DEPLOYS")[before:] if m.thread_ts is None][0]
+    head = next(m for m in slack.messages("C0DEPLOYS")[before:] if m.thread_ts is None)
     failed = plain(str(wait_for_verdict(driver, "C0DEPLOYS", head.ts, "failed").as_api_dict()))
     assert "ImagePullBackOff" in failed
     waiting = kubectl.run("rollout", "status", ref, "--timeout=2s", check=False)
