@@ -17,6 +17,11 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout approvals [-n NS]
     /rollout audit [DEPLOY] [-n NS] [--limit=N]
 
+``DEPLOY`` names a workload as kubectl writes it: a bare ``NAME`` is a Deployment;
+``deploy/NAME``, ``sts/NAME``, ``ds/NAME`` (singular, plural, ``….apps``) name a Deployment,
+StatefulSet or DaemonSet, and the command's ``kind`` says which. ``create`` makes Deployments
+only.
+
 ``parse_command`` is total: for any string it returns one of the command classes below or
 raises ``CommandError``; no other exception escapes. Before tokenising (shell-like, POSIX
 quoting) it undoes what Slack and autocorrect do to typed text:
@@ -143,7 +148,10 @@ GRAMMAR: Final = "\n".join(USAGE[verb] for verb in VERBS)
 
 HELP_TEXT: Final[dict[str, str]] = {
     "help": "Show every command, or the usage of one.",
-    "list": "List the Deployments in a namespace with their images and readiness.",
+    "list": (
+        "List the Deployments, StatefulSets and DaemonSets in a namespace with their images "
+        "and readiness."
+    ),
     "status": "Show a Deployment's rollout status, as `kubectl rollout status` reports it.",
     "create": "Create a Deployment that runs one image.",
     "set image": "Change container images and start a rollout; `*=IMAGE` sets every container.",

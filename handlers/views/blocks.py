@@ -135,12 +135,12 @@ def help_message(verb: str | None = None) -> Message:
     lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
     blocks: list[Block] = [
         _section(
-            "*rollout-bot* drives Kubernetes Deployment rollouts as `kubectl` would.\n"
-            + _code(lines)
+            "*rollout-bot* drives Kubernetes Deployment, StatefulSet and DaemonSet rollouts as "
+            "`kubectl` would.\n" + _code(lines)
         ),
         _context(
-            "`DEPLOY` may be written `deploy/NAME`; without `-n` the channel's namespace "
-            "applies. `/rollout help VERB` explains one command."
+            "`DEPLOY` is `NAME` (a Deployment), `deploy/NAME`, `sts/NAME` or `ds/NAME`; without "
+            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command."
         ),
     ]
     return _fit("rollout-bot commands", blocks)

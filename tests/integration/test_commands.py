@@ -154,11 +154,12 @@ def test_list_shows_every_deployment_with_its_images(
 
     listed = driver.ask(f"list -n {granted_namespace}")
 
-    rows = {row[0]: row for row in code_rows(listed, "NAME")}
+    rows = {row[1]: row for row in code_rows(listed, "KIND")}
     assert set(rows) == {"web", "api"}
     for name in rows:
         oracle = kubectl.get(f"deployment/{name}")
-        _, ready, _updated, _available, revision, images = rows[name]
+        kind, _, ready, _updated, _available, revision, images = rows[name]
+        assert kind == "Deployment"
         expected = ", ".join(f"{c}={i}" for c, i in kubectl.images(name).items())
         assert images == expected
         assert ready == f"{oracle['status']['readyReplicas']}/{oracle['spec']['replicas']}"
