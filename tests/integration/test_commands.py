@@ -588,8 +588,10 @@ def test_slack_smart_punctuation_in_a_real_command(
     assert kubectl.rollout_status("web").returncode == 0
     deployment = kubectl.get("deployment/web")
     assert deployment["spec"]["replicas"] == 2
-    cause = deployment["metadata"]["annotations"]["kubernetes.io/change-cause"]
-    assert cause == "scale --replicas=2 by @alice via Slack: load test"
+    # The reason was read whole from the curly quotes; scale is not a template change, so it is
+    # announced (and audited) but not written as the change-cause, as kubectl does.
+    assert "Reason: load test" in said
+    assert "kubernetes.io/change-cause" not in (deployment["metadata"].get("annotations") or {})
     assert 'deployment "web" successfully rolled out' in driver.ask(f"status web {EN_DASH}n {ns}")
 
 
