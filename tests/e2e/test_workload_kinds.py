@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.devkit.slack_api import SlackStandin
+from tests.conftest import TEST_POLICY
 from tests.integration.test_progress import FAST, announcement, wait_for_verdict
-from tests.support.bot_process import SlackDriver
+from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -249,3 +251,43 @@ def test_history_of_an_object_without_revisions(
         assert "No rollout history found." in answer
     else:
         assert bot_revisions(answer) == history_numbers(kubectl, "daemonset/agent")
+
+
+@pytest.mark.parametrize(
+    ("kind", "word"), [("StatefulSet", "statefulset"), ("DaemonSet", "daemonset")]
+)
+def test_outside_change_gets_one_notice_and_is_followed(
+    kind: str,
+    word: str,
+    start_bot: Any,
+    slack: SlackStandin,
+    kubectl: Kubectl,
+    granted_namespace: str,
+    tmp_path: Path,
+) -> None:
+    ns = granted_namespace
+    policy = tmp_path / "bound.yaml"
+    policy.write_text(
+        TEST_POLICY.replace("C0DEPLOYS: {namespace: default}", f"C0OPS: {{namespace: {ns}}}")
+    )
+    kubectl.apply(
+        manifest(kind, "web", "app:1", **({"replicas": 2} if word == "statefulset" else {}))
+    )
+    status_sentence(kubectl, f"{word}/web")
+    driver = SlackDriver(slack, start_bot(policy=policy, env=FAST), channel="C0OPS")
+    kubectl.run("set", "image", f"{word}/web", "app=app:9")
+
+    def notices() -> list[Any]:
+        return [
+            m
+            for m in slack.messages("C0OPS")
+            if m.thread_ts is None and "from outside the bot" in m.text
+        ]
+
+    notice = driver.wait(notices, 60, what="a notice")[0]
+    text = plain(message_text(notice.as_api_dict()))
+    assert f"{ns}/{word}/web" in text and "revision *2*" in text
+    assert "app:1" in text and "app:9" in text and "kubectl-set" in text
+    final = wait_for_verdict(driver, "C0OPS", notice.ts, "succeeded")
+    assert status_sentence(kubectl, f"{word}/web") in plain(str(final.as_api_dict()))
+    assert len(notices()) == 1

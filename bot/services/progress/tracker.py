@@ -468,10 +468,13 @@ class ProgressTracker:
             with self._lock:
                 if not uid or self._noticed.get(uid) == generation:
                     return  # a status update: the revision cannot have changed
-                self._noticed[uid] = generation
             if generation <= 1:
                 return
             revision = self._current_revision(target, deployment)
+            if revision is None:
+                return  # the controller has not written the new revision yet: ask again
+            with self._lock:
+                self._noticed[uid] = generation
         if not revision or revision <= 1 or not uid:
             return  # a brand-new object's first revision is not a change to announce
         try:
