@@ -371,7 +371,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     )
 
     state = str(request.state)
-    target = f"{request.cluster}/{request.namespace}/{request.deployment}"
+    fields = request.command.get("fields") if isinstance(request.command, dict) else None
+    kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
+    name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
+    target = f"{request.cluster}/{request.namespace}/{name}"
     lines = [
         f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
         f"<@{request.requester_id}> wants to run *{request.action}* on `{target}`",
