@@ -154,7 +154,7 @@ class Runtime:
             name=settings.cluster_name,
             timeout=settings.kube_timeout_seconds,
         )
-        rollouts = Rollouts(self.cluster)
+        rollouts = Rollouts(self.cluster, gitops=policy.gitops)
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
         executor = Executor(rollouts, audit, settings.cluster_name)

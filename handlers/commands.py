@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
 from bot.services.container import Services
-from bot.services.execution import Mutation
+from bot.services.execution import Mutation, target_of
 from bot.services.rollouts import Actor, Change, Target
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
@@ -101,14 +101,14 @@ class CommandRunner:
             case cmd.ListDeployments():
                 return blocks.deployments_message(namespace, rollouts.list_deployments(namespace))
             case cmd.Status():
-                return blocks.status_message(rollouts.status(Target(namespace, command.deployment)))
+                target = Target(namespace, command.deployment, command.kind)
+                return blocks.status_message(rollouts.status(target))
             case cmd.History():
-                view = rollouts.history(Target(namespace, command.deployment), command.revision)
-                return blocks.history_message(view)
+                target = Target(namespace, command.deployment, command.kind)
+                return blocks.history_message(rollouts.history(target, command.revision))
             case cmd.Diff():
-                view_diff = rollouts.diff(
-                    Target(namespace, command.deployment), command.rev, command.rev2
-                )
+                target = Target(namespace, command.deployment, command.kind)
+                view_diff = rollouts.diff(target, command.rev, command.rev2)
                 return blocks.diff_message(view_diff)
             case cmd.Approvals():
                 pending = self.services.approvals.pending(namespace)
@@ -138,7 +138,7 @@ class CommandRunner:
             replier.ephemeral(
                 blocks.info_message(
                     f"Approval requested (`{request.id}`): *{command.action}* on "
-                    f"`{namespace}/{command.deployment}` runs once {rule.required} "
+                    f"`{target_of(command, namespace)}` runs once {rule.required} "
                     "approver(s) agree."
                 )
             )

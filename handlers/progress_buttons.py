@@ -50,15 +50,21 @@ def _run_for_clicker(
     user_id = str(user.get("id") or "")
     channel_id = str((body.get("channel") or {}).get("id") or "")
     value = str((body.get("actions") or [{}])[0].get("value") or "")
-    namespace, _, name = value.partition("/")
+    # NAMESPACE/NAME (a Deployment) or NAMESPACE/KIND/NAME.
+    namespace, _, rest = value.partition("/")
+    kind, _, name = rest.rpartition("/")
+    kind = kind or "deployment"
     replier = Replier(respond, client, channel_id)
     actor = Actor(user_id, str(user.get("username") or user.get("name") or user_id), channel_id)
     with user_facing_errors(replier.ephemeral):
         command: cmd.Command = (
             cmd.Undo(
-                deployment=name, namespace=namespace, reason="rollout failed (Roll back button)"
+                deployment=name,
+                kind=kind,
+                namespace=namespace,
+                reason="rollout failed (Roll back button)",
             )
             if rollback
-            else cmd.Pause(deployment=name, namespace=namespace)
+            else cmd.Pause(deployment=name, kind=kind, namespace=namespace)
         )
         runner.run(command, actor, replier)

@@ -41,6 +41,8 @@ CONTROLLERS = ",".join(
     [
         "deployment-controller",
         "replicaset-controller",
+        "statefulset-controller",
+        "daemonset-controller",
         "garbage-collector-controller",
         "namespace-controller",
         "serviceaccount-controller",
@@ -296,6 +298,8 @@ class ControlPlane:
                     "--kube-api-burst=400",
                     "--concurrent-deployment-syncs=10",
                     "--concurrent-replicaset-syncs=10",
+                    "--concurrent-statefulset-syncs=10",
+                    "--concurrent-daemonset-syncs=10",
                     "--v=1",
                 ],
             )

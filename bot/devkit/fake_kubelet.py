@@ -1,7 +1,13 @@
 """A fake kubelet for the local control plane: it makes pods look like a real node ran them.
 
 Contract relied on by the tests and checks:
-- pending pods are bound to the node `fake-node-1`;
+- it registers the nodes `fake-node-1` and `fake-node-2`, each with a Ready condition and no
+  `node.kubernetes.io/not-ready` taint, so the DaemonSet controller runs a pod on each;
+- pending pods are bound to the node their required node affinity names (the DaemonSet
+  controller pins each of its pods with `matchFields metadata.name`), else to `fake-node-1`;
+  pods on any of its nodes are made to look run (StatefulSet pods come one by one: the
+  controller creates the next only when the previous is Ready, the kubelet readies whatever
+  exists);
 - a bound pod becomes Running and Ready after `--ready-delay` seconds (default 1);
 - a container whose image tag starts with `broken` never becomes Ready: the pod shows
   `waiting` with reason `ImagePullBackOff`, so a short `progressDeadlineSeconds` is exceeded;
@@ -30,6 +36,8 @@ import requests
 import yaml
 
 NODE_NAME = "fake-node-1"
+NODE_NAMES = (NODE_NAME, "fake-node-2")
+NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 log = logging.getLogger("fake-kubelet")
 
 
@@ -42,6 +50,22 @@ def image_is_broken(image: str) -> bool:
     name = image.split("@", 1)[0].rsplit("/", 1)[-1]
     _, _, tag = name.partition(":")
     return tag.startswith("broken")
+
+
+def node_for(pod: dict[str, Any]) -> str:
+    """The node a scheduler would pick: the one named by a required `metadata.name` node
+    affinity (how the DaemonSet controller pins its pods), if it is ours; else the first."""
+    affinity = pod["spec"].get("affinity") or {}
+    required = (affinity.get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("operator") == "In":
+                for value in field.get("values") or []:
+                    if value in NODE_NAMES:
+                        return str(value)
+    return NODE_NAME
 
 
 class Api:
@@ -71,14 +95,52 @@ class FakeKubelet:
         self._stop = threading.Event()
 
     def ensure_node(self) -> None:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+        """Register every node (idempotent) and report it Ready, as a kubelet's heartbeat does."""
+        for name in NODE_NAMES:
+            node = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            }
+            resp = self.api.request("POST", "/api/v1/nodes", json=node)
+            if resp.status_code not in (201, 409):
+                resp.raise_for_status()
+            self._mark_node_ready(name)
+
+    def _mark_node_ready(self, name: str) -> None:
+        resp = self.api.request("GET", f"/api/v1/nodes/{name}")
+        resp.raise_for_status()
+        taints = resp.json().get("spec", {}).get("taints") or []
+        kept = [t for t in taints if t.get("key") not in NOT_READY_TAINTS]
+        if len(kept) != len(taints):
+            self.api.request(
+                "PATCH",
+                f"/api/v1/nodes/{name}",
+                data=json.dumps({"spec": {"taints": kept or None}}),
+                headers={"Content-Type": "application/merge-patch+json"},
+            ).raise_for_status()
+        now = _now()
+        status = {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "fake kubelet is posting ready status",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
         }
-        resp = self.api.request("POST", "/api/v1/nodes", json=node)
-        if resp.status_code not in (201, 409):
-            resp.raise_for_status()
+        self.api.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            data=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
 
     # -- watch loop ------------------------------------------------------------------------------
 
@@ -146,13 +208,13 @@ class FakeKubelet:
                     "apiVersion": "v1",
                     "kind": "Binding",
                     "metadata": {"name": name},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_for(pod)},
                 }
                 self.api.request(
                     "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", json=binding
                 )
                 return
-            if uid in self._handled:
+            if uid in self._handled or spec["nodeName"] not in NODE_NAMES:
                 return
             images = [c["image"] for c in spec.get("containers", [])]
             if any(image_is_broken(image) for image in images):
@@ -256,7 +318,7 @@ class FakeKubelet:
                 "reason": "Failed",
                 "message": "Error: ImagePullBackOff",
                 "type": "Warning",
-                "source": {"component": "kubelet", "host": NODE_NAME},
+                "source": {"component": "kubelet", "host": pod["spec"].get("nodeName", "")},
                 "firstTimestamp": now,
                 "lastTimestamp": now,
                 "count": 1,

@@ -17,6 +17,11 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout approvals [-n NS]
     /rollout audit [DEPLOY] [-n NS] [--limit=N]
 
+``DEPLOY`` names a workload as kubectl writes it: a bare ``NAME`` is a Deployment;
+``deploy/NAME``, ``sts/NAME``, ``ds/NAME`` (singular, plural, ``….apps``) name a Deployment,
+StatefulSet or DaemonSet, and the command's ``kind`` says which. ``create`` makes Deployments
+only.
+
 ``parse_command`` is total: for any string it returns one of the command classes below or
 raises ``CommandError``; no other exception escapes. Before tokenising (shell-like, POSIX
 quoting) it undoes what Slack and autocorrect do to typed text:
@@ -49,6 +54,8 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NoReturn, TypeAlias, assert_never
+
+from bot.domain import workloads
 
 __all__ = [
     "ACTIONS",
@@ -141,7 +148,10 @@ GRAMMAR: Final = "\n".join(USAGE[verb] for verb in VERBS)
 
 HELP_TEXT: Final[dict[str, str]] = {
     "help": "Show every command, or the usage of one.",
-    "list": "List the Deployments in a namespace with their images and readiness.",
+    "list": (
+        "List the Deployments, StatefulSets and DaemonSets in a namespace with their images "
+        "and readiness."
+    ),
     "status": "Show a Deployment's rollout status, as `kubectl rollout status` reports it.",
     "create": "Create a Deployment that runs one image.",
     "set image": "Change container images and start a rollout; `*=IMAGE` sets every container.",
@@ -202,6 +212,8 @@ class ListDeployments(CommandBase):
 class Status(CommandBase):
     action: ClassVar[str] = "status"
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     namespace: str | None = None
 
 
@@ -221,6 +233,8 @@ class SetImage(CommandBase):
     action: ClassVar[str] = "set-image"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     # (container, image) in the order given; container "*" means every container.
     images: tuple[tuple[str, str], ...]
     namespace: str | None = None
@@ -232,6 +246,8 @@ class Scale(CommandBase):
     action: ClassVar[str] = "scale"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     replicas: int
     namespace: str | None = None
     reason: str | None = None
@@ -241,6 +257,8 @@ class Scale(CommandBase):
 class History(CommandBase):
     action: ClassVar[str] = "history"
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     revision: int | None = None
     namespace: str | None = None
 
@@ -249,6 +267,8 @@ class History(CommandBase):
 class Diff(CommandBase):
     action: ClassVar[str] = "diff"
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     rev: int
     # None: compare `rev` with the current template.
     rev2: int | None = None
@@ -260,6 +280,8 @@ class Undo(CommandBase):
     action: ClassVar[str] = "undo"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     # None: the previous revision (kubectl's `--to-revision=0`).
     to_revision: int | None = None
     namespace: str | None = None
@@ -271,6 +293,8 @@ class Pause(CommandBase):
     action: ClassVar[str] = "pause"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     namespace: str | None = None
 
 
@@ -279,6 +303,8 @@ class Resume(CommandBase):
     action: ClassVar[str] = "resume"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     namespace: str | None = None
 
 
@@ -287,6 +313,8 @@ class Restart(CommandBase):
     action: ClassVar[str] = "restart"
     is_mutation: ClassVar[bool] = True
     deployment: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
     namespace: str | None = None
     reason: str | None = None
 
@@ -626,9 +654,6 @@ _DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
-_DEPLOYMENT_KINDS: Final = frozenset(
-    {"deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"}
-)
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
 
 # Docker's reference grammar: [domain[:port]/]path[:tag][@digest], path lowercase.
@@ -642,21 +667,43 @@ _IMAGE: Final = re.compile(
 )
 
 
-def _deployment(args: _Args, token: str) -> str:
-    kind, slash, name = token.partition("/")
+def _target(args: _Args, token: str) -> tuple[str, str]:
+    """(kind, name) from ``NAME`` (a Deployment), ``KIND/NAME`` as kubectl writes it
+    (``deploy/``, ``sts/``, ``ds/``, singular, plural, ``….apps``)."""
+    spelling, slash, name = token.partition("/")
+    kind: str = "deployment"
     if not slash:
         name = token
-    elif kind.lower() not in _DEPLOYMENT_KINDS:
-        args.fail(
-            f"`{_show(token)}` is not a Deployment: write `NAME` or `deploy/NAME` "
-            "(only Deployments are supported)."
-        )
+    else:
+        found = workloads.parse_kind(spelling)
+        if found is None:
+            args.fail(
+                f"`{_show(token)}` is not a Deployment, StatefulSet or DaemonSet: write `NAME`, "
+                "`deploy/NAME`, `sts/NAME` or `ds/NAME`."
+            )
+        kind = found
     if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        noun = "deployment" if kind == "deployment" else workloads.info(kind).display
         args.fail(
-            f"`{_show(name)}` is not a valid deployment name: use at most 253 lowercase "
+            f"`{_show(name)}` is not a valid {noun} name: use at most 253 lowercase "
             "letters, digits, `-` and `.`, starting and ending with a letter or digit."
         )
+    return kind, name
+
+
+def _deployment(args: _Args, token: str) -> str:
+    kind, name = _target(args, token)
+    if kind != "deployment":
+        args.fail(
+            f"`create` makes Deployments only; create {workloads.info(kind).display}s with "
+            "kubectl, then use the other verbs on them."
+        )
     return name
+
+
+def _word(kind: str, name: str) -> str:
+    """The target as written back: ``NAME`` for a Deployment, ``statefulset/NAME`` else."""
+    return name if kind == "deployment" else f"{kind}/{name}"
 
 
 def _image(args: _Args, value: str) -> str:
@@ -723,9 +770,9 @@ def _parse_list(args: _Args, max_replicas: int) -> Command:
 
 
 def _parse_status(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    return Status(deployment=deployment, namespace=args.namespace())
+    return Status(deployment=deployment, kind=kind, namespace=args.namespace())
 
 
 def _parse_create(args: _Args, max_replicas: int) -> Command:
@@ -744,7 +791,7 @@ def _parse_create(args: _Args, max_replicas: int) -> Command:
 
 
 def _parse_set_image(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.positional(1, "at least one `CONTAINER=IMAGE`")
     pairs = [_set_image_pair(args, token) for token in args.positionals[1:]]
     seen: set[str] = set()
@@ -756,6 +803,7 @@ def _parse_set_image(args: _Args, max_replicas: int) -> Command:
         args.fail("`*=IMAGE` sets every container; do not combine it with named containers.")
     return SetImage(
         deployment=deployment,
+        kind=kind,
         images=tuple(pairs),
         namespace=args.namespace(),
         reason=args.reason(),
@@ -763,13 +811,14 @@ def _parse_set_image(args: _Args, max_replicas: int) -> Command:
 
 
 def _parse_scale(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
     replicas = args.flag("replicas")
     if replicas is None:
         args.fail("`scale` needs `--replicas=N`.")
     return Scale(
         deployment=deployment,
+        kind=kind,
         replicas=_replicas(args, replicas, max_replicas),
         namespace=args.namespace(),
         reason=args.reason(),
@@ -777,29 +826,30 @@ def _parse_scale(args: _Args, max_replicas: int) -> Command:
 
 
 def _parse_history(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
     revision = args.flag("revision")
     return History(
         deployment=deployment,
+        kind=kind,
         revision=None if revision is None else _revision(args, revision, "`--revision`"),
         namespace=args.namespace(),
     )
 
 
 def _parse_diff(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     rev = _revision(args, args.positional(1, "a revision number"), "REV")
     second = args.optional_positional(2)
     args.no_more_than(3)
     rev2 = None if second is None else _revision(args, second, "REV2")
     if rev == rev2:
         args.fail(f"both revisions are {rev}; name two different revisions.")
-    return Diff(deployment=deployment, rev=rev, rev2=rev2, namespace=args.namespace())
+    return Diff(deployment=deployment, kind=kind, rev=rev, rev2=rev2, namespace=args.namespace())
 
 
 def _parse_undo(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
     value = args.flag("to-revision")
     to_revision = None
@@ -813,6 +863,7 @@ def _parse_undo(args: _Args, max_replicas: int) -> Command:
         to_revision = number or None
     return Undo(
         deployment=deployment,
+        kind=kind,
         to_revision=to_revision,
         namespace=args.namespace(),
         reason=args.reason(),
@@ -820,21 +871,23 @@ def _parse_undo(args: _Args, max_replicas: int) -> Command:
 
 
 def _parse_pause(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    return Pause(deployment=deployment, namespace=args.namespace())
+    return Pause(deployment=deployment, kind=kind, namespace=args.namespace())
 
 
 def _parse_resume(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    return Resume(deployment=deployment, namespace=args.namespace())
+    return Resume(deployment=deployment, kind=kind, namespace=args.namespace())
 
 
 def _parse_restart(args: _Args, max_replicas: int) -> Command:
-    deployment = _deployment(args, args.positional(0, _DEPLOY))
+    kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    return Restart(deployment=deployment, namespace=args.namespace(), reason=args.reason())
+    return Restart(
+        deployment=deployment, kind=kind, namespace=args.namespace(), reason=args.reason()
+    )
 
 
 def _parse_approvals(args: _Args, max_replicas: int) -> Command:
@@ -845,7 +898,7 @@ def _parse_approvals(args: _Args, max_replicas: int) -> Command:
 def _parse_audit(args: _Args, max_replicas: int) -> Command:
     first = args.optional_positional(0)
     args.no_more_than(1)
-    deployment = None if first is None else _deployment(args, first)
+    deployment = None if first is None else _target(args, first)[1]
     value = args.flag("limit")
     limit = DEFAULT_AUDIT_LIMIT
     if value is not None:
@@ -963,34 +1016,34 @@ def render_command(command: Command) -> str:
             words = ["help"] if verb is None else ["help", verb]
         case ListDeployments():
             words = ["list"]
-        case Status(deployment=deployment):
-            words = ["status", deployment]
+        case Status(deployment=deployment, kind=kind):
+            words = ["status", _word(kind, deployment)]
         case Create(deployment=deployment, image=image, replicas=replicas):
             words = ["create", deployment, f"--image={image}"]
             if replicas != 1:
                 words.append(f"--replicas={replicas}")
-        case SetImage(deployment=deployment, images=images):
-            words = ["set image", deployment, *(f"{c}={image}" for c, image in images)]
-        case Scale(deployment=deployment, replicas=replicas):
-            words = ["scale", deployment, f"--replicas={replicas}"]
-        case History(deployment=deployment, revision=revision):
-            words = ["history", deployment]
+        case SetImage(deployment=deployment, kind=kind, images=images):
+            words = ["set image", _word(kind, deployment), *(f"{c}={image}" for c, image in images)]
+        case Scale(deployment=deployment, kind=kind, replicas=replicas):
+            words = ["scale", _word(kind, deployment), f"--replicas={replicas}"]
+        case History(deployment=deployment, kind=kind, revision=revision):
+            words = ["history", _word(kind, deployment)]
             if revision is not None:
                 words.append(f"--revision={revision}")
-        case Diff(deployment=deployment, rev=rev, rev2=rev2):
-            words = ["diff", deployment, str(rev)]
+        case Diff(deployment=deployment, kind=kind, rev=rev, rev2=rev2):
+            words = ["diff", _word(kind, deployment), str(rev)]
             if rev2 is not None:
                 words.append(str(rev2))
-        case Undo(deployment=deployment, to_revision=to_revision):
-            words = ["undo", deployment]
+        case Undo(deployment=deployment, kind=kind, to_revision=to_revision):
+            words = ["undo", _word(kind, deployment)]
             if to_revision is not None:
                 words.append(f"--to-revision={to_revision}")
-        case Pause(deployment=deployment):
-            words = ["pause", deployment]
-        case Resume(deployment=deployment):
-            words = ["resume", deployment]
-        case Restart(deployment=deployment):
-            words = ["restart", deployment]
+        case Pause(deployment=deployment, kind=kind):
+            words = ["pause", _word(kind, deployment)]
+        case Resume(deployment=deployment, kind=kind):
+            words = ["resume", _word(kind, deployment)]
+        case Restart(deployment=deployment, kind=kind):
+            words = ["restart", _word(kind, deployment)]
         case Approvals():
             words = ["approvals"]
         case Audit(deployment=deployment, limit=limit):

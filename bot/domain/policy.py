@@ -19,6 +19,7 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         approvers: [U0BOB, S0SRE]         # user ids or user-group ids
         ttl: 30m
         on_failure: notify                # or rollback
+    gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
 
 Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
 the first that matches applies. Namespace patterns are shell globs matched against the whole
@@ -288,6 +289,9 @@ class Policy(_Model):
     channels: dict[ChannelId, ChannelBinding] = Field(default_factory=dict)
     permissions: list[PermissionRule] = Field(default_factory=list)
     approvals: list[ApprovalRule] = Field(default_factory=list)
+    #: A change to an object an Argo CD or Flux application manages: `warn` (go ahead, and say
+    #: that the tool may revert it) or `refuse`.
+    gitops: Literal["warn", "refuse"] = "warn"
 
     def default_namespace(self, channel_id: str) -> str:
         """The namespace a command in this channel uses when it names none."""

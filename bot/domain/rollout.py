@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import yaml
@@ -260,6 +262,15 @@ class StatusReason(StrEnum):
     OLD_REPLICAS_TERMINATING = "old_replicas_terminating"
     UPDATED_NOT_AVAILABLE = "updated_not_available"
     COMPLETE = "complete"
+    # StatefulSets and DaemonSets (bot.domain.workloads)
+    STRATEGY_UNSUPPORTED = "strategy_unsupported"
+    PODS_NOT_READY = "pods_not_ready"
+    PARTITION_UPDATING = "partition_updating"
+    REVISION_UPDATING = "revision_updating"
+    DAEMONS_UPDATING = "daemons_updating"
+    DAEMONS_NOT_AVAILABLE = "daemons_not_available"
+    # The object went away while it was followed.
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -323,6 +334,7 @@ def rollout_status(deployment: Json, revision: int | None = None) -> RolloutStat
 
     def verdict(reason: StatusReason, message: str, *, done: bool = False) -> RolloutStatus:
         failed = reason in (
+            StatusReason.DELETED,
             StatusReason.REVISION_MISMATCH,
             StatusReason.REVISION_UNREADABLE,
             StatusReason.DEADLINE_EXCEEDED,
@@ -1070,8 +1082,8 @@ def _probe_text(probe: Json) -> str:
         f"delay={_int(probe.get('initialDelaySeconds'))}s "
         f"timeout={_int(probe.get('timeoutSeconds'))}s "
         f"period={_int(probe.get('periodSeconds'))}s "
-        f"successThreshold={_int(probe.get('successThreshold'))} "
-        f"failureThreshold={_int(probe.get('failureThreshold'))}"
+        f"#success={_int(probe.get('successThreshold'))} "
+        f"#failure={_int(probe.get('failureThreshold'))}"
     )
     if isinstance(probe.get("exec"), Mapping):
         command = " ".join(str(c) for c in _seq(_map(probe["exec"]).get("command")))
@@ -1091,7 +1103,67 @@ def _probe_text(probe: Json) -> str:
     return f"unknown {attrs}"
 
 
-def _env_line(env: Json) -> list[str]:
+# Kubernetes quantity suffixes (resource.Quantity): binary, decimal SI, and their multipliers.
+_QUANTITY = re.compile(r"([+-]?[0-9.]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?")
+_SUFFIX: dict[str, Fraction] = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    **{s: Fraction(1024**i) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), 1)},
+}
+
+
+def _quantity(value: Any) -> Fraction | None:
+    """A resource.Quantity (``500m``, ``64Mi``, ``1e3``, or a JSON number) as an exact number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Fraction(value)
+    match = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    number, suffix = match.group(1), match.group(2) or ""
+    try:
+        base = Fraction(number)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if suffix[:1] in ("e", "E"):
+        return base * Fraction(10) ** int(suffix[1:])
+    return base * _SUFFIX[suffix]
+
+
+def _resource_field_value(ref: Json, container: Json) -> str:
+    """ExtractContainerResourceValue on the described container (kubectl ignores the ref's
+    containerName there): CPU in ceil(millicores / divisor millicores), other resources in
+    ceil(value / divisor); a missing amount is 0, and a 0 CPU or memory *limit* is shown as
+    ``node allocatable`` (what the kubelet would use)."""
+    resource = _str(ref.get("resource"))
+    kind, _, name = resource.partition(".")
+    if kind not in ("limits", "requests") or not name:
+        return ""
+    amounts = _map(_map(container.get("resources")).get(kind))
+    amount = _quantity(amounts.get(name, "0")) or Fraction(0)
+    divisor = _quantity(ref.get("divisor", "1")) or Fraction(1)
+    if divisor == 0:
+        divisor = Fraction(1)
+    if name == "cpu":
+        value = math.ceil(math.ceil(amount * 1000) / math.ceil(divisor * 1000))
+    elif name in ("memory", "ephemeral-storage") or name.startswith("hugepages-"):
+        value = math.ceil(math.ceil(amount) / math.ceil(divisor))
+    else:
+        return ""
+    text = str(value)
+    if text == "0" and resource in ("limits.cpu", "limits.memory"):
+        return "node allocatable"
+    return text
+
+
+def _env_line(env: Json, container: Json) -> list[str]:
     name = _str(env.get("name"))
     source = env.get("valueFrom")
     if not isinstance(source, Mapping):
@@ -1103,7 +1175,8 @@ def _env_line(env: Json) -> list[str]:
         path = f"{_str(field.get('apiVersion'))}:{_str(field.get('fieldPath'))}"
         return [f"      {name}:\t ({path})"]
     if isinstance(resource, Mapping):
-        return [f"      {name}:\t ({_str(resource.get('resource'))})"]
+        value = _resource_field_value(resource, container)
+        return [f"      {name}:\t{value} ({_str(resource.get('resource'))})"]
     for ref, kind in ((secret, "in secret"), (config, "of config map")):
         if isinstance(ref, Mapping):
             optional = "true" if ref.get("optional") is True else "false"
@@ -1115,9 +1188,8 @@ def _env_line(env: Json) -> list[str]:
 
 
 def _port_text(port: Json, key: str) -> str:
-    """``80/TCP``, plus `` (name)`` for a named port, as describe prints both port columns."""
-    text = f"{_int(port.get(key))}/{_str(port.get('protocol')) or 'TCP'}"
-    return text + (f" ({_str(port.get('name'))})" if _str(port.get("name")) else "")
+    """``80/TCP``, as kubectl's describeContainerPorts / describeContainerHostPorts print it."""
+    return f"{_int(port.get(key))}/{_str(port.get('protocol')) or 'TCP'}"
 
 
 def _container_lines(title: str, containers: list[Mapping[str, Any]]) -> list[str]:
@@ -1131,6 +1203,11 @@ def _container_lines(title: str, containers: list[Mapping[str, Any]]) -> list[st
         plural = "s" if len(ports) > 1 else ""
         lines.append(f"    Port{plural}:\t{container_ports or '<none>'}")
         lines.append(f"    Host Port{plural}:\t{host_ports or '<none>'}")
+        seccomp = _map(_map(c.get("securityContext")).get("seccompProfile"))
+        if seccomp:
+            lines.append(f"    SeccompProfile:\t{_str(seccomp.get('type'))}")
+            if seccomp.get("type") == "Localhost":
+                lines.append(f"      LocalhostProfile:\t{_str(seccomp.get('localhostProfile'))}")
         for key, label in (("command", "Command"), ("args", "Args")):
             values = _seq(c.get(key))
             if values:
@@ -1164,7 +1241,7 @@ def _container_lines(title: str, containers: list[Mapping[str, Any]]) -> list[st
         env = _maps(c.get("env"))
         lines.append("    Environment:" + ("" if env else "\t<none>"))
         for entry in env:
-            lines.extend(_env_line(entry))
+            lines.extend(_env_line(entry, c))
         mounts = sorted(_maps(c.get("volumeMounts")), key=lambda m: _str(m.get("mountPath")))
         lines.append("    Mounts:" + ("" if mounts else "\t<none>"))
         for m in mounts:
@@ -1219,9 +1296,156 @@ def _volume_lines(volumes: list[Mapping[str, Any]]) -> list[str]:
                 f"    Path:\t{_str(host.get('path'))}",
                 f"    HostPathType:\t{_str(host.get('type')) or '<none>'}",
             ]
+        elif isinstance(v.get("projected"), Mapping):
+            lines += _projected_lines(_map(v["projected"]))
+        elif isinstance(v.get("downwardAPI"), Mapping):
+            lines.append("    Type:\tDownwardAPI (a volume populated by information about the pod)")
+            lines.append("    Items:")
+            for item in _maps(_map(v["downwardAPI"]).get("items")):
+                path = _str(item.get("path"))
+                if isinstance(item.get("fieldRef"), Mapping):
+                    lines.append(f"      {_str(_map(item['fieldRef']).get('fieldPath'))} -> {path}")
+                if isinstance(item.get("resourceFieldRef"), Mapping):
+                    resource = _str(_map(item["resourceFieldRef"]).get("resource"))
+                    lines.append(f"      {resource} -> {path}")
+        elif isinstance(v.get("csi"), Mapping):
+            csi = _map(v["csi"])
+            lines += [
+                "    Type:\tCSI (a Container Storage Interface (CSI) volume source)",
+                f"    Driver:\t{_str(csi.get('driver'))}",
+                f"    FSType:\t{_str(csi.get('fsType'))}",
+                f"    ReadOnly:\t{'true' if csi.get('readOnly') is True else 'false'}",
+            ]
+            attributes = {str(k): _str(x) for k, x in _map(csi.get("volumeAttributes")).items()}
+            if not attributes:
+                lines.append("    VolumeAttributes:\t<none>")
+            for i, key in enumerate(sorted(attributes)):
+                text = f"{key}={attributes[key]}"
+                text = (
+                    text[:_MAX_ANNOTATION_LEN] + "..." if len(text) > _MAX_ANNOTATION_LEN else text
+                )
+                lead = "    VolumeAttributes:\t" if i == 0 else "        \t"
+                lines.append(f"{lead}    {text}")
+        elif isinstance(v.get("ephemeral"), Mapping):
+            lines += _ephemeral_lines(_map(v["ephemeral"]))
+        elif isinstance(v.get("nfs"), Mapping):
+            nfs = _map(v["nfs"])
+            lines += [
+                "    Type:\tNFS (an NFS mount that lasts the lifetime of a pod)",
+                f"    Server:\t{_str(nfs.get('server'))}",
+                f"    Path:\t{_str(nfs.get('path'))}",
+                f"    ReadOnly:\t{'true' if nfs.get('readOnly') is True else 'false'}",
+            ]
         else:
             kinds = sorted(k for k in v if k != "name")
             lines.append(f"    Type:\t{kinds[0] if kinds else '<unknown>'}")
+    return lines
+
+
+def _go_optional_bool(value: Any) -> str:
+    """A ``*bool`` printed with ``%v``: kubectl prints ``<nil>`` when unset (and a pointer
+    address when set, which no one can reproduce; the value is shown instead)."""
+    if value is None:
+        return "<nil>"
+    return "true" if value is True else "false"
+
+
+def _projected_lines(projected: Json) -> list[str]:
+    lines = ["    Type:\tProjected (a volume that contains injected data from multiple sources)"]
+    for source in _maps(projected.get("sources")):
+        if isinstance(source.get("secret"), Mapping):
+            secret = _map(source["secret"])
+            lines.append(f"    SecretName:\t{_str(secret.get('name'))}")
+            lines.append(f"    SecretOptionalName:\t{_go_optional_bool(secret.get('optional'))}")
+        elif isinstance(source.get("downwardAPI"), Mapping):
+            lines.append("    DownwardAPI:\ttrue")
+        elif isinstance(source.get("configMap"), Mapping):
+            config = _map(source["configMap"])
+            lines.append(f"    ConfigMapName:\t{_str(config.get('name'))}")
+            lines.append(f"    ConfigMapOptional:\t{_go_optional_bool(config.get('optional'))}")
+        elif isinstance(source.get("serviceAccountToken"), Mapping):
+            token = _map(source["serviceAccountToken"])
+            lines.append(f"    TokenExpirationSeconds:\t{_int(token.get('expirationSeconds'))}")
+        elif isinstance(source.get("clusterTrustBundle"), Mapping):
+            bundle = _map(source["clusterTrustBundle"])
+            lines.append("    ClusterTrustBundle:")
+            if _str(bundle.get("name")):
+                lines.append(f"        Name:\t{_str(bundle.get('name'))}")
+            else:
+                lines.append(f"        SignerName:\t{_str(bundle.get('signerName'))}")
+            lines.append(f"        Path:\t{_str(bundle.get('path'))}")
+    return lines
+
+
+def _nested_pairs(title: str, items: Mapping[str, str], sep: str = "=") -> list[str]:
+    """printLabelsMultiline / printAnnotationsMultiline (``sep`` ``: ``) through kubectl's
+    nested prefix writer, which puts 4 spaces before every write."""
+    if not items:
+        return [f"    {title}:\t    <none>"]
+    return [
+        (f"    {title}:\t" if i == 0 else "        \t") + f"    {key}{sep}{items[key]}"
+        for i, key in enumerate(sorted(items))
+    ]
+
+
+def _ephemeral_lines(ephemeral: Json) -> list[str]:
+    lines = [
+        "    Type:\tEphemeralVolume (an inline specification for a volume that gets created and "
+        "deleted with the pod)"
+    ]
+    claim = ephemeral.get("volumeClaimTemplate")
+    if not isinstance(claim, Mapping):
+        return lines
+    metadata, spec = _map(claim.get("metadata")), _map(claim.get("spec"))
+    annotations = {str(k): _str(v) for k, v in _map(metadata.get("annotations")).items()}
+    labels = {str(k): _str(v) for k, v in _map(metadata.get("labels")).items()}
+    storage_class = annotations.get("volume.beta.kubernetes.io/storage-class") or _str(
+        spec.get("storageClassName")
+    )
+    lines += [
+        f"    StorageClass:\t{storage_class}",
+        f"    Volume:\t{_str(spec.get('volumeName'))}",
+        *_nested_pairs("Labels", labels),
+        *_nested_pairs("Annotations", annotations, ": "),
+        "    Capacity:\t",
+        "    Access Modes:\t",
+    ]
+    if _str(spec.get("volumeMode")):
+        lines.append(f"    VolumeMode:\t{_str(spec.get('volumeMode'))}")
+    return lines
+
+
+def _selector_text(selector: Json) -> str:
+    """metav1.LabelSelectorAsSelector(...).String(): requirements sorted by key."""
+    requirements: list[tuple[str, str]] = []
+    for key, value in _map(selector.get("matchLabels")).items():
+        requirements.append((str(key), f"{key}={value}"))
+    for expr in _maps(selector.get("matchExpressions")):
+        key, op = _str(expr.get("key")), _str(expr.get("operator"))
+        values = ",".join(sorted(str(v) for v in _seq(expr.get("values"))))
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(op, key)
+        requirements.append((key, text))
+    return ",".join(text for _, text in sorted(requirements, key=lambda r: r[0]))
+
+
+def _topology_lines(constraints: list[Mapping[str, Any]]) -> list[str]:
+    if not constraints:
+        return []
+    lines = []
+    ordered = sorted(constraints, key=lambda c: _str(c.get("topologyKey")))
+    for i, tsc in enumerate(ordered):
+        text = (
+            f"{_str(tsc.get('topologyKey'))}:{_str(tsc.get('whenUnsatisfiable'))}"
+            f" when max skew {_int(tsc.get('maxSkew'))} is exceeded"
+        )
+        if isinstance(tsc.get("labelSelector"), Mapping):
+            text += f" for selector {_selector_text(_map(tsc['labelSelector']))}"
+        lines.append(("  Topology Spread Constraints:\t" if i == 0 else "  \t") + text)
     return lines
 
 
@@ -1229,7 +1453,8 @@ def _toleration_lines(tolerations: list[Mapping[str, Any]]) -> list[str]:
     if not tolerations:
         return ["  Tolerations:\t<none>"]
     lines = []
-    for i, t in enumerate(tolerations):
+    # kubectl sorts by key before printing.
+    for i, t in enumerate(sorted(tolerations, key=lambda t: _str(t.get("key")))):
         key, value, effect = _str(t.get("key")), _str(t.get("value")), _str(t.get("effect"))
         text = key + (f"={value}" if value else "") + (f":{effect}" if effect else "")
         if t.get("operator") == "Exists" and not value:
@@ -1242,10 +1467,13 @@ def _toleration_lines(tolerations: list[Mapping[str, Any]]) -> list[str]:
 
 
 def describe_template(template: Json) -> str:
-    """A pod template as ``kubectl rollout history --revision=N`` describes it (tab-separated,
-    no trailing newline): labels, annotations, service account, init containers and containers
-    (image, ports, command, resources, probes, environment, mounts), volumes, priority class,
-    node selectors and tolerations."""
+    """A pod template as ``kubectl rollout history --revision=N`` describes it (kubectl's
+    DescribePodTemplate; tab-separated, no trailing newline): labels, annotations, service
+    account, init containers and containers (image, ports, seccomp profile, command, resources,
+    probes, environment with resourceFieldRef values, mounts), volumes (emptyDir, configMap,
+    secret, PVC, hostPath, projected, downwardAPI, CSI, ephemeral, NFS), topology spread
+    constraints, priority class, node selectors and tolerations (sorted by key, as kubectl
+    does). The integration test compares it with kubectl's text for a fixture of templates."""
     metadata = _map(template.get("metadata"))
     spec = _map(template.get("spec"))
     labels = {str(k): _str(v) for k, v in _map(metadata.get("labels")).items()}
@@ -1259,6 +1487,7 @@ def describe_template(template: Json) -> str:
         lines += _container_lines("Init Containers", _maps(spec.get("initContainers")))
     lines += _container_lines("Containers", _maps(spec.get("containers")))
     lines += _volume_lines(_maps(spec.get("volumes")))
+    lines += _topology_lines(_maps(spec.get("topologySpreadConstraints")))
     if _str(spec.get("priorityClassName")):
         lines.append(f"  Priority Class Name:\t{_str(spec.get('priorityClassName'))}")
     node_selector = {str(k): _str(v) for k, v in _map(spec.get("nodeSelector")).items()}

@@ -22,3 +22,5 @@ class TrackedRollout:
     finished: bool = False
     verdict: str = ""
     rolled_back: bool = False
+    #: "deployment", "statefulset" or "daemonset"; `deployment` holds the object's name.
+    kind: str = "deployment"

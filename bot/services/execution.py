@@ -22,7 +22,7 @@ Mutation = cmd.Create | cmd.SetImage | cmd.Scale | cmd.Undo | cmd.Pause | cmd.Re
 
 
 def target_of(command: Mutation, namespace: str) -> Target:
-    return Target(namespace, command.deployment)
+    return Target(namespace, command.deployment, getattr(command, "kind", "deployment"))
 
 
 def reason_of(command: cmd.Command) -> str | None:
@@ -59,7 +59,7 @@ class Executor:
             "cluster": self.cluster_name,
             "namespace": namespace,
             "deployment": command.deployment,
-            "parameters": parameters_of(command),
+            "parameters": {**parameters_of(command), "kind": target.kind},
             "reason": reason_of(command) or "",
             "approval_id": approval_id,
         }

@@ -1,5 +1,9 @@
 """Use cases: each /rollout verb as kubectl would do it, on the `Cluster` port.
 
+Every verb works on a `Target`: a Deployment, StatefulSet or DaemonSet (`Target.kind`), with
+kubectl's rules for that kind (`bot.domain.rollout` for Deployments, `bot.domain.workloads`
+for the other two).
+
 Reads return views for the Slack surface to render; mutations return a `Change` saying what
 was done (or that nothing needed doing), with the revision and images before and after for the
 audit trail. kubectl's refusals (`bot.domain.rollout.RolloutRefused`) become
@@ -19,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from bot.adapters.k8s.cluster import Cluster, Json, selector_string
-from bot.domain import rollout
+from bot.domain import ownership, rollout, workloads
 from bot.domain.errors import Conflict, Forbidden, NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -43,9 +47,23 @@ class Actor:
 class Target:
     namespace: str
     name: str
+    #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
+    kind: str = "deployment"
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        if self.kind == "deployment":
+            return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def ref(self) -> str:
+        """`statefulset.apps/web`, as kubectl prints the object."""
+        return workloads.info(self.kind).ref(self.name)
+
+    @property
+    def display(self) -> str:
+        """`StatefulSet`."""
+        return workloads.info(self.kind).display
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class Change:
     images_after: tuple[tuple[str, str], ...]
     details: tuple[str, ...] = ()
     deployment: Json = field(default_factory=dict, repr=False, compare=False)
+    #: Who else changes this object (a GitOps tool, an autoscaler), for the reply.
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,10 +93,14 @@ class DeploymentRow:
     images: tuple[tuple[str, str], ...]
     revision: int | None
     status: rollout.RolloutStatus
+    kind: str = "deployment"
 
 
 @dataclass(frozen=True)
 class StatusView:
+    """For a StatefulSet or DaemonSet, `replica_sets` lists its ControllerRevisions (the
+    summary's desired/ready count the pods of that revision)."""
+
     target: Target
     status: rollout.RolloutStatus
     paused_template_pending: bool
@@ -109,32 +133,45 @@ def change_cause(description: str, actor: Actor, reason: str | None) -> str:
 
 
 class Rollouts:
-    def __init__(self, cluster: Cluster, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        gitops: str = "warn",
+    ) -> None:
         self.cluster = cluster
+        #: The policy's `gitops` setting: "warn" or "refuse" a change to a GitOps-managed object.
+        self.gitops = gitops
         self._now = clock or (lambda: datetime.now(UTC))
 
     # -- reads -----------------------------------------------------------------------------------
 
     def list_deployments(self, namespace: str) -> list[DeploymentRow]:
-        with self._namespace_context(namespace):
-            deployments = self.cluster.list_deployments(namespace)
+        """Every Deployment, StatefulSet and DaemonSet in the namespace, by kind then name."""
         rows = []
-        for deployment in sorted(deployments, key=lambda d: d["metadata"]["name"]):
-            status = rollout.rollout_status(deployment)
-            rows.append(
-                DeploymentRow(
-                    name=deployment["metadata"]["name"],
-                    ready=f"{status.ready}/{status.desired if status.desired is not None else 0}",
-                    updated=status.updated,
-                    available=status.available,
-                    images=_images(deployment),
-                    revision=status.revision,
-                    status=status,
+        for kind in workloads.KINDS:
+            with self._namespace_context(namespace):
+                objects = self.cluster.list_workloads(kind, namespace)
+            for obj in sorted(objects, key=lambda d: d["metadata"]["name"]):
+                status = workloads.workload_status(kind, obj)
+                rows.append(
+                    DeploymentRow(
+                        name=obj["metadata"]["name"],
+                        ready=f"{status.ready}/{status.desired or 0}",
+                        updated=status.updated,
+                        available=status.available,
+                        images=_images(obj),
+                        revision=status.revision,
+                        status=status,
+                        kind=kind,
+                    )
                 )
-            )
         return rows
 
     def status(self, target: Target) -> StatusView:
+        if target.kind != "deployment":
+            return self._workload_status(target)
         deployment = self.get(target)
         replica_sets = self.owned_replica_sets(deployment)
         current = rollout.current_replica_set(deployment, replica_sets)
@@ -164,6 +201,39 @@ class Rollouts:
             ),
         )
 
+    def _workload_status(self, target: Target) -> StatusView:
+        obj = self.get(target)
+        revisions = self.owned_revisions(target, obj)
+        pods = self.cluster.list_pods(target.namespace, selector_string(obj))
+        counts = workloads.pods_by_revision(pods)
+        now = self._now()
+        summaries = []
+        for revision in reversed(workloads.workload_history(obj, revisions)):
+            cr = next(c for c in revisions if c["metadata"]["name"] == revision.replica_set_name)
+            hash_label = cr["metadata"].get("labels", {}).get("controller-revision-hash", "")
+            total, ready = counts.get(revision.replica_set_name) or counts.get(hash_label, (0, 0))
+            summary = rollout.ReplicaSetSummary(
+                revision.replica_set_name, revision.number, revision.images, total, ready
+            )
+            summaries.append((summary, revision.is_current))
+        status = workloads.workload_status(target.kind, obj)
+        pod_rows = tuple(sorted((rollout.pod_summary(p, now) for p in pods), key=lambda p: p.name))
+        warnings: tuple[str, ...] = ()
+        if not status.done:
+            warnings = self.recent_warnings(target, obj, pods)
+        return StatusView(
+            target=target,
+            status=status,
+            paused_template_pending=False,
+            replica_sets=tuple(summaries),
+            pods=pod_rows,
+            warnings=warnings,
+            conditions=tuple(
+                (c.get("type", ""), c.get("status", ""), c.get("reason", ""))
+                for c in obj.get("status", {}).get("conditions", []) or []
+            ),
+        )
+
     def recent_warnings(
         self, target: Target, deployment: Json, pods: Sequence[Json], limit: int = 5
     ) -> tuple[str, ...]:
@@ -183,17 +253,22 @@ class Rollouts:
             )
         return tuple(lines)
 
+    def revisions(self, target: Target, obj: Json | None = None) -> tuple[rollout.Revision, ...]:
+        """kubectl's revision list for any kind (ReplicaSets or ControllerRevisions)."""
+        obj = self.get(target) if obj is None else obj
+        if target.kind == "deployment":
+            return tuple(rollout.history(obj, self.owned_replica_sets(obj)))
+        return tuple(workloads.workload_history(obj, self.owned_revisions(target, obj)))
+
     def history(self, target: Target, revision: int | None = None) -> HistoryView:
-        deployment = self.get(target)
-        revisions = tuple(rollout.history(deployment, self.owned_replica_sets(deployment)))
+        revisions = self.revisions(target)
         if revision is None:
             return HistoryView(target, revisions)
         detail = _find_revision(revisions, revision)
         return HistoryView(target, revisions, detail, rollout.describe_template(detail.template))
 
     def diff(self, target: Target, old: int, new: int | None) -> DiffView:
-        deployment = self.get(target)
-        revisions = tuple(rollout.history(deployment, self.owned_replica_sets(deployment)))
+        revisions = self.revisions(target)
         before = _find_revision(revisions, old)
         if new is None:
             current = next((r for r in revisions if r.is_current), None)
@@ -211,9 +286,9 @@ class Rollouts:
         return DiffView(target, before.number, after.number, diff)
 
     def get(self, target: Target) -> Json:
-        """The Deployment, or NotFound naming close matches / a missing namespace."""
+        """The object, or NotFound naming close matches / a missing namespace."""
         try:
-            return self.cluster.get_deployment(target.namespace, target.name)
+            return self.cluster.get_workload(target.kind, target.namespace, target.name)
         except NotFound:
             raise self._not_found(target) from None
         except Forbidden:
@@ -263,6 +338,7 @@ class Rollouts:
 
         def attempt(deployment: Json) -> Change:
             plan = _refusal_to_error(lambda: rollout.plan_set_image(deployment, images))
+            notices = self._ownership(target, deployment, "set-image")
             if plan.patch is None:
                 return self._no_change(
                     target, "set-image", deployment, "image already set: no change, no new revision"
@@ -281,6 +357,7 @@ class Rollouts:
                 updated,
                 "image updated",
                 details=tuple(f"{c.container}: {c.old} → {c.new}" for c in plan.changes),
+                notices=notices,
             )
 
         return self._with_fresh_state(target, attempt, expect, "set-image")
@@ -295,18 +372,21 @@ class Rollouts:
         expect: str | None = None,
     ) -> Change:
         def attempt(deployment: Json) -> Change:
+            _refusal_to_error(lambda: workloads.check_scale(target.kind, target.name))
+            notices = self._ownership(target, deployment, "scale")
             current = deployment.get("spec", {}).get("replicas", 1)
             if current == replicas:
                 return self._no_change(
                     target, "scale", deployment, f"already at {replicas} replicas: no change"
                 )
-            # One patch for replicas and change-cause, so the record can never disagree with
-            # the spec; the effect on the cluster is that of `kubectl scale`.
+            # The effect of `kubectl scale`: replicas only. The change-cause is kubectl's record
+            # of template changes (it labels revisions), so scaling leaves it alone; who scaled
+            # and why is in the audit trail.
             updated = self._apply(
                 target,
                 deployment,
                 {"spec": {"replicas": replicas}},
-                change_cause(f"scale --replicas={replicas}", actor, reason),
+                None,
                 field_manager="kubectl-scale",
             )
             return self._changed(
@@ -318,6 +398,7 @@ class Rollouts:
                 details=(f"replicas: {current} → {replicas}",),
                 # Pods come and go, so the channel gets the same progress message to follow.
                 starts_rollout=True,
+                notices=notices,
             )
 
         return self._with_fresh_state(target, attempt, expect, "scale")
@@ -331,7 +412,11 @@ class Rollouts:
         *,
         expect: str | None = None,
     ) -> Change:
+        if target.kind != "deployment":
+            return self._undo_workload(target, to_revision, actor, reason, expect)
+
         def attempt(deployment: Json) -> Change:
+            notices = self._ownership(target, deployment, "undo")
             replica_sets = self.owned_replica_sets(deployment)
             try:
                 plan = rollout.plan_undo(deployment, replica_sets, to_revision)
@@ -366,6 +451,50 @@ class Rollouts:
                 updated,
                 "rolled back",
                 details=(f"to the template of revision {plan.target_revision}",),
+                notices=notices,
+            )
+
+        return self._with_fresh_state(target, attempt, expect, "undo")
+
+    def _undo_workload(
+        self, target: Target, to_revision: int, actor: Actor, reason: str | None, expect: str | None
+    ) -> Change:
+        """kubectl's StatefulSetRollbacker / DaemonSetRollbacker: the revision's stored
+        template patch, sent as a strategic-merge patch (with the change-cause and the
+        resourceVersion it was planned from)."""
+
+        def attempt(obj: Json) -> Change:
+            notices = self._ownership(target, obj, "undo")
+            revisions = self.owned_revisions(target, obj)
+            try:
+                plan = workloads.plan_workload_undo(obj, revisions, to_revision)
+            except rollout.UndoRefused as exc:
+                message = exc.message
+                if exc.reason_code == "revision_not_found":
+                    known = workloads.workload_history(obj, revisions)
+                    listed = ", ".join(str(r.number) for r in known) or "none"
+                    message += f" (revisions: {listed})."
+                raise Refused(message) from None
+            before = _current_number(workloads.workload_history(obj, revisions))
+            if plan.skipped:
+                return self._no_change(target, "undo", obj, plan.message, revision=before)
+            flag = f" --to-revision={to_revision}" if to_revision else ""
+            updated = self._apply(
+                target,
+                obj,
+                plan.patch,
+                change_cause(f"undo{flag}", actor, reason),
+                field_manager="kubectl-rollout",
+            )
+            return self._changed(
+                target,
+                "undo",
+                obj,
+                updated,
+                "rolled back",
+                details=(f"to the template of revision {plan.target_revision}",),
+                notices=notices,
+                revision=before,
             )
 
         return self._with_fresh_state(target, attempt, expect, "undo")
@@ -379,14 +508,13 @@ class Rollouts:
         expect: str | None = None,
     ) -> Change:
         def attempt(deployment: Json) -> Change:
-            _refusal_to_error(lambda: rollout.check_pause(deployment))
+            _refusal_to_error(lambda: workloads.check_pause(target.kind, deployment))
             return self._simple_patch(
                 target,
                 deployment,
                 "pause",
                 rollout.pause_patch(),
-                actor,
-                reason,
+                None,
                 "paused",
                 starts_rollout=False,
             )
@@ -402,9 +530,9 @@ class Rollouts:
         expect: str | None = None,
     ) -> Change:
         def attempt(deployment: Json) -> Change:
-            _refusal_to_error(lambda: rollout.check_resume(deployment))
+            _refusal_to_error(lambda: workloads.check_resume(target.kind, deployment))
             return self._simple_patch(
-                target, deployment, "resume", rollout.resume_patch(), actor, reason, "resumed"
+                target, deployment, "resume", rollout.resume_patch(), None, "resumed"
             )
 
         return self._with_fresh_state(target, attempt, expect, "resume")
@@ -415,14 +543,15 @@ class Rollouts:
         def attempt(deployment: Json) -> Change:
             now = self._now()
             _refusal_to_error(lambda: rollout.check_restart(deployment, now))
+            notices = self._ownership(target, deployment, "restart")
             return self._simple_patch(
                 target,
                 deployment,
                 "restart",
                 rollout.restart_patch(now),
-                actor,
-                reason,
+                change_cause("restart", actor, reason),
                 "restarted",
+                notices=notices,
             )
 
         return self._with_fresh_state(target, attempt, expect, "restart")
@@ -439,34 +568,85 @@ class Rollouts:
         deployment: Json,
         action: str,
         patch: Json,
-        actor: Actor,
-        reason: str | None,
+        cause: str | None,
         verb: str,
         *,
         starts_rollout: bool = True,
+        notices: tuple[str, ...] = (),
     ) -> Change:
-        updated = self._apply(
-            target,
-            deployment,
-            patch,
-            change_cause(action, actor, reason),
-            field_manager="kubectl-rollout",
-        )
+        updated = self._apply(target, deployment, patch, cause, field_manager="kubectl-rollout")
         return self._changed(
-            target, action, deployment, updated, verb, starts_rollout=starts_rollout
+            target,
+            action,
+            deployment,
+            updated,
+            verb,
+            starts_rollout=starts_rollout,
+            notices=notices,
         )
 
     def _apply(
-        self, target: Target, deployment: Json, patch: Json, cause: str, *, field_manager: str
+        self,
+        target: Target,
+        deployment: Json,
+        patch: Json,
+        cause: str | None,
+        *,
+        field_manager: str,
     ) -> Json:
-        """A strategic-merge patch that also records who and why (in the same request, so the
-        new ReplicaSet inherits the right cause), pinned to the resourceVersion it was computed
-        from: if the Deployment changed since, the API server answers 409 and we plan again."""
-        body = rollout.with_change_cause(patch, cause)
-        body["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
-        return self.cluster.patch_deployment(
-            target.namespace, target.name, body, field_manager=field_manager
+        """A strategic-merge patch pinned to the resourceVersion it was computed from: if the
+        object changed since, the API server answers 409 and we plan again.
+
+        A template change also records who and why as the change-cause, in the same request,
+        so the new revision (ReplicaSet or ControllerRevision) inherits the right cause; any
+        other change (`cause` None) leaves the change-cause alone, as kubectl does.
+        """
+        body: dict[str, Any] = (
+            rollout.with_change_cause(patch, cause) if cause is not None else dict(patch)
         )
+        metadata = dict(body.get("metadata") or {})
+        metadata["resourceVersion"] = deployment["metadata"]["resourceVersion"]
+        body["metadata"] = metadata
+        return self.cluster.patch_workload(
+            target.kind, target.namespace, target.name, body, field_manager=field_manager
+        )
+
+    def _ownership(self, target: Target, obj: Json, action: str) -> tuple[str, ...]:
+        """Who else owns this object: refuses a GitOps-managed target when the policy says
+        `gitops: refuse`, else returns the lines that say so (and, for scale, the HPA)."""
+        owner = ownership.gitops_owner(obj)
+        if owner is not None and self.gitops == "refuse":
+            raise Refused(
+                f"{owner.describe()} manages {target.display} `{target.name}`; the policy "
+                f"(`gitops: refuse`) leaves changes to it. Nothing was changed: change it in "
+                f"Git instead."
+            )
+        lines = [] if owner is None else [ownership.gitops_notice(owner)]
+        if action == "scale":
+            try:
+                autoscalers = self.cluster.list_autoscalers(target.namespace)
+            except (Forbidden, NotFound):
+                autoscalers = []
+            hpa = ownership.autoscaler_for(target.kind, target.name, autoscalers)
+            if hpa is not None:
+                lines.append(ownership.autoscaler_notice(hpa))
+        return tuple(lines)
+
+    def ownership_notices(self, target: Target, action: str) -> tuple[str, ...]:
+        """What `_ownership` would say about `action` now (for an approval card); never
+        refuses."""
+        obj = self.get(target)
+        owner = ownership.gitops_owner(obj)
+        lines = [] if owner is None else [ownership.gitops_notice(owner)]
+        if action == "scale":
+            try:
+                autoscalers = self.cluster.list_autoscalers(target.namespace)
+            except (Forbidden, NotFound):
+                autoscalers = []
+            hpa = ownership.autoscaler_for(target.kind, target.name, autoscalers)
+            if hpa is not None:
+                lines.append(ownership.autoscaler_notice(hpa))
+        return tuple(lines)
 
     def _with_fresh_state(
         self,
@@ -501,32 +681,60 @@ class Rollouts:
         *,
         details: tuple[str, ...] = (),
         starts_rollout: bool = True,
+        notices: tuple[str, ...] = (),
+        revision: int | None = None,
     ) -> Change:
         return Change(
             target=target,
             action=action,
-            summary=f"deployment.apps/{target.name} {verb}",
+            summary=f"{target.ref} {verb}",
             changed=True,
             starts_rollout=starts_rollout and not after.get("spec", {}).get("paused", False),
-            revision_before=rollout.revision_of(before),
+            revision_before=revision if revision is not None else self._revision(target, before),
             images_before=_images(before),
             images_after=_images(after),
             details=details,
             deployment=after,
+            notices=notices,
         )
 
-    def _no_change(self, target: Target, action: str, deployment: Json, message: str) -> Change:
+    def _no_change(
+        self,
+        target: Target,
+        action: str,
+        deployment: Json,
+        message: str,
+        *,
+        revision: int | None = None,
+    ) -> Change:
         return Change(
             target=target,
             action=action,
-            summary=f"deployment.apps/{target.name} {message}",
+            summary=f"{target.ref} {message}",
             changed=False,
             starts_rollout=False,
-            revision_before=rollout.revision_of(deployment),
+            revision_before=revision
+            if revision is not None
+            else self._revision(target, deployment),
             images_before=_images(deployment),
             images_after=_images(deployment),
             deployment=deployment,
         )
+
+    def _revision(self, target: Target, obj: Json) -> int | None:
+        """The current revision: the annotation of a Deployment, the ControllerRevision whose
+        template is live for the others (None when it cannot be read)."""
+        if target.kind == "deployment":
+            return rollout.revision_of(obj)
+        try:
+            return _current_number(self.revisions(target, obj))
+        except (Forbidden, NotFound):
+            return None
+
+    def owned_revisions(self, target: Target, obj: Json) -> list[Json]:
+        """The ControllerRevisions this StatefulSet or DaemonSet controls."""
+        revisions = self.cluster.list_controller_revisions(target.namespace, selector_string(obj))
+        return cast(list[Json], workloads.owned_revisions(obj, revisions))
 
     def owned_replica_sets(self, deployment: Json) -> list[Json]:
         namespace = deployment["metadata"]["namespace"]
@@ -537,7 +745,10 @@ class Rollouts:
         if self.cluster.namespace_exists(target.namespace) is False:
             return _namespace_missing(target.namespace)
         try:
-            names = [d["metadata"]["name"] for d in self.cluster.list_deployments(target.namespace)]
+            names = [
+                d["metadata"]["name"]
+                for d in self.cluster.list_workloads(target.kind, target.namespace)
+            ]
         except Exception:  # suggestions are best effort; the answer is "not found" either way
             names = []
         close = difflib.get_close_matches(target.name, names, n=3, cutoff=0.6)
@@ -547,7 +758,8 @@ class Rollouts:
             else " `/rollout list -n " + target.namespace + "` shows what is there."
         )
         return NotFound(
-            f"Deployment `{target.name}` was not found in namespace `{target.namespace}`.{hint}"
+            f"{target.display} `{target.name}` was not found in namespace "
+            f"`{target.namespace}`.{hint}"
         )
 
     @contextmanager
@@ -593,6 +805,10 @@ def binding(deployment: Json, action: str) -> str:
 def _images(deployment: Json) -> tuple[tuple[str, str], ...]:
     spec: dict[str, Any] = deployment.get("spec", {}).get("template", {}).get("spec", {})
     return tuple((c.get("name", ""), c.get("image", "")) for c in spec.get("containers", []))
+
+
+def _current_number(revisions: Sequence[rollout.Revision]) -> int | None:
+    return next((r.number for r in revisions if r.is_current), None)
 
 
 def _find_revision(revisions: Sequence[rollout.Revision], number: int) -> rollout.Revision:

@@ -135,12 +135,12 @@ def help_message(verb: str | None = None) -> Message:
     lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
     blocks: list[Block] = [
         _section(
-            "*rollout-bot* drives Kubernetes Deployment rollouts as `kubectl` would.\n"
-            + _code(lines)
+            "*rollout-bot* drives Kubernetes Deployment, StatefulSet and DaemonSet rollouts as "
+            "`kubectl` would.\n" + _code(lines)
         ),
         _context(
-            "`DEPLOY` may be written `deploy/NAME`; without `-n` the channel's namespace "
-            "applies. `/rollout help VERB` explains one command."
+            "`DEPLOY` is `NAME` (a Deployment), `deploy/NAME`, `sts/NAME` or `ds/NAME`; without "
+            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command."
         ),
     ]
     return _fit("rollout-bot commands", blocks)
@@ -159,13 +159,26 @@ def _verdict_emoji(status: RolloutStatus) -> str:
     return ":hourglass_flowing_sand:"
 
 
+_KIND_COLUMN = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
+
+
+def word(target: Any) -> str:
+    """The target as typed in a command: `NAME` for a Deployment, `sts/NAME`, `ds/NAME`."""
+    short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
+    return f"{short}/{target.name}" if short else str(target.name)
+
+
 def deployments_message(namespace: str, rows: Sequence[DeploymentRow]) -> Message:
+    """Deployments, StatefulSets and DaemonSets, with a KIND column."""
     if not rows:
-        return info_message(f"No Deployments found in namespace `{namespace}`.")
+        return info_message(
+            f"No Deployments, StatefulSets or DaemonSets found in namespace `{namespace}`."
+        )
     lines = table(
-        [("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
+        [("KIND", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
         + [
             (
+                _KIND_COLUMN.get(r.kind, r.kind),
                 r.name,
                 r.ready,
                 str(r.updated),
@@ -176,8 +189,8 @@ def deployments_message(namespace: str, rows: Sequence[DeploymentRow]) -> Messag
             for r in rows
         ]
     )
-    blocks = [_section(f"*Deployments in `{namespace}`* ({len(rows)})\n" + _code(lines))]
-    return _fit(f"{len(rows)} Deployments in {namespace}", blocks)
+    blocks = [_section(f"*Workloads in `{namespace}`* ({len(rows)})\n" + _code(lines))]
+    return _fit(f"{len(rows)} workloads in {namespace}", blocks)
 
 
 def status_message(view: StatusView) -> Message:
@@ -200,12 +213,14 @@ def status_message(view: StatusView) -> Message:
         blocks.append(
             _section(
                 ":double_vertical_bar: The Deployment is *paused*: template changes will not roll "
-                f"out until `/rollout resume {view.target.name} -n {view.target.namespace}`."
+                f"out until `/rollout resume {word(view.target)} -n {view.target.namespace}`."
             )
         )
     if view.replica_sets:
+        owned = "REPLICASET" if view.target.kind == "deployment" else "CONTROLLERREVISION"
+        counted = "DESIRED" if view.target.kind == "deployment" else "PODS"
         rs_lines = table(
-            [("REPLICASET", "REVISION", "DESIRED", "READY", "IMAGES")]
+            [(owned, "REVISION", counted, "READY", "IMAGES")]
             + [
                 (
                     s.name + (" (current)" if current else ""),
@@ -217,7 +232,8 @@ def status_message(view: StatusView) -> Message:
                 for s, current in view.replica_sets
             ]
         )
-        blocks.append(_section("*ReplicaSets*\n" + _code(rs_lines)))
+        heading = "ReplicaSets" if view.target.kind == "deployment" else "ControllerRevisions"
+        blocks.append(_section(f"*{heading}*\n" + _code(rs_lines)))
     if view.pods:
         pod_lines = table(
             [("POD", "READY", "STATUS", "RESTARTS", "AGE")]
@@ -234,10 +250,15 @@ def status_message(view: StatusView) -> Message:
 
 def history_message(view: HistoryView) -> Message:
     if not view.revisions:
-        return info_message(f"No rollout history found for `{view.target}`.")
+        # kubectl's own words, then which object.
+        return _fit(
+            f"No rollout history found. ({view.target})",
+            [_section("No rollout history found."), _context(f"`{view.target}`")],
+        )
     if view.detail is not None and view.described is not None:
         detail = view.detail
-        title = f"*{view.target}* revision #{detail.number}" + (
+        # kubectl's header: `statefulset.apps/web with revision #2`.
+        title = f"*{view.target.ref}* with revision #{detail.number}" + (
             " (current)" if detail.is_current else ""
         )
         blocks: list[Block] = [_section(title + "\n" + _code(view.described.splitlines()))]
@@ -254,7 +275,7 @@ def history_message(view: HistoryView) -> Message:
         _section(f"*Rollout history of `{view.target}`*\n" + _code(table(rows))),
         _context(
             "`*` marks the current revision. `/rollout history "
-            f"{view.target.name} --revision=N -n {view.target.namespace}` shows one."
+            f"{word(view.target)} --revision=N -n {view.target.namespace}` shows one."
         ),
     ]
     return _fit(f"Rollout history of {view.target}", blocks)
@@ -287,6 +308,7 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
         f"`{change.summary}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
+    lines.extend(change.notices)
     if reason:
         lines.append(f"Reason: {escape(reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
@@ -349,7 +371,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     )
 
     state = str(request.state)
-    target = f"{request.cluster}/{request.namespace}/{request.deployment}"
+    fields = request.command.get("fields") if isinstance(request.command, dict) else None
+    kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
+    name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
+    target = f"{request.cluster}/{request.namespace}/{name}"
     lines = [
         f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
         f"<@{request.requester_id}> wants to run *{request.action}* on `{target}`",
@@ -519,7 +544,12 @@ def progress_message(
 
     desired = status.desired if status.desired is not None else 0
     elapsed = now - tracked.started_at
-    target = f"{tracked.namespace}/{tracked.deployment}"
+    kind = getattr(tracked, "kind", "deployment")
+    target = (
+        f"{tracked.namespace}/{tracked.deployment}"
+        if kind == "deployment"
+        else f"{tracked.namespace}/{kind}/{tracked.deployment}"
+    )
     if verdict == "succeeded":
         head = (
             f":white_check_mark: *{escape(tracked.title)}* — rollout *succeeded* in "
@@ -546,7 +576,7 @@ def progress_message(
     if not verdict:
         lines.append(
             f"elapsed {_duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
-            "progress deadline"
+            + ("progress deadline" if kind == "deployment" else "limit the bot waits")
         )
     if reasons:
         lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
@@ -554,7 +584,8 @@ def progress_message(
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
     if verdict == "failed":
-        value = f"{tracked.namespace}/{tracked.deployment}"
+        # The clicked button must act on the same object: the value carries the kind.
+        value = target
         blocks_.append(
             ActionsBlock(
                 block_id=f"failed:{tracked.id}"[:255],
@@ -575,7 +606,11 @@ def progress_message(
                             deny="Back",
                         ),
                     ),
-                    ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value),
+                    *(
+                        [ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)]
+                        if kind == "deployment"
+                        else []
+                    ),
                 ],
             )
         )
@@ -602,7 +637,7 @@ def outside_change_message(
         lines.append(f"Images: {escape(_images(images_before))} → {escape(_images(images_after))}")
     if previous_revision is not None:
         lines.append(
-            f"See the diff: `/rollout diff {target.name} {previous_revision} {revision} "
+            f"See the diff: `/rollout diff {word(target)} {previous_revision} {revision} "
             f"-n {target.namespace}`"
         )
     return _fit(

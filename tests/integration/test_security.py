@@ -65,6 +65,14 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
         ("list", "replicasets.apps"),
         ("list", "pods"),
         ("list", "events"),
+        *(
+            (verb, resource)
+            for resource in ("statefulsets.apps", "daemonsets.apps")
+            for verb in ("get", "list", "watch", "patch")
+        ),
+        ("list", "controllerrevisions.apps"),
+        ("get", "horizontalpodautoscalers.autoscaling"),
+        ("list", "horizontalpodautoscalers.autoscaling"),
     ]
     for verb, resource in needed:
         assert can(verb, resource), f"the bot needs {verb} {resource}"
@@ -75,6 +83,10 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
         ("create", "pods/exec"),
         ("delete", "pods"),
         ("patch", "replicasets.apps"),
+        ("create", "statefulsets.apps"),
+        ("delete", "daemonsets.apps"),
+        ("patch", "controllerrevisions.apps"),
+        ("patch", "horizontalpodautoscalers.autoscaling"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
         ("impersonate", "users"),
     ]

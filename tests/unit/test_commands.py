@@ -257,6 +257,34 @@ def test_a_deployment_may_carry_its_kubectl_kind(target: str) -> None:
     assert parse_command(f"restart {target}") == Restart(deployment="web")
 
 
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [
+        ("sts/web", "statefulset"),
+        ("statefulset/web", "statefulset"),
+        ("statefulsets/web", "statefulset"),
+        ("statefulset.apps/web", "statefulset"),
+        ("StatefulSet/web", "statefulset"),
+        ("ds/web", "daemonset"),
+        ("daemonset/web", "daemonset"),
+        ("daemonsets.apps/web", "daemonset"),
+        ("deploy/web", "deployment"),
+        ("web", "deployment"),
+    ],
+)
+def test_every_workload_kind_is_written_as_kubectl_writes_it(target: str, kind: str) -> None:
+    assert parse_command(f"undo {target} --to-revision=1") == Undo(
+        deployment="web", kind=kind, to_revision=1
+    )
+    assert parse_command(f"history {target}") == History(deployment="web", kind=kind)
+
+
+def test_slack_link_markup_around_a_qualified_kind_is_undone() -> None:
+    assert parse_command("status <http://statefulset.apps/web|statefulset.apps/web>") == Status(
+        deployment="web", kind="statefulset"
+    )
+
+
 def test_deployment_names_are_dns_subdomains() -> None:
     assert parse_command("status api.v2-web") == Status(deployment="api.v2-web")
     assert parse_command("status " + "a" * 253) == Status(deployment="a" * 253)
@@ -401,9 +429,14 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
         ("status deploy/web/x", "`web/x` is not a valid deployment name: "),
         ("status " + "a" * 254, "`" + "a" * 57 + "…` is not a valid deployment name: "),
         (
-            "status sts/web",
-            "`sts/web` is not a Deployment: write `NAME` or `deploy/NAME` "
-            "(only Deployments are supported).",
+            "status svc/web",
+            "`svc/web` is not a Deployment, StatefulSet or DaemonSet: write `NAME`, "
+            "`deploy/NAME`, `sts/NAME` or `ds/NAME`.",
+        ),
+        ("status sts/Web", "`Web` is not a valid StatefulSet name: "),
+        (
+            "create sts/web --image=nginx",
+            "`create` makes Deployments only; create StatefulSets with kubectl",
         ),
         (
             "status web -n Prod",
@@ -636,6 +669,8 @@ TOKENS = st.sampled_from(
         "web",
         "deploy/web",
         "sts/web",
+        "ds/web",
+        "statefulset.apps/web",
         "Web",
         "-n",
         "-n=prod",
@@ -743,12 +778,13 @@ REASONS = st.none() | st.one_of(
     st.sampled_from(["&amp;", "&lt;x&gt;", "<@U1|bob>", "--reason=x", "-n prod", "'", '"']),
 ).filter(is_parsed_reason)
 REVISIONS = st.integers(min_value=1, max_value=2**63 - 1)
+KINDS = st.sampled_from(["deployment", "statefulset", "daemonset"])
 CONTAINERS = st.lists(st.tuples(LABELS, IMAGES), min_size=1, max_size=4, unique_by=lambda p: p[0])
 
 COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(Help, verb=st.none() | st.sampled_from(VERBS)),
     st.builds(ListDeployments, namespace=NAMESPACES),
-    st.builds(Status, deployment=DEPLOYMENTS, namespace=NAMESPACES),
+    st.builds(Status, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
     st.builds(
         Create,
         deployment=DEPLOYMENTS,
@@ -759,6 +795,7 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(
         SetImage,
         deployment=DEPLOYMENTS,
+        kind=KINDS,
         images=CONTAINERS.map(tuple) | IMAGES.map(lambda image: (("*", image),)),
         namespace=NAMESPACES,
         reason=REASONS,
@@ -766,16 +803,22 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(
         Scale,
         deployment=DEPLOYMENTS,
+        kind=KINDS,
         replicas=st.integers(0, 100),
         namespace=NAMESPACES,
         reason=REASONS,
     ),
     st.builds(
-        History, deployment=DEPLOYMENTS, revision=st.none() | REVISIONS, namespace=NAMESPACES
+        History,
+        deployment=DEPLOYMENTS,
+        kind=KINDS,
+        revision=st.none() | REVISIONS,
+        namespace=NAMESPACES,
     ),
     st.builds(
         Diff,
         deployment=DEPLOYMENTS,
+        kind=KINDS,
         rev=REVISIONS,
         rev2=st.none() | REVISIONS,
         namespace=NAMESPACES,
@@ -783,13 +826,14 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(
         Undo,
         deployment=DEPLOYMENTS,
+        kind=KINDS,
         to_revision=st.none() | REVISIONS,
         namespace=NAMESPACES,
         reason=REASONS,
     ),
-    st.builds(Pause, deployment=DEPLOYMENTS, namespace=NAMESPACES),
-    st.builds(Resume, deployment=DEPLOYMENTS, namespace=NAMESPACES),
-    st.builds(Restart, deployment=DEPLOYMENTS, namespace=NAMESPACES, reason=REASONS),
+    st.builds(Pause, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
+    st.builds(Resume, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
+    st.builds(Restart, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES, reason=REASONS),
     st.builds(Approvals, namespace=NAMESPACES),
     st.builds(
         Audit,

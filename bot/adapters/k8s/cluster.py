@@ -45,12 +45,21 @@ _WRITE_VERBS = frozenset({"create", "patch"})
 
 
 class Cluster(Protocol):
-    """What the use cases need from Kubernetes (namespaced Deployments and what they own)."""
+    """What the use cases need from Kubernetes: namespaced workloads (Deployments,
+    StatefulSets, DaemonSets; `kind` is one of `bot.domain.workloads.KINDS`) and what they own,
+    and the HorizontalPodAutoscalers that may scale them."""
 
     name: str
 
     def get_deployment(self, namespace: str, name: str) -> Json: ...
     def list_deployments(self, namespace: str) -> list[Json]: ...
+    def get_workload(self, kind: str, namespace: str, name: str) -> Json: ...
+    def list_workloads(self, kind: str, namespace: str) -> list[Json]: ...
+    def patch_workload(
+        self, kind: str, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
+    ) -> Json: ...
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[Json]: ...
+    def list_autoscalers(self, namespace: str) -> list[Json]: ...
     def list_replica_sets(self, namespace: str, selector: str) -> list[Json]: ...
     def list_pods(self, namespace: str, selector: str) -> list[Json]: ...
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]: ...
@@ -116,6 +125,7 @@ class KubeCluster:
         self._api = api_client
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._autoscaling = k8s.AutoscalingV2Api(api_client)
         # (connect, read): a dead address fails fast; a slow apiserver gets the full budget.
         self._timeout = (min(3.0, timeout), timeout)
 
@@ -134,6 +144,35 @@ class KubeCluster:
 
     def list_deployments(self, namespace: str) -> list[Json]:
         return self._paged("deployments", namespace, self._apps.list_namespaced_deployment)
+
+    def get_workload(self, kind: str, namespace: str, name: str) -> Json:
+        resource, read, _, _ = self._kind(kind)
+        return self._call(
+            "get",
+            resource,
+            namespace,
+            lambda: read(name, namespace, _preload_content=False, _request_timeout=self._timeout),
+            name=name,
+        )
+
+    def list_workloads(self, kind: str, namespace: str) -> list[Json]:
+        resource, _, list_method, _ = self._kind(kind)
+        return self._paged(resource, namespace, list_method)
+
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[Json]:
+        return self._paged(
+            "controllerrevisions",
+            namespace,
+            self._apps.list_namespaced_controller_revision,
+            label_selector=selector,
+        )
+
+    def list_autoscalers(self, namespace: str) -> list[Json]:
+        return self._paged(
+            "horizontalpodautoscalers",
+            namespace,
+            self._autoscaling.list_namespaced_horizontal_pod_autoscaler,
+        )
 
     def list_replica_sets(self, namespace: str, selector: str) -> list[Json]:
         return self._paged(
@@ -155,29 +194,39 @@ class KubeCluster:
         return [e for e in events if e.get("involvedObject", {}).get("name") in involved_names]
 
     def deployments_snapshot(self, namespace: str) -> tuple[list[Json], str]:
-        """Every Deployment in the namespace and the list's resourceVersion (to watch from)."""
-        body = self._call(
-            "list",
-            "deployments",
-            namespace,
-            lambda: self._apps.list_namespaced_deployment(
-                namespace, _preload_content=False, _request_timeout=self._timeout
-            ),
-        )
-        return list(body.get("items") or []), str(body.get("metadata", {}).get("resourceVersion"))
+        return self.workloads_snapshot("deployment", namespace)
 
     def watch_deployments(
         self, namespace: str, resource_version: str, timeout_seconds: int = 300
     ) -> Iterator[tuple[str, Json]]:
+        return self.watch_workloads("deployment", namespace, resource_version, timeout_seconds)
+
+    def workloads_snapshot(self, kind: str, namespace: str) -> tuple[list[Json], str]:
+        """Every object of `kind` in the namespace and the list's resourceVersion (to watch
+        from)."""
+        resource, _, list_method, _ = self._kind(kind)
+        body = self._call(
+            "list",
+            resource,
+            namespace,
+            lambda: list_method(namespace, _preload_content=False, _request_timeout=self._timeout),
+        )
+        return list(body.get("items") or []), str(body.get("metadata", {}).get("resourceVersion"))
+
+    def watch_workloads(
+        self, kind: str, namespace: str, resource_version: str, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, Json]]:
         """(type, object) events until the server ends the watch; ERROR events included.
 
-        One watch per namespace feeds every tracked rollout there: no polling per rollout.
+        One watch per (namespace, kind) feeds every tracked rollout there: no polling per
+        rollout.
         """
+        resource, _, list_method, _ = self._kind(kind)
         response = self._call_raw(
             "watch",
-            "deployments",
+            resource,
             namespace,
-            lambda: self._apps.list_namespaced_deployment(
+            lambda: list_method(
                 namespace,
                 watch=True,
                 resource_version=resource_version,
@@ -247,6 +296,13 @@ class KubeCluster:
     def patch_deployment(
         self, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
     ) -> Json:
+        return self.patch_workload(
+            "deployment", namespace, name, patch, field_manager=field_manager
+        )
+
+    def patch_workload(
+        self, kind: str, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
+    ) -> Json:
         # A dict body is sent as a strategic-merge patch, a list as a JSON patch (kubectl's
         # choices for set image/pause/resume/restart and for undo respectively).
         content_type = (
@@ -254,11 +310,12 @@ class KubeCluster:
             if isinstance(patch, list)
             else "application/strategic-merge-patch+json"
         )
+        resource, _, _, patch_method = self._kind(kind)
         return self._call(
             "patch",
-            "deployments",
+            resource,
             namespace,
-            lambda: self._apps.patch_namespaced_deployment(
+            lambda: patch_method(
                 name,
                 namespace,
                 patch,
@@ -271,6 +328,34 @@ class KubeCluster:
         )
 
     # -- plumbing --------------------------------------------------------------------------------
+
+    def _kind(
+        self, kind: str
+    ) -> tuple[str, Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+        """(resource, read, list, patch) of the AppsV1 API for a workload kind."""
+        apps = self._apps
+        if kind == "statefulset":
+            return (
+                "statefulsets",
+                apps.read_namespaced_stateful_set,
+                apps.list_namespaced_stateful_set,
+                apps.patch_namespaced_stateful_set,
+            )
+        if kind == "daemonset":
+            return (
+                "daemonsets",
+                apps.read_namespaced_daemon_set,
+                apps.list_namespaced_daemon_set,
+                apps.patch_namespaced_daemon_set,
+            )
+        if kind == "deployment":
+            return (
+                "deployments",
+                apps.read_namespaced_deployment,
+                apps.list_namespaced_deployment,
+                apps.patch_namespaced_deployment,
+            )
+        raise ValueError(f"not a workload kind: {kind!r}")
 
     def _paged(
         self, resource: str, namespace: str, method: Callable[..., Any], **params: Any

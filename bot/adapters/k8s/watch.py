@@ -1,6 +1,6 @@
-"""One watch on a namespace's Deployments, restarted on any interruption.
+"""One watch on a namespace's workloads of one kind, restarted on any interruption.
 
-Every tracked rollout in the namespace is fed from it: no polling per rollout.
+Every tracked rollout of that kind in the namespace is fed from it: no polling per rollout.
 """
 
 from __future__ import annotations
@@ -21,16 +21,25 @@ MAX_BACKOFF = 10.0
 
 
 class NamespaceWatch:
-    """One watch on a namespace's Deployments, restarted on any interruption."""
+    """One watch on a namespace's objects of one workload kind (Deployments by default),
+    restarted on any interruption. `on_event(type, object)` gets ADDED (also for every object
+    on each (re)list), MODIFIED and DELETED."""
 
     def __init__(
-        self, cluster: KubeCluster, namespace: str, on_event: Callable[[str, Json], None]
+        self,
+        cluster: KubeCluster,
+        namespace: str,
+        on_event: Callable[[str, Json], None],
+        kind: str = "deployment",
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
+        self.kind = kind
         self.on_event = on_event
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"watch-{namespace}-{kind}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -46,12 +55,14 @@ class NamespaceWatch:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                items, version = self.cluster.deployments_snapshot(self.namespace)
+                items, version = self.cluster.workloads_snapshot(self.kind, self.namespace)
                 for item in items:
                     self.on_event("ADDED", item)
                 backoff = 0.5
                 while not self._stop.is_set():
-                    for kind, obj in self.cluster.watch_deployments(self.namespace, version):
+                    for kind, obj in self.cluster.watch_workloads(
+                        self.kind, self.namespace, version
+                    ):
                         if kind == "ERROR":  # e.g. 410 Gone: list again
                             raise _Relist()
                         version = obj.get("metadata", {}).get("resourceVersion", version)
@@ -65,7 +76,8 @@ class NamespaceWatch:
                 # A grant does not appear by itself in seconds: say it once, look again rarely.
                 if backoff < FORBIDDEN_RETRY:
                     log.warning(
-                        "no permission to watch Deployments in %s; retrying every %ds",
+                        "no permission to watch %ss in %s; retrying every %ds",
+                        self.kind,
                         self.namespace,
                         FORBIDDEN_RETRY,
                     )

@@ -19,6 +19,7 @@ class AutoRollback:
         actor = Actor(BOT_ACTOR_ID, BOT_ACTOR_ID, tracked.channel)
         command = cmd.Undo(
             deployment=tracked.deployment,
+            kind=tracked.kind,
             namespace=tracked.namespace,
             reason="automatic rollback: the rollout failed (on_failure: rollback)",
         )

@@ -3,7 +3,11 @@
 How it fits together:
 
     track(change)         post the progress message, record the rollout in Redis
-    NamespaceWatch        one watch per namespace feeds every tracked rollout there
+    NamespaceWatch        one watch per (namespace, kind) feeds every tracked rollout of
+                          that kind there; events are matched to rollouts by the object's
+                          uid, so a new object with the same name is not the old rollout, and
+                          a deleted object ends its rollout with kubectl's "object has been
+                          deleted"
     _on_event             kubectl's verdict on each event → a ProgressFrame → the publisher,
                           which paces updates (one per message per interval, latest wins)
     leases                each rollout is driven by exactly one replica (a renewed Redis
@@ -31,12 +35,12 @@ from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.tracking import RedisRolloutRegistry
-from bot.domain import rollout
-from bot.domain.errors import RolloutBotError
+from bot.domain import rollout, workloads
+from bot.domain.errors import NotFound, RolloutBotError
 from bot.domain.policy import Policy
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
-from bot.services.rollouts import Change, Rollouts, Target
+from bot.services.rollouts import Change, Rollouts, StatusView, Target
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,20 @@ LEASE_TTL = 10.0
 LEASE_RENEW = 3.0
 # A rollout is followed at most this long past its progress deadline, then given up.
 GIVE_UP_AFTER = 3600.0
+# StatefulSets and DaemonSets have no progress deadline of their own; kubectl waits forever.
+# The bot calls such a rollout failed when an updated pod is stuck in one of these states
+# (kubectl would keep printing "Waiting for N pods to be ready..."), or after this long.
+WORKLOAD_DEADLINE_SECONDS = 600
+STUCK_POD_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 
 #: Runs the automatic rollback of a failed rollout; returns the change it made (or None when
 #: nothing needed doing). Raises RolloutBotError / StoreError with a message for the thread.
@@ -79,7 +97,9 @@ class ProgressTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._tracked: dict[str, TrackedRollout] = {}
-        self._watches: dict[str, NamespaceWatch] = {}
+        self._watches: dict[tuple[str, str], NamespaceWatch] = {}
+        # uid -> generation last checked for an outside change (status events repeat it).
+        self._noticed: dict[str, int] = {}
         self._owned: set[str] = set()
         self._stop = threading.Event()
         self._lease_thread = threading.Thread(
@@ -97,7 +117,8 @@ class ProgressTracker:
     def start(self) -> None:
         self.publisher.start()
         for namespace in self._notice_channels:
-            self._ensure_watch(namespace)
+            for kind in workloads.KINDS:
+                self._ensure_watch(namespace, kind)
         self._lease_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -134,9 +155,10 @@ class ProgressTracker:
             uid=str(meta.get("uid", "")),
             generation=int(meta.get("generation", 0) or 0),
             started_at=self._clock(),
-            deadline_seconds=int(spec.get("progressDeadlineSeconds", 600) or 600),
+            deadline_seconds=_deadline(change.target.kind, spec),
             title=title or f"{change.action} on {change.target}",
             on_failure=self._on_failure_for(change.action, change.target.namespace),
+            kind=change.target.kind,
         )
         try:
             self.registry.mark_ours(tracked.uid, tracked.generation)
@@ -146,7 +168,9 @@ class ProgressTracker:
 
     def _start_tracking(self, tracked: TrackedRollout, deployment: Json) -> None:
         ts = self.publisher.post(
-            ProgressFrame(tracked, rollout.rollout_status(deployment), self._clock())
+            ProgressFrame(
+                tracked, workloads.workload_status(tracked.kind, deployment), self._clock()
+            )
         )
         if ts is None:
             return
@@ -160,7 +184,7 @@ class ProgressTracker:
             self._tracked[tracked.id] = tracked
             if owned:
                 self._owned.add(tracked.id)
-        self._ensure_watch(tracked.namespace)
+        self._ensure_watch(tracked.namespace, tracked.kind)
         self._evaluate(tracked.id, deployment)
 
     def _on_failure_for(self, action: str, namespace: str) -> str:
@@ -170,42 +194,79 @@ class ProgressTracker:
         )
         return rule.on_failure if rule is not None else "notify"
 
-    def _ensure_watch(self, namespace: str) -> None:
+    def _ensure_watch(self, namespace: str, kind: str = "deployment") -> None:
         with self._lock:
-            if namespace in self._watches or self._stop.is_set():
+            if (namespace, kind) in self._watches or self._stop.is_set():
                 return
-            watch = NamespaceWatch(self.cluster, namespace, self._on_event)
-            self._watches[namespace] = watch
+            watch = NamespaceWatch(
+                self.cluster,
+                namespace,
+                lambda event, obj: self._on_event(event, obj, kind),
+                kind,
+            )
+            self._watches[(namespace, kind)] = watch
         watch.start()
 
     # -- events ----------------------------------------------------------------------------------
 
-    def _on_event(self, kind: str, deployment: Json) -> None:
-        if kind == "DELETED":
-            return
-        meta = deployment.get("metadata", {})
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    def _on_event(self, event: str, obj: Json, kind: str = "deployment") -> None:
+        meta = obj.get("metadata", {})
+        namespace, uid = meta.get("namespace", ""), str(meta.get("uid", ""))
         with self._lock:
+            # By uid: a new object with the same name is another object, not this rollout.
             mine = [
                 t.id
                 for t in self._tracked.values()
                 if t.namespace == namespace
-                and t.deployment == name
+                and t.kind == kind
+                and t.uid == uid
                 and not t.finished
                 and t.id in self._owned
             ]
+        if event == "DELETED":
+            for rollout_id in mine:
+                self._deleted(rollout_id, obj)
+            with self._lock:
+                self._noticed.pop(uid, None)
+            return
         for rollout_id in mine:
-            self._evaluate(rollout_id, deployment)
+            self._evaluate(rollout_id, obj)
         if namespace in self._notice_channels:
-            self._maybe_notice(deployment, self._notice_channels[namespace])
+            self._maybe_notice(obj, self._notice_channels[namespace], kind)
+
+    def _deleted(self, rollout_id: str, last_seen: Json) -> None:
+        """The object went away: kubectl's rollout status ends with "object has been deleted"."""
+        with self._lock:
+            tracked = self._tracked.get(rollout_id)
+            if tracked is None or tracked.finished:
+                return
+        status = workloads.deleted_status(last_seen, tracked.kind)
+        self._finish(ProgressFrame(tracked, status, self._clock(), verdict="deleted"))
 
     def _evaluate(self, rollout_id: str, deployment: Json) -> None:
         with self._lock:
             tracked = self._tracked.get(rollout_id)
             if tracked is None or tracked.finished or rollout_id not in self._owned:
                 return
-        status = rollout.rollout_status(deployment)
+        if str(deployment.get("metadata", {}).get("uid", "")) != tracked.uid:
+            # Another object under the same name (taken over after a restart): the tracked one
+            # is gone.
+            self._deleted(rollout_id, deployment)
+            return
+        status = workloads.workload_status(tracked.kind, deployment)
         now = self._clock()
+        if status.reason == rollout.StatusReason.STRATEGY_UNSUPPORTED:
+            # kubectl cannot follow an OnDelete rollout either; say so and stop.
+            self._finish(ProgressFrame(tracked, status, now, verdict="not followed"))
+            return
+        view: StatusView | None = None
+        if tracked.kind != "deployment" and not status.done:
+            view = self._status_view(tracked)
+            stuck = view is not None and any(
+                p.phase_or_reason in STUCK_POD_REASONS for p in view.pods
+            )
+            if stuck or now - tracked.started_at > tracked.deadline_seconds:
+                status = replace(status, failed=True)
         if not (status.done or status.failed):
             if now - tracked.started_at > tracked.deadline_seconds + GIVE_UP_AFTER:
                 self._finish(ProgressFrame(tracked, status, now, verdict="gave up"))
@@ -215,13 +276,16 @@ class ProgressTracker:
             )
             return
         if status.done:
-            self._finish(ProgressFrame(tracked, status, now, verdict="succeeded"), status.revision)
+            revision = status.revision
+            if tracked.kind != "deployment":
+                revision = self._current_revision(_target(tracked), deployment)
+            self._finish(ProgressFrame(tracked, status, now, verdict="succeeded"), revision)
             return
         # Failed: name what the pods are waiting on, quote recent warnings.
         reasons: tuple[str, ...] = ()
         warnings: tuple[str, ...] = ()
-        try:
-            view = self.rollouts.status(Target(tracked.namespace, tracked.deployment))
+        view = view or self._status_view(tracked)
+        if view is not None:
             reasons = tuple(
                 sorted(
                     {
@@ -232,12 +296,26 @@ class ProgressTracker:
                 )
             )
             warnings = view.warnings
-        except RolloutBotError:
-            pass
         frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings)
-        finished = self._finish(frame, status.revision)
+        revision = status.revision
+        if tracked.kind != "deployment":
+            revision = self._current_revision(_target(tracked), deployment)
+        finished = self._finish(frame, revision)
         if finished is not None and tracked.on_failure == "rollback":
             self._roll_back(finished)
+
+    def _status_view(self, tracked: TrackedRollout) -> StatusView | None:
+        try:
+            return self.rollouts.status(_target(tracked))
+        except RolloutBotError:
+            return None
+
+    def _current_revision(self, target: Target, obj: Json) -> int | None:
+        try:
+            revisions = self.rollouts.revisions(target, obj)
+        except RolloutBotError:
+            return None
+        return next((r.number for r in revisions if r.is_current), None)
 
     def _roll_back(self, tracked: TrackedRollout) -> None:
         if self._rollback is None:
@@ -256,7 +334,7 @@ class ProgressTracker:
         self.publisher.note(
             tracked.channel,
             tracked.thread_ts,
-            f":rewind: The rollout of `{tracked.namespace}/{tracked.deployment}` failed, so the "
+            f":rewind: The rollout of `{_target(tracked)}` failed, so the "
             f"bot rolled it back automatically (`{change.summary}`).",
         )
         if change.changed:
@@ -305,7 +383,7 @@ class ProgressTracker:
                     deployment=tracked.deployment,
                     outcome=verdict,
                     revision_after=revision,
-                    parameters={"title": tracked.title},
+                    parameters={"title": tracked.title, "kind": tracked.kind},
                 )
             )
         except StoreError:
@@ -316,6 +394,28 @@ class ProgressTracker:
     def _lease_loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW):
             self.renew_leases()
+            self.recheck_workloads()
+
+    def recheck_workloads(self) -> None:
+        """StatefulSet and DaemonSet rollouts fail by their pods, which their own watch does not
+        see change: look at each one this replica drives once per lease period."""
+        with self._lock:
+            due = [
+                t
+                for t in self._tracked.values()
+                if t.kind != "deployment" and not t.finished and t.id in self._owned
+            ]
+        for tracked in due:
+            if self._stop.is_set():
+                return
+            try:
+                obj = self.cluster.get_workload(tracked.kind, tracked.namespace, tracked.deployment)
+            except NotFound:
+                self._deleted(tracked.id, {"metadata": {"name": tracked.deployment}})
+                continue
+            except RolloutBotError:
+                continue
+            self._evaluate(tracked.id, obj)
 
     def renew_leases(self) -> None:
         try:
@@ -341,22 +441,42 @@ class ProgressTracker:
                     self._owned.discard(tracked.id)
             if owned and newly:
                 # Taken over (restart or a dead replica): catch up from the current state.
-                self._ensure_watch(tracked.namespace)
+                self._ensure_watch(tracked.namespace, tracked.kind)
                 try:
-                    deployment = self.cluster.get_deployment(tracked.namespace, tracked.deployment)
+                    deployment = self.cluster.get_workload(
+                        tracked.kind, tracked.namespace, tracked.deployment
+                    )
+                except NotFound:
+                    # Gone while nobody watched: kubectl's verdict for a deleted object.
+                    self._deleted(tracked.id, {"metadata": {"name": tracked.deployment}})
+                    continue
                 except RolloutBotError:
                     continue
                 self._evaluate(tracked.id, deployment)
 
     # -- notices of outside changes --------------------------------------------------------------
 
-    def _maybe_notice(self, deployment: Json, channel: str) -> None:
+    def _maybe_notice(self, deployment: Json, channel: str, kind: str = "deployment") -> None:
         meta = deployment.get("metadata", {})
-        revision = rollout.revision_of(deployment)
         uid = str(meta.get("uid", ""))
         generation = int(meta.get("generation", 0) or 0)
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        target = Target(namespace, name, kind)
+        if kind == "deployment":
+            revision = rollout.revision_of(deployment)
+        else:
+            with self._lock:
+                if not uid or self._noticed.get(uid) == generation:
+                    return  # a status update: the revision cannot have changed
+            if generation <= 1:
+                return
+            revision = self._current_revision(target, deployment)
+            if revision is None:
+                return  # the controller has not written the new revision yet: ask again
+            with self._lock:
+                self._noticed[uid] = generation
         if not revision or revision <= 1 or not uid:
-            return  # a brand-new Deployment's first revision is not a change to announce
+            return  # a brand-new object's first revision is not a change to announce
         try:
             if self.registry.is_ours(uid, generation):
                 return
@@ -364,8 +484,6 @@ class ProgressTracker:
                 return
         except redis.RedisError:
             return  # without Redis we cannot promise "once", so we stay quiet
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        target = Target(namespace, name)
         try:
             revisions = self.rollouts.history(target).revisions
         except RolloutBotError:
@@ -396,16 +514,25 @@ class ProgressTracker:
             uid=uid,
             generation=generation,
             started_at=self._clock(),
-            deadline_seconds=int(
-                deployment.get("spec", {}).get("progressDeadlineSeconds", 600) or 600
-            ),
+            deadline_seconds=_deadline(kind, deployment.get("spec", {})),
             title=f"revision {revision} of {target}",
+            kind=kind,
         )
         self._start_tracking(tracked, deployment)
 
 
 def _nothing() -> None:
     pass
+
+
+def _target(tracked: TrackedRollout) -> Target:
+    return Target(tracked.namespace, tracked.deployment, tracked.kind)
+
+
+def _deadline(kind: str, spec: Json) -> int:
+    if kind == "deployment":
+        return int(spec.get("progressDeadlineSeconds", 600) or 600)
+    return WORKLOAD_DEADLINE_SECONDS
 
 
 def _who_changed(deployment: Json) -> str:
