@@ -22,3 +22,5 @@ class TrackedRollout:
     finished: bool = False
     verdict: str = ""
     rolled_back: bool = False
+    #: Started by the bot itself (an automatic rollback): never rolled back automatically.
+    automatic: bool = False

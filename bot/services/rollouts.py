@@ -16,11 +16,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from bot.adapters.k8s.cluster import Cluster, Json, selector_string
 from bot.domain import rollout
-from bot.domain.errors import Conflict, Forbidden, NotFound, Refused
+from bot.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    OutcomeUnknown,
+    Refused,
+    RolloutBotError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,10 +115,31 @@ def change_cause(description: str, actor: Actor, reason: str | None) -> str:
     return f"{text}: {reason}" if reason else text
 
 
+class Ownership(Protocol):
+    """Where the bot records which generations of a Deployment it made (shared by replicas).
+
+    A generation is claimed *before* the write that makes it, so a watch event for it is
+    recognised as the bot's own whenever it arrives; confirmed after the write, released when
+    the write certainly did not happen."""
+
+    def claim(self, uid: str, generation: int) -> None: ...
+
+    def mark_ours(self, uid: str, generation: int) -> None: ...
+
+    def release(self, uid: str, generation: int) -> None: ...
+
+
 class Rollouts:
-    def __init__(self, cluster: Cluster, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        ownership: Ownership | None = None,
+    ) -> None:
         self.cluster = cluster
         self._now = clock or (lambda: datetime.now(UTC))
+        self._ownership = ownership
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -356,8 +384,11 @@ class Rollouts:
                     "value": deployment["metadata"]["resourceVersion"],
                 },
             ]
-            updated = self.cluster.patch_deployment(
-                target.namespace, target.name, patch, field_manager="kubectl-rollout"
+            updated = self._write(
+                deployment,
+                lambda: self.cluster.patch_deployment(
+                    target.namespace, target.name, patch, field_manager="kubectl-rollout"
+                ),
             )
             return self._changed(
                 target,
@@ -464,9 +495,47 @@ class Rollouts:
         from: if the Deployment changed since, the API server answers 409 and we plan again."""
         body = rollout.with_change_cause(patch, cause)
         body["metadata"]["resourceVersion"] = deployment["metadata"]["resourceVersion"]
-        return self.cluster.patch_deployment(
-            target.namespace, target.name, body, field_manager=field_manager
+        return self._write(
+            deployment,
+            lambda: self.cluster.patch_deployment(
+                target.namespace, target.name, body, field_manager=field_manager
+            ),
         )
+
+    def _write(self, deployment: Json, write: Callable[[], Json]) -> Json:
+        """Runs a write pinned to `deployment`'s resourceVersion, claiming first the generation
+        it will make (the current one + 1: nobody else can write in between)."""
+        meta = deployment.get("metadata", {})
+        uid = str(meta.get("uid") or "")
+        before = int(meta.get("generation") or 0)
+        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1))
+        try:
+            updated = write()
+        except OutcomeUnknown:
+            raise  # it may have been applied: the claim stays until it expires
+        except RolloutBotError:
+            if claimed:
+                self._own(lambda o: o.release(uid, before + 1))
+            raise
+        after = int(updated.get("metadata", {}).get("generation") or 0)
+        if uid and after != before + 1:
+            if claimed:
+                self._own(lambda o: o.release(uid, before + 1))
+            if after <= before:
+                return updated  # the spec did not change: no new generation to own
+        if uid:
+            self._own(lambda o: o.mark_ours(uid, after))
+        return updated
+
+    def _own(self, record: Callable[[Ownership], None]) -> bool:
+        if self._ownership is None:
+            return False
+        try:
+            record(self._ownership)
+        except Exception as exc:  # bookkeeping: it must never stop or fail a change
+            log.warning("could not record which generation the bot made: %s", type(exc).__name__)
+            return False
+        return True
 
     def _with_fresh_state(
         self,

@@ -8,6 +8,7 @@ announced; restart needs one approval (U0BOB).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import textwrap
 import threading
@@ -106,46 +107,45 @@ def approve(driver: SlackDriver, card: PostedMessage) -> None:
     assert response.status == 200
 
 
-def wait_for_verdict(driver: SlackDriver, thread_ts: str, timeout: float = 90) -> PostedMessage:
-    def final() -> PostedMessage | None:
-        for message in progress_messages(driver.slack):
-            if message.thread_ts == thread_ts and verdict_of(message):
-                return message
-        return None
-
-    found: PostedMessage = driver.wait(final, timeout, what=f"a verdict under {thread_ts}")
-    return found
-
-
 def settle(driver: SlackDriver, kubectl: Kubectl, name: str = "web") -> None:
-    """Every rollout is over and the bot has seen the last events (then a moment more)."""
+    """Every rollout is over and the bot has seen the last events (then a moment more).
+
+    A progress message that never reaches a verdict is reported by the assertions after
+    this, with the counts, rather than by a time-out here."""
     assert kubectl.rollout_status(name).returncode == 0
-    driver.wait(
-        lambda: all(verdict_of(m) for m in progress_messages(driver.slack)),
-        90,
-        what="every progress message to reach a verdict",
-    )
+    with contextlib.suppress(AssertionError):
+        driver.wait(
+            lambda: all(verdict_of(m) for m in progress_messages(driver.slack)),
+            60,
+            what="every progress message to reach a verdict",
+        )
     threading.Event().wait(3)
 
 
 def counts(slack: SlackStandin) -> str:
-    return f"{len(notices(slack))} outside notices, {len(progress_messages(slack))} progress messages"
+    return (
+        f"{len(notices(slack))} outside notices, {len(progress_messages(slack))} progress messages"
+    )
 
 
-def five_changes(drivers: list[SlackDriver]) -> list[str]:
-    """3x set image, undo, approved restart (each awaited, as a team would); the threads."""
+def five_changes(drivers: list[SlackDriver], kubectl: Kubectl) -> list[str]:
+    """3x set image, undo, approved restart, each rolled out before the next (as a team
+    would: `kubectl rollout status` is the judge, not the bot); the threads they are in."""
     threads = []
     texts = ["set image web web=app:2", "set image web web=app:3", "set image web web=app:4"]
     for i, text in enumerate([*texts, "undo web"]):
-        driver = drivers[i % len(drivers)]
-        head = change(driver, text)
+        head = change(drivers[i % len(drivers)], text)
         threads.append(head.ts)
-        wait_for_verdict(driver, head.ts)
-    driver = drivers[len(threads) % len(drivers)]
-    card = change(driver, "restart web")
+        assert kubectl.rollout_status("web").returncode == 0
+    generation = kubectl.get("deployment/web")["metadata"]["generation"]
+    card = change(drivers[len(threads) % len(drivers)], "restart web")
     approve(drivers[-1], card)
     threads.append(card.ts)
-    wait_for_verdict(driver, card.ts)
+    kubectl.wait_for(
+        lambda: kubectl.get("deployment/web")["metadata"]["generation"] > generation,
+        what="the approved restart",
+    )
+    assert kubectl.rollout_status("web").returncode == 0
     return threads
 
 
@@ -165,7 +165,7 @@ def test_five_changes_in_a_bound_channel_make_no_noise(
     deploy(kubectl)
     driver = SlackDriver(slack, start_bot(policy=policy, env=FAST), channel=CHANNEL)
 
-    threads = five_changes([driver])
+    threads = five_changes([driver], kubectl)
     settle(driver, kubectl)
 
     assert notices(slack) == [], counts(slack)
@@ -190,7 +190,7 @@ def test_two_replicas_make_no_noise(
     bots = [start_bot(policy=policy, env=FAST), start_bot(policy=policy, env=FAST)]
     drivers = [SlackDriver(slack, bot, channel=CHANNEL) for bot in bots]
 
-    threads = five_changes(drivers)
+    threads = five_changes(drivers, kubectl)
     settle(drivers[0], kubectl)
 
     assert notices(slack) == [], counts(slack)
@@ -207,9 +207,7 @@ def test_twenty_consecutive_changes_make_no_noise(
 
     # Back to back: each change is typed as soon as the previous one is announced, so watch
     # events and the bot's own bookkeeping interleave every way they can.
-    threads = [
-        change(drivers[i % 2], f"set image web web=app:{i + 2}").ts for i in range(20)
-    ]
+    threads = [change(drivers[i % 2], f"set image web web=app:{i + 2}").ts for i in range(20)]
     settle(drivers[0], kubectl)
 
     assert notices(slack) == [], counts(slack)
