@@ -228,6 +228,11 @@ class ChannelBinding(_Model):
             raise ValueError(
                 f"the channel's namespace `{self.namespace}` is not among its namespaces"
             )
+        if self.follow_outside and self.namespace is None:
+            raise ValueError(
+                "`follow_outside` needs the channel's `namespace`: outside changes are "
+                "announced in the channel bound to their namespace"
+            )
         return self
 
 
