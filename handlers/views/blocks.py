@@ -25,6 +25,7 @@ from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
+from bot.services.progress.tracker import command_verb as verb
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -277,11 +278,6 @@ def diff_message(view: DiffView) -> Message:
 
 
 # -- mutations -------------------------------------------------------------------------------
-
-
-def verb(action: str) -> str:
-    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
-    return action.replace("-", " ")
 
 
 def cluster_note(cluster: str) -> str | None:

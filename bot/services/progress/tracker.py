@@ -282,6 +282,8 @@ class ProgressTracker:
         finished = self._finish(frame, status.revision)
         if finished is None:
             return
+        if status.generation != finished.generation:
+            return  # a newer change superseded this one: its own rollout decides what to do
         if finished.automatic:
             self.publisher.needs_person(finished)
         elif finished.on_failure == "rollback":
