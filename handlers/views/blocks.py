@@ -577,7 +577,7 @@ def progress_message(
     blocks_: list[Block] = [_section("\n".join(lines))]
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
-    if verdict == "failed" and getattr(tracked, "automatic", False):
+    if verdict == "failed" and tracked.automatic:
         # The bot does not undo its own undo: a person decides, Pause is at hand.
         blocks_.append(_pause_actions(tracked))
     elif verdict == "failed":
@@ -613,7 +613,7 @@ def progress_message(
     return _fit(text, blocks_)
 
 
-def _pause_actions(tracked: Any) -> Block:
+def _pause_actions(tracked: TrackedRollout) -> Block:
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
     value = f"{tracked.namespace}/{tracked.deployment}"
@@ -623,7 +623,7 @@ def _pause_actions(tracked: Any) -> Block:
     )
 
 
-def needs_person_message(tracked: Any) -> Message:
+def needs_person_message(tracked: TrackedRollout) -> Message:
     """The automatic rollback failed too: the bot stops here and asks for a person."""
     target = f"{tracked.namespace}/{tracked.deployment}"
     text = (
