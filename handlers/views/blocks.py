@@ -577,7 +577,7 @@ def progress_message(
     blocks_: list[Block] = [_section("\n".join(lines))]
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
-    if verdict == "failed" and tracked.automatic:
+    if verdict == "failed" and getattr(tracked, "automatic", False):
         # The bot does not undo its own undo: a person decides, Pause is at hand.
         blocks_.append(_pause_actions(tracked))
     elif verdict == "failed":
