@@ -12,6 +12,8 @@ import difflib
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,9 +34,11 @@ from bot.domain.errors import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A conflict means someone changed the Deployment between our read and our write; three fresh
-# attempts cover a busy controller without hiding a genuinely contended object.
-CONFLICT_ATTEMPTS = 3
+# A conflict means someone changed the Deployment between our read and our write; a few fresh
+# attempts cover a busy controller without hiding a genuinely contended object. The controller
+# writes in bursts (status after every pod change), so the attempts are spread out a little.
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF = 0.1
 
 
 @dataclass(frozen=True)
@@ -558,6 +562,7 @@ class Rollouts:
                 log.info("conflict on %s (attempt %d), retrying on fresh state", target, tries)
                 if tries == CONFLICT_ATTEMPTS:
                     raise
+                time.sleep(CONFLICT_BACKOFF * tries * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 
     def _changed(

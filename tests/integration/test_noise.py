@@ -175,7 +175,7 @@ def test_five_changes_in_a_bound_channel_make_no_noise(
     # A change made with kubectl is announced exactly once, and (the channel does not follow
     # outside rollouts) gets no progress message of its own.
     kubectl.run("set", "image", "deployment/web", "web=app:9")
-    notice = driver.wait(notices, 60, what="the notice of the kubectl change")[0]
+    notice = driver.wait(lambda: notices(slack), 60, what="the kubectl change's notice")[0]
     assert "revision *7*" in message_text(notice.as_api_dict())
     settle(driver, kubectl)
     assert len(notices(slack)) == 1, counts(slack)
