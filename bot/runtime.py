@@ -154,11 +154,15 @@ class Runtime:
             name=settings.cluster_name,
             timeout=settings.kube_timeout_seconds,
         )
-        rollouts = Rollouts(self.cluster, gitops=policy.gitops)
+        self.replica = replica_id()
+        registry = RedisRolloutRegistry(
+            self.redis, keys, self.replica, sealer=self.sealer if settings.state_key else None
+        )
+        # Every write claims its generation in the registry first: see Ownership.
+        rollouts = Rollouts(self.cluster, gitops=policy.gitops, claims=registry)
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
         executor = Executor(rollouts, audit, settings.cluster_name)
-        self.replica = replica_id()
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
@@ -166,9 +170,7 @@ class Runtime:
             publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
             cluster=self.cluster,
             rollouts=rollouts,
-            registry=RedisRolloutRegistry(
-                self.redis, keys, self.replica, sealer=self.sealer if settings.state_key else None
-            ),
+            registry=registry,
             leases=RedisLeases(self.redis, keys, LEASE_TTL),
             policy=policy,
             audit=audit,

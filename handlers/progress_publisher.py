@@ -13,6 +13,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.domain.tracking import TrackedRollout
 from bot.services.progress.coalescer import Coalescer
 from bot.services.progress.ports import OutsideChange, ProgressFrame
 from handlers.views import blocks
@@ -68,6 +69,10 @@ class SlackProgressPublisher:
     def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
         message = blocks.error_message(text) if error else blocks.info_message(text)
         self._post(channel, message, thread_ts=thread_ts)
+
+    def needs_person(self, tracked: TrackedRollout) -> None:
+        message = blocks.needs_person_message(tracked)
+        self._post(tracked.channel, message, thread_ts=tracked.thread_ts)
 
     def _post(
         self, channel: str, message: blocks.Message, *, thread_ts: str | None = None

@@ -4,7 +4,7 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
 
     channels:
       C0DEPLOYS: {namespace: default}
-      C0PROD: {namespace: prod, namespaces: [prod, prod-*]}
+      C0PROD: {namespace: prod, namespaces: [prod, prod-*], follow_outside: true}
     permissions:
       - users: ["*"]
         namespaces: ["*"]
@@ -210,10 +210,14 @@ class _Model(BaseModel):
 
 
 class ChannelBinding(_Model):
-    """What a channel works on: its default namespace, and optionally the only ones allowed."""
+    """What a channel works on: its default namespace, optionally the only ones allowed, and
+    whether rollouts made outside the bot there are followed."""
 
     namespace: Namespace | None = None
     namespaces: Annotated[list[NamespacePattern], Field(min_length=1)] | None = None
+    #: Changes made outside the bot in ``namespace`` are always announced (once per revision);
+    #: with ``true`` their rollout is also followed in the notice's thread.
+    follow_outside: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _default_is_allowed(self) -> ChannelBinding:
@@ -224,6 +228,11 @@ class ChannelBinding(_Model):
         ):
             raise ValueError(
                 f"the channel's namespace `{self.namespace}` is not among its namespaces"
+            )
+        if self.follow_outside and self.namespace is None:
+            raise ValueError(
+                "`follow_outside` needs the channel's `namespace`: outside changes are "
+                "announced in the channel bound to their namespace"
             )
         return self
 

@@ -24,3 +24,5 @@ class TrackedRollout:
     rolled_back: bool = False
     #: "deployment", "statefulset" or "daemonset"; `deployment` holds the object's name.
     kind: str = "deployment"
+    #: Started by the bot itself (an automatic rollback): never rolled back automatically.
+    automatic: bool = False

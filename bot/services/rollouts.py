@@ -16,22 +16,33 @@ import difflib
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from bot.adapters.k8s.cluster import Cluster, Json, selector_string
 from bot.domain import ownership, rollout, workloads
-from bot.domain.errors import Conflict, Forbidden, NotFound, Refused
+from bot.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    OutcomeUnknown,
+    Refused,
+    RolloutBotError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A conflict means someone changed the Deployment between our read and our write; three fresh
-# attempts cover a busy controller without hiding a genuinely contended object.
-CONFLICT_ATTEMPTS = 3
+# A conflict means someone changed the Deployment between our read and our write; a few fresh
+# attempts cover a busy controller without hiding a genuinely contended object. The controller
+# writes in bursts (status after every pod change), so the attempts are spread out a little.
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF = 0.1
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,20 @@ def change_cause(description: str, actor: Actor, reason: str | None) -> str:
     return f"{text}: {reason}" if reason else text
 
 
+class Ownership(Protocol):
+    """Where the bot records which generations of a Deployment it made (shared by replicas).
+
+    A generation is claimed *before* the write that makes it, so a watch event for it is
+    recognised as the bot's own whenever it arrives; confirmed after the write, released when
+    the write certainly did not happen."""
+
+    def claim(self, uid: str, generation: int) -> None: ...
+
+    def mark_ours(self, uid: str, generation: int) -> None: ...
+
+    def release(self, uid: str, generation: int) -> None: ...
+
+
 class Rollouts:
     def __init__(
         self,
@@ -139,11 +164,13 @@ class Rollouts:
         *,
         clock: Callable[[], datetime] | None = None,
         gitops: str = "warn",
+        claims: Ownership | None = None,
     ) -> None:
         self.cluster = cluster
         #: The policy's `gitops` setting: "warn" or "refuse" a change to a GitOps-managed object.
         self.gitops = gitops
         self._now = clock or (lambda: datetime.now(UTC))
+        self._claims = claims
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -441,8 +468,11 @@ class Rollouts:
                     "value": deployment["metadata"]["resourceVersion"],
                 },
             ]
-            updated = self.cluster.patch_deployment(
-                target.namespace, target.name, patch, field_manager="kubectl-rollout"
+            updated = self._write(
+                deployment,
+                lambda: self.cluster.patch_deployment(
+                    target.namespace, target.name, patch, field_manager="kubectl-rollout"
+                ),
             )
             return self._changed(
                 target,
@@ -607,8 +637,11 @@ class Rollouts:
         metadata = dict(body.get("metadata") or {})
         metadata["resourceVersion"] = deployment["metadata"]["resourceVersion"]
         body["metadata"] = metadata
-        return self.cluster.patch_workload(
-            target.kind, target.namespace, target.name, body, field_manager=field_manager
+        return self._write(
+            deployment,
+            lambda: self.cluster.patch_workload(
+                target.kind, target.namespace, target.name, body, field_manager=field_manager
+            ),
         )
 
     def _ownership(self, target: Target, obj: Json, action: str) -> tuple[str, ...]:
@@ -648,6 +681,41 @@ class Rollouts:
                 lines.append(ownership.autoscaler_notice(hpa))
         return tuple(lines)
 
+    def _write(self, deployment: Json, write: Callable[[], Json]) -> Json:
+        """Runs a write pinned to `deployment`'s resourceVersion, claiming first the generation
+        it will make (the current one + 1: nobody else can write in between)."""
+        meta = deployment.get("metadata", {})
+        uid = str(meta.get("uid") or "")
+        before = int(meta.get("generation") or 0)
+        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1))
+        try:
+            updated = write()
+        except OutcomeUnknown:
+            raise  # it may have been applied: the claim stays until it expires
+        except RolloutBotError:
+            if claimed:
+                self._own(lambda o: o.release(uid, before + 1))
+            raise
+        after = int(updated.get("metadata", {}).get("generation") or 0)
+        if uid and after != before + 1:
+            if claimed:
+                self._own(lambda o: o.release(uid, before + 1))
+            if after <= before:
+                return updated  # the spec did not change: no new generation to own
+        if uid:
+            self._own(lambda o: o.mark_ours(uid, after))
+        return updated
+
+    def _own(self, record: Callable[[Ownership], None]) -> bool:
+        if self._claims is None:
+            return False
+        try:
+            record(self._claims)
+        except Exception as exc:  # bookkeeping: it must never stop or fail a change
+            log.warning("could not record which generation the bot made: %s", type(exc).__name__)
+            return False
+        return True
+
     def _with_fresh_state(
         self,
         target: Target,
@@ -669,6 +737,7 @@ class Rollouts:
                 log.info("conflict on %s (attempt %d), retrying on fresh state", target, tries)
                 if tries == CONFLICT_ATTEMPTS:
                     raise
+                time.sleep(CONFLICT_BACKOFF * tries * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 
     def _changed(

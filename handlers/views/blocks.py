@@ -25,6 +25,7 @@ from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
+from bot.services.progress.tracker import command_verb as verb
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -36,6 +37,8 @@ from bot.services.rollouts import (
 )
 
 MAX_BLOCKS = 50
+# The cluster name when none was configured (ROLLOUT_BOT_CLUSTER_NAME): one cluster, not named.
+DEFAULT_CLUSTER = "default"
 SECTION_LIMIT = 3000
 # Room left in a section for the ``` fences and a "… N more" note.
 CODE_LIMIT = SECTION_LIMIT - 80
@@ -298,13 +301,20 @@ def diff_message(view: DiffView) -> Message:
 # -- mutations -------------------------------------------------------------------------------
 
 
+def cluster_note(cluster: str) -> str | None:
+    """Which cluster, only when one is named: the default single cluster goes unsaid."""
+    if not cluster or cluster == DEFAULT_CLUSTER:
+        return None
+    return f"cluster `{escape(cluster)}`"
+
+
 def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
     """The in-channel announcement: who did what, where."""
     if not change.changed:
         text = f":information_source: `{change.summary}` (requested by <@{actor.user_id}>)"
         return _fit(change.summary, [_section(text)])
     lines = [
-        f":rocket: <@{actor.user_id}> ran *{change.action}* on `{change.target}`",
+        f":rocket: <@{actor.user_id}> ran `{verb(change.action)}` on `{change.target}`",
         f"`{change.summary}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
@@ -320,7 +330,8 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
             )
         )
     return _fit(
-        f"{actor.user_name} ran {change.action} on {change.target}: {change.summary}", blocks
+        f"{actor.user_name} ran {verb(change.action)} on {change.target}: {change.summary}",
+        blocks,
     )
 
 
@@ -374,10 +385,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     fields = request.command.get("fields") if isinstance(request.command, dict) else None
     kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
     name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
-    target = f"{request.cluster}/{request.namespace}/{name}"
+    target = f"{request.namespace}/{name}"
     lines = [
         f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
-        f"<@{request.requester_id}> wants to run *{request.action}* on `{target}`",
+        f"<@{request.requester_id}> wants to run *{verb(request.action)}* on `{target}`",
         "```\n" + request_command(request).replace("```", "'''") + "\n```",
     ]
     if request.reason:
@@ -390,6 +401,9 @@ def approval_card(request: ApprovalRequest) -> Message:
         f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in request.approvers
     )
     facts = [f"needs {request.required} of: {approvers}", f"expires {_when(request.expires_at)}"]
+    cluster = cluster_note(str(request.cluster or ""))
+    if cluster:
+        facts.insert(0, cluster)
     if request.approvals:
         facts.append(
             "approved by " + ", ".join(f"<@{a.user_id}> {_when(a.at)}" for a in request.approvals)
@@ -431,7 +445,7 @@ def approval_card(request: ApprovalRequest) -> Message:
                         confirm=ConfirmObject(
                             title="Approve this change?",
                             text=_cut(
-                                f"{request.action} on {target} will run as soon as "
+                                f"{verb(request.action)} on {target} will run as soon as "
                                 f"{request.required} approver(s) agree.",
                                 300,
                             ),
@@ -458,7 +472,8 @@ def approval_card(request: ApprovalRequest) -> Message:
             )
         )
     return _fit(
-        f"Approval {state}: {request.action} on {target} by {request.requester_name}", blocks
+        f"Approval {state}: {verb(request.action)} on {target} by {request.requester_name}",
+        blocks,
     )
 
 
@@ -544,12 +559,14 @@ def progress_message(
 
     desired = status.desired if status.desired is not None else 0
     elapsed = now - tracked.started_at
-    kind = getattr(tracked, "kind", "deployment")
+    kind = tracked.kind
     target = (
         f"{tracked.namespace}/{tracked.deployment}"
         if kind == "deployment"
         else f"{tracked.namespace}/{kind}/{tracked.deployment}"
     )
+    # Until the controller has observed the change, the counts are the previous revision's.
+    starting = not verdict and status.observed_generation < status.generation
     if verdict == "succeeded":
         head = (
             f":white_check_mark: *{escape(tracked.title)}* — rollout *succeeded* in "
@@ -561,6 +578,8 @@ def progress_message(
         head = f":grey_question: *{escape(tracked.title)}* — {verdict}"
     elif status.paused:
         head = f":double_vertical_bar: *{escape(tracked.title)}* — paused"
+    elif starting:
+        head = f":hourglass_flowing_sand: *{escape(tracked.title)}* — starting"
     else:
         head = f":hourglass_flowing_sand: *{escape(tracked.title)}* — rolling out"
     counts = (
@@ -573,6 +592,11 @@ def progress_message(
     if status.terminating:
         counts += f" · {status.terminating} terminating"
     lines = [head, counts, f"_{escape(status.message)}_"]
+    if starting:
+        lines = [
+            head,
+            "_The rollout is starting: the controller has not picked up the change yet._",
+        ]
     if not verdict:
         lines.append(
             f"elapsed {_duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
@@ -583,7 +607,10 @@ def progress_message(
     blocks_: list[Block] = [_section("\n".join(lines))]
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
-    if verdict == "failed":
+    if verdict == "failed" and tracked.automatic:
+        # The bot does not undo its own undo: a person decides, Pause is at hand.
+        blocks_.append(_pause_actions(tracked))
+    elif verdict == "failed":
         # The clicked button must act on the same object: the value carries the kind.
         value = target
         blocks_.append(
@@ -614,10 +641,35 @@ def progress_message(
                 ],
             )
         )
-    text = f"{tracked.title}: {verdict or status.message}"
+    summary = "starting" if starting else status.message
+    text = f"{tracked.title}: {verdict or summary}"
     if reasons:
         text += " (" + ", ".join(reasons) + ")"
     return _fit(text, blocks_)
+
+
+def _pause_actions(tracked: TrackedRollout) -> Block:
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement
+
+    value = f"{tracked.namespace}/{tracked.deployment}"
+    return ActionsBlock(
+        block_id=f"person:{tracked.id}"[:255],
+        elements=[ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)],
+    )
+
+
+def needs_person_message(tracked: TrackedRollout) -> Message:
+    """The automatic rollback failed too: the bot stops here and asks for a person."""
+    target = f"{tracked.namespace}/{tracked.deployment}"
+    text = (
+        f":sos: The automatic rollback of `{target}` failed too, so the bot stops here and "
+        "rolls nothing back again: *a person is needed*. Pause it to keep it from changing "
+        "while you look, then fix it with `/rollout set image` or `/rollout undo`."
+    )
+    return _fit(
+        f"The automatic rollback of {target} failed too: a person is needed",
+        [_section(text), _pause_actions(tracked)],
+    )
 
 
 def outside_change_message(

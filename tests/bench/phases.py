@@ -280,8 +280,8 @@ def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
 
 # -- 3. progress at scale -----------------------------------------------------------------------
 
-SUCCEEDED = re.compile(r"^set-image on ([a-z0-9-]+)/([a-z0-9-]+): succeeded$")
-FAILED = re.compile(r"^set-image on ([a-z0-9-]+)/([a-z0-9-]+): failed")
+SUCCEEDED = re.compile(r"^set image ([a-z0-9-]+)/([a-z0-9-]+): succeeded$")
+FAILED = re.compile(r"^set image ([a-z0-9-]+)/([a-z0-9-]+): failed")
 
 
 def _progress_updates(

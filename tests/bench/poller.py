@@ -65,7 +65,7 @@ def follow(
             generation=start_generation + 1,
             started_at=time.time(),
             deadline_seconds=int(first["spec"].get("progressDeadlineSeconds") or 600),
-            title=f"set-image on {namespace}/{name}",
+            title=f"set image {namespace}/{name}",
         )
         waiting = blocks.progress_message(
             tracked, rollout.rollout_status(first), tracked.started_at

@@ -245,8 +245,9 @@ def test_set_image_in_prod_posts_a_card_with_images_and_diff_and_changes_nothing
 
     text = card_text(driver.slack, card)
     assert "Waiting for approval" in text
-    assert "<@U0ALICE> wants to run *set-image*" in text
-    assert f"{prod_namespace}/web" in text
+    assert "<@U0ALICE> wants to run *set image*" in text
+    assert f"`{prod_namespace}/web`" in text and f"test/{prod_namespace}" not in text
+    assert "cluster `test`" in text
     assert "Reason: fixes CVE-1" in text
     assert "expires <!date^" in text
     assert f"`nginx`: `{OLD_IMAGE}` → `{NEW_IMAGE}`" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.devkit.slack_api import PostedMessage, SlackStandin
+from handlers.views import blocks
 from tests.conftest import TEST_POLICY
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
@@ -128,11 +130,12 @@ def test_roll_back_button_obeys_the_policy(
 def test_on_failure_rollback_restores_the_previous_image(
     start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str, tmp_path: Path
 ) -> None:
+    # on_failure comes from the approval rule that covers the action that started the rollout.
     policy = tmp_path / "rollback.yaml"
     rule = textwrap.indent(
         textwrap.dedent(f"""\
         - namespaces: [{granted_namespace}]
-          actions: [restart]
+          actions: [set-image]
           required: 1
           approvers: [U0BOB]
           on_failure: rollback
@@ -142,8 +145,13 @@ def test_on_failure_rollback_restores_the_previous_image(
     policy.write_text(TEST_POLICY + rule)
     driver = SlackDriver(slack, start_bot(policy=policy, env=FAST))
     deploy(kubectl, "svc", replicas=2, deadline=4)
-    driver.run(f"set image svc svc=app:broken-2 -n {granted_namespace}")
-    head = announcement(slack, "C0DEPLOYS", "image updated")
+    said = driver.run(f"set image svc svc=app:broken-2 -n {granted_namespace}")
+    request = re.search(r"request `([A-Za-z0-9_-]+)`", said)
+    assert request, said
+    head = announcement(slack, "C0DEPLOYS", "wants to run")
+    driver.click(
+        blocks.APPROVE_ACTION, request.group(1), user="U0BOB", name="bob", message_ts=head.ts
+    )
     wait_for_verdict(driver, "C0DEPLOYS", head.ts, "failed")
     kubectl.wait_for(
         lambda: kubectl.images("svc") == {"svc": "app:1"}, what="the automatic rollback"
@@ -205,7 +213,8 @@ def test_outside_kubectl_change_gets_exactly_one_notice(
     policy = tmp_path / "bound.yaml"
     policy.write_text(
         TEST_POLICY.replace(
-            "C0DEPLOYS: {namespace: default}", f"C0OPS: {{namespace: {granted_namespace}}}"
+            "C0DEPLOYS: {namespace: default}",
+            f"C0OPS: {{namespace: {granted_namespace}, follow_outside: true}}",
         )
     )
     deploy(kubectl, "web")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.adapters.redis.approvals import ApprovalRequest
+from bot.domain.approval import ApprovalRequest
 from bot.devkit.slack_api import block_kit_errors
 from bot.domain import rollout
+from bot.domain.tracking import TrackedRollout
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -121,10 +120,15 @@ def test_approval_card_with_a_huge_preview_and_many_approvers_fits() -> None:
 
 
 def test_progress_failure_offers_roll_back_and_pause() -> None:
-    tracked = SimpleNamespace(
+    tracked = TrackedRollout(
         id="uid-2",
+        channel="C1",
+        thread_ts="1.0",
+        message_ts="2.0",
         namespace="prod",
         deployment="web",
+        uid="uid",
+        generation=2,
         title="set image",
         started_at=0.0,
         deadline_seconds=600,

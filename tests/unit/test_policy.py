@@ -96,6 +96,21 @@ def test_a_channel_binding_names_the_default_namespace(example: Policy) -> None:
     assert example.default_namespace("C0ELSEWHERE") == "default"
 
 
+def test_a_channel_follows_outside_rollouts_only_when_it_says_so(tmp_path: Path) -> None:
+    policy = load_policy(
+        write(
+            tmp_path,
+            """\
+            channels:
+              C0PROD: {namespace: prod, follow_outside: true}
+              C0STAGING: {namespace: staging}
+            """,
+        )
+    )
+    assert policy.channels["C0PROD"].follow_outside is True
+    assert policy.channels["C0STAGING"].follow_outside is False
+
+
 @pytest.mark.parametrize(
     ("channel", "namespace", "allowed"),
     [
@@ -501,6 +516,18 @@ def test_a_bad_user_id_is_reported_on_its_line(tmp_path: Path, users: str, messa
             "list should have at least 1 item",
         ),
         ("C0PROD: {namespce: prod}", 2, "channels.C0PROD.namespce", "unknown key `namespce`"),
+        (
+            "C0PROD: {namespace: prod, follow_outside: sometimes}",
+            2,
+            "channels.C0PROD.follow_outside",
+            "input should be a valid boolean",
+        ),
+        (
+            "C0PROD: {namespaces: [prod], follow_outside: true}",
+            2,
+            "channels.C0PROD",
+            "`follow_outside` needs the channel's `namespace`",
+        ),
         ("C0PROD: prod", 2, "channels.C0PROD", "input should be a valid dictionary"),
     ],
 )

@@ -23,6 +23,8 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:rollouts:active        set: ids of tracked rollouts without a verdict yet
     {rollout-bot}:rollout-lease:<id>     string: the replica driving that rollout, with a TTL
     {rollout-bot}:ours:<uid>:<gen>       string: the bot made this generation of a Deployment
+                                         (claimed before the write, confirmed after it)
+    {rollout-bot}:auto-rollback:<id>     string: the rollout was rolled back automatically
     {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
 """
 
@@ -109,6 +111,9 @@ class Keys:
 
     def ours(self, uid: str, generation: int) -> str:
         return f"{self.tag}:ours:{_part(uid, 'uid')}:{int(generation)}"
+
+    def auto_rollback(self, rollout_id: str) -> str:
+        return f"{self.tag}:auto-rollback:{_part(rollout_id, 'rollout id')}"
 
     def notice(self, uid: str, revision: int) -> str:
         return f"{self.tag}:notice:{_part(uid, 'uid')}:{int(revision)}"

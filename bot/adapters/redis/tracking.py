@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 RECORD_TTL_SECONDS = 7 * 86400
 # A notice marker outlives any sensible revision history of one object.
 NOTICE_TTL_SECONDS = 30 * 86400
+# A generation claimed before a write whose outcome never became known (the bot died, or the
+# API server did not answer) stops hiding outside changes after this long.
+CLAIM_TTL_SECONDS = 3600
 
 
 class RedisRolloutRegistry:
@@ -86,11 +89,31 @@ class RedisRolloutRegistry:
             log.warning("ignored tracked rollout %s: it failed its integrity check", rollout_id)
             self.refused.add(rollout_id)
 
+    # -- which generations the bot made ---------------------------------------------------------
+    #
+    # Claimed *before* the write, so a watch event for the new generation (on any replica, at
+    # any moment) is recognised as the bot's own; confirmed once the write succeeded, released
+    # when it certainly did not happen.
+
+    def claim(self, uid: str, generation: int) -> None:
+        self._redis.set(self._keys.ours(uid, generation), "claimed", ex=CLAIM_TTL_SECONDS)
+
     def mark_ours(self, uid: str, generation: int) -> None:
         self._redis.set(self._keys.ours(uid, generation), "1", ex=RECORD_TTL_SECONDS)
 
+    def release(self, uid: str, generation: int) -> None:
+        self._redis.delete(self._keys.ours(uid, generation))
+
     def is_ours(self, uid: str, generation: int) -> bool:
         return bool(self._redis.exists(self._keys.ours(uid, generation)))
+
+    def first_rollback(self, rollout_id: str) -> bool:
+        """True exactly once per rollout: at most one automatic rollback, across replicas."""
+        return bool(
+            self._redis.set(
+                self._keys.auto_rollback(rollout_id), self.owner, nx=True, ex=RECORD_TTL_SECONDS
+            )
+        )
 
     def first_notice(self, uid: str, revision: int) -> bool:
         """True exactly once per revision, across replicas and restarts."""

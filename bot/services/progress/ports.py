@@ -52,6 +52,10 @@ class ProgressPublisher(Protocol):
     def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
         """A short line in a rollout's thread (an automatic rollback, a refusal)."""
 
+    def needs_person(self, tracked: TrackedRollout) -> None:
+        """The automatic rollback failed too: say in its thread that a person is needed, and
+        offer Pause (the bot does not undo its own undo)."""
+
     def flush(self, timeout: float) -> bool:
         """Deliver every pending update now; True if none is left."""
 

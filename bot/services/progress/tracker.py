@@ -13,19 +13,32 @@ How it fits together:
     leases                each rollout is driven by exactly one replica (a renewed Redis
                           lock); another takes over when the owner dies, and a restarted bot
                           picks up every unfinished rollout from Redis
+    ownership             every write the bot makes claims its generation in Redis *before*
+                          the PATCH (bot.services.rollouts), so a watch event for it is known
+                          as the bot's own on every replica, whichever comes first: the event
+                          or the bot registering the rollout it started
     notices               changes made outside the bot (kubectl, CI/CD, GitOps) in a channel's
-                          bound namespace are announced once per revision, then tracked
-    on_failure            `on_failure: rollback` hands a failed rollout to the rollback use
-                          case given to the constructor
+                          bound namespace are announced once per revision; their rollout is
+                          followed in the notice's thread only with `follow_outside: true`
+    verdicts              a verdict belongs to the rollout it judges: a ProgressDeadlineExceeded
+                          condition left over from an earlier rollout (the controller keeps it
+                          when it reuses a ReplicaSet) counts only once this rollout's own
+                          deadline, from when it started, has passed without progress
+    on_failure            `on_failure: rollback` (from the approval rule covering the action
+                          that started the rollout) hands a failed rollout to the rollback use
+                          case given to the constructor, once; an automatic rollback that fails
+                          too is never undone: the thread is told a person is needed
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import redis
 
@@ -38,6 +51,7 @@ from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.domain import rollout, workloads
 from bot.domain.errors import NotFound, RolloutBotError
 from bot.domain.policy import Policy
+from bot.domain.rollout import RolloutStatus, StatusReason
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
 from bot.services.rollouts import Change, Rollouts, StatusView, Target
@@ -68,6 +82,17 @@ STUCK_POD_REASONS = frozenset(
 #: Runs the automatic rollback of a failed rollout; returns the change it made (or None when
 #: nothing needed doing). Raises RolloutBotError / StoreError with a message for the thread.
 Rollback = Callable[[TrackedRollout], Change | None]
+
+
+@dataclass(frozen=True)
+class _NoticeChannel:
+    channel: str
+    follow: bool
+
+
+def command_verb(action: str) -> str:
+    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
+    return action.replace("-", " ")
 
 
 class ProgressTracker:
@@ -101,13 +126,16 @@ class ProgressTracker:
         # uid -> generation last checked for an outside change (status events repeat it).
         self._noticed: dict[str, int] = {}
         self._owned: set[str] = set()
+        # rollout id -> when its own deadline passes, for rollouts whose failure is held back
+        # (no watch event comes when nothing changes, so the lease loop looks again then).
+        self._held: dict[str, float] = {}
         self._stop = threading.Event()
         self._lease_thread = threading.Thread(
             target=self._lease_loop, name="rollout-leases", daemon=True
         )
         # namespace -> channel, for notices of outside changes (exact names only).
         self._notice_channels = {
-            binding.namespace: channel
+            binding.namespace: _NoticeChannel(channel, binding.follow_outside)
             for channel, binding in policy.channels.items()
             if binding.namespace
         }
@@ -141,7 +169,19 @@ class ProgressTracker:
 
     # -- tracking --------------------------------------------------------------------------------
 
-    def track(self, change: Change, channel_id: str, thread_ts: str, *, title: str = "") -> None:
+    def track(
+        self,
+        change: Change,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        title: str = "",
+        automatic: bool = False,
+    ) -> None:
+        """Follow the rollout a change started, in one message threaded under `thread_ts`.
+
+        That the generation is the bot's own was recorded before the write (see Ownership in
+        bot.services.rollouts), so no replica announces it as an outside change."""
         deployment = change.deployment
         meta = deployment.get("metadata", {})
         spec = deployment.get("spec", {})
@@ -156,21 +196,21 @@ class ProgressTracker:
             generation=int(meta.get("generation", 0) or 0),
             started_at=self._clock(),
             deadline_seconds=_deadline(change.target.kind, spec),
-            title=title or f"{change.action} on {change.target}",
-            on_failure=self._on_failure_for(change.action, change.target.namespace),
+            title=title or f"{command_verb(change.action)} {change.target}",
+            on_failure=(
+                "notify"
+                if automatic
+                else self._on_failure_for(change.action, change.target.namespace)
+            ),
+            automatic=automatic,
             kind=change.target.kind,
         )
-        try:
-            self.registry.mark_ours(tracked.uid, tracked.generation)
-        except redis.RedisError:
-            log.warning("could not record a bot-made generation")
         self._start_tracking(tracked, deployment)
 
     def _start_tracking(self, tracked: TrackedRollout, deployment: Json) -> None:
+        now = self._clock()
         ts = self.publisher.post(
-            ProgressFrame(
-                tracked, workloads.workload_status(tracked.kind, deployment), self._clock()
-            )
+            ProgressFrame(tracked, self._status_for(tracked, deployment, now), now)
         )
         if ts is None:
             return
@@ -185,13 +225,17 @@ class ProgressTracker:
             if owned:
                 self._owned.add(tracked.id)
         self._ensure_watch(tracked.namespace, tracked.kind)
+        # Events that arrived between the write and now were not matched to this rollout yet:
+        # catch up from the current state rather than from the write's answer.
+        with contextlib.suppress(RolloutBotError):
+            deployment = self.cluster.get_workload(
+                tracked.kind, tracked.namespace, tracked.deployment
+            )
         self._evaluate(tracked.id, deployment)
 
     def _on_failure_for(self, action: str, namespace: str) -> str:
-        rule = self.policy.approval_rule_for(action, namespace) or next(
-            (r for r in self.policy.approvals if r.covers(namespace)),
-            None,
-        )
+        """Only an approval rule that covers the action that started the rollout decides."""
+        rule = self.policy.approval_rule_for(action, namespace)
         return rule.on_failure if rule is not None else "notify"
 
     def _ensure_watch(self, namespace: str, kind: str = "deployment") -> None:
@@ -253,8 +297,8 @@ class ProgressTracker:
             # is gone.
             self._deleted(rollout_id, deployment)
             return
-        status = workloads.workload_status(tracked.kind, deployment)
         now = self._clock()
+        status = self._status_for(tracked, deployment, now)
         if status.reason == rollout.StatusReason.STRATEGY_UNSUPPORTED:
             # kubectl cannot follow an OnDelete rollout either; say so and stop.
             self._finish(ProgressFrame(tracked, status, now, verdict="not followed"))
@@ -301,7 +345,13 @@ class ProgressTracker:
         if tracked.kind != "deployment":
             revision = self._current_revision(_target(tracked), deployment)
         finished = self._finish(frame, revision)
-        if finished is not None and tracked.on_failure == "rollback":
+        if finished is None:
+            return
+        if status.generation != finished.generation:
+            return  # a newer change superseded this one: its own rollout decides what to do
+        if finished.automatic:
+            self.publisher.needs_person(finished)
+        elif finished.on_failure == "rollback":
             self._roll_back(finished)
 
     def _status_view(self, tracked: TrackedRollout) -> StatusView | None:
@@ -317,8 +367,54 @@ class ProgressTracker:
             return None
         return next((r.number for r in revisions if r.is_current), None)
 
+    def _status_for(self, tracked: TrackedRollout, obj: Json, now: float) -> RolloutStatus:
+        """kubectl's verdict, except that a deadline exceeded before this rollout's own
+        deadline passed is an earlier rollout's: the controller keeps that condition when the
+        change reuses an existing ReplicaSet. Until then the rollout is judged without it.
+        (StatefulSets and DaemonSets have no such condition.)"""
+        if tracked.kind != "deployment":
+            return workloads.workload_status(tracked.kind, obj)
+        status = rollout.rollout_status(obj)
+        due = tracked.started_at + tracked.deadline_seconds
+        with self._lock:
+            if status.reason != StatusReason.DEADLINE_EXCEEDED or now >= due:
+                self._held.pop(tracked.id, None)
+                return status
+            self._held[tracked.id] = due
+        return rollout.rollout_status(_without_deadline_exceeded(obj))
+
+    def _recheck_held(self) -> None:
+        """Rollouts whose failure was held back: judge them again once their deadline passed
+        (a stuck rollout changes nothing in the cluster, so no event would come)."""
+        now = self._clock()
+        with self._lock:
+            due = [
+                rollout_id
+                for rollout_id, at in self._held.items()
+                if at <= now and rollout_id in self._owned
+            ]
+        for rollout_id in due:
+            with self._lock:
+                tracked = self._tracked.get(rollout_id)
+            if tracked is None or tracked.finished:
+                with self._lock:
+                    self._held.pop(rollout_id, None)
+                continue
+            try:
+                obj = self.cluster.get_workload(tracked.kind, tracked.namespace, tracked.deployment)
+            except RolloutBotError:
+                continue
+            self._evaluate(rollout_id, obj)
+
     def _roll_back(self, tracked: TrackedRollout) -> None:
         if self._rollback is None:
+            return
+        try:
+            # At most one automatic rollback per rollout, whichever replica judges it.
+            if not self.registry.first_rollback(tracked.id):
+                return
+        except redis.RedisError:
+            log.warning("could not record the automatic rollback of %s", tracked.id)
             return
         try:
             change = self._rollback(tracked)
@@ -343,6 +439,7 @@ class ProgressTracker:
                 tracked.channel,
                 tracked.thread_ts,
                 title=f"automatic rollback of {change.target}",
+                automatic=True,
             )
 
     def _finish(self, frame: ProgressFrame, revision: int | None = None) -> TrackedRollout | None:
@@ -354,6 +451,7 @@ class ProgressTracker:
                 return None
             done = replace(current, finished=True, verdict=verdict)
             self._tracked[tracked.id] = done
+            self._held.pop(tracked.id, None)
 
         def delivered() -> None:
             try:
@@ -393,8 +491,12 @@ class ProgressTracker:
 
     def _lease_loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW):
-            self.renew_leases()
-            self.recheck_workloads()
+            try:
+                self.renew_leases()
+                self._recheck_held()
+                self.recheck_workloads()
+            except Exception as exc:  # the loop must outlive any one rollout
+                log.warning("lease loop: %s", type(exc).__name__)
 
     def recheck_workloads(self) -> None:
         """StatefulSet and DaemonSet rollouts fail by their pods, which their own watch does not
@@ -456,13 +558,22 @@ class ProgressTracker:
 
     # -- notices of outside changes --------------------------------------------------------------
 
-    def _maybe_notice(self, deployment: Json, channel: str, kind: str = "deployment") -> None:
+    def _maybe_notice(
+        self, deployment: Json, where: _NoticeChannel, kind: str = "deployment"
+    ) -> None:
+        """Announce a revision someone else made, once. Judged only once the controller has
+        observed the generation (before that the revision annotation is the previous one's):
+        a revision the bot's own generation produced is marked as announced, so a later
+        outside change that makes no new revision (a scale) never announces it either."""
         meta = deployment.get("metadata", {})
         uid = str(meta.get("uid", ""))
         generation = int(meta.get("generation", 0) or 0)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         target = Target(namespace, name, kind)
         if kind == "deployment":
+            observed = int(deployment.get("status", {}).get("observedGeneration", 0) or 0)
+            if observed < generation:
+                return
             revision = rollout.revision_of(deployment)
         else:
             with self._lock:
@@ -479,11 +590,13 @@ class ProgressTracker:
             return  # a brand-new object's first revision is not a change to announce
         try:
             if self.registry.is_ours(uid, generation):
+                self.registry.first_notice(uid, revision)
                 return
             if not self.registry.first_notice(uid, revision):
                 return
         except redis.RedisError:
             return  # without Redis we cannot promise "once", so we stay quiet
+        channel = where.channel
         try:
             revisions = self.rollouts.history(target).revisions
         except RolloutBotError:
@@ -502,7 +615,7 @@ class ProgressTracker:
                 previous_revision=before.number if before else None,
             ),
         )
-        if thread_ts is None:
+        if thread_ts is None or not where.follow:
             return
         tracked = TrackedRollout(
             id=f"{uid}-{generation}",
@@ -535,6 +648,19 @@ def _deadline(kind: str, spec: Json) -> int:
     return WORKLOAD_DEADLINE_SECONDS
 
 
+def _without_deadline_exceeded(deployment: Json) -> Json:
+    """The Deployment without a ProgressDeadlineExceeded condition (an earlier rollout's)."""
+    status = dict(deployment.get("status") or {})
+    status["conditions"] = [
+        c
+        for c in status.get("conditions") or []
+        if not (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
+    ]
+    judged = copy.copy(deployment)
+    judged["status"] = status
+    return judged
+
+
 def _who_changed(deployment: Json) -> str:
     """The change-cause if one was recorded, else the field manager of the latest update."""
     annotations = deployment.get("metadata", {}).get("annotations") or {}
@@ -552,4 +678,4 @@ def _who_changed(deployment: Json) -> str:
     return "someone outside the bot"
 
 
-__all__ = ["LEASE_TTL", "ProgressTracker", "Rollback"]
+__all__ = ["LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]
