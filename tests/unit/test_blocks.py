@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.approval import ApprovalRequest
 from bot.devkit.slack_api import block_kit_errors
 from bot.domain import rollout
+from bot.domain.approval import ApprovalRequest
 from bot.domain.tracking import TrackedRollout
 from bot.services.rollouts import (
     Actor,
