@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "DEFAULT_KEY_ID",
-    "MIN_HMAC_KEY_BYTES",
     "AuditEntry",
     "AuditEvent",
     "AuditEventKind",
@@ -23,8 +22,6 @@ __all__ = [
     "valid_key_id",
 ]
 
-#: An HMAC key shorter than this is refused at start-up (HMAC-SHA256 wants 32 bytes of secret).
-MIN_HMAC_KEY_BYTES: Final = 32
 #: The key id of the single key given as ROLLOUT_BOT_AUDIT_HMAC_KEY.
 DEFAULT_KEY_ID: Final = "default"
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -140,6 +137,9 @@ class VerifyResult:
     key_ids: tuple[str, ...] = ()
     #: What verification could not establish (e.g. no key: the head is not authenticated).
     warnings: tuple[str, ...] = ()
+    #: The head verified (on success): keep it outside Redis to detect a later rollback.
+    head_seq: int | None = None
+    head_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

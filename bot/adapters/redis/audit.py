@@ -729,6 +729,8 @@ class RedisAuditLog:
                     f"{why}",
                     (head_seq + 1, upper, "newest"),
                 )
+        if head_seq > 0:
+            chain.head = (head_seq, head.get("hash", ""))
         if info is not None:
             return self._counters_failure(info, anchor, last_seq, last_stream_id, chain)
         return chain.passed()
@@ -899,6 +901,7 @@ class _Chain:
         self.keyed_from: int | None = None
         self.key_ids: set[str] = set()
         self.warnings: list[str] = []
+        self.head: tuple[int, str] | None = None
 
     def passed(self) -> VerifyResult:
         return self._result(True, None, None, None)
@@ -931,6 +934,8 @@ class _Chain:
             keyed_from=self.keyed_from,
             key_ids=tuple(sorted(self.key_ids)),
             warnings=tuple(self.warnings),
+            head_seq=self.head[0] if ok and self.head else None,
+            head_hash=self.head[1] if ok and self.head else None,
         )
 
 
