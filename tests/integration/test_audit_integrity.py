@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 from datetime import timedelta
 from typing import Any
@@ -71,8 +72,8 @@ def plain(client: redis.Redis, keys: Keys, clock: FakeClock) -> RedisAuditLog:
 
 
 def ring(*kids: str, signing: str) -> AuditKeyring:
-    secrets = {"kid1": KEY1, "kid2": KEY2}
-    return AuditKeyring({kid: secrets[kid] for kid in kids}, signing)
+    by_kid = {"kid1": KEY1, "kid2": KEY2}
+    return AuditKeyring({kid: by_kid[kid] for kid in kids}, signing)
 
 
 def sha256_of(fields: dict[str, str]) -> str:
@@ -439,3 +440,81 @@ def test_concurrent_decisions_and_appends_keep_one_chain(
     result = audit.verify()
     assert result.ok, result
     assert result.checked == 20 + 6 * 20
+
+
+# -- the approval store's own transition, wrapped (how the approval flow is meant to use it) ------
+
+# The one line the approval store's `finish()` needs: write the entry prepared for the status it
+# reached, in the same run, before the operation token records the result.
+_FINISH = "  redis.call('SET', KEYS[4], status, 'EX', ARGV[1])"
+
+
+def approve_script(client: redis.Redis) -> Any:
+    from bot.adapters.redis import approvals as store_module
+
+    prologue = store_module._PROLOGUE
+    assert _FINISH in prologue, "the approval store's finish() changed: update this test"
+    audited = prologue.replace(_FINISH, "  if changed then audit_record(status) end\n" + _FINISH)
+    return client.register_script(audited_lua(audited + store_module._APPROVE))
+
+
+def test_an_approval_and_the_entry_naming_its_approver_are_stored_together(
+    client: redis.Redis, keys: Keys, clock: FakeClock
+) -> None:
+    from bot.adapters.redis.approvals import RedisApprovalStore
+    from bot.domain.approval import ApprovalRequest, ApprovalState
+
+    store = RedisApprovalStore(client, keys, clock=clock)
+    script = approve_script(client)
+
+    def new_request() -> str:
+        return store.create(
+            ApprovalRequest(
+                requester_id="U-rita",
+                action="scale",
+                namespace="shop",
+                deployment="api",
+                created_at=clock.now,
+                expires_at=clock.now + timedelta(minutes=30),
+            )
+        ).id
+
+    def click(log: RedisAuditLog, approval_id: str, user: str) -> Any:
+        """What `RedisApprovalStore._run` would pass, plus the events by status."""
+        store_keys = [
+            keys.approval(approval_id),
+            keys.approvals_pending,
+            keys.approvals_active,
+            keys.op(secrets.token_urlsafe(12)),
+        ]
+        args = [600, approval_id, "2025-03-01T12:00:00.000000Z", clock.now.timestamp(), 3600]
+        approval = event(0, event="approval", user_id=user, approval_id=approval_id)
+        return log.run_audited(
+            script,
+            keys=store_keys,
+            args=[*args, user, user, "sig"],
+            events={"recorded": approval, "approved": approval},
+            operation="approval update",
+        )
+
+    audit = keyed(client, keys, clock)
+    first_id = new_request()
+    first = click(audit, first_id, "U-ana")
+    # A click on a decided request changes nothing and writes no entry.
+    again = click(audit, first_id, "U-ana")
+
+    assert first.reply[0] == "approved" and first.status == "approved"
+    assert first.entry is not None
+    assert (first.entry.user_id, first.entry.approval_id) == ("U-ana", first_id)
+    assert again.reply[0] == "already_decided" and (again.status, again.entry) == (None, None)
+    assert store.get(first_id).state is ApprovalState.APPROVED  # type: ignore[union-attr]
+    assert [f["user_id"] for _, f in entries(client, keys)] == ["U-ana"]
+    assert audit.verify().ok
+
+    # If the entry cannot be written, the vote is not recorded either.
+    second_id = new_request()
+    client.hset(keys.audit_head, "hash", "not-a-hash")
+    with pytest.raises(StoreCorrupt):
+        click(keyed(client, keys, clock), second_id, "U-bob")
+    assert store.get(second_id).state is ApprovalState.PENDING  # type: ignore[union-attr]
+    assert store.get(second_id).approvals == []  # type: ignore[union-attr]
