@@ -445,8 +445,9 @@ def test_concurrent_decisions_and_appends_keep_one_chain(
 # -- the approval store's own transition, wrapped (how the approval flow is meant to use it) ------
 
 # The one line the approval store's `finish()` needs: write the entry prepared for the status it
-# reached, in the same run, before the operation token records the result.
-_FINISH = "  redis.call('SET', KEYS[4], status, 'EX', ARGV[1])"
+# reached, first thing (Redis does not roll a script back if it fails half-way, so the entry
+# goes before the decision's own writes).
+_FINISH = "local function finish(status, changed)\n"
 
 
 def approve_script(client: redis.Redis) -> Any:
@@ -454,7 +455,7 @@ def approve_script(client: redis.Redis) -> Any:
 
     prologue = store_module._PROLOGUE
     assert _FINISH in prologue, "the approval store's finish() changed: update this test"
-    audited = prologue.replace(_FINISH, "  if changed then audit_record(status) end\n" + _FINISH)
+    audited = prologue.replace(_FINISH, _FINISH + "  if changed then audit_record(status) end\n")
     return client.register_script(audited_lua(audited + store_module._APPROVE))
 
 
