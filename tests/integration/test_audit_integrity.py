@@ -313,6 +313,25 @@ def test_enabling_a_key_on_an_existing_plain_trail_keeps_it_verifiable(
     assert result.ok and result.warnings == ()
 
 
+def test_enabling_a_key_after_everything_unkeyed_was_trimmed_keeps_it_verifiable(
+    client: redis.Redis, keys: Keys, clock: FakeClock
+) -> None:
+    before = plain(client, keys, clock)
+    fill(before, clock, 3)
+    before.trim(max_entries=0)  # an unsigned anchor, and no unkeyed entry left after it
+
+    after = keyed(client, keys, clock)
+    fill(after, clock, 2, start=3)
+
+    first = entries(client, keys)[0][1]
+    assert first["key_start"] == "1"  # covered by the MAC: "the entries before me are unkeyed"
+    result = after.verify()
+    assert result.ok, result
+    assert (result.first_seq, result.keyed_from) == (4, 4)
+    assert any("anchor record is not signed" in w for w in result.warnings)
+    assert "key_start" not in entries(client, keys)[1][1]
+
+
 def test_an_unkeyed_entry_after_keyed_ones_is_tampering(
     client: redis.Redis, keys: Keys, clock: FakeClock
 ) -> None:

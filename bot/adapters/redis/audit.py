@@ -544,6 +544,10 @@ class RedisAuditLog:
             if self._keyring is not None:
                 fields["kid"] = self._keyring.signing_kid
                 head["kid"] = self._keyring.signing_kid
+                if not tip.kid:
+                    # The first entry with a key id: says (under the MAC) that the entries
+                    # before it are unkeyed, so an unsigned anchor before it is no forgery.
+                    fields["key_start"] = "1"
             digest = _digest(fields, self._keyring.signing_key if self._keyring else None)
             head["hash"] = digest
             if self._keyring is not None:
@@ -838,7 +842,11 @@ class RedisAuditLog:
             if not hmac.compare_digest(mac, _record_mac(kind, record, key)):
                 return "is not authentic (its MAC does not match): it was moved or forged"
             return None
-        if entry_fields is not None and "kid" in entry_fields:
+        if (
+            entry_fields is not None
+            and "kid" in entry_fields
+            and (kind == "head" or "key_start" not in entry_fields)
+        ):
             return "is not signed although the trail is keyed there: it was moved or forged"
         chain.warnings.append(
             f"the {kind} record is not signed (written before the audit key was configured), "
