@@ -538,3 +538,18 @@ def test_an_approval_and_the_entry_naming_its_approver_are_stored_together(
         click(keyed(client, keys, clock), second_id, "U-bob")
     assert store.get(second_id).state is ApprovalState.PENDING  # type: ignore[union-attr]
     assert store.get(second_id).approvals == []  # type: ignore[union-attr]
+
+
+def test_the_retention_service_records_its_policy_as_the_reason(
+    client: redis.Redis, keys: Keys, clock: FakeClock
+) -> None:
+    from bot.services.retention import AuditRetention
+
+    audit = keyed(client, keys, clock)
+    fill(audit, clock, 5)
+    AuditRetention(audit, max_entries=2, max_age=timedelta(days=90)).trim()
+
+    anchor = client.hgetall(keys.audit_anchor)
+    assert (anchor["from"], anchor["seq"]) == ("1", "3")
+    assert anchor["reason"] == "retention policy: keep 2 entries, keep 90 days"
+    assert audit.verify().ok

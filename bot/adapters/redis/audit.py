@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -87,6 +88,8 @@ __all__ = [
     "VerifyResult",
     "audited_lua",
 ]
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH: Final = "0" * 64
 # Stored in every entry and covered by the hash, so a future change of the field set or of
@@ -332,7 +335,8 @@ class RedisAuditLog:
         have been written.
         """
         done = self.run_audited(self._append_script, keys=(), args=(), events={"append": event})
-        assert done.entry is not None
+        if done.entry is None:  # the append body always records its entry
+            raise StoreCorrupt("audit append", cause="UnexpectedReply")
         return done.entry
 
     def run_audited(
@@ -361,7 +365,7 @@ class RedisAuditLog:
         while True:
             if tip is None:
                 tip = self._read_tip(operation)
-            plan, prepared = self._prepare(tip, events)
+            plan, prepared = self._prepare(tip, events, operation)
             with redis_errors(operation):
                 reply = script(keys=all_keys, args=[*args, plan])
             if not isinstance(reply, list) or len(reply) < 2:
@@ -523,15 +527,22 @@ class RedisAuditLog:
         return _Tip(*(_text(part) for part in reply))
 
     def _prepare(
-        self, tip: _Tip, events: Mapping[str, AuditEvent]
+        self, tip: _Tip, events: Mapping[str, AuditEvent], operation: str = "audit append"
     ) -> tuple[str, dict[str, AuditEntry]]:
         """The plan an audited script takes as its last argument, and the entries in it."""
         if not _is_seq(tip.seq) or not _HEX64.match(tip.hash):
             # Chaining onto a damaged head would hide the damage; an operator must look.
-            raise StoreCorrupt("audit append", cause="MalformedHead")
+            log.error("audit trail: the head record is malformed; refusing to chain onto it")
+            raise StoreCorrupt(operation, cause="MalformedHead")
         if tip.kid and self._keyring is None:
             # An unkeyed entry after keyed ones is what a forger would write: refuse to.
-            raise StoreCorrupt("audit append", cause="HmacKeyRequired")
+            log.error(
+                "audit trail: the head is signed with key id %r but no audit HMAC key is "
+                "configured (ROLLOUT_BOT_AUDIT_HMAC_KEY or ROLLOUT_BOT_AUDIT_HMAC_KEYS); "
+                "refusing to write unkeyed entries after keyed ones",
+                tip.kid,
+            )
+            raise StoreCorrupt(operation, cause="HmacKeyRequired")
         now = self._now()
         seq = int(tip.seq) + 1
         stream_id = _stream_id_after(tip.top, tip.id, now)
