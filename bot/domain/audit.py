@@ -82,7 +82,10 @@ class AuditEntry(AuditEvent):
     seq: int
     prev_hash: str
     hash: str
-    #: The Redis stream id; not covered by the hash (Redis assigns it).
+    #: The id of the HMAC key that signed the entry ("" for plain SHA-256).
+    kid: str = ""
+    #: The Redis stream id. Not covered by the entry's hash (the head's MAC covers the last
+    #: entry's id).
     stream_id: str = ""
 
 

@@ -263,6 +263,7 @@ def test_entries_name_their_key_id_and_rotation_keeps_old_entries_verifiable(
     fill(second, clock, 3, start=3)
 
     assert [f["kid"] for _, f in entries(client, keys)] == ["kid1"] * 3 + ["kid2"] * 3
+    assert [e.kid for e in second.export()] == ["kid1"] * 3 + ["kid2"] * 3
     assert client.hget(keys.audit_head, "kid") == "kid2"
     result = second.verify()
     assert result.ok, result

@@ -1062,6 +1062,7 @@ def _entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
         seq=int(seq_text) if _SEQ.match(seq_text) else -1,
         prev_hash=fields.get("prev_hash", ""),
         hash=fields.get("hash", ""),
+        kid=fields.get("kid", ""),
         stream_id=stream_id,
     )
 
