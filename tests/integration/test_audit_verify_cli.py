@@ -215,3 +215,54 @@ def test_without_a_key_success_says_the_ends_are_not_authenticated(
         )
         for line in lines
     )
+
+
+def test_a_checkpoint_kept_outside_redis_catches_a_rollback_to_an_older_genuine_head(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    clock = FakeClock()
+    log = RedisAuditLog(client, KEYS, clock=clock, hmac_key=SECRET1.encode())
+    fill(log, clock, 3)
+    saved_head = client.hgetall(KEYS.audit_head)  # what an attacker copies now ...
+    fill(log, clock, 2, 3)
+    keyed_env = env(server, ROLLOUT_BOT_AUDIT_HMAC_KEY=SECRET1)
+    first = verify(keyed_env)
+    [checkpoint] = [
+        line.removeprefix("checkpoint: ")
+        for line in first.stdout.splitlines()
+        if line.startswith("checkpoint: ")
+    ]
+    assert checkpoint.startswith("5:")
+
+    # ... and later: drop the newest entries (rebuilding the stream with the same ids, which
+    # also resets Redis's own counters) and restore the saved head.
+    kept = rows(client)[:3]
+    client.delete(KEYS.audit, KEYS.audit_head)
+    for stream_id, fields in kept:
+        client.xadd(KEYS.audit, dict(fields), id=stream_id)
+    client.hset(KEYS.audit_head, mapping=saved_head)
+
+    # Nothing left in Redis shows it: the head is genuine, only older.
+    assert verify(keyed_env).returncode == 0
+    report = failure(
+        subprocess.run(
+            [str(ROLLOUT_BOT), "audit", "verify", "--checkpoint", checkpoint],
+            env=keyed_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    )
+    assert report["missing"] == {"from_seq": 4, "to_seq": 5, "at": "newest"}
+    assert "rolled back" in report["problem"]
+
+
+def test_a_malformed_checkpoint_is_refused(server: RedisServer) -> None:
+    result = subprocess.run(
+        [str(ROLLOUT_BOT), "audit", "verify", "--checkpoint", "five"],
+        env=env(server),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "--checkpoint must be SEQ:HASH" in result.stderr

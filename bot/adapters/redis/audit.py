@@ -30,9 +30,11 @@ What `verify()` detects, and what it cannot:
 * without a key, anything is recomputable by whoever can write to Redis; what is still
   caught is naive deletion: Redis counts the entries ever added to the stream and remembers
   the highest id deleted with XDEL (retention uses XTRIM, which does not set it);
-* with a key, replacing the head or anchor with an *older genuine* copy (saved earlier) and
-  hiding the Redis counters (XSETID) is only visible against an outside copy of the head,
-  e.g. the head seq and hash printed by `rollout-bot audit verify`.
+* with a key, replacing the head with an *older genuine* copy (saved earlier) after deleting
+  the newest entries, and rebuilding the stream so that Redis's counters start afresh, is
+  only visible against an outside copy of the head: `verify(checkpoint=...)`, fed with the
+  head a previous `rollout-bot audit verify` printed. (An older genuine anchor hides
+  nothing: the entries after it are gone, a seq gap.)
 
 Writes are serialised without a lock: Python prepares the entry (seq, prev_hash, stream id,
 hash, head MAC) on the tip it last saw, and a Lua script adds it and moves the head only if
@@ -482,9 +484,14 @@ class RedisAuditLog:
                 continue
             yield _entry(stream_id, fields)
 
-    def verify(self) -> VerifyResult:
+    def verify(self, checkpoint: tuple[int, str] | None = None) -> VerifyResult:
         """Check the whole retained chain, from the anchor (or genesis) to the head, and
-        authenticate the head and the anchor (with a key)."""
+        authenticate the head and the anchor (with a key).
+
+        `checkpoint` is a (seq, hash) seen earlier, e.g. the head a previous run printed and
+        kept outside Redis: the trail must still reach that seq, with that hash if retained.
+        This catches what nothing in Redis can: a rollback to an older genuine head.
+        """
         result = VerifyResult(ok=True, checked=0)
         with redis_errors("audit verify"):
             # The anchor, the head, the stream's counters and the first page are read in one
@@ -507,7 +514,12 @@ class RedisAuditLog:
                     # Nothing written yet when the pass started; appends may land during it.
                     head = {"seq": "0", "hash": GENESIS_HASH, "id": ""}
                 result = self._check_chain(
-                    anchor, head=head, stop_at=None, first_page=_rows(first_page), info=info
+                    anchor,
+                    head=head,
+                    stop_at=None,
+                    first_page=_rows(first_page),
+                    info=info,
+                    checkpoint=checkpoint,
                 )
                 if result.ok or self._read_record(self._keys.audit_anchor) == anchor:
                     return result
@@ -651,6 +663,7 @@ class RedisAuditLog:
         stop_at: str | None,
         first_page: list[tuple[str, dict[str, str]]] | None = None,
         info: _StreamInfo | None = None,
+        checkpoint: tuple[int, str] | None = None,
     ) -> VerifyResult:
         """Walk the stream from the oldest entry, then check the anchor and the head.
 
@@ -691,6 +704,14 @@ class RedisAuditLog:
                     )
             if head_seq is not None and expected_seq == head_seq + 1:
                 past_head = stream_id
+            if (
+                checkpoint is not None
+                and checkpoint[0] == expected_seq
+                and fields["hash"] != checkpoint[1]
+            ):
+                return chain.failed(
+                    stream_id, f"entry seq {expected_seq} does not match the checkpoint"
+                )
             expected_seq += 1
             expected_prev = fields["hash"]
             last_stream_id = stream_id
@@ -705,6 +726,21 @@ class RedisAuditLog:
             return anchor_failure or chain.passed()
 
         last_seq = expected_seq - 1
+        if checkpoint is not None:
+            if checkpoint[0] > last_seq:
+                return chain.failed(
+                    None,
+                    f"{_seqs(last_seq + 1, checkpoint[0])} missing at the newest end: the "
+                    f"checkpoint names seq {checkpoint[0]}, but the trail ends at seq {last_seq} "
+                    "(rolled back)",
+                    (last_seq + 1, checkpoint[0], "newest"),
+                )
+            if (
+                anchor is not None
+                and checkpoint[0] == anchor_seq
+                and anchor.get("hash") != checkpoint[1]
+            ):
+                return chain.failed(None, "the anchor does not match the checkpoint")
         if head is None or head_seq is None:
             if chain.checked or anchor is not None:
                 return chain.failed(None, "the head record is missing (it names the last entry)")
