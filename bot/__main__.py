@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from bot.config import ConfigError, Settings, load_settings
 if TYPE_CHECKING:
     from slack_bolt import App
 
+    from bot.domain.audit import VerifyResult
     from bot.runtime import Runtime
 
 log = logging.getLogger("rollout-bot")
@@ -41,7 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--since", default=None, help="ISO date or time (UTC if no offset), e.g. 2026-11-01"
     )
-    audit_sub.add_parser("verify", help="check the hash chain; non-zero names the first bad entry")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain; non-zero names the first bad entry or the gap"
+    )
+    verify.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="SEQ:HASH",
+        help="a head printed by an earlier run, kept outside Redis: the trail must still reach it",
+    )
     return parser
 
 
@@ -95,20 +105,61 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             for entry in log_.export(since):
                 sys.stdout.write(entry.model_dump_json() + "\n")
             return 0
-        result = log_.verify()
+        checkpoint = None
+        if args.checkpoint:
+            seq_text, _, digest = args.checkpoint.partition(":")
+            if not seq_text.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                print(
+                    "rollout-bot: --checkpoint must be SEQ:HASH as printed by `audit verify` "
+                    "(head: seq N hash H)",
+                    file=sys.stderr,
+                )
+                return 2
+            checkpoint = (int(seq_text), digest)
+        result = log_.verify(checkpoint)
     except StoreError as exc:
         print(f"rollout-bot: {exc.message}", file=sys.stderr)
         return 3
+    return _report_verification(result)
+
+
+def _report_verification(result: VerifyResult) -> int:
+    """Success: what was verified, in plain lines. Failure: one JSON line on stdout naming the
+    first bad entry or the gap, exit 1. Warnings (what could not be established) are lines
+    starting with `warning:`, on stdout with success and on stderr with a failure."""
     if result.ok:
-        print(f"audit trail OK: {result.checked} entries verified")
+        span = f" (seq {result.first_seq} to {result.last_seq})" if result.checked else ""
+        print(f"audit trail OK: {result.checked} entries verified{span}")
+        if result.keyed_from is not None:
+            print(f"keyed from seq {result.keyed_from}; key ids seen: {', '.join(result.key_ids)}")
+        else:
+            print("keyed from: none (no retained entry is signed with an HMAC key)")
+        if result.head_seq is not None:
+            print(f"head: seq {result.head_seq} hash {result.head_hash}")
+            print(f"checkpoint: {result.head_seq}:{result.head_hash}")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
         return 0
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    missing = None
+    if result.missing_from is not None:
+        missing = {
+            "from_seq": result.missing_from,
+            "to_seq": result.missing_to,
+            "at": result.missing_at,
+        }
     print(
         json.dumps(
             {
                 "ok": False,
                 "first_bad_entry": result.first_bad,
                 "problem": result.problem,
+                "missing": missing,
                 "checked": result.checked,
+                "keyed_from": result.keyed_from,
+                "key_ids": list(result.key_ids),
+                "warnings": list(result.warnings),
             }
         )
     )

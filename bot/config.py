@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.audit import DEFAULT_KEY_ID, AuditKeyring, valid_key_id
 from bot.domain.integrity import MIN_KEY_BYTES
 
 
@@ -75,9 +76,66 @@ class Settings(BaseSettings):
         default=None, gt=0, validation_alias="ROLLOUT_BOT_AUDIT_MAX_AGE_DAYS"
     )
     # With a key the chain is HMAC-SHA256: rewriting it then needs this secret, not just Redis.
+    # A single key (key id `default`) ...
     audit_hmac_key: SecretStr | None = Field(
         default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEY"
     )
+    # ... and/or a keyring for rotation, `kid1:secret1,kid2:secret2`: every key verifies what
+    # it signed, ROLLOUT_BOT_AUDIT_HMAC_KEY_ID names the one that signs new entries.
+    audit_hmac_keys: SecretStr | None = Field(
+        default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEYS"
+    )
+    audit_hmac_key_id: str | None = Field(
+        default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEY_ID", validate_default=True
+    )
+
+    @field_validator("audit_hmac_keys", mode="after")
+    @classmethod
+    def _keyring_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        _parse_keyring(value.get_secret_value())  # raises naming the bad part, never a secret
+        return value
+
+    @field_validator("audit_hmac_key_id", mode="after")
+    @classmethod
+    def _signing_key_known(cls, value: str | None, info: ValidationInfo) -> str | None:
+        single = info.data.get("audit_hmac_key")
+        ring = info.data.get("audit_hmac_keys")
+        kids = set(_parse_keyring(ring.get_secret_value())) if ring is not None else set()
+        if single is not None:
+            if DEFAULT_KEY_ID in kids:
+                raise ValueError(
+                    f"cannot tell which key is {DEFAULT_KEY_ID!r}: ROLLOUT_BOT_AUDIT_HMAC_KEY "
+                    f"has that id and ROLLOUT_BOT_AUDIT_HMAC_KEYS names it too"
+                )
+            kids.add(DEFAULT_KEY_ID)
+        if value is None:
+            if len(kids) > 1:
+                raise ValueError(
+                    "is required when several audit keys are configured (it names the key "
+                    f"that signs new entries: one of {', '.join(sorted(kids))})"
+                )
+            return None
+        value = value.strip()
+        if value not in kids:
+            raise ValueError(
+                f"names key id {value!r}, which is not configured"
+                + (f" (configured: {', '.join(sorted(kids))})" if kids else "")
+            )
+        return value
+
+    def audit_keyring(self) -> AuditKeyring | None:
+        """The audit trail's HMAC keys, or None when the trail is plain SHA-256."""
+        keys: dict[str, bytes] = {}
+        if self.audit_hmac_keys is not None:
+            keys.update(_parse_keyring(self.audit_hmac_keys.get_secret_value()))
+        if self.audit_hmac_key is not None:
+            keys[DEFAULT_KEY_ID] = self.audit_hmac_key.get_secret_value().encode()
+        if not keys:
+            return None
+        signing = self.audit_hmac_key_id or next(iter(keys))
+        return AuditKeyring(keys, signing)
 
     # Seals approval requests, votes and tracked rollouts in Redis, so that whoever can write to
     # Redis still cannot make the bot run a change. Required once approvals are configured.
@@ -121,6 +179,41 @@ class Settings(BaseSettings):
         return SecretStr(stripped) if stripped else None
 
 
+_VARIABLES = {
+    name: str(field.validation_alias)
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, str)
+}
+
+
+def _parse_keyring(text: str) -> dict[str, bytes]:
+    """`kid1:secret1,kid2:secret2` as a dict. Errors name the entry by position or key id,
+    never a secret."""
+    keys: dict[str, bytes] = {}
+    for position, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        if not item:
+            continue
+        kid, sep, secret = item.partition(":")
+        kid, secret = kid.strip(), secret.strip()
+        if not sep or not valid_key_id(kid):
+            raise ValueError(
+                f"entry {position} is not `key-id:secret` (a key id is 1-32 letters, digits, "
+                "'.', '_' or '-')"
+            )
+        if kid in keys:
+            raise ValueError(f"key id {kid!r} appears twice")
+        if len(secret.encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"the key for id {kid!r} must be at least {MIN_KEY_BYTES} bytes "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        keys[kid] = secret.encode()
+    if not keys:
+        raise ValueError("names no key")
+    return keys
+
+
 def load_settings(**overrides: object) -> Settings:
     """Reads the environment, then (for what it lacks) one file per setting in
     ROLLOUT_BOT_SECRETS_DIR, which is what a mounted Kubernetes Secret gives: a file named
@@ -134,6 +227,8 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
+            # A default that is validated reports the field's name: show its variable.
+            name = _VARIABLES.get(name, name)
             kind = "is required but not set" if error["type"] == "missing" else error["msg"]
             problems.append(f"{name.upper()} {kind}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -102,12 +102,7 @@ def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.R
 
 
 def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
-    key = settings.audit_hmac_key
-    return RedisAuditLog(
-        store,
-        Keys(settings.redis_prefix),
-        hmac_key=key.get_secret_value().encode() if key is not None else None,
-    )
+    return RedisAuditLog(store, Keys(settings.redis_prefix), keyring=settings.audit_keyring())
 
 
 def policy_of(settings: Settings) -> tuple[Policy, bool]:

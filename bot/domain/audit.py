@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AuditEntry", "AuditEvent", "AuditEventKind", "TrimResult", "VerifyResult"]
+__all__ = [
+    "DEFAULT_KEY_ID",
+    "AuditEntry",
+    "AuditEvent",
+    "AuditEventKind",
+    "AuditKeyring",
+    "TrimResult",
+    "VerifyResult",
+    "valid_key_id",
+]
+
+#: The key id of the single key given as ROLLOUT_BOT_AUDIT_HMAC_KEY.
+DEFAULT_KEY_ID: Final = "default"
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+def valid_key_id(kid: str) -> bool:
+    """Key ids are stored in every entry: 1-32 letters, digits, '.', '_' or '-'."""
+    return bool(_KEY_ID.match(kid))
 
 
 class AuditEventKind(StrEnum):
@@ -61,8 +82,39 @@ class AuditEntry(AuditEvent):
     seq: int
     prev_hash: str
     hash: str
-    #: The Redis stream id; not covered by the hash (Redis assigns it).
+    #: The id of the HMAC key that signed the entry ("" for plain SHA-256).
+    kid: str = ""
+    #: The Redis stream id. Not covered by the entry's hash (the head's MAC covers the last
+    #: entry's id).
     stream_id: str = ""
+
+
+@dataclass(frozen=True)
+class AuditKeyring:
+    """The HMAC keys of the audit trail, by key id. `signing_kid` signs new entries and
+    records; every key verifies what was signed with it (rotation keeps old keys here)."""
+
+    keys: Mapping[str, bytes] = field(repr=False)
+    signing_kid: str
+
+    def __post_init__(self) -> None:
+        for kid, key in self.keys.items():
+            if not valid_key_id(kid):
+                raise ValueError(f"invalid audit key id {kid!r}")
+            if not key:
+                raise ValueError(f"the audit key {kid!r} is empty")
+        if self.signing_kid not in self.keys:
+            raise ValueError(f"the signing key id {self.signing_kid!r} is not in the keyring")
+
+    def __repr__(self) -> str:
+        return f"AuditKeyring(key ids {sorted(self.keys)}, signing with {self.signing_kid!r})"
+
+    @property
+    def signing_key(self) -> bytes:
+        return self.keys[self.signing_kid]
+
+
+MissingAt = Literal["oldest", "middle", "newest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +126,23 @@ class VerifyResult:
     #: names, which is gone).
     first_bad: str | None = None
     problem: str | None = None
+    #: For removed entries: the first and last missing seq (last None if unknown: "from
+    #: `missing_from` on") and at which end of the retained trail they are missing.
+    missing_from: int | None = None
+    missing_to: int | None = None
+    missing_at: MissingAt | None = None
+    #: seq of the first and last entry checked.
+    first_seq: int | None = None
+    last_seq: int | None = None
+    #: seq of the first entry signed with an HMAC key (None: no keyed entry retained).
+    keyed_from: int | None = None
+    #: Key ids that signed the retained entries, sorted.
+    key_ids: tuple[str, ...] = ()
+    #: What verification could not establish (e.g. no key: the head is not authenticated).
+    warnings: tuple[str, ...] = ()
+    #: The head verified (on success): keep it outside Redis to detect a later rollback.
+    head_seq: int | None = None
+    head_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +151,5 @@ class TrimResult:
     #: seq of the last removed entry (verification now starts after it); None if nothing
     #: was removed.
     anchor_seq: int | None = None
+    #: seq of the first entry this trim removed.
+    trimmed_from: int | None = None

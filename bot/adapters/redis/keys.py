@@ -8,8 +8,11 @@ one Redis; it is the tag itself, so two bots with different prefixes never colli
 Layout for the default prefix `rollout-bot`:
 
     {rollout-bot}:audit                  stream: the hash-chained audit trail
-    {rollout-bot}:audit:head             hash: seq, hash, id of the last audit entry
-    {rollout-bot}:audit:anchor           hash: seq, hash, id of the last entry trimmed away
+    {rollout-bot}:audit:head             hash: seq, hash, id of the last audit entry (and
+                                         kid, mac when keyed)
+    {rollout-bot}:audit:anchor           hash: the retention record: seq, hash, id of the
+                                         last entry trimmed away, from, time, reason (and
+                                         kid, mac when keyed)
     {rollout-bot}:approval:<id>          string: one approval request as JSON
     {rollout-bot}:approvals:pending      sorted set: pending approval ids, score = expiry
     {rollout-bot}:approvals:active       sorted set: approved or running approval ids,
