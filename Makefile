@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,18 @@ cluster-down: setup
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench
+
+# The helm CLI, built (first time only) from its Go module into a cache outside the repository.
+HELM = $(shell tests/cluster/build-helm.sh)
+helm:
+	tests/cluster/build-helm.sh
+
+# deploy/manifests/rollout-bot.yaml is the chart rendered with its default values, for
+# kubectl-only installs; tests/deploy keeps it equal to `helm template`.
+manifests: helm
+	{ printf '%s\n' \
+	  '# rollout-bot for `kubectl apply`: the Helm chart deploy/helm/rollout-bot rendered with its' \
+	  '# default values (`make manifests`; do not edit by hand). Before applying, create the namespace' \
+	  '# and the Secret: see "Install in a cluster" in README.md.'; \
+	  $(HELM) template rollout-bot deploy/helm/rollout-bot --namespace rollout-bot; } \
+	  > deploy/manifests/rollout-bot.yaml
