@@ -41,9 +41,9 @@ bench: setup control-plane
 	$(BIN)/python -m tests.bench
 
 # The helm CLI, built (first time only) from its Go module into a cache outside the repository.
-HELM = $(shell tests/cluster/build-helm.sh)
+HELM = $(shell bot/devkit/cluster/build-helm.sh)
 helm:
-	tests/cluster/build-helm.sh
+	bot/devkit/cluster/build-helm.sh
 
 # deploy/manifests/rollout-bot.yaml is the chart rendered with its default values, for
 # kubectl-only installs; tests/deploy keeps it equal to `helm template`.
