@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.devkit.slack_api import SlackStandin
 from bot.observability.health import ReadinessProbe, health_app, serve_health
 from bot.observability.logs import (
     carry_context,
@@ -29,7 +30,6 @@ from bot.observability.logs import (
 )
 from bot.observability.metrics import Metrics
 from bot.observability.slack import InstrumentedWebClient
-from bot.devkit.slack_api import SlackStandin
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
