@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import monotonic
 
@@ -121,7 +121,8 @@ class Metrics:
         )
         self.audit_verify_ok = Gauge(
             "rollout_bot_audit_verify_ok",
-            "1 if the last audit chain verification passed, 0 if it found a bad entry.",
+            "1 if the last audit chain verification passed, 0 if it found a bad entry, -1 before "
+            "the first one.",
             registry=r,
         )
         self.audit_verify_time = Gauge(
@@ -147,6 +148,7 @@ class Metrics:
             registry=r,
         )
         self.policy_valid.set(1)
+        self.audit_verify_ok.set(-1)
 
     # -- what the rest of the code calls -------------------------------------------------------
 
@@ -169,6 +171,10 @@ class Metrics:
 
     def set_rollouts_tracked(self, count: int) -> None:
         self.rollouts_tracked.set(count)
+
+    def count_rollouts_tracked_with(self, count: Callable[[], float]) -> None:
+        """The gauge is read from `count` at each scrape instead."""
+        self.rollouts_tracked.set_function(count)
 
     def rollout_verdict(self, verdict: str) -> None:
         self.rollout_verdicts.labels(verdict=_label(verdict)).inc()

@@ -1,12 +1,16 @@
-"""Counts every Slack Web API call the bot makes: calls by method, failures by Slack's error
-code, and 429s (each one, including those the client then retries after Retry-After)."""
+"""Counts every Slack Web API request the bot makes: requests by method, failures by Slack's
+error code (or HTTP status, or exception type), and 429s.
+
+The counting is a retry handler placed first in the client's list: the SDK consults the retry
+handlers after every attempt, successful or not, and Bolt copies the list into the per-request
+clients it hands to listeners, so every request is seen once, including retried ones.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -20,9 +24,9 @@ def _method_of(url: str) -> str:
     return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-class RateLimitCounter(RetryHandler):
-    """Placed first among the retry handlers: sees each answer, counts 429s, never retries
-    itself (the client's own rate-limit handler after it does)."""
+class SlackCallCounter(RetryHandler):
+    """Sees each attempt's answer, counts it, and never asks for a retry itself (the retry
+    handlers after it decide that)."""
 
     def __init__(self, metrics: Metrics) -> None:
         super().__init__(max_retry_count=0)
@@ -36,27 +40,26 @@ class RateLimitCounter(RetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if response is not None and response.status_code == 429:
-            self._metrics.slack_rate_limit(_method_of(request.url))
+        method = _method_of(request.url)
+        if response is None:
+            self._metrics.slack_call(method, error=type(error).__name__ if error else "unknown")
+        elif response.status_code == 429:
+            self._metrics.slack_call(method, error="ratelimited")
+            self._metrics.slack_rate_limit(method)
+        elif response.status_code >= 400:
+            self._metrics.slack_call(method, error=f"http_{response.status_code}")
+        else:
+            body = response.body if isinstance(response.body, dict) else {}
+            failed = body.get("ok") is False
+            self._metrics.slack_call(
+                method, error=str(body.get("error") or "unknown") if failed else None
+            )
         return False
 
 
 class InstrumentedWebClient(WebClient):
-    """A WebClient whose every `api_call` (which all methods go through) is counted."""
+    """A WebClient whose requests are all counted (see SlackCallCounter)."""
 
     def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._metrics = metrics
-        self.retry_handlers.insert(0, RateLimitCounter(metrics))
-
-    def api_call(self, api_method: str, **kwargs: Any) -> Any:
-        try:
-            result = super().api_call(api_method, **kwargs)
-        except SlackApiError as exc:
-            self._metrics.slack_call(api_method, error=str(exc.response.get("error") or "unknown"))
-            raise
-        except Exception as exc:
-            self._metrics.slack_call(api_method, error=type(exc).__name__)
-            raise
-        self._metrics.slack_call(api_method)
-        return result
+        self.retry_handlers.insert(0, SlackCallCounter(metrics))

@@ -42,6 +42,7 @@ import redis
 from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable, redis_errors
 from bot.adapters.redis.keys import Keys
 from bot.domain.audit import AuditEntry, AuditEvent, AuditEventKind, TrimResult, VerifyResult
+from bot.observability.metrics import metrics
 
 __all__ = [
     "GENESIS_HASH",
@@ -198,6 +199,7 @@ class RedisAuditLog:
             status, *rest = [_text(part) for part in reply]
             if status == "ok":
                 self._tip = (str(seq), digest)
+                metrics().audit_written(event.event)
                 return _entry(rest[0], {**fields, "hash": digest})
             tip = (rest[0], rest[1])
             self._tip = tip

@@ -35,6 +35,7 @@ from bot.domain import rollout
 from bot.domain.errors import RolloutBotError
 from bot.domain.policy import Policy
 from bot.domain.tracking import TrackedRollout
+from bot.observability.metrics import metrics
 from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
 from bot.services.rollouts import Change, Rollouts, Target
 
@@ -276,8 +277,11 @@ class ProgressTracker:
                 return None
             done = replace(current, finished=True, verdict=verdict)
             self._tracked[tracked.id] = done
+        metrics().rollout_verdict(verdict)
 
         def delivered() -> None:
+            # From the watch event that decided the verdict to the message showing it.
+            metrics().progress_lag(self._clock() - frame.now)
             try:
                 self.registry.save(done)
                 self.leases.release(done.id)
@@ -312,6 +316,26 @@ class ProgressTracker:
             log.warning("could not audit the verdict of %s", tracked.id)
 
     # -- leases: exactly one replica drives each rollout -----------------------------------------
+
+    def tracked_count(self) -> int:
+        """Rollouts this replica is driving now (read by the metrics at each scrape)."""
+        with self._lock:
+            return sum(1 for t in self._tracked.values() if t.id in self._owned and not t.finished)
+
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy: on_failure rules and the channels told of outside changes."""
+        notice_channels = {
+            binding.namespace: channel
+            for channel, binding in policy.channels.items()
+            if binding.namespace
+        }
+        with self._lock:
+            self.policy = policy
+            self._notice_channels = notice_channels
+            started = self._lease_thread.is_alive()
+        if started:
+            for namespace in notice_channels:
+                self._ensure_watch(namespace)
 
     def _lease_loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW):
