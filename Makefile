@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image lock
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,23 @@ manifests: helm
 	  '# and the Secret: see "Install in a cluster" in README.md.'; \
 	  $(HELM) template rollout-bot deploy/helm/rollout-bot --namespace rollout-bot; } \
 	  > deploy/manifests/rollout-bot.yaml
+
+# requirements.lock: the runtime dependencies with hashes, for the image (same pins as
+# constraints.txt). Regenerate after changing either.
+lock: setup
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-find-links --no-emit-index-url --constraint constraints.txt \
+	  --output-file requirements.lock pyproject.toml
+
+# The container image, with whichever engine is here: docker (with a running daemon), podman
+# or buildah. Without one it says so and fails.
+IMAGE ?= rollout-bot
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then engine="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then engine="podman build"; \
+	elif command -v buildah >/dev/null 2>&1; then engine="buildah bud"; \
+	else echo "make image: no container engine: install podman or buildah, or start the docker daemon" >&2; exit 1; fi; \
+	set -x; $$engine -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .

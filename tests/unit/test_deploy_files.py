@@ -102,3 +102,32 @@ def test_rbac_grants_exactly_the_calls_the_code_makes() -> None:
         for verb in rule["verbs"]
     }
     assert granted == _api_calls_in_cluster_adapter()
+
+
+def _pins(text: str) -> dict[str, str]:
+    pins = {}
+    for line in text.splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, _, version = line.split(" ")[0].partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_image_lock_is_hashed_and_agrees_with_the_constraints() -> None:
+    lock_text = (REPO / "requirements.lock").read_text()
+    lock = _pins(lock_text)
+    constraints = _pins((REPO / "constraints.txt").read_text())
+    assert lock, "requirements.lock pins nothing"
+    for name, version in lock.items():
+        assert constraints.get(name) == version, f"{name}: lock {version}, constraints.txt differs"
+    blocks = [b for b in lock_text.split("\n") if "==" in b and not b.startswith((" ", "#"))]
+    assert all(b.endswith("\\") for b in blocks), "every pin carries --hash lines"
+    import tomllib
+
+    runtime = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in runtime:
+        name = requirement.split(">")[0].split("=")[0].strip().lower().replace("_", "-")
+        assert name in lock, f"{name} is a runtime dependency but not in requirements.lock"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile and "requirements.lock" in dockerfile
+    assert "org.opencontainers.image.version" in dockerfile
