@@ -375,3 +375,30 @@ def test_slack_calls_errors_and_429s_are_counted() -> None:
     ]
     assert sorted(e["error"] for e in errors) == ["channel_not_found", "ratelimited"]
     assert {e["method"] for e in errors} == {"chat.postMessage"}
+
+
+def test_the_dashboard_and_the_readme_use_the_metric_names_the_code_exports() -> None:
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    exported = {
+        sample_name
+        for family in Metrics().registry.collect()
+        for sample_name in (
+            family.name,
+            family.name + "_total",
+            family.name + "_bucket",
+            family.name + "_count",
+            family.name + "_sum",
+        )
+    }
+    dashboard = json.loads((repo / "deploy" / "grafana" / "rollout-bot.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"rollout_bot_[a-z_]+", e)}
+    assert used and used <= exported, sorted(used - exported)
+    readme = (repo / "README.md").read_text()
+    documented = set(re.findall(r"`(rollout_bot_[a-z_]+)`", readme))
+    families = {f.name for f in Metrics().registry.collect()}
+    assert documented <= exported, sorted(documented - exported)
+    assert {n.removesuffix("_total") for n in documented} >= families, "undocumented metrics"
