@@ -126,8 +126,7 @@ def chart_rbac_rules() -> list[dict[str, Any]]:
     return rules
 
 
-@pytest.fixture(scope="session")
-def bot_rbac(admin_kubectl: Kubectl) -> str:
+def install_bot_rbac(admin_kubectl: Kubectl) -> str:
     """The chart's RBAC rules as the ClusterRole `rollout-bot`, bound per namespace to the test
     identity `slack-bot` (grant_bot); reading namespaces is granted cluster-wide, as the chart
     does with rbac.namespaces=["*"], so "namespace does not exist" answers can be tested."""
@@ -161,6 +160,11 @@ def bot_rbac(admin_kubectl: Kubectl) -> str:
         }
     )
     return "slack-bot"
+
+
+@pytest.fixture(scope="session")
+def bot_rbac(admin_kubectl: Kubectl) -> str:
+    return install_bot_rbac(admin_kubectl)
 
 
 def grant_bot(kubectl: Kubectl, namespace: str) -> None:

@@ -28,6 +28,21 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def helm_with_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """helm against a cluster (KUBECONFIG in `env`), with its caches in a throwaway HOME."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="helm-home-") as home:
+        full = {**os.environ, "HOME": home, **env}
+        proc = subprocess.run(
+            [helm_binary(), *args], capture_output=True, text=True, timeout=180, env=full
+        )
+    if proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
 def template(
     *sets: str, namespace: str = "rollout-bot", release: str = "rollout-bot", check: bool = True
 ) -> subprocess.CompletedProcess[str]:

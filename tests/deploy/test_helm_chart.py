@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,16 @@ import pytest
 
 from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.slack_api import SlackStandin
-from tests.deploy.helm import CHART, MANIFESTS, documents, helm, of_kind, render, template
+from tests.deploy.helm import (
+    CHART,
+    MANIFESTS,
+    documents,
+    helm,
+    helm_with_env,
+    of_kind,
+    render,
+    template,
+)
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl
 
@@ -233,6 +244,7 @@ def install(
         "--from-literal=SLACK_BOT_TOKEN=xoxb-test-token",
         "--from-literal=SLACK_APP_TOKEN=xapp-test-token",
         "--from-literal=SLACK_SIGNING_SECRET=test-signing-secret",
+        "--from-literal=ROLLOUT_BOT_STATE_KEY=0123456789abcdef0123456789abcdef",
         "--from-literal=REDIS_PASSWORD=0123456789abcdef",
     )  # fmt: skip
     admin.run("apply", "--server-side", "--field-manager=chart-test", "-f", "-", input=text)
@@ -352,3 +364,172 @@ def test_a_bot_with_the_charts_service_account_token_runs_the_walkthrough(
     # Outside its namespaces the same token is refused, and the bot says so.
     refused = driver.ask(f"status web -n {home}")
     assert "not allowed" in refused or "not found" in refused.lower(), refused
+
+
+# -- the chart's scripts, run for real --------------------------------------------------------
+
+
+def _init_container(*sets: str) -> tuple[str, dict[str, str]]:
+    (deployment,) = of_kind(render(*sets), "Deployment")
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"][:2] == ["python", "-c"]
+    return init["command"][2], {e["name"]: e["value"] for e in init["env"]}
+
+
+def _secret_volume(directory: Path, values: dict[str, str]) -> None:
+    """A Secret volume as the kubelet lays it out: files are symlinks into a `..data` dir."""
+    data = directory / "..2026_11_27_00_00_00.000000001"
+    data.mkdir(parents=True)
+    for key, value in values.items():
+        (data / key).write_text(value)
+    (directory / "..data").symlink_to(data.name)
+    for key in values:
+        (directory / key).symlink_to(Path("..data") / key)
+
+
+def _run_init(script: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **env,
+        "SECRETS_IN": str(tmp_path / "in"),
+        "ROLLOUT_BOT_SECRETS_DIR": str(tmp_path / "out"),
+    }
+    (tmp_path / "out").mkdir()
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_the_init_container_assembles_the_secrets_dir_the_bot_reads(tmp_path: Path) -> None:
+    script, env = _init_container()
+    _secret_volume(
+        tmp_path / "in" / "main",
+        {
+            "SLACK_BOT_TOKEN": "xoxb-1-2-3\n",
+            "SLACK_APP_TOKEN": "xapp-1-A-2",
+            "ROLLOUT_BOT_STATE_KEY": "k" * 40,
+            "REDIS_PASSWORD": "p@ss/w:rd",
+        },
+    )
+    done = _run_init(script, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "REDIS_URL",
+        "ROLLOUT_BOT_STATE_KEY",
+        "SLACK_APP_TOKEN",
+        "SLACK_BOT_TOKEN",
+    ]
+    host = env["BUNDLED_REDIS"]
+    assert (out / "REDIS_URL").read_text() == f"redis://:p%40ss%2Fw%3Ard@{host}/0"
+    assert all((p.stat().st_mode & 0o077) == 0 for p in out.iterdir()), "readable by others"
+    # The bot's own settings loader reads that directory.
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bot.config import load_settings; s = load_settings(); "
+            "print(s.redis_url.get_secret_value(), s.slack_bot_token.get_secret_value())",
+        ],
+        env={"PATH": "/usr/bin:/bin", "ROLLOUT_BOT_SECRETS_DIR": str(out)},
+        capture_output=True,
+        text=True,
+        cwd=CHART.parents[2],
+    )
+    assert check.stdout.split() == [f"redis://:p%40ss%2Fw%3Ard@{host}/0", "xoxb-1-2-3"], (
+        check.stderr
+    )
+
+
+def test_the_init_container_refuses_a_secret_without_the_redis_password(tmp_path: Path) -> None:
+    script, env = _init_container()
+    _secret_volume(tmp_path / "in" / "main", {"SLACK_BOT_TOKEN": "xoxb-1"})
+    done = _run_init(script, env, tmp_path)
+    assert done.returncode != 0 and "REDIS_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_init_container_copies_an_external_redis_url(tmp_path: Path) -> None:
+    script, env = _init_container("redis.enabled=false", "externalRedis.url=rediss://:x@r:6380/0")
+    assert "BUNDLED_REDIS" not in env
+    _secret_volume(tmp_path / "in" / "main", {"SLACK_BOT_TOKEN": "xoxb-1"})
+    _secret_volume(tmp_path / "in" / "redis", {"REDIS_URL": "rediss://:x@r:6380/0"})
+    assert _run_init(script, env, tmp_path).returncode == 0
+    assert (tmp_path / "out" / "REDIS_URL").read_text() == "rediss://:x@r:6380/0"
+
+
+@pytest.mark.redis
+def test_the_bundled_redis_config_runs_durable_and_password_protected(tmp_path: Path) -> None:
+    import redis
+
+    from bot.devkit.control_plane import free_port
+
+    text = render()
+    (config,) = [c for c in of_kind(text, "ConfigMap") if "redis.conf" in c["data"]]
+    (statefulset,) = of_kind(text, "StatefulSet")
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    port = free_port()
+    conf = config["data"]["redis.conf"].replace("port 6379", f"port {port}")
+    conf = conf.replace("dir /data", f"dir {tmp_path}")
+    (tmp_path / "redis.conf").write_text(conf + "bind 127.0.0.1\n")
+    (tmp_path / "REDIS_PASSWORD").write_text("s3cret-pass")
+    command = container["command"][2].replace("/etc/redis/redis.conf", str(tmp_path / "redis.conf"))
+    command = command.replace("/var/run/redis/REDIS_PASSWORD", str(tmp_path / "REDIS_PASSWORD"))
+    server = subprocess.Popen(
+        ["sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        anonymous = redis.Redis(port=port, socket_timeout=2)
+        authed = redis.Redis(port=port, password="s3cret-pass", socket_timeout=2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                authed.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "redis did not start"
+                time.sleep(0.1)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        settings = {
+            k: authed.config_get(k)[k] for k in ("appendonly", "appendfsync", "maxmemory-policy")
+        }
+        assert settings == {
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "maxmemory-policy": "noeviction",
+        }
+        assert int(authed.config_get("maxmemory")["maxmemory"]) == 200 * 1024 * 1024
+        probe = container["readinessProbe"]["exec"]["command"][2]
+        probe = probe.replace("/var/run/redis/REDIS_PASSWORD", str(tmp_path / "REDIS_PASSWORD"))
+        probe = probe.replace("redis-cli ping", f"redis-cli -p {port} ping")
+        assert subprocess.run(["sh", "-c", probe], timeout=10).returncode == 0
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(240)
+def test_helm_install_with_no_values_then_uninstall(
+    admin_kubectl: Kubectl, namespaces: list[str], cluster: ClusterInfo
+) -> None:
+    home = make_namespace(admin_kubectl, restricted=True)
+    namespaces.append(home)
+    release = f"i{uuid.uuid4().hex[:6]}"
+    env = {"KUBECONFIG": str(cluster.kubeconfig)}
+    started = time.monotonic()
+    installed = helm_with_env(env, "install", release, str(CHART), "--namespace", home)
+    ns = admin_kubectl.in_namespace(home)
+    ns.wait_for(
+        lambda: len(ns.get("pods")["items"]) >= 3,
+        timeout=60,
+        what="the two bot pods and the Redis pod to be admitted",
+    )
+    print(f"\n[helm install] to every pod admitted in {time.monotonic() - started:.1f}s")
+    secret = f"{release}-rollout-bot"
+    assert f"create secret generic {secret}" in installed.stdout
+    assert "ROLLOUT_BOT_STATE_KEY" in installed.stdout and "REDIS_PASSWORD" in installed.stdout
+    assert admin_kubectl.in_namespace("default").get("role", secret)["rules"]
+    helm_with_env(env, "uninstall", release, "--namespace", home)
+    gone = admin_kubectl.run("-n", "default", "get", "role", secret, check=False)
+    assert gone.returncode != 0, "uninstall left the Role behind"
