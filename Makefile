@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image lock
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,38 @@ cluster-down: setup
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench
+
+# The helm CLI, built (first time only) from its Go module into a cache outside the repository.
+HELM = $(shell bot/devkit/cluster/build-helm.sh)
+helm:
+	bot/devkit/cluster/build-helm.sh
+
+# deploy/manifests/rollout-bot.yaml is the chart rendered with its default values, for
+# kubectl-only installs; tests/deploy keeps it equal to `helm template`.
+manifests: helm
+	{ printf '%s\n' \
+	  '# rollout-bot for `kubectl apply`: the Helm chart deploy/helm/rollout-bot rendered with its' \
+	  '# default values (`make manifests`; do not edit by hand). Before applying, create the namespace' \
+	  '# and the Secret: see "Install in a cluster" in README.md.'; \
+	  $(HELM) template rollout-bot deploy/helm/rollout-bot --namespace rollout-bot; } \
+	  > deploy/manifests/rollout-bot.yaml
+
+# requirements.lock: the runtime dependencies with hashes, for the image (same pins as
+# constraints.txt). Regenerate after changing either.
+lock: setup
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-find-links --no-emit-index-url --constraint constraints.txt \
+	  --output-file requirements.lock pyproject.toml
+
+# The container image, with whichever engine is here: docker (with a running daemon), podman
+# or buildah. Without one it says so and fails.
+IMAGE ?= rollout-bot
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then engine="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then engine="podman build"; \
+	elif command -v buildah >/dev/null 2>&1; then engine="buildah bud"; \
+	else echo "make image: no container engine: install podman or buildah, or start the docker daemon" >&2; exit 1; fi; \
+	set -x; $$engine -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .

@@ -56,17 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.observability.logs import configure_logging
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Bolt logs each request at debug; urllib3 warnings would repeat what we log ourselves.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"rollout-bot: {exc}", file=sys.stderr)
         return 2
+    # Text or JSON lines at ROLLOUT_BOT_LOG_LEVEL, with anything shaped like a token redacted.
+    configure_logging(settings.log_format, settings.log_level)
     if args.command == "check":
         from bot.check import run_check
 
@@ -216,7 +215,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.http:
             return _serve_http(runtime, app, settings, args)
-        return _serve_socket_mode(app, settings)
+        try:
+            health = runtime.start_health_listener(settings.http_host, settings.health_port)
+        except OSError as exc:
+            print(
+                f"rollout-bot: cannot serve /healthz on {settings.http_host}:"
+                f"{settings.health_port} (ROLLOUT_BOT_HEALTH_PORT): {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            return _serve_socket_mode(app, settings)
+        finally:
+            health.close()
     finally:
         log.info("stopping")
         runtime.stop()
@@ -234,7 +245,7 @@ def _serve_http(runtime: Runtime, app: App, settings: Settings, args: argparse.N
     waitress.serve(
         wsgi_app(
             app,
-            runtime.readiness,
+            runtime.health_route(),
             signing_secret=settings.slack_signing_secret.get_secret_value(),
         ),
         host=host,

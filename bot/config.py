@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,6 +153,28 @@ class Settings(BaseSettings):
                 f"must be at least {MIN_KEY_BYTES} bytes (e.g. `openssl rand -hex 32`)"
             )
         return SecretStr(stripped)
+
+    # Socket Mode serves /healthz, /readyz and /metrics on this port (HTTP mode: on --port).
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, validation_alias="ROLLOUT_BOT_HEALTH_PORT"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias="ROLLOUT_BOT_LOG_FORMAT"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", validation_alias="ROLLOUT_BOT_LOG_LEVEL"
+    )
+    # How often the policy file is checked for a new version (applied without a restart).
+    policy_reload_seconds: float = Field(
+        default=3.0, ge=0.5, le=300, validation_alias="ROLLOUT_BOT_POLICY_RELOAD_INTERVAL"
+    )
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            return value.lower() if info.field_name == "log_format" else value.upper()
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

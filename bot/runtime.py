@@ -13,11 +13,15 @@ This is the only module that imports every layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -39,15 +43,19 @@ from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
-from bot.domain.errors import RolloutBotError
+from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
 from bot.domain.policy import Policy, load_policy, read_only_default
+from bot.observability.health import HealthServer, ReadinessProbe, health_routes, serve_health
+from bot.observability.metrics import metrics
+from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
 from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.periodic import Periodic
+from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
 from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
 from bot.services.retention import AuditRetention
@@ -57,19 +65,25 @@ from bot.services.sweeper import ApprovalSweeper
 if TYPE_CHECKING:
     from slack_bolt import App
 
+    from bot.observability.health import StartResponse
+
 log = logging.getLogger(__name__)
 
 # Approvals expire and orphans resume within a few seconds of being due.
 SWEEP_INTERVAL = 5.0
 # Retention is cheap to check but need not run often.
 RETENTION_INTERVAL = 600.0
+# The whole audit chain is re-verified this often (and once at start-up), for the metric.
+AUDIT_VERIFY_INTERVAL = 600.0
 # Checked before the ack: a hung Redis may cost a quarter second, not the 3 s budget.
 REPLAY_CHECK_TIMEOUT = 0.25
 
 
 def slack_client(settings: Settings) -> WebClient:
-    """The Web API client: retries connection errors, 5xx and 429 (honouring Retry-After)."""
-    return WebClient(
+    """The Web API client: retries connection errors, 5xx and 429 (honouring Retry-After);
+    every call, failure and 429 is counted in the metrics."""
+    return InstrumentedWebClient(
+        metrics=metrics(),
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=10,
@@ -196,6 +210,26 @@ class Runtime:
             max_replicas=settings.max_replicas,
             readiness=self.readiness,
         )
+        self._flow = flow
+        metrics().count_rollouts_tracked_with(self.progress.tracked_count)
+        self._audit = audit
+        self.policy_reloader: PolicyReloader | None = None
+        if settings.policy_file is not None:
+            self.policy_reloader = PolicyReloader(
+                settings.policy_file,
+                [self.services.access.use_policy, self.progress.use_policy],
+                audit,
+                metrics(),
+                cluster_name=settings.cluster_name,
+            )
+        # /readyz: ready when the Kubernetes API answers; Redis and the policy are reported.
+        self.health = ReadinessProbe(
+            self.readiness,
+            required=("kubernetes",),
+            details=self._health_details,
+            metrics=metrics(),
+            cache_seconds=1.0,
+        )
         sweeper = ApprovalSweeper(
             flow,
             resume_after=timedelta(seconds=settings.approval_resume_after_seconds),
@@ -206,7 +240,15 @@ class Runtime:
             timedelta(days=settings.audit_max_age_days) if settings.audit_max_age_days else None
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
-        self._loops = [Periodic("approval-sweeper", SWEEP_INTERVAL, sweeper.sweep)]
+        self._sweeper = sweeper
+        self._loops = [
+            Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
+            Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
+        ]
+        if self.policy_reloader is not None:
+            self._loops.append(
+                Periodic("policy-reload", settings.policy_reload_seconds, self.policy_reloader.step)
+            )
         if retention.enabled:
             self._loops.append(Periodic("audit-retention", RETENTION_INTERVAL, retention.trim))
         self._started = False
@@ -226,6 +268,35 @@ class Runtime:
         from handlers.replies import Replier
 
         redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
+
+    # -- background steps with metrics ----------------------------------------------------------
+
+    def _sweep(self) -> None:
+        self._sweeper.sweep()
+        # Redis down: the gauge keeps its last value; rollout_bot_redis_errors counts it.
+        with contextlib.suppress(StoreError):
+            metrics().set_approvals_pending(len(self._flow.pending()))
+
+    def _verify_audit(self) -> None:
+        result = self._audit.verify()
+        metrics().audit_verified(result.ok, time.time())
+        if not result.ok:
+            log.error("the audit trail failed verification at entry %s", result.first_bad)
+
+    def _health_details(self) -> dict[str, object]:
+        if self.policy_reloader is None:
+            return {"policy": "none (read-only)"}
+        return self.policy_reloader.status()
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def health_route(self) -> Callable[[dict[str, Any], StartResponse], list[bytes] | None]:
+        """/healthz, /readyz and /metrics, for mounting into the HTTP-mode server."""
+        return health_routes(self.health, metrics())
+
+    def start_health_listener(self, host: str, port: int) -> HealthServer:
+        """Socket Mode has no HTTP server of its own: the probes and /metrics get a small one."""
+        return serve_health(self.health, metrics(), host=host, port=port)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -253,6 +324,13 @@ class Runtime:
         self.progress.start()
         for loop in self._loops:
             loop.start()
+        threading.Thread(target=self._verify_once, name="audit-verify-first", daemon=True).start()
+
+    def _verify_once(self) -> None:
+        try:
+            self._verify_audit()
+        except Exception as exc:  # Redis down at start-up: the periodic pass tries again
+            log.warning("audit verification skipped: %s", type(exc).__name__)
 
     def stop(self, timeout: float = 8.0) -> None:
         """Stops in order: no new background work, loops, then progress (which flushes its

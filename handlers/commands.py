@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -17,6 +18,8 @@ from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
+from bot.observability.logs import log_context
+from bot.observability.metrics import metrics
 from bot.services.container import Services
 from bot.services.execution import Mutation, target_of
 from bot.services.rollouts import Actor, Change, Target
@@ -45,6 +48,12 @@ class CommandRunner:
     def handle(
         self, ack: Ack, payload: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
+        with metrics().time_ack():
+            self._parse_and_ack(ack, payload, respond, client)
+
+    def _parse_and_ack(
+        self, ack: Ack, payload: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
         try:
             parsed = cmd.parse_command(
                 str(payload.get("text") or ""), max_replicas=self.services.max_replicas
@@ -52,10 +61,12 @@ class CommandRunner:
         except cmd.CommandError as exc:
             message = blocks.error_message(exc.message, exc.usage)
             ack(text=message.text, blocks=message.blocks)
+            metrics().command("unknown", "invalid")
             return
         if isinstance(parsed, cmd.Help):
             message = blocks.help_message(parsed.verb)
             ack(text=message.text, blocks=message.blocks)
+            metrics().command("help", "ok")
             return
         ack()
 
@@ -66,8 +77,25 @@ class CommandRunner:
         self.services.background.submit(self.run_safely, parsed, actor, replier)
 
     def run_safely(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
-        with user_facing_errors(replier.ephemeral):
-            self.run(command, actor, replier)
+        namespace = getattr(command, "namespace", None) or ""
+        deployment = getattr(command, "deployment", None) or ""
+        outcome = "failed"
+        with (
+            log_context(
+                request_id=uuid.uuid4().hex[:12],
+                user=actor.user_id,
+                verb=command.action,
+                target=f"{namespace}/{deployment}".strip("/") or None,
+            ),
+            user_facing_errors(replier.ephemeral),
+        ):
+            try:
+                self.run(command, actor, replier)
+                outcome = "ok"
+            except NotPermitted:
+                outcome = "denied"
+                raise
+        metrics().command(command.action, outcome)
 
     def run(self, command: cmd.Command, actor: Actor, replier: Replier) -> None:
         access = self.services.access

@@ -1,4 +1,5 @@
-"""The HTTP surface: POST /slack/events for Bolt, GET /healthz and /readyz for probes.
+"""The HTTP surface: POST /slack/events for Bolt; GET /healthz, /readyz and /metrics (the same
+routes, from bot.observability.health, that the Socket Mode health listener serves).
 
 Nothing unauthenticated reaches Bolt or the log. Before Bolt sees a request, this module
 bounds its size (waitress enforces the same limit while reading), checks Slack's signature
@@ -18,7 +19,6 @@ import io
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,40 +34,18 @@ log = logging.getLogger(__name__)
 # Slack payloads are a few kilobytes; anything far larger is not from Slack.
 MAX_BODY_BYTES = 1 << 20
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-# A probe answer is reused this long, so hammering /readyz cannot turn into a flood of calls
-# to Redis and the API server.
-READINESS_CACHE_SECONDS = 1.0
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class CachedReadiness:
-    def __init__(
-        self,
-        check: Callable[[], dict[str, bool]],
-        max_age: float = READINESS_CACHE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._check = check
-        self._max_age = max_age
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._at = float("-inf")
-        self._last: dict[str, bool] = {}
-
-    def __call__(self) -> dict[str, bool]:
-        # One probe at a time; callers arriving meanwhile get the answer it produces.
-        with self._lock:
-            if self._clock() - self._at > self._max_age:
-                self._last = self._check()
-                self._at = self._clock()
-            return dict(self._last)
+#: Answers /healthz, /readyz and /metrics (readiness cached, see ReadinessProbe), or None
+#: for any other path.
+HealthRoute = Callable[[dict[str, Any], StartResponse], list[bytes] | None]
 
 
-def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]], *, signing_secret: str) -> WsgiApp:
+def wsgi_app(app: App, health: HealthRoute, *, signing_secret: str) -> WsgiApp:
     slack = SlackRequestHandler(app)
-    ready = CachedReadiness(readiness)
 
     def reply(start: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
         data = json.dumps(body).encode()
@@ -76,12 +54,9 @@ def wsgi_app(app: App, readiness: Callable[[], dict[str, bool]], *, signing_secr
 
     def application(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
-        if path == "/healthz":
-            return reply(start, "200 OK", {"ok": True})
-        if path == "/readyz":
-            checks = ready()
-            status = "200 OK" if all(checks.values()) else "503 Service Unavailable"
-            return reply(start, status, {"ok": all(checks.values()), **checks})
+        answered = health(environ, start)
+        if answered is not None:
+            return answered
         if path != "/slack/events":
             return reply(start, "404 Not Found", {"error": "not found"})
         if method != "POST":

@@ -114,10 +114,38 @@ def slack() -> Iterator[SlackStandin]:
     standin.stop()
 
 
-@pytest.fixture(scope="session")
-def bot_rbac(admin_kubectl: Kubectl) -> str:
-    """The ClusterRoles of deploy/rbac.yaml, bound to the test identity `slack-bot`."""
-    admin_kubectl.run("apply", "-f", str(REPO_ROOT / "deploy" / "rbac.yaml"), check=False)
+def chart_rbac_rules() -> list[dict[str, Any]]:
+    """The rules the chart grants the bot in each namespace, read from the rendered manifests
+    (deploy/manifests/rollout-bot.yaml, which a test keeps equal to `helm template`)."""
+    import yaml
+
+    text = (REPO_ROOT / "deploy" / "manifests" / "rollout-bot.yaml").read_text()
+    roles = [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "Role"]
+    assert roles, "deploy/manifests/rollout-bot.yaml has no Role"
+    rules: list[dict[str, Any]] = roles[0]["rules"]
+    return rules
+
+
+def install_bot_rbac(admin_kubectl: Kubectl) -> str:
+    """The chart's RBAC rules as the ClusterRole `rollout-bot`, bound per namespace to the test
+    identity `slack-bot` (grant_bot); reading namespaces is granted cluster-wide, as the chart
+    does with rbac.namespaces=["*"], so "namespace does not exist" answers can be tested."""
+    admin_kubectl.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "rollout-bot"},
+            "rules": chart_rbac_rules(),
+        }
+    )
+    admin_kubectl.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "rollout-bot-namespaces"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}],
+        }
+    )
     admin_kubectl.apply(
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -132,6 +160,11 @@ def bot_rbac(admin_kubectl: Kubectl) -> str:
         }
     )
     return "slack-bot"
+
+
+@pytest.fixture(scope="session")
+def bot_rbac(admin_kubectl: Kubectl) -> str:
+    return install_bot_rbac(admin_kubectl)
 
 
 def grant_bot(kubectl: Kubectl, namespace: str) -> None:

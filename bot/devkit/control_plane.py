@@ -37,6 +37,8 @@ BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plan
 
 # Controllers the rollout semantics need. node-lifecycle and pod-garbage-collector stay off on
 # purpose: with a fake node they would evict or delete the pods the fake kubelet made Ready.
+# statefulset-controller: the Helm chart's bundled Redis is a StatefulSet; the chart tests check
+# that its pod is admitted under Pod Security "restricted".
 CONTROLLERS = ",".join(
     [
         "deployment-controller",

@@ -14,6 +14,12 @@ class Access:
         self.policy_loaded = policy_loaded
         self._groups = frozenset(policy.referenced_groups())
 
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy, in force for every check from now on."""
+        self._groups = frozenset(policy.referenced_groups())
+        self.policy = policy
+        self.policy_loaded = True
+
     def namespace_for(self, channel_id: str, requested: str | None) -> str:
         return requested or self.policy.default_namespace(channel_id)
 

@@ -27,6 +27,7 @@ from bot.domain.approval import Approval
 from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
+from bot.observability.metrics import metrics
 from bot.services.access import Access
 from bot.services.execution import Executor, Mutation, reason_of, target_of
 from bot.services.rollouts import Actor, Change, Rollouts, binding
@@ -185,8 +186,11 @@ class ApprovalFlow:
         current = outcome.request or request
         if outcome.status in ("recorded", "approved"):
             self._audit_quietly(AuditEventKind.APPROVAL, current, user_id, user_name)
+            if outcome.status == "approved":
+                metrics().approval_decided("approved")
         if outcome.status == "expired":
             self._audit(AuditEventKind.EXPIRY, current, "", "")
+            metrics().approval_decided("expired")
         if not outcome.should_execute:
             return Decision(outcome)
         return self._execute(current, outcome)
@@ -198,6 +202,7 @@ class ApprovalFlow:
         outcome = self.store.reject(approval_id, user_id, user_name, reason, self._now())
         if outcome.status == "rejected" and outcome.request is not None:
             self._audit(AuditEventKind.REJECTION, outcome.request, user_id, user_name, reason)
+            metrics().approval_decided("rejected")
         return Decision(outcome)
 
     def cancel(self, approval_id: str, user_id: str, user_name: str) -> Decision:
@@ -205,12 +210,14 @@ class ApprovalFlow:
         outcome = self.store.cancel(approval_id, user_id, self._now())
         if outcome.status == "cancelled" and outcome.request is not None:
             self._audit(AuditEventKind.CANCELLATION, outcome.request, user_id, user_name)
+            metrics().approval_decided("cancelled")
         return Decision(outcome)
 
     def expire_due(self) -> list[ApprovalRequest]:
         expired = self.store.expire_due(self._now())
         for request in expired:
             self._audit(AuditEventKind.EXPIRY, request, "", "")
+            metrics().approval_decided("expired")
         return expired
 
     def resume_stalled(self, min_age: timedelta = STALLED_AFTER) -> list[Decision]:
@@ -359,6 +366,7 @@ class ApprovalFlow:
         voided = self.store.void(request.id, why, self._now())
         if voided.status == "voided":  # only when the void won
             self._audit(AuditEventKind.VOID, voided.request or request, "", "", why)
+            metrics().approval_decided("voided")
             return Decision(voided, error=why)
         return Decision(voided)
 

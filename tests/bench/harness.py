@@ -24,7 +24,7 @@ from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import RecordedCall, SlackStandin
 from bot.domain import rollout
-from tests.conftest import TEST_POLICY, grant_bot
+from tests.conftest import TEST_POLICY, grant_bot, install_bot_rbac
 from tests.support import slack_standin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl
@@ -149,21 +149,8 @@ class Bench:
         self.slack.set_usergroup("S0DEVS", ["U0DAVE"])
         self.slack.set_usergroup("S0SRE", ["U0ERIN"])
         self.policy.write_text(TEST_POLICY)
-        # The RBAC of deploy/rbac.yaml, bound to the bot's test identity (as tests/conftest.py).
-        self.admin.run("apply", "-f", str(REPO / "deploy" / "rbac.yaml"), check=False)
-        self.admin.apply(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": "slack-bot-namespaces"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "rollout-bot-namespaces",
-                },
-                "subjects": [{"kind": "User", "name": "slack-bot"}],
-            }
-        )
+        # The chart's RBAC, bound to the bot's test identity (as tests/conftest.py).
+        install_bot_rbac(self.admin)
 
     def close(self) -> None:
         self.stack.close()

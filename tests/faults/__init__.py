@@ -7,6 +7,7 @@ Shared helpers only; fixtures live in the modules that use them.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -35,6 +36,18 @@ def assert_unchanged(kubectl: Kubectl) -> None:
 def assert_clean(text: str, *secrets: str) -> None:
     for marker in (*LEAK_MARKERS, *secrets):
         assert marker not in text, f"{marker!r} leaked into:\n{text[-3000:]}"
+
+
+def probe_until(
+    bot: BotProcess, path: str, predicate: Any, timeout: float = 10
+) -> tuple[int, dict[str, Any]]:
+    """Probes until `predicate((status, body))` holds (/readyz answers are cached for 1 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe(bot, path)
+        if predicate(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
 
 
 def probe(bot: BotProcess, path: str) -> tuple[int, dict[str, Any]]:

@@ -108,3 +108,34 @@ def test_socket_mode_acks_help_in_the_envelope_and_answers_status_on_the_respons
     assert "replicas: 2 → 3" in message_text(post.params)
     assert kubectl.rollout_status("web").returncode == 0
     assert kubectl.get("deployment/web")["status"]["readyReplicas"] == 3
+
+
+def test_socket_mode_serves_health_readiness_and_metrics_on_the_health_port(
+    socket_bot: BotProcess, socket_mode: SocketModeStandin, slack: SlackStandin
+) -> None:
+    import json
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = f"http://127.0.0.1:{socket_bot.env['ROLLOUT_BOT_HEALTH_PORT']}"
+    with urllib.request.urlopen(base + "/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
+        body = json.loads(resp.read())
+    assert resp.status == 200 and body["kubernetes"] is True and body["redis"] is True
+    assert body["policy"] == "ok"
+
+    help_id = socket_mode.send_slash_command(
+        slash_command_payload("help", response_url=slack.response_url("h"))
+    )
+    socket_mode.wait_for_ack(help_id, timeout=3)
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    helps = [
+        s.value
+        for s in families["rollout_bot_commands"].samples
+        if s.name.endswith("_total") and s.labels == {"verb": "help", "outcome": "ok"}
+    ]
+    assert helps == [1.0]
+    assert families["rollout_bot_ack_seconds"].samples

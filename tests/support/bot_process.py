@@ -137,6 +137,8 @@ def bot_env(
         KUBECONFIG=str(kubeconfig),
         ROLLOUT_BOT_CLUSTER_NAME="test",
         ROLLOUT_BOT_STATE_KEY=STATE_KEY,
+        # Socket Mode serves /healthz, /readyz and /metrics here; tests run bots side by side.
+        ROLLOUT_BOT_HEALTH_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     if policy is not None:

@@ -21,6 +21,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "ROLLOUT_BOT_SECRETS_DIR",
         "ROLLOUT_BOT_THREADS",
         "SLACK_API_URL",
+        "ROLLOUT_BOT_HEALTH_PORT",
+        "ROLLOUT_BOT_LOG_FORMAT",
+        "ROLLOUT_BOT_LOG_LEVEL",
+        "ROLLOUT_BOT_POLICY_RELOAD_INTERVAL",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -67,4 +71,37 @@ def test_mounted_secret_files_fill_what_the_environment_lacks(
 def test_a_secrets_dir_that_does_not_exist_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLLOUT_BOT_SECRETS_DIR", "/nonexistent/secrets")
     with pytest.raises(ConfigError, match="ROLLOUT_BOT_SECRETS_DIR"):
+        load_settings()
+
+
+def test_observability_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    defaults = load_settings()
+    assert (defaults.health_port, defaults.log_format, defaults.log_level) == (8080, "text", "INFO")
+    monkeypatch.setenv("ROLLOUT_BOT_HEALTH_PORT", "9090")
+    monkeypatch.setenv("ROLLOUT_BOT_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("ROLLOUT_BOT_LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert (settings.health_port, settings.log_format, settings.log_level) == (
+        9090,
+        "json",
+        "DEBUG",
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("ROLLOUT_BOT_LOG_FORMAT", "yaml"),
+        ("ROLLOUT_BOT_LOG_LEVEL", "loud"),
+        ("ROLLOUT_BOT_HEALTH_PORT", "70000"),
+        ("ROLLOUT_BOT_POLICY_RELOAD_INTERVAL", "0"),
+    ],
+)
+def test_bad_observability_settings_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
         load_settings()

@@ -6,6 +6,8 @@ below the services. Each rule here fails the build when a module reaches the wro
     bot.adapters          bot.domain, bot.adapters
     bot.services          bot.domain, bot.adapters, bot.services
     handlers              bot.domain, bot.services, handlers (never an adapter)
+    bot.observability     bot.observability only (metrics, logs, health: every layer but the
+                          domain may report through it)
     bot.runtime, bot.__main__, bot.check, bot.playground, bot.devkit: the composition root and
                           tools around it, which may import anything
 """
@@ -32,9 +34,10 @@ IO_MODULES = {
 # Which of our packages each layer may import. Anything not listed is refused.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "bot.domain": ("bot.domain",),
-    "bot.adapters": ("bot.domain", "bot.adapters"),
-    "bot.services": ("bot.domain", "bot.adapters", "bot.services"),
-    "handlers": ("bot.domain", "bot.services", "handlers"),
+    "bot.adapters": ("bot.domain", "bot.adapters", "bot.observability"),
+    "bot.services": ("bot.domain", "bot.adapters", "bot.services", "bot.observability"),
+    "handlers": ("bot.domain", "bot.services", "handlers", "bot.observability"),
+    "bot.observability": ("bot.observability",),
 }
 OURS = ("bot", "handlers")
 

@@ -28,6 +28,7 @@ from bot.domain.errors import (
     NotFound,
     OutcomeUnknown,
 )
+from bot.observability.metrics import metrics
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -259,11 +260,14 @@ class KubeCluster:
                 namespace, _preload_content=False, _request_timeout=self._timeout
             )
         except ApiException as exc:
+            metrics().kube_call("get", "namespaces", code=exc.status or 0)
             if exc.status == 404:
                 return False
             return None
         except (urllib3.exceptions.HTTPError, OSError):
+            metrics().kube_call("get", "namespaces", code=0)
             return None
+        metrics().kube_call("get", "namespaces")
         return True
 
     def ready(self) -> bool:
@@ -393,10 +397,14 @@ class KubeCluster:
         self, verb: str, resource: str, namespace: str, request: Callable[[], Any]
     ) -> Any:
         try:
-            return request()
+            response = request()
+            metrics().kube_call(verb, resource)
+            return response
         except ApiException as exc:
+            metrics().kube_call(verb, resource, code=exc.status or 0)
             raise _translate(exc, verb, resource, namespace, None) from None
         except (urllib3.exceptions.HTTPError, OSError):
+            metrics().kube_call(verb, resource, code=0)
             raise ClusterUnavailable(
                 f"The Kubernetes API server of cluster `{self.name}` did not answer "
                 f"(while trying to {verb} {resource})."
@@ -436,10 +444,13 @@ class KubeCluster:
         try:
             response = self._with_throttling(verb, request)
             body: Json = json.loads(response.data or b"{}")
+            metrics().kube_call(verb, resource)
             return body
         except ApiException as exc:
+            metrics().kube_call(verb, resource, code=exc.status or 0)
             raise _translate(exc, verb, resource, namespace, name) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            metrics().kube_call(verb, resource, code=0)
             log.warning(
                 "kubernetes %s %s in %s failed: %s", verb, resource, namespace, type(exc).__name__
             )
@@ -509,7 +520,7 @@ def _translate(
         return Forbidden(
             f"The bot's Kubernetes identity is not allowed to *{verb}* `{resource}` in "
             f"namespace `{namespace}`. Nothing was changed. Ask a cluster admin to grant it "
-            f"(see `deploy/rbac.yaml`)."
+            f"(the Helm chart's `rbac.namespaces`)."
         )
     if status == 401:
         return Forbidden(

@@ -76,6 +76,7 @@ from bot.domain.audit import (
     TrimResult,
     VerifyResult,
 )
+from bot.observability.metrics import metrics
 
 __all__ = [
     "GENESIS_HASH",
@@ -381,6 +382,7 @@ class RedisAuditLog:
                     self._tip = _Tip(
                         str(entry.seq), entry.hash, entry.stream_id, entry.stream_id, kid
                     )
+                    metrics().audit_written(entry.event)
                 return AuditedReply(reply=reply[1], status=written, entry=entry)
             if status != "audit_conflict":
                 raise StoreCorrupt(operation, cause="UnexpectedReply")

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import redis
 
 from bot.domain.errors import StoreCorrupt, StoreError, StoreUnavailable
+from bot.observability.metrics import metrics
 
 __all__ = ["StoreCorrupt", "StoreError", "StoreUnavailable", "redis_errors"]
 
@@ -23,4 +24,5 @@ def redis_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
+        metrics().redis_error(operation)
         raise StoreUnavailable(operation, cause=type(exc).__name__) from exc

@@ -53,6 +53,7 @@ from bot.domain.errors import NotFound, RolloutBotError
 from bot.domain.policy import Policy
 from bot.domain.rollout import RolloutStatus, StatusReason
 from bot.domain.tracking import TrackedRollout
+from bot.observability.metrics import metrics
 from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
 from bot.services.rollouts import Change, Rollouts, StatusView, Target
 
@@ -452,8 +453,11 @@ class ProgressTracker:
             done = replace(current, finished=True, verdict=verdict)
             self._tracked[tracked.id] = done
             self._held.pop(tracked.id, None)
+        metrics().rollout_verdict(verdict)
 
         def delivered() -> None:
+            # From the watch event that decided the verdict to the message showing it.
+            metrics().progress_lag(self._clock() - frame.now)
             try:
                 self.registry.save(done)
                 self.leases.release(done.id)
@@ -488,6 +492,27 @@ class ProgressTracker:
             log.warning("could not audit the verdict of %s", tracked.id)
 
     # -- leases: exactly one replica drives each rollout -----------------------------------------
+
+    def tracked_count(self) -> int:
+        """Rollouts this replica is driving now (read by the metrics at each scrape)."""
+        with self._lock:
+            return sum(1 for t in self._tracked.values() if t.id in self._owned and not t.finished)
+
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy: on_failure rules and the channels told of outside changes."""
+        notice_channels = {
+            binding.namespace: _NoticeChannel(channel, binding.follow_outside)
+            for channel, binding in policy.channels.items()
+            if binding.namespace
+        }
+        with self._lock:
+            self.policy = policy
+            self._notice_channels = notice_channels
+            started = self._lease_thread.is_alive()
+        if started:
+            for namespace in notice_channels:
+                for kind in workloads.KINDS:
+                    self._ensure_watch(namespace, kind)
 
     def _lease_loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW):

@@ -1,0 +1,1 @@
+"""Metrics, structured logs and the health endpoints: what an operator sees of a running bot."""
