@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default PLAYGROUND_KUBECONFIG)",
     )
     parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="keep the bot's log in this directory (default PLAYGROUND_LOG_DIR, else removed "
+        "on exit)",
+    )
+    parser.add_argument(
         "--install-missing",
         action="store_true",
         help="install redis-server with apt-get when it is missing (root only)",
@@ -45,11 +52,15 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     cluster_dir = Path(os.environ["CLUSTER_DIR"]) if os.environ.get("CLUSTER_DIR") else None
+    log_dir = args.log_dir or (
+        Path(os.environ["PLAYGROUND_LOG_DIR"]) if os.environ.get("PLAYGROUND_LOG_DIR") else None
+    )
     return run_playground(
         port=port or DEFAULT_PORT,
         kubeconfig=kubeconfig,
         cluster_dir=cluster_dir,
         install_missing=args.install_missing,
+        log_dir=log_dir,
     )
 
 

@@ -36,9 +36,14 @@ def run(
     kubeconfig: Path | None = None,
     cluster_dir: Path | None = None,
     install_missing: bool = False,
+    log_dir: Path | None = None,
 ) -> int:
     options = Options(
-        port=port, kubeconfig=kubeconfig, cluster_dir=cluster_dir, install_missing=install_missing
+        port=port,
+        kubeconfig=kubeconfig,
+        cluster_dir=cluster_dir,
+        install_missing=install_missing,
+        log_dir=log_dir,
     )
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = Stack(options, say)
@@ -50,6 +55,8 @@ def run(
             f"ready in {timings['total']:.1f}s (Kubernetes {timings['kubernetes']:.1f}s, "
             f"bot {timings['bot']:.1f}s)"
         )
+        if log_dir is not None:
+            say(f"the bot's log: {stack.bot_log}")
         say(f"open {stack.url}  (Ctrl-C stops everything)")
         threading.Event().wait()
     except _Stop:

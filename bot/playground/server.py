@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -283,6 +284,12 @@ class PlaygroundHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.playground = playground
         self._thread: threading.Thread | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A closed tab ends its long poll mid-answer: normal, not worth a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            log.warning("request failed: %s", type(error).__name__)
 
     @property
     def url(self) -> str:

@@ -50,6 +50,7 @@ class Options:
     cluster_dir: Path | None = None  # a control plane from `make cluster-up` to reuse
     install_missing: bool = False  # apt-get install redis-server when it is missing
     ready_delay: float = 1.5  # seconds the fake kubelet takes to make a pod Ready
+    log_dir: Path | None = None  # keep the bot's log here (default: removed on exit)
 
 
 def _free_port() -> int:
@@ -109,7 +110,7 @@ class Stack:
 
     @property
     def bot_log(self) -> Path:
-        return self.workdir / "bot.log"
+        return (self.options.log_dir or self.workdir) / "bot.log"
 
     @property
     def url(self) -> str:
@@ -185,10 +186,6 @@ class Stack:
             "starting a local Kubernetes control plane (etcd, kube-apiserver, "
             "kube-controller-manager, a fake kubelet)"
         )
-        self.say(
-            "the first run builds it from source once (about 15-30 min on 2 cores, progress "
-            "below); later runs start in seconds"
-        )
         plane = ControlPlane(self.workdir / "cluster", ready_delay=self.options.ready_delay)
         self.control_plane = plane
         try:
@@ -230,6 +227,7 @@ class Stack:
         assert self.standin is not None and self.redis is not None
         policy = self.workdir / "policy.yaml"
         policy.write_text(demo.POLICY_YAML)
+        self.bot_log.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLOUT_BOT_"))}
         env.update(
             SLACK_BOT_TOKEN=self.standin.token,
