@@ -7,10 +7,10 @@ the stand-in the tests trust. Switching where they live is an edit of this file 
 
 from __future__ import annotations
 
-from tests.support.control_plane import ClusterInfo, ControlPlane
-from tests.support.redis_server import RedisServer, RedisServerNotInstalled
-from tests.support.slack_requests import Response, send_block_action, send_slash_command
-from tests.support.slack_standin import PostedMessage, RecordedCall, SlackStandin
+from bot.devkit.control_plane import ClusterInfo, ControlPlane
+from bot.devkit.redis_server import RedisServer, RedisServerNotInstalled
+from bot.devkit.slack_api import PostedMessage, RecordedCall, SlackStandin
+from bot.devkit.slack_requests import Response, send_block_action, send_slash_command
 
 __all__ = [
     "ClusterInfo",

@@ -105,6 +105,8 @@ class Stack:
         self.bot: subprocess.Popen[bytes] | None = None
         self.bot_port = 0
         self._signing_secret = ""
+        # Seals the bot's approvals and tracked rollouts in Redis; fresh each run, never shown.
+        self._state_key = secrets.token_hex(32)
         self.web: PlaygroundHTTPServer | None = None
         self.timings: dict[str, float] = {}
 
@@ -237,6 +239,7 @@ class Stack:
             KUBECONFIG=str(kubeconfig),
             ROLLOUT_BOT_POLICY=str(policy),
             ROLLOUT_BOT_CLUSTER_NAME="playground",
+            ROLLOUT_BOT_STATE_KEY=self._state_key,
             ROLLOUT_BOT_PROGRESS_INTERVAL="1",
             PYTHONUNBUFFERED="1",
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.control_plane import ClusterInfo, free_port
+from bot.devkit.control_plane import ClusterInfo, free_port
 from tests.support.kubectl import Kubectl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]

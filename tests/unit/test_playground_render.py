@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import types
 from datetime import UTC, datetime, timedelta
 
+from bot.domain.approval import ApprovalRequest
 from bot.playground import render
+from handlers.views.blocks import approval_card
 
 USERS = {"U0ALICE": "alice", "U0BOB": "bob"}
 
@@ -65,34 +66,28 @@ def test_emoji_shortcodes() -> None:
 
 
 def test_approval_card_renders_inputs_buttons_and_confirm() -> None:
-    from bot.blocks import approval_card
-
-    request = types.SimpleNamespace(
-        state="pending",
+    now = datetime.now(UTC)
+    request = ApprovalRequest(
+        requester_id="U0ALICE",
+        requester_name="alice",
+        channel="C0PROD",
+        action="set-image",
         cluster="playground",
         namespace="prod",
         deployment="web",
-        id="abc123",
-        requester_id="U0ALICE",
-        requester_name="alice",
-        action="set-image",
         parameters={"command": "set image web nginx=nginx:1.19-alpine -n prod", "preview": ""},
         reason="fixes <CVE>",
-        approvers=["U0BOB"],
         required=1,
-        expires_at=datetime.now(UTC) + timedelta(minutes=30),
-        approvals=[],
-        decided_by=None,
-        decided_at=None,
-        reject_reason=None,
-        result_message=None,
+        approvers=["U0BOB"],
+        created_at=now,
+        expires_at=now + timedelta(minutes=30),
     )
     card = approval_card(request)
     out = render.message_body(card.text, card.blocks, USERS, "U0BOB")
     assert 'data-action-id="rollout_approve"' in out and "btn-primary" in out
     assert 'data-action-id="rollout_reject"' in out and "btn-danger" in out
     assert 'data-block-id="reject_reason"' in out and 'data-action-id="reject_reason_input"' in out
-    assert 'data-block-id="approval:abc123"' in out
+    assert f'data-block-id="approval:{request.id}"' in out
     confirm = out.split('data-confirm="')[1].split('"')[0]
     dialog = json.loads(confirm.replace("&quot;", '"'))
     assert dialog["title"] == "Approve this change?" and dialog["confirm"] == "Approve"
