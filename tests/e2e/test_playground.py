@@ -125,9 +125,13 @@ def playground(cluster: ClusterInfo, tmp_path: Path) -> Iterator[RunningPlaygrou
     try:
         yield running
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # the test failed before stopping it: stop it as Ctrl-C would
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_request_approve_and_watch_the_rollout(
