@@ -303,7 +303,7 @@ class PlaygroundHTTPServer(ThreadingHTTPServer):
         self._thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self.shutdown()
             self._thread.join(timeout=5)
+        self.server_close()

@@ -287,7 +287,8 @@ class Stack:
                 self.redis.close()
             self.redis = None
         if self.control_plane is not None:
-            self.say("stopping the local control plane")
+            if self.control_plane.pids:
+                self.say("stopping the local control plane")
             with contextlib.suppress(Exception):
                 self.control_plane.down()
             self.control_plane = None

@@ -100,8 +100,10 @@ def playground(cluster: ClusterInfo, tmp_path: Path) -> Iterator[RunningPlaygrou
         PYTHONUNBUFFERED="1",
     )
     env.pop("CLUSTER_DIR", None)
+    executable = Path(sys.executable).with_name("rollout-bot")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "bot"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.playground", "--port", str(port)],
+        [*command, "playground", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
