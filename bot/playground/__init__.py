@@ -45,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bot.playground.cli import run as run_playground
 
-    port = args.port if args.port is not None else int(os.environ.get("PLAYGROUND_PORT") or 0)
+    # 0 picks any free port (the URL printed says which).
+    port = (
+        args.port
+        if args.port is not None
+        else int(os.environ.get("PLAYGROUND_PORT") or DEFAULT_PORT)
+    )
     kubeconfig = args.kubeconfig or (
         Path(os.environ["PLAYGROUND_KUBECONFIG"])
         if os.environ.get("PLAYGROUND_KUBECONFIG")
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         Path(os.environ["PLAYGROUND_LOG_DIR"]) if os.environ.get("PLAYGROUND_LOG_DIR") else None
     )
     return run_playground(
-        port=port or DEFAULT_PORT,
+        port=port,
         kubeconfig=kubeconfig,
         cluster_dir=cluster_dir,
         install_missing=args.install_missing,
