@@ -46,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from bot.playground.cli import run as run_playground
 
     # 0 picks any free port (the URL printed says which).
-    port = (
-        args.port
-        if args.port is not None
-        else int(os.environ.get("PLAYGROUND_PORT") or DEFAULT_PORT)
-    )
+    port = args.port
+    if port is None:
+        value = os.environ.get("PLAYGROUND_PORT") or str(DEFAULT_PORT)
+        if not value.isdigit():
+            print(f"[playground] PLAYGROUND_PORT must be a port number, got {value!r}")
+            return 2
+        port = int(value)
     kubeconfig = args.kubeconfig or (
         Path(os.environ["PLAYGROUND_KUBECONFIG"])
         if os.environ.get("PLAYGROUND_KUBECONFIG")

@@ -380,7 +380,15 @@
     });
     $("tour-toggle").addEventListener("click", () => $("app").classList.toggle("tour-open"));
     $("tour-close").addEventListener("click", closeMenus);
-    $("menu-button").addEventListener("click", () => $("app").classList.toggle("menu-open"));
+    $("menu-button").addEventListener("click", (event) => {
+      event.stopPropagation();
+      $("app").classList.toggle("menu-open");
+    });
+    $("tour-toggle").addEventListener("click", (event) => event.stopPropagation());
+    // On a narrow screen the drawers close when you touch the channel behind them.
+    document.querySelector(".channel").addEventListener("click", () => {
+      $("app").classList.remove("menu-open", "tour-open");
+    });
   }
 
   async function start() {
