@@ -1,11 +1,13 @@
 # Contract: setup, test, check, cluster-up, cluster-down, bench are called by other tooling.
+# `make playground` is the first command in the README: the bot in a browser, no Slack needed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
+PLAYGROUND_PORT ?= 8080
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image lock
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image lock playground
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,11 @@ cluster-up: setup control-plane
 
 cluster-down: setup
 	$(BIN)/python -m bot.devkit.control_plane down "$(CLUSTER_DIR)"
+
+# Starts (or reuses, with CLUSTER_DIR or PLAYGROUND_KUBECONFIG) a cluster, redis-server, the bot
+# and the page at http://127.0.0.1:$(PLAYGROUND_PORT); Ctrl-C stops all of it.
+playground: setup
+	@exec $(BIN)/rollout-bot playground --port "$(PLAYGROUND_PORT)" --install-missing
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default=None, help="bind address (default ROLLOUT_BOT_HTTP_HOST or 127.0.0.1)"
     )
     sub.add_parser("check", help="validate the policy and the connections; non-zero on problems")
+    from bot.playground import add_arguments as playground_arguments
+
+    playground_arguments(
+        sub.add_parser("playground", help="try the bot in a browser, without a Slack workspace")
+    )
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     export = audit_sub.add_parser("export", help="write entries as JSON lines to stdout")
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from bot.observability.logs import configure_logging
 
     args = _parser().parse_args(argv)
+    if args.command == "playground":  # starts its own stand-ins; needs none of the settings
+        from bot.playground import run as run_playground
+
+        return run_playground(args)
     try:
         settings = load_settings()
     except ConfigError as exc:

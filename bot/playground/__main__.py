@@ -1,0 +1,7 @@
+"""`python -m bot.playground` is `rollout-bot playground`."""
+
+import sys
+
+from bot.playground import main
+
+sys.exit(main())

@@ -1,0 +1,26 @@
+"""The one place the playground imports the development kit from.
+
+The Slack stand-in, the signed-request builders, the local control plane and the private
+redis-server are shared with the test suite (never copied), so the playground talks to exactly
+the stand-in the tests trust. Switching where they live is an edit of this file only.
+"""
+
+from __future__ import annotations
+
+from bot.devkit.control_plane import ClusterInfo, ControlPlane
+from bot.devkit.redis_server import RedisServer, RedisServerNotInstalled
+from bot.devkit.slack_api import PostedMessage, RecordedCall, SlackStandin
+from bot.devkit.slack_requests import Response, send_block_action, send_slash_command
+
+__all__ = [
+    "ClusterInfo",
+    "ControlPlane",
+    "PostedMessage",
+    "RecordedCall",
+    "RedisServer",
+    "RedisServerNotInstalled",
+    "Response",
+    "SlackStandin",
+    "send_block_action",
+    "send_slash_command",
+]

@@ -1,0 +1,223 @@
+"""`rollout-bot playground` in a real browser: request as alice, approve as bob, watch it roll out.
+
+The playground runs as a user would start it, against the session's control plane (through
+PLAYGROUND_KUBECONFIG, so no second cluster), and kubectl checks what it did. Screenshots of the
+approval card and of the finished progress message, at 1280x800 and 420 px wide, are saved
+under test-artifacts/playground/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.devkit.control_plane import ClusterInfo, free_port
+from tests.support.kubectl import Kubectl
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO / "test-artifacts" / "playground"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PROGRESS = re.compile(r"rolling out|rollout succeeded|rollout failed")
+COMMAND = "/rollout set image web nginx=nginx:1.19-alpine -n prod"
+
+
+@dataclass
+class RunningPlayground:
+    proc: subprocess.Popen[str]
+    url: str
+    log_dir: Path
+    output: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def children(self) -> list[int]:
+        """Processes the playground started (bot, redis-server), from /proc."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+
+def assert_no_horizontal_overflow(page: Any) -> None:
+    """Nothing wider than the window: long image names and code wrap."""
+    overflow = page.evaluate(
+        """() => {
+            const width = document.documentElement.clientWidth;
+            return [...document.querySelectorAll('.msg *')]
+                .filter(e => e.getBoundingClientRect().right > width + 1 && e.offsetParent)
+                .map(e => e.className || e.tagName).slice(0, 5);
+        }"""
+    )
+    assert overflow == [], f"elements wider than the window: {overflow}"
+
+
+def _healthy(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def playground(cluster: ClusterInfo, tmp_path: Path) -> Iterator[RunningPlayground]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLOUT_BOT_"))}
+    env.update(
+        PLAYGROUND_KUBECONFIG=str(cluster.kubeconfig),
+        PLAYGROUND_LOG_DIR=str(tmp_path),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("CLUSTER_DIR", None)
+    executable = Path(sys.executable).with_name("rollout-bot")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "bot"]
+    proc = subprocess.Popen(
+        [*command, "playground", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    running = RunningPlayground(proc, f"http://127.0.0.1:{port}", tmp_path)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            running.output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    started = time.monotonic()
+    while not _healthy(running.url + "/healthz"):
+        if proc.poll() is not None or time.monotonic() - started > 120:
+            proc.kill()
+            pytest.fail(f"the playground did not start:\n{running.text()}")
+        time.sleep(0.2)
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:  # the test failed before stopping it: stop it as Ctrl-C would
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_request_approve_and_watch_the_rollout(
+    playground: RunningPlayground, admin_kubectl: Kubectl
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    prod = admin_kubectl.in_namespace("prod")
+    assert prod.images("web") == {"nginx": "nginx:1.18-alpine"}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(playground.url)
+
+        page.click("#channel-list button[data-channel=C0PROD]")
+        page.click("#switcher button[data-user=U0ALICE]")
+        expect(page.locator("#channel-name")).to_have_text("# prod")
+        page.fill("#composer-input", COMMAND)
+        page.press("#composer-input", "Enter")
+
+        card = page.locator(".msg", has_text="Waiting for approval").first
+        expect(card).to_be_visible(timeout=30_000)
+        expect(card).to_contain_text("nginx:1.19-alpine")
+        expect(card.locator(".mention", has_text="@alice")).to_be_visible()
+        card_id = card.get_attribute("data-id")
+
+        page.click("#switcher button[data-user=U0BOB]")
+        card = page.locator(f'.msg[data-id="{card_id}"]')
+        approve = card.locator("button[data-action-id=rollout_approve]")
+        expect(approve).to_be_visible(timeout=15_000)
+        for width in (1280, 420):
+            page.set_viewport_size({"width": width, "height": 800})
+            card.evaluate("node => node.scrollIntoView({block: 'start'})")
+            card.screenshot(path=str(ARTIFACTS / f"card-{width}.png"))
+            page.screenshot(path=str(ARTIFACTS / f"page-card-{width}.png"))
+            assert_no_horizontal_overflow(page)
+        page.set_viewport_size({"width": 1280, "height": 800})
+
+        approve.click()
+        dialog = page.locator("#confirm")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("Approve this change?")
+        page.screenshot(path=str(ARTIFACTS / "confirm-1280.png"))
+        page.click("#confirm-ok")
+        expect(dialog).to_be_hidden()
+
+        progress = card.locator(".thread-replies .msg", has_text="rollout succeeded")
+        expect(progress).to_be_visible(timeout=90_000)
+        # Updated in place (chat.update), not posted again: one progress message, edited.
+        progress_messages = card.locator(".thread-replies .msg", has_text=PROGRESS)
+        expect(progress_messages).to_have_count(1)
+        expect(progress.locator(".msg-edited")).to_be_visible()
+        expect(card).to_contain_text("approved by")
+
+        assert prod.images("web") == {"nginx": "nginx:1.19-alpine"}
+        assert prod.rollout_status("web").returncode == 0
+
+        progress.scroll_into_view_if_needed()
+        progress.screenshot(path=str(ARTIFACTS / "progress-1280.png"))
+        page.screenshot(path=str(ARTIFACTS / "page-done-1280.png"))
+
+        page.set_viewport_size({"width": 420, "height": 800})
+        progress.evaluate("node => node.scrollIntoView({block: 'end'})")
+        progress.screenshot(path=str(ARTIFACTS / "progress-420.png"))
+        page.screenshot(path=str(ARTIFACTS / "page-done-420.png"))
+        assert_no_horizontal_overflow(page)
+        assert errors == []
+        browser.close()
+
+    children = playground.children()
+    assert children, "the playground should have started the bot and redis-server"
+    playground.proc.send_signal(signal.SIGTERM)
+    assert playground.proc.wait(30) == 0
+    time.sleep(0.2)
+    output = playground.text()
+    assert "stopped; nothing left running" in output
+    assert "Traceback" not in output
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert left == [], f"still running after the playground stopped: {left}"
+    bot_log = (playground.log_dir / "bot.log").read_text()
+    assert "Traceback" not in bot_log and "xoxb-" not in bot_log

@@ -1,0 +1,55 @@
+"""`rollout-bot playground` says exactly what is missing, and a failed start leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def playground(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    executable = Path(sys.executable).with_name("rollout-bot")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "bot"]
+    return subprocess.run(
+        [*command, "playground", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_port_in_use_is_named_with_the_way_out() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        done = playground("--port", str(port))
+    assert done.returncode == 2
+    assert f"port {port} is not free" in done.stdout
+    assert f"PLAYGROUND_PORT={port + 1}" in done.stdout
+    assert time.monotonic() - started < 20  # found before any cluster is started
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_missing_redis_server_names_the_command() -> None:
+    done = playground("--port", "0", env={"REDIS_SERVER": "/nonexistent/redis-server"})
+    assert done.returncode == 2
+    assert "redis-server is missing. Install it with: sudo apt-get install -y redis-server" in (
+        done.stdout
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_kubeconfig_that_is_not_there(tmp_path: Path) -> None:
+    done = playground("--port", "0", "--kubeconfig", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert "PLAYGROUND_KUBECONFIG names no file" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
