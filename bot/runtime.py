@@ -52,6 +52,7 @@ from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
+from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.periodic import Periodic
@@ -198,6 +199,7 @@ class Runtime:
             cluster_name=settings.cluster_name,
         )
         self.services = Services(
+            commands=CommandService(access, rollouts, executor, flow, AuditTrail(audit)),
             access=access,
             rollouts=rollouts,
             executor=executor,

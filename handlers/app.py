@@ -52,9 +52,9 @@ def build_app(
         ),
     )
     app.use(replay_guard(first_time))
-    runner = commands.register(app, services)
+    commands.register(app, services)
     approval_buttons.register(app, services)
-    progress_buttons.register(app, services, runner)
+    progress_buttons.register(app, services)
     return app
 
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.domain.approval import ApprovalRequest
@@ -19,6 +19,7 @@ from bot.domain.errors import StoreError
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
 from bot.services.rollouts import Actor
+from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
 
@@ -49,9 +50,20 @@ def register(app: App, services: Services) -> None:
 
 
 def _click_handler(services: Services, verb: str) -> Callable[..., None]:
-    def handle_click(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def handle_click(
+        ack: Ack,
+        action: dict[str, Any],
+        body: dict[str, Any],
+        context: BoltContext,
+        respond: Respond,
+        client: WebClient,
+    ) -> None:
         ack()
-        services.background.submit(_handle, services, verb, body, respond, client)
+        actor = clicker(body, context)
+        approval_id = str(action.get("value") or "")
+        reason = _reject_reason(body) if verb == "reject" else ""
+        replier = Replier(respond, client, actor.channel_id)
+        services.background.submit(_handle, services, verb, approval_id, actor, reason, replier)
 
     handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs
     return handle_click
@@ -64,23 +76,22 @@ def _reject_reason(body: dict[str, Any]) -> str:
 
 
 def _handle(
-    services: Services, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
+    services: Services,
+    verb: str,
+    approval_id: str,
+    actor: Actor,
+    reason: str,
+    replier: Replier,
 ) -> None:
-    user = body.get("user") or {}
-    user_id = str(user.get("id") or "")
-    user_name = str(user.get("username") or user.get("name") or user_id)
-    channel_id = str((body.get("channel") or {}).get("id") or "")
-    approval_id = str((body.get("actions") or [{}])[0].get("value") or "")
-    replier = Replier(respond, client, channel_id)
     flow = services.approvals
     with user_facing_errors(replier.ephemeral):
         if verb == "approve":
-            decision = flow.approve(approval_id, user_id, user_name)
+            decision = flow.approve(approval_id, actor.user_id, actor.user_name)
         elif verb == "reject":
-            decision = flow.reject(approval_id, user_id, user_name, _reject_reason(body))
+            decision = flow.reject(approval_id, actor.user_id, actor.user_name, reason)
         else:
-            decision = flow.cancel(approval_id, user_id, user_name)
-        after_decision(services, decision, user_id, replier)
+            decision = flow.cancel(approval_id, actor.user_id, actor.user_name)
+        after_decision(services, decision, actor.user_id, replier)
 
 
 def after_decision(services: Services, decision: Decision, user_id: str, replier: Replier) -> None:

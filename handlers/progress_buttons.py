@@ -9,62 +9,62 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
 from bot.services.container import Services
-from bot.services.rollouts import Actor
-from handlers.commands import CommandRunner
-from handlers.replies import Replier, user_facing_errors
+from handlers.actors import clicker
+from handlers.commands import answer
+from handlers.replies import Replier
 from handlers.views import blocks
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services, runner: CommandRunner) -> None:
+def register(app: App, services: Services) -> None:
     @app.action(blocks.ROLLBACK_ACTION)
     def handle_rollback_click(
-        ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
+        ack: Ack,
+        action: dict[str, Any],
+        body: dict[str, Any],
+        context: BoltContext,
+        respond: Respond,
+        client: WebClient,
     ) -> None:
         ack()
-        services.background.submit(_run_for_clicker, runner, body, respond, client, rollback=True)
+        actor = clicker(body, context)
+        command = _rollback_or_pause(str(action.get("value") or ""), rollback=True)
+        replier = Replier(respond, client, actor.channel_id)
+        services.background.submit(answer, services, command, actor, replier)
 
     @app.action(blocks.PAUSE_ACTION)
     def handle_pause_click(
-        ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient
+        ack: Ack,
+        action: dict[str, Any],
+        body: dict[str, Any],
+        context: BoltContext,
+        respond: Respond,
+        client: WebClient,
     ) -> None:
         ack()
-        services.background.submit(_run_for_clicker, runner, body, respond, client, rollback=False)
+        actor = clicker(body, context)
+        command = _rollback_or_pause(str(action.get("value") or ""), rollback=False)
+        replier = Replier(respond, client, actor.channel_id)
+        services.background.submit(answer, services, command, actor, replier)
 
 
-def _run_for_clicker(
-    runner: CommandRunner,
-    body: dict[str, Any],
-    respond: Respond,
-    client: WebClient,
-    *,
-    rollback: bool,
-) -> None:
-    user = body.get("user") or {}
-    user_id = str(user.get("id") or "")
-    channel_id = str((body.get("channel") or {}).get("id") or "")
-    value = str((body.get("actions") or [{}])[0].get("value") or "")
-    # NAMESPACE/NAME (a Deployment) or NAMESPACE/KIND/NAME.
+def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
+    """The typed command a button stands for; its value is NAMESPACE/NAME (a Deployment) or
+    NAMESPACE/KIND/NAME."""
     namespace, _, rest = value.partition("/")
     kind, _, name = rest.rpartition("/")
     kind = kind or "deployment"
-    replier = Replier(respond, client, channel_id)
-    actor = Actor(user_id, str(user.get("username") or user.get("name") or user_id), channel_id)
-    with user_facing_errors(replier.ephemeral):
-        command: cmd.Command = (
-            cmd.Undo(
-                deployment=name,
-                kind=kind,
-                namespace=namespace,
-                reason="rollout failed (Roll back button)",
-            )
-            if rollback
-            else cmd.Pause(deployment=name, kind=kind, namespace=namespace)
+    if rollback:
+        return cmd.Undo(
+            deployment=name,
+            kind=kind,
+            namespace=namespace,
+            reason="rollout failed (Roll back button)",
         )
-        runner.run(command, actor, replier)
+    return cmd.Pause(deployment=name, kind=kind, namespace=namespace)

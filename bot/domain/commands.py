@@ -53,7 +53,7 @@ import shlex
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, NoReturn, TypeAlias, assert_never
+from typing import Any, ClassVar, Final, NoReturn, TypeAlias
 
 from bot.domain import workloads
 
@@ -108,64 +108,6 @@ DEFAULT_AUDIT_LIMIT: Final = 20
 # Deployment revisions are int64 values in the `deployment.kubernetes.io/revision` annotation.
 _MAX_REVISION: Final = 2**63 - 1
 
-VERBS: Final[tuple[str, ...]] = (
-    "help",
-    "list",
-    "status",
-    "create",
-    "set image",
-    "scale",
-    "history",
-    "diff",
-    "undo",
-    "pause",
-    "resume",
-    "restart",
-    "approvals",
-    "audit",
-)
-
-USAGE: Final[dict[str, str]] = {
-    "help": "/rollout help [VERB]",
-    "list": "/rollout list [-n NS]",
-    "status": "/rollout status DEPLOY [-n NS]",
-    "create": "/rollout create DEPLOY --image=IMAGE [--replicas=N] [-n NS]",
-    "set image": (
-        "/rollout set image DEPLOY CONTAINER=IMAGE [CONTAINER=IMAGE ...] [-n NS] [--reason=TEXT]"
-    ),
-    "scale": "/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
-    "history": "/rollout history DEPLOY [--revision=N] [-n NS]",
-    "diff": "/rollout diff DEPLOY REV [REV2] [-n NS]",
-    "undo": "/rollout undo DEPLOY [--to-revision=N] [-n NS] [--reason=TEXT]",
-    "pause": "/rollout pause DEPLOY [-n NS]",
-    "resume": "/rollout resume DEPLOY [-n NS]",
-    "restart": "/rollout restart DEPLOY [-n NS] [--reason=TEXT]",
-    "approvals": "/rollout approvals [-n NS]",
-    "audit": "/rollout audit [DEPLOY] [-n NS] [--limit=N]",
-}
-
-GRAMMAR: Final = "\n".join(USAGE[verb] for verb in VERBS)
-
-HELP_TEXT: Final[dict[str, str]] = {
-    "help": "Show every command, or the usage of one.",
-    "list": (
-        "List the Deployments, StatefulSets and DaemonSets in a namespace with their images "
-        "and readiness."
-    ),
-    "status": "Show a Deployment's rollout status, as `kubectl rollout status` reports it.",
-    "create": "Create a Deployment that runs one image.",
-    "set image": "Change container images and start a rollout; `*=IMAGE` sets every container.",
-    "scale": "Change the number of replicas.",
-    "history": "List a Deployment's revisions, or show the pod template of one revision.",
-    "diff": "Compare the pod templates of two revisions, or of one revision and the current one.",
-    "undo": "Roll back to the previous revision, or to `--to-revision=N`.",
-    "pause": "Pause a rollout: template changes wait until `resume`.",
-    "resume": "Resume a paused rollout.",
-    "restart": "Replace every pod of a Deployment with a rolling update.",
-    "approvals": "List the approval requests that are waiting for a decision.",
-    "audit": "Show who did what, newest first.",
-}
-
 
 class CommandError(Exception):
     """The text is not a valid ``/rollout`` command.
@@ -175,10 +117,10 @@ class CommandError(Exception):
     that was recognised, or the whole grammar when none was.
     """
 
-    def __init__(self, message: str, usage: str = GRAMMAR) -> None:
+    def __init__(self, message: str, usage: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.usage = usage
+        self.usage = usage if usage is not None else GRAMMAR
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -349,29 +291,6 @@ Command: TypeAlias = (
     | Approvals
     | Audit
 )
-
-_COMMAND_TYPES: Final[dict[str, type[CommandBase]]] = {
-    "help": Help,
-    "list": ListDeployments,
-    "status": Status,
-    "create": Create,
-    "set image": SetImage,
-    "scale": Scale,
-    "history": History,
-    "diff": Diff,
-    "undo": Undo,
-    "pause": Pause,
-    "resume": Resume,
-    "restart": Restart,
-    "approvals": Approvals,
-    "audit": Audit,
-}
-
-# The action names a policy can grant, in grammar order. `help` is always allowed.
-ACTIONS: Final[tuple[str, ...]] = tuple(
-    _COMMAND_TYPES[verb].action for verb in VERBS if verb != "help"
-)
-
 
 # --- normalisation and tokenising ----------------------------------------------------------
 
@@ -912,22 +831,6 @@ def _parse_audit(args: _Args, max_replicas: int) -> Command:
     return Audit(deployment=deployment, namespace=args.namespace(), limit=limit)
 
 
-_PARSERS: Final[dict[str, Callable[[_Args, int], Command]]] = {
-    "list": _parse_list,
-    "status": _parse_status,
-    "create": _parse_create,
-    "set image": _parse_set_image,
-    "scale": _parse_scale,
-    "history": _parse_history,
-    "diff": _parse_diff,
-    "undo": _parse_undo,
-    "pause": _parse_pause,
-    "resume": _parse_resume,
-    "restart": _parse_restart,
-    "approvals": _parse_approvals,
-    "audit": _parse_audit,
-}
-
 # Words people reach for that the grammar spells differently.
 _VERB_HINTS: Final = {
     "rollback": "undo",
@@ -1002,6 +905,81 @@ def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Com
 
 
 # --- rendering -----------------------------------------------------------------------------
+#
+# Each verb's words, without the flags every command shares (-n, --reason), which
+# `render_command` adds.
+
+
+def _render_help(command: Help) -> list[str]:
+    return ["help"] if command.verb is None else ["help", command.verb]
+
+
+def _render_list(command: ListDeployments) -> list[str]:
+    return ["list"]
+
+
+def _render_status(command: Status) -> list[str]:
+    return ["status", _word(command.kind, command.deployment)]
+
+
+def _render_create(command: Create) -> list[str]:
+    words = ["create", command.deployment, f"--image={command.image}"]
+    if command.replicas != 1:
+        words.append(f"--replicas={command.replicas}")
+    return words
+
+
+def _render_set_image(command: SetImage) -> list[str]:
+    pairs = (f"{container}={image}" for container, image in command.images)
+    return ["set image", _word(command.kind, command.deployment), *pairs]
+
+
+def _render_scale(command: Scale) -> list[str]:
+    return ["scale", _word(command.kind, command.deployment), f"--replicas={command.replicas}"]
+
+
+def _render_history(command: History) -> list[str]:
+    words = ["history", _word(command.kind, command.deployment)]
+    if command.revision is not None:
+        words.append(f"--revision={command.revision}")
+    return words
+
+
+def _render_diff(command: Diff) -> list[str]:
+    words = ["diff", _word(command.kind, command.deployment), str(command.rev)]
+    if command.rev2 is not None:
+        words.append(str(command.rev2))
+    return words
+
+
+def _render_undo(command: Undo) -> list[str]:
+    words = ["undo", _word(command.kind, command.deployment)]
+    if command.to_revision is not None:
+        words.append(f"--to-revision={command.to_revision}")
+    return words
+
+
+def _render_pause(command: Pause) -> list[str]:
+    return ["pause", _word(command.kind, command.deployment)]
+
+
+def _render_resume(command: Resume) -> list[str]:
+    return ["resume", _word(command.kind, command.deployment)]
+
+
+def _render_restart(command: Restart) -> list[str]:
+    return ["restart", _word(command.kind, command.deployment)]
+
+
+def _render_approvals(command: Approvals) -> list[str]:
+    return ["approvals"]
+
+
+def _render_audit(command: Audit) -> list[str]:
+    words = ["audit"] if command.deployment is None else ["audit", command.deployment]
+    if command.limit != DEFAULT_AUDIT_LIMIT:
+        words.append(f"--limit={command.limit}")
+    return words
 
 
 def render_command(command: Command) -> str:
@@ -1010,54 +988,169 @@ def render_command(command: Command) -> str:
     Flags use ``--flag=value`` and ``-n NS``; defaults are left out; ``&``, ``<`` and ``>`` are
     escaped as Slack escapes them, so the text is also safe inside mrkdwn.
     """
-    words: list[str]
-    match command:
-        case Help(verb=verb):
-            words = ["help"] if verb is None else ["help", verb]
-        case ListDeployments():
-            words = ["list"]
-        case Status(deployment=deployment, kind=kind):
-            words = ["status", _word(kind, deployment)]
-        case Create(deployment=deployment, image=image, replicas=replicas):
-            words = ["create", deployment, f"--image={image}"]
-            if replicas != 1:
-                words.append(f"--replicas={replicas}")
-        case SetImage(deployment=deployment, kind=kind, images=images):
-            words = ["set image", _word(kind, deployment), *(f"{c}={image}" for c, image in images)]
-        case Scale(deployment=deployment, kind=kind, replicas=replicas):
-            words = ["scale", _word(kind, deployment), f"--replicas={replicas}"]
-        case History(deployment=deployment, kind=kind, revision=revision):
-            words = ["history", _word(kind, deployment)]
-            if revision is not None:
-                words.append(f"--revision={revision}")
-        case Diff(deployment=deployment, kind=kind, rev=rev, rev2=rev2):
-            words = ["diff", _word(kind, deployment), str(rev)]
-            if rev2 is not None:
-                words.append(str(rev2))
-        case Undo(deployment=deployment, kind=kind, to_revision=to_revision):
-            words = ["undo", _word(kind, deployment)]
-            if to_revision is not None:
-                words.append(f"--to-revision={to_revision}")
-        case Pause(deployment=deployment, kind=kind):
-            words = ["pause", _word(kind, deployment)]
-        case Resume(deployment=deployment, kind=kind):
-            words = ["resume", _word(kind, deployment)]
-        case Restart(deployment=deployment, kind=kind):
-            words = ["restart", _word(kind, deployment)]
-        case Approvals():
-            words = ["approvals"]
-        case Audit(deployment=deployment, limit=limit):
-            words = ["audit"] if deployment is None else ["audit", deployment]
-            if limit != DEFAULT_AUDIT_LIMIT:
-                words.append(f"--limit={limit}")
-        case _:
-            assert_never(command)
+    words = _SPEC_OF[type(command)].render(command)
     if not isinstance(command, Help) and command.namespace is not None:
         words += ["-n", command.namespace]
-    if isinstance(command, SetImage | Scale | Undo | Restart) and command.reason is not None:
-        words.append("--reason=" + shlex.quote(command.reason))
+    reason = getattr(command, "reason", None)
+    if isinstance(reason, str):
+        words.append("--reason=" + shlex.quote(reason))
     text = " ".join(words)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- the verbs -----------------------------------------------------------------------------
+#
+# A verb is declared once, here: its grammar (usage, parser, renderer), its help, and its
+# command type, which carries the policy action, whether it changes the cluster and whether
+# it starts a rollout. Adding a verb is its command type and parser above, its spec below,
+# its kubectl rule (bot.domain), its use case (bot.services) and its view (handlers.views).
+
+
+@dataclass(frozen=True)
+class VerbSpec:
+    verb: str
+    usage: str
+    help: str
+    command: type[CommandBase]
+    #: Reads the verb's arguments (None for `help`, which the parser handles itself).
+    parse: Callable[[_Args, int], Command] | None
+    render: Callable[[Any], list[str]]
+
+
+SPECS: Final[tuple[VerbSpec, ...]] = (
+    VerbSpec(
+        verb="help",
+        usage="/rollout help [VERB]",
+        help="Show every command, or the usage of one.",
+        command=Help,
+        parse=None,
+        render=_render_help,
+    ),
+    VerbSpec(
+        verb="list",
+        usage="/rollout list [-n NS]",
+        help=(
+            "List the Deployments, StatefulSets and DaemonSets in a namespace with their "
+            "images and readiness."
+        ),
+        command=ListDeployments,
+        parse=_parse_list,
+        render=_render_list,
+    ),
+    VerbSpec(
+        verb="status",
+        usage="/rollout status DEPLOY [-n NS]",
+        help="Show a Deployment's rollout status, as `kubectl rollout status` reports it.",
+        command=Status,
+        parse=_parse_status,
+        render=_render_status,
+    ),
+    VerbSpec(
+        verb="create",
+        usage="/rollout create DEPLOY --image=IMAGE [--replicas=N] [-n NS]",
+        help="Create a Deployment that runs one image.",
+        command=Create,
+        parse=_parse_create,
+        render=_render_create,
+    ),
+    VerbSpec(
+        verb="set image",
+        usage=(
+            "/rollout set image DEPLOY CONTAINER=IMAGE [CONTAINER=IMAGE ...] [-n NS] "
+            "[--reason=TEXT]"
+        ),
+        help="Change container images and start a rollout; `*=IMAGE` sets every container.",
+        command=SetImage,
+        parse=_parse_set_image,
+        render=_render_set_image,
+    ),
+    VerbSpec(
+        verb="scale",
+        usage="/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
+        help="Change the number of replicas.",
+        command=Scale,
+        parse=_parse_scale,
+        render=_render_scale,
+    ),
+    VerbSpec(
+        verb="history",
+        usage="/rollout history DEPLOY [--revision=N] [-n NS]",
+        help="List a Deployment's revisions, or show the pod template of one revision.",
+        command=History,
+        parse=_parse_history,
+        render=_render_history,
+    ),
+    VerbSpec(
+        verb="diff",
+        usage="/rollout diff DEPLOY REV [REV2] [-n NS]",
+        help="Compare the pod templates of two revisions, or of one revision and the current one.",
+        command=Diff,
+        parse=_parse_diff,
+        render=_render_diff,
+    ),
+    VerbSpec(
+        verb="undo",
+        usage="/rollout undo DEPLOY [--to-revision=N] [-n NS] [--reason=TEXT]",
+        help="Roll back to the previous revision, or to `--to-revision=N`.",
+        command=Undo,
+        parse=_parse_undo,
+        render=_render_undo,
+    ),
+    VerbSpec(
+        verb="pause",
+        usage="/rollout pause DEPLOY [-n NS]",
+        help="Pause a rollout: template changes wait until `resume`.",
+        command=Pause,
+        parse=_parse_pause,
+        render=_render_pause,
+    ),
+    VerbSpec(
+        verb="resume",
+        usage="/rollout resume DEPLOY [-n NS]",
+        help="Resume a paused rollout.",
+        command=Resume,
+        parse=_parse_resume,
+        render=_render_resume,
+    ),
+    VerbSpec(
+        verb="restart",
+        usage="/rollout restart DEPLOY [-n NS] [--reason=TEXT]",
+        help="Replace every pod of a Deployment with a rolling update.",
+        command=Restart,
+        parse=_parse_restart,
+        render=_render_restart,
+    ),
+    VerbSpec(
+        verb="approvals",
+        usage="/rollout approvals [-n NS]",
+        help="List the approval requests that are waiting for a decision.",
+        command=Approvals,
+        parse=_parse_approvals,
+        render=_render_approvals,
+    ),
+    VerbSpec(
+        verb="audit",
+        usage="/rollout audit [DEPLOY] [-n NS] [--limit=N]",
+        help="Show who did what, newest first.",
+        command=Audit,
+        parse=_parse_audit,
+        render=_render_audit,
+    ),
+)
+
+_SPEC_OF: Final[dict[type[CommandBase], VerbSpec]] = {spec.command: spec for spec in SPECS}
+_COMMAND_TYPES: Final[dict[str, type[CommandBase]]] = {spec.verb: spec.command for spec in SPECS}
+_PARSERS: Final[dict[str, Callable[[_Args, int], Command]]] = {
+    spec.verb: spec.parse for spec in SPECS if spec.parse is not None
+}
+VERBS: Final[tuple[str, ...]] = tuple(spec.verb for spec in SPECS)
+USAGE: Final[dict[str, str]] = {spec.verb: spec.usage for spec in SPECS}
+GRAMMAR: Final = "\n".join(spec.usage for spec in SPECS)
+HELP_TEXT: Final[dict[str, str]] = {spec.verb: spec.help for spec in SPECS}
+# The action names a policy can grant, in grammar order. `help` is always allowed.
+ACTIONS: Final[tuple[str, ...]] = tuple(
+    spec.command.action for spec in SPECS if spec.verb != "help"
+)
 
 
 # --- structured records --------------------------------------------------------------------
@@ -1065,15 +1158,13 @@ def render_command(command: Command) -> str:
 # An approval request keeps the command it will run as data (verb and fields), never as text
 # to parse again: what runs is exactly what was shown, with no second trip through the grammar.
 
-_VERB_OF: Final[dict[type[CommandBase], str]] = {cls: verb for verb, cls in _COMMAND_TYPES.items()}
-
 
 def command_record(command: Command) -> dict[str, Any]:
     """`{"verb": "set image", "fields": {...}}`: JSON-safe, and `from_record` restores it."""
     from pydantic import TypeAdapter
 
     fields = TypeAdapter(type(command)).dump_python(command, mode="json")
-    return {"verb": _VERB_OF[type(command)], "fields": fields}
+    return {"verb": _SPEC_OF[type(command)].verb, "fields": fields}
 
 
 def from_record(record: Mapping[str, Any]) -> Command:

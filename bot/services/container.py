@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.progress.tracker import ProgressTracker
 from bot.services.rollouts import Rollouts
@@ -20,6 +21,8 @@ from bot.services.rollouts import Rollouts
 
 @dataclass
 class Services:
+    #: Runs a typed command for an actor: the one entry for every verb.
+    commands: CommandService
     access: Access
     rollouts: Rollouts
     executor: Executor

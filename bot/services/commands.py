@@ -1,0 +1,161 @@
+"""The one entry for a typed command: run it for an actor, return what happened.
+
+    CommandService.run(command, actor) -> Outcome
+
+    Listing | Status | History | DiffView     a read, answered to the actor only
+    ApprovalList | AuditList                  a read of the bot's own records
+    ApprovalRequested                         the policy wants approvers first; nothing ran
+    Changed                                   the change ran (or needed nothing)
+
+The policy is applied here (the channel's namespace, permissions, approvals); refusals are
+raised as `NotPermitted` with a message for the user, and audited when they refused a change.
+The Slack surface only parses, acknowledges, renders the outcome and, for a change that starts
+a rollout, hands it to the progress engine with the message it was announced in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bot.domain import commands as cmd
+from bot.domain.approval import ApprovalRequest
+from bot.domain.audit import AuditEntry
+from bot.domain.errors import NotPermitted
+from bot.domain.policy import ApprovalRule
+from bot.services.access import Access
+from bot.services.approvals import ApprovalFlow
+from bot.services.audit_trail import AuditTrail
+from bot.services.execution import Executor, Mutation, target_of
+from bot.services.rollouts import (
+    Actor,
+    Change,
+    DeploymentRow,
+    DiffView,
+    HistoryView,
+    Rollouts,
+    StatusView,
+    Target,
+)
+
+
+@dataclass(frozen=True)
+class Listing:
+    namespace: str
+    rows: tuple[DeploymentRow, ...]
+
+
+@dataclass(frozen=True)
+class ApprovalList:
+    #: None: every namespace the user may see from this channel.
+    namespace: str | None
+    requests: tuple[ApprovalRequest, ...]
+
+
+@dataclass(frozen=True)
+class AuditList:
+    #: What the entries are about, for the heading (`prod/web` or `namespace prod`).
+    subject: str
+    entries: tuple[AuditEntry, ...]
+
+
+@dataclass(frozen=True)
+class ApprovalRequested:
+    request: ApprovalRequest
+    rule: ApprovalRule
+    target: Target
+
+
+@dataclass(frozen=True)
+class Changed:
+    change: Change
+    reason: str | None
+
+
+Outcome = (
+    Listing
+    | StatusView
+    | HistoryView
+    | DiffView
+    | ApprovalList
+    | AuditList
+    | ApprovalRequested
+    | Changed
+)
+
+
+class CommandService:
+    def __init__(
+        self,
+        access: Access,
+        rollouts: Rollouts,
+        executor: Executor,
+        approvals: ApprovalFlow,
+        audit: AuditTrail,
+    ) -> None:
+        self.access = access
+        self.rollouts = rollouts
+        self.executor = executor
+        self.approvals = approvals
+        self.audit = audit
+
+    def run(self, command: cmd.Command, actor: Actor) -> Outcome:
+        if isinstance(command, cmd.Help):
+            raise ValueError("help is answered by the grammar, not run")
+        if isinstance(command, cmd.Approvals) and command.namespace is None:
+            return self._approvals_everywhere(actor)
+        namespace = self.access.namespace_for(actor.channel_id, command.namespace)
+        try:
+            self.access.check(actor.user_id, actor.channel_id, command.action, namespace)
+        except NotPermitted:
+            if command.is_mutation:
+                self.executor.audit_denial(command, namespace, actor)
+            raise
+        command = dataclasses.replace(command, namespace=namespace)
+        if command.is_mutation:
+            mutation: Mutation = command  # type: ignore[assignment]
+            return self._mutate(mutation, namespace, actor)
+        return self._read(command, namespace)
+
+    def _approvals_everywhere(self, actor: Actor) -> ApprovalList:
+        visible = tuple(
+            request
+            for request in self.approvals.pending()
+            if self.access.may(actor.user_id, actor.channel_id, "approvals", request.namespace)
+        )
+        return ApprovalList(None, visible)
+
+    def _read(self, command: cmd.Command, namespace: str) -> Outcome:
+        rollouts = self.rollouts
+        match command:
+            case cmd.ListDeployments():
+                return Listing(namespace, tuple(rollouts.list_deployments(namespace)))
+            case cmd.Status():
+                return rollouts.status(Target(namespace, command.deployment, command.kind))
+            case cmd.History():
+                target = Target(namespace, command.deployment, command.kind)
+                return rollouts.history(target, command.revision)
+            case cmd.Diff():
+                target = Target(namespace, command.deployment, command.kind)
+                return rollouts.diff(target, command.rev, command.rev2)
+            case cmd.Approvals():
+                return ApprovalList(namespace, tuple(self.approvals.pending(namespace)))
+            case cmd.Audit():
+                entries = self.audit.recent(
+                    command.limit, namespace=namespace, deployment=command.deployment
+                )
+                subject = (
+                    f"`{namespace}/{command.deployment}`"
+                    if command.deployment
+                    else f"namespace `{namespace}`"
+                )
+                return AuditList(subject, tuple(entries))
+        raise AssertionError(f"not a read: {command!r}")
+
+    def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
+        rule = self.access.policy.approval_rule_for(command.action, namespace)
+        if rule is not None:
+            request = self.approvals.request(command, namespace, actor, rule)
+            return ApprovalRequested(request, rule, target_of(command, namespace))
+        change = self.executor.run(command, namespace, actor)
+        return Changed(change, getattr(command, "reason", None))
