@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # Listener threads: every command holds one while it talks to the cluster, and Bolt answers
     # 404 after 3 s when none is free (its default of 5 starves under slow listeners).
     listener_threads: int = Field(default=32, ge=4, le=512, validation_alias="ROLLOUT_BOT_THREADS")
+    # Threads that run acknowledged work (cluster calls, rendering, replies). Each holds the GIL
+    # while it computes, and every one of them competes with the threads that acknowledge
+    # requests: a few are enough to keep two cores busy, many only make acks wait longer.
+    work_threads: int = Field(default=8, ge=1, le=256, validation_alias="ROLLOUT_BOT_WORK_THREADS")
     # Every Kubernetes request is bounded: a hung API server must give "nothing was changed",
     # not a hung thread. 10 s is well above a healthy apiserver's p99 for single-object calls.
     kube_timeout_seconds: float = Field(

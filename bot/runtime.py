@@ -19,7 +19,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +151,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
         from handlers.app import REPLAY_WINDOW_SECONDS
         from handlers.progress_publisher import SlackProgressPublisher
+        from handlers.work import InProcessWork
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
@@ -206,13 +206,13 @@ class Runtime:
             approvals=flow,
             audit=AuditTrail(audit),
             progress=self.progress,
-            background=ThreadPoolExecutor(
-                max_workers=settings.listener_threads, thread_name_prefix="work"
-            ),
             max_replicas=settings.max_replicas,
             readiness=self.readiness,
         )
         self._flow = flow
+        # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
+        # of slow cluster calls never delays the next command's 3-second ack.
+        self.work = InProcessWork(self.services, self.slack, settings.work_threads)
         metrics().count_rollouts_tracked_with(self.progress.tracked_count)
         self._audit = audit
         self.policy_reloader: PolicyReloader | None = None
@@ -318,6 +318,7 @@ class Runtime:
             signing_secret=signing_secret,
             listener_threads=self.settings.listener_threads,
             first_time=self.seen_requests.first_time,
+            dispatch=self.work,
         )
 
     def start(self) -> None:
@@ -340,7 +341,7 @@ class Runtime:
         if not self._started:
             return
         self._started = False
-        self.services.background.shutdown(wait=False, cancel_futures=True)
+        self.work.stop()
         for loop in self._loops:
             loop.stop()
         self.progress.stop(timeout=max(1.0, timeout - 2.0))

@@ -11,6 +11,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.services.container import Services
+from handlers.work import Dispatch
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def build_app(
     signing_secret: str | None,
     listener_threads: int,
     first_time: FirstTime,
+    dispatch: Dispatch,
 ) -> App:
     """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
     authenticated by the app-level token, and no request signature is checked)."""
@@ -52,9 +54,9 @@ def build_app(
         ),
     )
     app.use(replay_guard(first_time))
-    commands.register(app, services)
-    approval_buttons.register(app, services)
-    progress_buttons.register(app, services)
+    commands.register(app, services, dispatch)
+    approval_buttons.register(app, dispatch)
+    progress_buttons.register(app, dispatch)
     return app
 
 

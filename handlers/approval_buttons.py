@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
-from slack_sdk import WebClient
 
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import StoreError
@@ -22,6 +21,7 @@ from bot.services.rollouts import Actor
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
+from handlers.work import Decide, Dispatch, Reply
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +36,33 @@ _OUTCOME_REPLIES = {
 }
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, dispatch: Dispatch) -> None:
     for action_id, verb in (
         (blocks.APPROVE_ACTION, "approve"),
         (blocks.REJECT_ACTION, "reject"),
         (blocks.CANCEL_ACTION, "cancel"),
     ):
-        app.action(action_id)(_click_handler(services, verb))
+        app.action(action_id)(_click_handler(dispatch, verb))
 
     @app.action(blocks.REJECT_REASON_ACTION)
     def handle_reason_typing(ack: Ack) -> None:
         ack()  # the reason is read from the card's state when Reject is clicked
 
 
-def _click_handler(services: Services, verb: str) -> Callable[..., None]:
+def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
     def handle_click(
         ack: Ack,
         action: dict[str, Any],
         body: dict[str, Any],
         context: BoltContext,
         respond: Respond,
-        client: WebClient,
     ) -> None:
         ack()
         actor = clicker(body, context)
         approval_id = str(action.get("value") or "")
         reason = _reject_reason(body) if verb == "reject" else ""
-        replier = Replier(respond, client, actor.channel_id)
-        services.background.submit(_handle, services, verb, approval_id, actor, reason, replier)
+        reply = Reply(respond.response_url, actor.channel_id)
+        dispatch(Decide(verb, approval_id, actor, reason, reply))
 
     handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs
     return handle_click
@@ -75,7 +74,7 @@ def _reject_reason(body: dict[str, Any]) -> str:
     return str(field.get("value") or "").strip()[:300]
 
 
-def _handle(
+def decide(
     services: Services,
     verb: str,
     approval_id: str,

@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
-from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
@@ -32,18 +31,15 @@ from bot.services.container import Services
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
+from handlers.work import Dispatch, Reply, RunCommand
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, services: Services, dispatch: Dispatch) -> None:
     @app.command("/rollout")
     def handle_rollout_command(
-        ack: Ack,
-        command: dict[str, Any],
-        context: BoltContext,
-        respond: Respond,
-        client: WebClient,
+        ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond
     ) -> None:
         with metrics().time_ack():
             parsed = _parse_and_ack(ack, command, services.max_replicas)
@@ -54,8 +50,7 @@ def register(app: App, services: Services) -> None:
             str(command.get("user_name") or context.user_id or ""),
             context.channel_id or "",
         )
-        replier = Replier(respond, client, actor.channel_id)
-        services.background.submit(answer, services, parsed, actor, replier)
+        dispatch(RunCommand(parsed, actor, Reply(respond.response_url, actor.channel_id)))
 
 
 def _parse_and_ack(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command | None:

@@ -10,19 +10,16 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
-from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
-from bot.services.container import Services
 from handlers.actors import clicker
-from handlers.commands import answer
-from handlers.replies import Replier
 from handlers.views import blocks
+from handlers.work import Dispatch, Reply, RunCommand
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, dispatch: Dispatch) -> None:
     @app.action(blocks.ROLLBACK_ACTION)
     def handle_rollback_click(
         ack: Ack,
@@ -30,13 +27,11 @@ def register(app: App, services: Services) -> None:
         body: dict[str, Any],
         context: BoltContext,
         respond: Respond,
-        client: WebClient,
     ) -> None:
         ack()
         actor = clicker(body, context)
         command = _rollback_or_pause(str(action.get("value") or ""), rollback=True)
-        replier = Replier(respond, client, actor.channel_id)
-        services.background.submit(answer, services, command, actor, replier)
+        dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
 
     @app.action(blocks.PAUSE_ACTION)
     def handle_pause_click(
@@ -45,13 +40,11 @@ def register(app: App, services: Services) -> None:
         body: dict[str, Any],
         context: BoltContext,
         respond: Respond,
-        client: WebClient,
     ) -> None:
         ack()
         actor = clicker(body, context)
         command = _rollback_or_pause(str(action.get("value") or ""), rollback=False)
-        replier = Replier(respond, client, actor.channel_id)
-        services.background.submit(answer, services, command, actor, replier)
+        dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
 
 
 def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:

@@ -7,7 +7,6 @@ the settings object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bot.services.access import Access
@@ -15,7 +14,7 @@ from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
-from bot.services.progress.tracker import ProgressTracker
+from bot.services.progress.ports import Tracking
 from bot.services.rollouts import Rollouts
 
 
@@ -28,10 +27,7 @@ class Services:
     executor: Executor
     approvals: ApprovalFlow
     audit: AuditTrail
-    progress: ProgressTracker | None
-    #: Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
-    #: of slow cluster calls never delays the next command's 3-second ack.
-    background: ThreadPoolExecutor
+    progress: Tracking | None
     #: The largest `--replicas` a command may ask for.
     max_replicas: int
     #: Readiness of this replica's dependencies, by name (for /readyz).

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
-from bot.services.rollouts import Target
+from bot.services.rollouts import Change, Target
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,20 @@ class OutsideChange:
     images_before: tuple[tuple[str, str], ...]
     images_after: tuple[tuple[str, str], ...]
     previous_revision: int | None
+
+
+class Tracking(Protocol):
+    """Follows the rollout a change started, in one message threaded under `thread_ts`."""
+
+    def track(
+        self,
+        change: Change,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        title: str = "",
+        automatic: bool = False,
+    ) -> None: ...
 
 
 class ProgressPublisher(Protocol):
