@@ -283,7 +283,11 @@ class Runtime:
         result = self._audit.verify()
         metrics().audit_verified(result.ok, time.time())
         if not result.ok:
-            log.error("the audit trail failed verification at entry %s", result.first_bad)
+            log.error(
+                "the audit trail failed verification at entry %s: %s",
+                result.first_bad,
+                result.problem,
+            )
 
     def _health_details(self) -> dict[str, object]:
         if self.policy_reloader is None:

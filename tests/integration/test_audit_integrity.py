@@ -556,3 +556,35 @@ def test_the_retention_service_records_its_policy_as_the_reason(
     assert (anchor["from"], anchor["seq"]) == ("1", "3")
     assert anchor["reason"] == "retention policy: keep 2 entries, keep 90 days"
     assert audit.verify().ok
+
+
+def test_a_trail_keyed_before_key_ids_existed_still_verifies_and_continues(
+    client: redis.Redis, keys: Keys, clock: FakeClock
+) -> None:
+    """The previous version signed with ROLLOUT_BOT_AUDIT_HMAC_KEY and wrote no `kid`: those
+    entries verify under the key id `default`, and new entries chain on."""
+    import hmac as hmac_module
+
+    audit = keyed(client, keys, clock)
+    fill(audit, clock, 3)
+    legacy: list[tuple[str, dict[str, str]]] = []
+    previous = "0" * 64
+    for stream_id, fields in entries(client, keys):
+        old = {k: v for k, v in fields.items() if k not in ("kid", "key_start", "hash")}
+        old["prev_hash"] = previous
+        body = json.dumps(old, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        old["hash"] = previous = hmac_module.new(KEY, body.encode(), hashlib.sha256).hexdigest()
+        legacy.append((stream_id, old))
+    client.delete(keys.audit, keys.audit_head)
+    for stream_id, fields in legacy:
+        client.xadd(keys.audit, dict(fields), id=stream_id)
+    client.hset(keys.audit_head, mapping={"seq": "3", "hash": previous, "id": legacy[-1][0]})
+
+    fresh = keyed(client, keys, clock)
+    assert fresh.verify().ok
+    fill(fresh, clock, 2, start=3)
+    result = fresh.verify()
+    assert result.ok, result
+    assert (result.keyed_from, result.key_ids) == (1, ("default",))
+    # Without the key, the old entries are not accepted either.
+    assert not plain(client, keys, clock).verify().ok

@@ -4,7 +4,11 @@ Every entry carries `seq` (1, 2, 3 …), `prev_hash` (the previous entry's hash;
 the first) and `hash`: the SHA-256, or with a key the HMAC-SHA256, of the canonical JSON
 (sorted keys, no whitespace) of all of the entry's other fields exactly as stored. A keyed
 entry names its key in `kid` (covered by the MAC), so keys can rotate: old keys stay in the
-keyring for verification, the signing key signs what is new.
+keyring for verification, the signing key signs what is new. A key may be set on a trail
+that had none: the entries before the first keyed one verify as plain SHA-256, and that first
+keyed entry carries `key_start` (under its MAC), which is what lets an unsigned anchor from the
+unkeyed days precede it. Entries written under ROLLOUT_BOT_AUDIT_HMAC_KEY before key ids
+existed carry no `kid`; they verify under the key id `default`.
 
 Two records sit beside the stream:
 
