@@ -33,6 +33,7 @@ from tests.deploy.helm import (
     render,
     template,
 )
+from tests.support.api_calls import api_calls_with_groups
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl
 
@@ -53,17 +54,8 @@ VALUE_SETS: dict[str, list[str]] = {
 
 # (verb, resource) the cluster adapter calls; see tests/unit/test_deploy_files.py, which
 # derives the same set from the source.
-NEEDED = {
-    ("get", "deployments.apps"),
-    ("list", "deployments.apps"),
-    ("watch", "deployments.apps"),
-    ("create", "deployments.apps"),
-    ("patch", "deployments.apps"),
-    ("list", "replicasets.apps"),
-    ("list", "pods"),
-    ("list", "events"),
-    ("get", "namespaces"),
-}
+# Exactly the calls the cluster adapter makes, read from its source.
+NEEDED = api_calls_with_groups()
 
 
 # -- without a cluster ------------------------------------------------------------------------
@@ -128,7 +120,7 @@ def test_rbac_is_namespaced_or_cluster_wide_and_has_no_unused_verbs() -> None:
     for text in (namespaced, wide):
         for role in of_kind(text, "Role") + of_kind(text, "ClusterRole"):
             granted = {
-                (verb, r + (".apps" if "apps" in rule["apiGroups"] else ""))
+                (verb, r + "".join(f".{g}" for g in rule["apiGroups"] if g))
                 for rule in role["rules"]
                 for r in rule["resources"]
                 for verb in rule["verbs"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from bot.domain.policy import load_policy
+from tests.support.api_calls import api_calls_in_cluster_adapter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,49 +72,6 @@ def test_rbac_rules_each_say_why() -> None:
         assert lines[start - 1].strip().startswith("# "), f"rule without a why: {lines[start]}"
 
 
-def _api_calls_in_cluster_adapter() -> set[tuple[str, str]]:
-    """(verb, resource) of every call the cluster adapter makes, from its source: the verb and
-    resource arguments of `self._call`/`self._call_raw` and the `self._paged` resource (a list).
-    A resource that is not a literal comes from `_kind()`, which serves every workload kind, so
-    it stands for each resource `_kind()` names."""
-    import ast
-
-    calls: set[tuple[str, str]] = set()
-    for path in [REPO / "bot" / "adapters" / "k8s" / "cluster.py"]:
-        tree = ast.parse(path.read_text())
-        workload_resources = {
-            node.value
-            for function in ast.walk(tree)
-            if isinstance(function, ast.FunctionDef) and function.name == "_kind"
-            for node in ast.walk(function)
-            if isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and node.value.endswith("s")
-            and node.value.isalpha()
-        }
-        assert workload_resources, "no resource names found in _kind()"
-
-        def resources(arg: ast.expr, workloads: frozenset[str]) -> set[str]:
-            if isinstance(arg, ast.Constant):
-                return {str(arg.value)}
-            return set(workloads)
-
-        kinds = frozenset(workload_resources)
-
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            args = node.args
-            if node.func.attr in ("_call", "_call_raw") and len(args) >= 2:
-                if isinstance(args[0], ast.Constant):
-                    calls.update((str(args[0].value), r) for r in resources(args[1], kinds))
-            elif node.func.attr == "_paged" and args:
-                calls.update(("list", r) for r in resources(args[0], kinds))
-            elif node.func.attr == "read_namespace":
-                calls.add(("get", "namespaces"))
-    return calls
-
-
 def test_rbac_grants_exactly_the_calls_the_code_makes() -> None:
     granted = {
         (verb, resource)
@@ -121,7 +79,7 @@ def test_rbac_grants_exactly_the_calls_the_code_makes() -> None:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    assert granted == _api_calls_in_cluster_adapter()
+    assert granted == api_calls_in_cluster_adapter()
 
 
 def _pins(text: str) -> dict[str, str]:
