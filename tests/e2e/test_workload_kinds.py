@@ -268,7 +268,11 @@ def test_outside_change_gets_one_notice_and_is_followed(
     ns = granted_namespace
     policy = tmp_path / "bound.yaml"
     policy.write_text(
-        TEST_POLICY.replace("C0DEPLOYS: {namespace: default}", f"C0OPS: {{namespace: {ns}}}")
+        # The channel asks to follow outside rollouts, so the notice gets a progress message.
+        TEST_POLICY.replace(
+            "C0DEPLOYS: {namespace: default}",
+            f"C0OPS: {{namespace: {ns}, follow_outside: true}}",
+        )
     )
     kubectl.apply(
         manifest(kind, "web", "app:1", **({"replicas": 2} if word == "statefulset" else {}))
