@@ -220,6 +220,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     runtime.start()
     try:
         if args.http:

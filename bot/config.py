@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     # while it computes, and every one of them competes with the threads that acknowledge
     # requests: a few are enough to keep two cores busy, many only make acks wait longer.
     work_threads: int = Field(default=8, ge=1, le=256, validation_alias="ROLLOUT_BOT_WORK_THREADS")
+    # Processes that run acknowledged work, so acks never queue behind it for the interpreter
+    # (bot/workers.py); each runs ROLLOUT_BOT_WORK_THREADS threads. 0: work in this process.
+    workers: int = Field(default=2, ge=0, le=32, validation_alias="ROLLOUT_BOT_WORKERS")
+    # How long a thread computing in Python may keep the interpreter before one waiting to
+    # acknowledge a request gets it (Python's default is 5 ms). An ack needs the interpreter a
+    # dozen times between its socket reads and writes; with work threads busy, each of those can
+    # wait a full interval, so a short one keeps acks fast at a small cost in throughput.
+    switch_interval_ms: float = Field(
+        default=0.5, gt=0, le=100, validation_alias="ROLLOUT_BOT_SWITCH_INTERVAL_MS"
+    )
     # Every Kubernetes request is bounded: a hung API server must give "nothing was changed",
     # not a hung thread. 10 s is well above a healthy apiserver's p99 for single-object calls.
     kube_timeout_seconds: float = Field(

@@ -61,11 +61,13 @@ from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
+from bot.workers import WorkerProcesses
 
 if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.observability.health import StartResponse
+    from handlers.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,7 @@ class Runtime:
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
         # of slow cluster calls never delays the next command's 3-second ack.
         self.work = InProcessWork(self.services, self.slack, settings.work_threads)
+        self._workers: WorkerProcesses | None = None
         metrics().count_rollouts_tracked_with(self.progress.tracked_count)
         self._audit = audit
         self.policy_reloader: PolicyReloader | None = None
@@ -322,12 +325,23 @@ class Runtime:
             signing_secret=signing_secret,
             listener_threads=self.settings.listener_threads,
             first_time=self.seen_requests.first_time,
-            dispatch=self.work,
+            dispatch=self.dispatch,
         )
 
+    def dispatch(self, work: Work) -> None:
+        """Hands acknowledged work on: to the worker processes once they run, else to threads
+        of this process."""
+        (self._workers or self.work)(work)
+
     def start(self) -> None:
-        """Starts the engines; call only after every start-up check has passed."""
+        """Starts the engines and the worker processes; call only after every start-up check
+        has passed."""
         self._started = True
+        if self.settings.workers > 0:
+            self._workers = WorkerProcesses(
+                self.settings.workers, self.settings.work_threads, self.progress, self.work
+            )
+            self._workers.start()
         self.progress.start()
         for loop in self._loops:
             loop.start()
@@ -345,6 +359,8 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        if self._workers is not None:
+            self._workers.stop()
         self.work.stop()
         for loop in self._loops:
             loop.stop()

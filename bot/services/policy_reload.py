@@ -29,7 +29,7 @@ class PolicyReloader:
         self,
         path: Path,
         apply: Sequence[Callable[[Policy], None]],
-        audit: RedisAuditLog,
+        audit: RedisAuditLog | None,
         metrics: Metrics,
         *,
         cluster_name: str,
@@ -73,6 +73,8 @@ class PolicyReloader:
             self._problems = []
             self._metrics.policy_reload(applied=True)
         log.info("policy reloaded from %s (sha256 %s)", self.path, digest[:12])
+        if self._audit is None:
+            return True  # a worker process: the main process audits the reload
         try:
             self._audit.append(
                 AuditEvent(

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
+from bot.devkit import slack_api as slack_standin
 from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import RecordedCall, SlackStandin
 from bot.domain import rollout
 from tests.conftest import TEST_POLICY, grant_bot, install_bot_rbac
-from tests.support import slack_standin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl
 
@@ -157,7 +157,9 @@ class Bench:
 
     # -- processes -------------------------------------------------------------------------------
 
-    def start_bot(self, kubeconfig: Path | None = None) -> BotProcess:
+    def start_bot(
+        self, kubeconfig: Path | None = None, env: dict[str, str] | None = None
+    ) -> BotProcess:
         self._bots += 1
         bot = BotProcess(
             bot_env(
@@ -165,6 +167,7 @@ class Bench:
                 redis_url=self.redis.url,
                 kubeconfig=kubeconfig or self.cluster.bot_kubeconfig,
                 policy=self.policy,
+                extra=env,
             ),
             self.workdir / f"bot-{self._bots}.log",
         )
