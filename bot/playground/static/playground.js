@@ -144,6 +144,7 @@
     if (!userById(id) || id === state.user) return;
     state.user = id;
     localStorage.setItem("pg-user", id);
+    state.seenReset = true; // another person: what is already there counts as read
     resetMessages();
   }
 
@@ -235,6 +236,7 @@
       }
     }
     state.counts = data.counts || {};
+    if (state.seenReset) { state.seen = { ...state.counts }; state.seenReset = false; }
     state.seen[state.channel] = state.counts[state.channel] || 0;
     drawChannels();
     if (changed && nearBottom) list.scrollTop = list.scrollHeight;
@@ -291,7 +293,7 @@
     const switched = step.user !== state.user || step.channel !== state.channel;
     state.user = step.user; state.channel = step.channel;
     localStorage.setItem("pg-user", step.user); localStorage.setItem("pg-channel", step.channel);
-    if (switched) resetMessages();
+    if (switched) { state.seenReset = true; resetMessages(); }
     const list = $("messages");
     list.scrollTop = list.scrollHeight;
     sendCommand(step.command);
