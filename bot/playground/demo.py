@@ -30,7 +30,7 @@ class Channel:
 class Step:
     title: str
     text: str
-    command: str
+    command: str  # empty: the step only switches user and channel
     user: str
     channel: str
 
@@ -134,9 +134,17 @@ TOUR = (
     ),
     Step(
         "Ask for an approval in prod",
-        "In #prod the change waits for bob. Then switch to bob and click Approve.",
+        "In #prod the change waits for bob: alice gets a card, not a rollout.",
         '/rollout set image web nginx=nginx:1.19-alpine --reason="fixes CVE-2026-1234"',
         "U0ALICE",
+        "C0PROD",
+    ),
+    Step(
+        "Approve it as bob",
+        "This step only switches to bob. Click Approve on the card (or type a reason and "
+        "Reject): the rollout and its progress appear in the card's thread.",
+        "",
+        "U0BOB",
         "C0PROD",
     ),
     Step(

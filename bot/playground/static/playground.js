@@ -109,7 +109,7 @@
       list.append(el("li", {}, el("button", {
         type: "button", class: "tour-step" + (state.done.has(index) ? " done" : ""), "data-step": String(index),
         onclick: () => runStep(index),
-      }, el("div", { class: "step-title", text: step.title }), text, el("code", { text: step.command }),
+      }, el("div", { class: "step-title", text: step.title }), text, step.command ? el("code", { text: step.command }) : null,
         el("div", { class: "step-who", text: `as ${who} in #${where}` }))));
     });
   }
@@ -296,7 +296,8 @@
     if (switched) { state.seenReset = true; resetMessages(); }
     const list = $("messages");
     list.scrollTop = list.scrollHeight;
-    sendCommand(step.command);
+    if (step.command) sendCommand(step.command);
+    else $("composer-input").focus();
   }
 
   function collectState(body) {
