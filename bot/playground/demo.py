@@ -47,12 +47,13 @@ CHANNELS = (
 )
 
 # Approvals in prod, auto rollback of a failed prod rollout; alice may change anything,
-# bob approves, everyone (carol included) may read.
+# bob approves, everyone (carol included) may read. Changes made with kubectl are announced in
+# the namespace's channel and followed there.
 POLICY_YAML = """\
-# The playground's policy (ROLLOUT_BOT_POLICY); deploy/policy.example.yaml explains each field.
+# The playground's policy (ROLLOUT_BOT_POLICY); deploy/examples/policy.yaml explains each field.
 channels:
-  C0STAGING: {namespace: staging}
-  C0PROD: {namespace: prod, namespaces: [prod]}
+  C0STAGING: {namespace: staging, follow_outside: true}
+  C0PROD: {namespace: prod, namespaces: [prod], follow_outside: true}
 permissions:
   - users: ["*"]
     namespaces: ["*"]
