@@ -39,10 +39,11 @@ cluster-up: setup control-plane
 cluster-down: setup
 	$(BIN)/python -m bot.devkit.control_plane down "$(CLUSTER_DIR)"
 
-# Starts (or reuses, with CLUSTER_DIR or PLAYGROUND_KUBECONFIG) a cluster, redis-server, the bot
-# and the page at http://127.0.0.1:$(PLAYGROUND_PORT); Ctrl-C stops all of it.
+# Starts a control plane (or reuses the one of `make cluster-up`, or PLAYGROUND_KUBECONFIG's
+# cluster), a private redis-server, the bot and the page at http://127.0.0.1:$(PLAYGROUND_PORT);
+# Ctrl-C stops what it started.
 playground: setup
-	@exec $(BIN)/rollout-bot playground --port "$(PLAYGROUND_PORT)" --install-missing
+	@CLUSTER_DIR="$(CLUSTER_DIR)" exec $(BIN)/rollout-bot playground --port "$(PLAYGROUND_PORT)" --install-missing
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench

@@ -55,6 +55,7 @@ def run(
             f"ready in {timings['total']:.1f}s (Kubernetes {timings['kubernetes']:.1f}s, "
             f"bot {timings['bot']:.1f}s)"
         )
+        say(f"kubectl works too: export KUBECONFIG={stack.kubeconfig}")
         if log_dir is not None:
             say(f"the bot's log: {stack.bot_log}")
         say(f"open {stack.url}  (Ctrl-C stops everything)")

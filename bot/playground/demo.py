@@ -30,7 +30,7 @@ class Channel:
 class Step:
     title: str
     text: str
-    command: str
+    command: str  # empty: the step only switches user and channel
     user: str
     channel: str
 
@@ -47,12 +47,13 @@ CHANNELS = (
 )
 
 # Approvals in prod, auto rollback of a failed prod rollout; alice may change anything,
-# bob approves, everyone (carol included) may read.
+# bob approves, everyone (carol included) may read. Changes made with kubectl are announced in
+# the namespace's channel and followed there.
 POLICY_YAML = """\
-# The playground's policy (ROLLOUT_BOT_POLICY); deploy/policy.example.yaml explains each field.
+# The playground's policy (ROLLOUT_BOT_POLICY); deploy/examples/policy.yaml explains each field.
 channels:
-  C0STAGING: {namespace: staging}
-  C0PROD: {namespace: prod, namespaces: [prod]}
+  C0STAGING: {namespace: staging, follow_outside: true}
+  C0PROD: {namespace: prod, namespaces: [prod], follow_outside: true}
 permissions:
   - users: ["*"]
     namespaces: ["*"]
@@ -134,9 +135,17 @@ TOUR = (
     ),
     Step(
         "Ask for an approval in prod",
-        "In #prod the change waits for bob. Then switch to bob and click Approve.",
+        "In #prod the change waits for bob: alice gets a card, not a rollout.",
         '/rollout set image web nginx=nginx:1.19-alpine --reason="fixes CVE-2026-1234"',
         "U0ALICE",
+        "C0PROD",
+    ),
+    Step(
+        "Approve it as bob",
+        "This step only switches to bob. Click Approve on the card (or type a reason and "
+        "Reject): the rollout and its progress appear in the card's thread.",
+        "",
+        "U0BOB",
         "C0PROD",
     ),
     Step(

@@ -266,10 +266,18 @@ class Stack:
                 raise SetupError(f"the bot did not start within {BOT_START_TIMEOUT:.0f}s")
             time.sleep(0.1)
 
-    def _bot_log_tail(self, lines: int = 15) -> str:
+    def _bot_log_tail(self, lines: int = 8) -> str:
+        """The end of the bot's log without traceback frames: what failed, not where."""
         if not self.bot_log.exists():
             return ""
-        return "\n".join(self.bot_log.read_text(errors="replace").splitlines()[-lines:])
+        kept = [
+            line
+            for line in self.bot_log.read_text(errors="replace").splitlines()
+            if line.strip()
+            and not line.startswith((" ", "\t", "Traceback", "During handling"))
+            and not set(line.strip()) <= set("^~")
+        ]
+        return "\n".join(kept[-lines:])
 
     # -- stop ------------------------------------------------------------------------------------
 

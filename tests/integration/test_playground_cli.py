@@ -53,3 +53,26 @@ def test_a_kubeconfig_that_is_not_there(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "PLAYGROUND_KUBECONFIG names no file" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_bot_that_fails_to_start_is_reported_by_what_failed(tmp_path: Path) -> None:
+    from bot.playground.stack import Options, Stack
+
+    stack = Stack(Options(log_dir=tmp_path), print)
+    try:
+        (tmp_path / "bot.log").write_text(
+            "2026-11-27 07:00:00 INFO rollout-bot: starting\n"
+            "Traceback (most recent call last):\n"
+            '  File "/x/bot/__main__.py", line 1, in <module>\n'
+            "    import prometheus_client\n"
+            "    ^^^^^^^^^^^^^^^^^^^^^^^^\n"
+            "ModuleNotFoundError: No module named 'prometheus_client'\n"
+        )
+        tail = stack._bot_log_tail()
+    finally:
+        stack.stop()
+    assert tail.splitlines() == [
+        "2026-11-27 07:00:00 INFO rollout-bot: starting",
+        "ModuleNotFoundError: No module named 'prometheus_client'",
+    ]
+    assert not stack.workdir.exists()

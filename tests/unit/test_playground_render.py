@@ -97,3 +97,30 @@ def test_approval_card_renders_inputs_buttons_and_confirm() -> None:
 def test_unknown_blocks_are_named_not_dropped() -> None:
     out = render.message_body("", [{"type": "video"}, {"type": "divider"}], USERS)
     assert "[video block]" in out and "divider" in out
+
+
+def test_header_fields_context_and_accessory() -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Rollout :rocket:"}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": "*Old*\n`a:1`"}, {"type": "mrkdwn", "text": "b"}],
+            "accessory": {
+                "type": "button",
+                "action_id": "go",
+                "text": {"type": "plain_text", "text": "Go"},
+            },
+            "block_id": "s1",
+        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "by <@U0BOB>"}]},
+    ]
+    out = render.message_body("fallback", blocks, USERS)
+    assert '<div class="block header">Rollout 🚀</div>' in out
+    assert out.count('<div class="field">') == 2 and "<b>Old</b>" in out
+    assert 'data-action-id="go"' in out and 'data-block-id="s1"' in out
+    assert '<div class="block context">' in out and "@bob" in out
+    assert "fallback" not in out  # Slack shows the blocks, not the notification text
+
+
+def test_text_only_messages_show_their_text() -> None:
+    assert "<b>hi</b>" in render.message_body("*hi*", [], USERS)

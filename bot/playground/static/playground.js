@@ -109,7 +109,7 @@
       list.append(el("li", {}, el("button", {
         type: "button", class: "tour-step" + (state.done.has(index) ? " done" : ""), "data-step": String(index),
         onclick: () => runStep(index),
-      }, el("div", { class: "step-title", text: step.title }), text, el("code", { text: step.command }),
+      }, el("div", { class: "step-title", text: step.title }), text, step.command ? el("code", { text: step.command }) : null,
         el("div", { class: "step-who", text: `as ${who} in #${where}` }))));
     });
   }
@@ -144,6 +144,7 @@
     if (!userById(id) || id === state.user) return;
     state.user = id;
     localStorage.setItem("pg-user", id);
+    state.seenReset = true; // another person: what is already there counts as read
     resetMessages();
   }
 
@@ -235,6 +236,7 @@
       }
     }
     state.counts = data.counts || {};
+    if (state.seenReset) { state.seen = { ...state.counts }; state.seenReset = false; }
     state.seen[state.channel] = state.counts[state.channel] || 0;
     drawChannels();
     if (changed && nearBottom) list.scrollTop = list.scrollHeight;
@@ -291,10 +293,11 @@
     const switched = step.user !== state.user || step.channel !== state.channel;
     state.user = step.user; state.channel = step.channel;
     localStorage.setItem("pg-user", step.user); localStorage.setItem("pg-channel", step.channel);
-    if (switched) resetMessages();
+    if (switched) { state.seenReset = true; resetMessages(); }
     const list = $("messages");
     list.scrollTop = list.scrollHeight;
-    sendCommand(step.command);
+    if (step.command) sendCommand(step.command);
+    else $("composer-input").focus();
   }
 
   function collectState(body) {
