@@ -110,13 +110,18 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
         case ApprovalRequested(request=request, rule=rule, target=target):
-            ts = replier.in_channel(blocks.approval_card(request))
+            # The rule may route its cards to the approvers' channel (a request made in a DM
+            # or another channel is pointed there).
+            where = rule.channel or actor.channel_id
+            card_replier = replier if where == actor.channel_id else replier.elsewhere(where)
+            ts = card_replier.in_channel(blocks.approval_card(request))
             if ts is not None:
-                services.approvals.card_posted(request.id, actor.channel_id, ts)
+                services.approvals.card_posted(request.id, where, ts)
+            pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
                     f"Approval requested (`{request.id}`): *{request.action}* on `{target}` "
-                    f"runs once {rule.required} approver(s) agree."
+                    f"runs once {rule.required} approver(s) agree.{pointer}"
                 )
             )
         case Changed(change=change, reason=reason):

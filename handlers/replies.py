@@ -28,6 +28,10 @@ class Replier:
         self.client = client
         self.channel_id = channel_id
 
+    def elsewhere(self, channel_id: str) -> Replier:
+        """Posts to another channel (no response_url there: only the Web API)."""
+        return Replier(None, self.client, channel_id)
+
     def ephemeral(self, message: Message) -> None:
         if self._respond is None:
             return

@@ -263,6 +263,10 @@ class ApprovalRule(_Model):
     approvers: Annotated[list[Principal], Field(min_length=1)]
     ttl: Ttl = _DEFAULT_TTL
     on_failure: Literal["rollback", "notify"] = "notify"
+    #: Where the approval cards of this rule are posted (and so where the approved change and
+    #: its progress are reported); a request made elsewhere gets a pointer to it. None: the
+    #: channel the request was made in.
+    channel: ChannelId | None = None
 
     @field_validator("approvers")
     @classmethod

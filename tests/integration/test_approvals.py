@@ -841,3 +841,38 @@ def test_when_the_approval_cannot_be_audited_the_request_is_not_approved(
     assert stored is not None and stored.state == ApprovalState.PENDING and not stored.approvals
     time.sleep(1)
     assert prod.history_revisions("web") == [1]
+
+
+def test_a_rule_with_a_channel_posts_its_card_there_and_points_the_requester_to_it(
+    start_bot: Any,
+    slack: SlackStandin,
+    prod: Kubectl,
+    prod_namespace: str,
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "routed.yaml"
+    policy.write_text(TEST_POLICY.replace("ttl: 30m", "ttl: 30m\n    channel: C0APPROVE"))
+    bot = start_bot(policy=policy)
+    driver = SlackDriver(slack, bot, channel="D0ALICE")
+    _, tag = driver.command(
+        f"set image web nginx={NEW_IMAGE} -n {prod_namespace}", user="U0ALICE", name="alice"
+    )
+    said = ephemeral(driver, tag)
+
+    assert "Approval requested" in said and "<#C0APPROVE>" in said
+    cards = [
+        m for m in slack.messages("C0APPROVE") if "Waiting for approval" in m.text + str(m.blocks)
+    ]
+    assert len(cards) == 1
+    assert not [m for m in slack.messages("D0ALICE") if m.thread_ts is None]
+    found = re.search(r"Approval requested \(`([A-Za-z0-9_-]+)`\)", said)
+    assert found, said
+    card = Card(found.group(1), cards[0].ts)
+    driver.click(blocks.APPROVE_ACTION, card.id, user="U0BOB", name="bob", message_ts=card.ts)
+    driver.wait(
+        lambda: any(
+            "*Done*" in message_text(v) for m in slack.messages("C0APPROVE") for v in m.versions
+        ),
+        what="the card in the approvers' channel showing Done",
+    )
+    assert prod.images("web") == {"nginx": NEW_IMAGE}
