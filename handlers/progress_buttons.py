@@ -7,6 +7,7 @@ the user who clicked: same policy, same approvals, same audit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -20,8 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def register(app: App, dispatch: Dispatch) -> None:
-    @app.action(blocks.ROLLBACK_ACTION)
-    def handle_rollback_click(
+    app.action(blocks.ROLLBACK_ACTION)(_click_handler(dispatch, rollback=True))
+    app.action(blocks.PAUSE_ACTION)(_click_handler(dispatch, rollback=False))
+
+
+def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]:
+    def handle_click(
         ack: Ack,
         action: dict[str, Any],
         body: dict[str, Any],
@@ -30,21 +35,12 @@ def register(app: App, dispatch: Dispatch) -> None:
     ) -> None:
         ack()
         actor = clicker(body, context)
-        command = _rollback_or_pause(str(action.get("value") or ""), rollback=True)
+        command = _rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
         dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
 
-    @app.action(blocks.PAUSE_ACTION)
-    def handle_pause_click(
-        ack: Ack,
-        action: dict[str, Any],
-        body: dict[str, Any],
-        context: BoltContext,
-        respond: Respond,
-    ) -> None:
-        ack()
-        actor = clicker(body, context)
-        command = _rollback_or_pause(str(action.get("value") or ""), rollback=False)
-        dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
+    # What Bolt names in its logs.
+    handle_click.__name__ = "handle_rollback_click" if rollback else "handle_pause_click"
+    return handle_click
 
 
 def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
