@@ -149,13 +149,24 @@ def five_changes(drivers: list[SlackDriver], kubectl: Kubectl) -> list[str]:
     return threads
 
 
-def assert_one_progress_message_per_thread(slack: SlackStandin, threads: list[str]) -> None:
+def assert_one_progress_message_per_thread(
+    slack: SlackStandin, threads: list[str], titles: list[str] | None = None
+) -> None:
     messages = progress_messages(slack)
     for ts in threads:
         here = [m for m in messages if m.thread_ts == ts]
         assert len(here) == 1, (ts, [m.text for m in here])
         assert verdict_of(here[0]) == "succeeded", here[0].text
+        # Honest first frame: posted right after the write, before the controller observed
+        # it, so it says the rollout is starting and shows no counts of the previous revision.
+        first = message_text(here[0].versions[0])
+        assert "starting" in first.splitlines()[0], first
+        assert "updated" not in first and "▓" not in first and "░" not in first, first
     assert len(messages) == len(threads), counts(slack)
+    for ts, title in zip(threads, titles or [], strict=False):
+        [message] = [m for m in messages if m.thread_ts == ts]
+        head = message_text(message.as_api_dict()).splitlines()[0]
+        assert head.startswith(f":white_check_mark: *{title}* —"), head
 
 
 def test_five_changes_in_a_bound_channel_make_no_noise(
@@ -169,7 +180,10 @@ def test_five_changes_in_a_bound_channel_make_no_noise(
     settle(driver, kubectl)
 
     assert notices(slack) == [], counts(slack)
-    assert_one_progress_message_per_thread(slack, threads)
+    # Titles read as the commands were typed, with the target as namespace/name.
+    web = f"{granted_namespace}/web"
+    titles = [f"set image {web}"] * 3 + [f"undo {web}", f"restart {web}"]
+    assert_one_progress_message_per_thread(slack, threads, titles)
     assert kubectl.history_revisions("web")[-1] == 6
 
     # A change made with kubectl is announced exactly once, and (the channel does not follow

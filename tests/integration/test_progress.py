@@ -233,7 +233,9 @@ def test_outside_kubectl_change_gets_exactly_one_notice(
     text = message_text(notice.as_api_dict())
     assert "revision *2*" in text and "app:1" in text and "app:9" in text
     assert "kubectl-set" in text
+    # The channel follows outside rollouts: one progress message, in the notice's thread.
     wait_for_verdict(driver, "C0OPS", notice.ts, "succeeded")
+    assert len(progress_messages(slack, "C0OPS", notice.ts)) == 1
 
     # Restarting both replicas must not repeat it.
     for bot in bots:

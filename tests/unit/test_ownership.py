@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from bot.domain.errors import Conflict, OutcomeUnknown, RolloutBotError
+from bot.domain.policy import Policy
+from bot.services.progress.tracker import ProgressTracker
 from bot.services.rollouts import Actor, Rollouts, Target
 
 pytestmark = pytest.mark.timeout(30)
@@ -131,3 +133,39 @@ def test_a_broken_ledger_never_stops_a_change() -> None:
     cluster = Cluster(ledger)
     set_image(cluster, ledger)
     assert cluster.claimed_at_write == [False]
+
+
+# -- on_failure belongs to the rule that covers the action that started the rollout -------------
+
+
+def tracker_with(policy: Policy) -> ProgressTracker:
+    return ProgressTracker(
+        publisher=None,  # type: ignore[arg-type]
+        cluster=None,  # type: ignore[arg-type]
+        rollouts=None,  # type: ignore[arg-type]
+        registry=None,  # type: ignore[arg-type]
+        leases=None,  # type: ignore[arg-type]
+        policy=policy,
+    )
+
+
+def test_on_failure_comes_only_from_a_rule_covering_the_action() -> None:
+    policy = Policy.model_validate(
+        {
+            "approvals": [
+                {
+                    "namespaces": ["prod"],
+                    "actions": ["restart"],
+                    "approvers": ["U0BOB"],
+                    "on_failure": "rollback",
+                },
+                {"namespaces": ["prod"], "actions": ["undo"], "approvers": ["U0BOB"]},
+            ]
+        }
+    )
+    tracker = tracker_with(policy)
+    assert tracker._on_failure_for("restart", "prod") == "rollback"
+    # The namespace is covered by a rollback rule, but not for this action.
+    assert tracker._on_failure_for("set-image", "prod") == "notify"
+    assert tracker._on_failure_for("undo", "prod") == "notify"
+    assert tracker._on_failure_for("restart", "staging") == "notify"
