@@ -586,6 +586,41 @@ class Rollouts:
 
         return self._with_fresh_state(target, attempt, expect, "restart")
 
+    def check(self, target: Target, obj: Json, action: str, to_revision: int = 0) -> None:
+        """kubectl's refusals for `action` on this object, before anything is asked or sent
+        (an approval request for something kubectl would refuse is never posted): pause and
+        resume of a StatefulSet or DaemonSet, scale of a DaemonSet, an undo kubectl could
+        not plan, and `gitops: refuse` on a GitOps-managed object."""
+        if action == "pause":
+            _refusal_to_error(lambda: workloads.check_pause(target.kind, obj))
+        elif action == "resume":
+            _refusal_to_error(lambda: workloads.check_resume(target.kind, obj))
+        elif action == "scale":
+            _refusal_to_error(lambda: workloads.check_scale(target.kind, target.name))
+        elif action == "undo":
+            self.undo_plan(target, obj, to_revision)
+        if action != "create":
+            self._ownership(target, obj, "")
+
+    def undo_plan(
+        self, target: Target, obj: Json, to_revision: int
+    ) -> tuple[int, dict[str, Any], bool, str]:
+        """(target revision, its template, skipped, message) of an undo, for any kind; kubectl's
+        refusals as Refused (with the revisions there are, for an unknown one)."""
+        try:
+            if target.kind == "deployment":
+                plan = rollout.plan_undo(obj, self.owned_replica_sets(obj), to_revision)
+                return plan.target_revision, plan.template, plan.skipped, plan.message
+            revisions = self.owned_revisions(target, obj)
+            wplan = workloads.plan_workload_undo(obj, revisions, to_revision)
+            return wplan.target_revision, wplan.template, wplan.skipped, wplan.message
+        except rollout.UndoRefused as exc:
+            message = exc.message
+            if exc.reason_code == "revision_not_found":
+                listed = ", ".join(str(r.number) for r in self.revisions(target, obj)) or "none"
+                message += f" (revisions: {listed})."
+            raise Refused(message) from None
+
     def binding(self, target: Target, action: str) -> str:
         """What a pending approval of `action` is bound to now (see `binding`)."""
         return binding(self.get(target), action)
