@@ -689,21 +689,14 @@ class Rollouts:
                 f"(`gitops: refuse`) leaves changes to it. Nothing was changed: change it in "
                 f"Git instead."
             )
-        lines = [] if owner is None else [ownership.gitops_notice(owner)]
-        if action == "scale":
-            try:
-                autoscalers = self.cluster.list_autoscalers(target.namespace)
-            except (Forbidden, NotFound):
-                autoscalers = []
-            hpa = ownership.autoscaler_for(target.kind, target.name, autoscalers)
-            if hpa is not None:
-                lines.append(ownership.autoscaler_notice(hpa))
-        return tuple(lines)
+        return self.ownership_notices(target, action, obj)
 
-    def ownership_notices(self, target: Target, action: str) -> tuple[str, ...]:
-        """What `_ownership` would say about `action` now (for an approval card); never
-        refuses."""
-        obj = self.get(target)
+    def ownership_notices(
+        self, target: Target, action: str, obj: Json | None = None
+    ) -> tuple[str, ...]:
+        """What the reply would say about who else owns the object (GitOps tool, HPA for
+        `scale`), for an approval card; never refuses."""
+        obj = self.get(target) if obj is None else obj
         owner = ownership.gitops_owner(obj)
         lines = [] if owner is None else [ownership.gitops_notice(owner)]
         if action == "scale":
