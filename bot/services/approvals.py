@@ -29,7 +29,7 @@ from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
-from bot.services.execution import Executor, Mutation, reason_of, target_of
+from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -456,7 +456,7 @@ def _mutation_of(request: ApprovalRequest) -> Mutation | None:
 
 def _audit_parameters(request: ApprovalRequest) -> dict[str, str]:
     mutation = _mutation_of(request)
-    return {"command": cmd.render_command(mutation) if mutation is not None else "(unreadable)"}
+    return parameters_of(mutation) if mutation is not None else {"command": "(unreadable)"}
 
 
 def _mention(principal: str) -> str:
