@@ -69,6 +69,12 @@ GIVE_UP_AFTER = 3600.0
 # The bot calls such a rollout failed when an updated pod is stuck in one of these states
 # (kubectl would keep printing "Waiting for N pods to be ready..."), or after this long.
 WORKLOAD_DEADLINE_SECONDS = 600
+# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
+# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
+STATEFULSET_FORCED_ROLLBACK = (
+    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
+    "an undo: once the template is good, delete that pod so the controller recreates it."
+)
 STUCK_POD_REASONS = frozenset(
     {
         "ImagePullBackOff",
@@ -341,6 +347,8 @@ class ProgressTracker:
                 )
             )
             warnings = view.warnings
+            if tracked.kind == "statefulset" and STUCK_POD_REASONS.intersection(reasons):
+                warnings = (*warnings, STATEFULSET_FORCED_ROLLBACK)
         frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings)
         revision = status.revision
         if tracked.kind != "deployment":
