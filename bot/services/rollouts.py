@@ -178,8 +178,15 @@ class Rollouts:
         """Every Deployment, StatefulSet and DaemonSet in the namespace, by kind then name."""
         rows = []
         for kind in workloads.KINDS:
-            with self._namespace_context(namespace):
-                objects = self.cluster.list_workloads(kind, namespace)
+            try:
+                with self._namespace_context(namespace):
+                    objects = self.cluster.list_workloads(kind, namespace)
+            except Forbidden:
+                if kind == "deployment":
+                    raise
+                # A bot upgraded before its RBAC still lists what it may read.
+                log.warning("no permission to list %ss in %s; see the RBAC rules", kind, namespace)
+                continue
             for obj in sorted(objects, key=lambda d: d["metadata"]["name"]):
                 status = workloads.workload_status(kind, obj)
                 rows.append(
