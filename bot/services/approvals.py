@@ -29,8 +29,8 @@ from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
-from bot.services.execution import Executor, Mutation, reason_of, target_of
-from bot.services.rollouts import Actor, Change, Rollouts, binding
+from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
+from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,18 @@ class ApprovalFlow:
             preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
         else:
             deployment = self.rollouts.get(target)
+            # kubectl's refusals (and `gitops: refuse`) answer at once: no card is posted for
+            # something that cannot run.
+            to_revision = command.to_revision or 0 if isinstance(command, cmd.Undo) else 0
+            self.rollouts.check(target, deployment, command.action, to_revision)
             fingerprint = binding(deployment, command.action)
-            preview = self.preview(command, deployment)
+            try:
+                preview = self.preview(command, deployment)
+            except rollout.RolloutRefused as exc:  # e.g. set image of an unknown container
+                raise Refused(exc.message) from None
+            # Who else owns the target goes first, so a long diff cannot cut it off.
+            notices = self.rollouts.ownership_notices(target, command.action, deployment)
+            preview = "\n".join([*notices, preview])
         now = self._now()
         request = ApprovalRequest(
             requester_id=actor.user_id,
@@ -144,17 +154,18 @@ class ApprovalFlow:
                 diff = rollout.template_diff(current, new_spec, "current", "requested")
                 return "\n".join(lines) + "\n" + _code_block(diff)
             case cmd.Undo():
-                replica_sets = self.rollouts.owned_replica_sets(deployment)
-                plan_undo = rollout.plan_undo(deployment, replica_sets, command.to_revision or 0)
-                if plan_undo.skipped:
-                    return plan_undo.message
-                diff = rollout.template_diff(
-                    current,
-                    plan_undo.template,
-                    "current",
-                    f"revision {plan_undo.target_revision}",
+                target = Target(
+                    deployment.get("metadata", {}).get("namespace", ""),
+                    command.deployment,
+                    command.kind,
                 )
-                return f"roll back to revision {plan_undo.target_revision}\n" + _code_block(diff)
+                number, template, skipped, message = self.rollouts.undo_plan(
+                    target, deployment, command.to_revision or 0
+                )
+                if skipped:
+                    return message
+                diff = rollout.template_diff(current, template, "current", f"revision {number}")
+                return f"roll back to revision {number}\n" + _code_block(diff)
             case cmd.Scale():
                 before = deployment.get("spec", {}).get("replicas", 1)
                 return f"replicas: {before} → {command.replicas}"
@@ -445,7 +456,7 @@ def _mutation_of(request: ApprovalRequest) -> Mutation | None:
 
 def _audit_parameters(request: ApprovalRequest) -> dict[str, str]:
     mutation = _mutation_of(request)
-    return {"command": cmd.render_command(mutation) if mutation is not None else "(unreadable)"}
+    return parameters_of(mutation) if mutation is not None else {"command": "(unreadable)"}
 
 
 def _mention(principal: str) -> str:

@@ -31,8 +31,10 @@ def reason_of(command: cmd.Command) -> str | None:
 
 
 def parameters_of(command: cmd.Command) -> dict[str, str]:
-    """Flat string parameters for the audit entry (the command as the grammar writes it)."""
-    return {"command": cmd.render_command(command)}
+    """Flat string parameters for the audit entry: the command as the grammar writes it, and
+    the kind of workload it acts on (Deployment, StatefulSet or DaemonSet)."""
+    kind = getattr(command, "kind", "deployment")
+    return {"command": cmd.render_command(command), "kind": str(kind)}
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Executor:
             "cluster": self.cluster_name,
             "namespace": namespace,
             "deployment": command.deployment,
-            "parameters": {**parameters_of(command), "kind": target.kind},
+            "parameters": parameters_of(command),
             "reason": reason_of(command) or "",
             "approval_id": approval_id,
         }

@@ -178,8 +178,15 @@ class Rollouts:
         """Every Deployment, StatefulSet and DaemonSet in the namespace, by kind then name."""
         rows = []
         for kind in workloads.KINDS:
-            with self._namespace_context(namespace):
-                objects = self.cluster.list_workloads(kind, namespace)
+            try:
+                with self._namespace_context(namespace):
+                    objects = self.cluster.list_workloads(kind, namespace)
+            except Forbidden:
+                if kind == "deployment":
+                    raise
+                # A bot upgraded before its RBAC still lists what it may read.
+                log.warning("no permission to list %ss in %s; see the RBAC rules", kind, namespace)
+                continue
             for obj in sorted(objects, key=lambda d: d["metadata"]["name"]):
                 status = workloads.workload_status(kind, obj)
                 rows.append(
@@ -586,6 +593,41 @@ class Rollouts:
 
         return self._with_fresh_state(target, attempt, expect, "restart")
 
+    def check(self, target: Target, obj: Json, action: str, to_revision: int = 0) -> None:
+        """kubectl's refusals for `action` on this object, before anything is asked or sent
+        (an approval request for something kubectl would refuse is never posted): pause and
+        resume of a StatefulSet or DaemonSet, scale of a DaemonSet, an undo kubectl could
+        not plan, and `gitops: refuse` on a GitOps-managed object."""
+        if action == "pause":
+            _refusal_to_error(lambda: workloads.check_pause(target.kind, obj))
+        elif action == "resume":
+            _refusal_to_error(lambda: workloads.check_resume(target.kind, obj))
+        elif action == "scale":
+            _refusal_to_error(lambda: workloads.check_scale(target.kind, target.name))
+        elif action == "undo":
+            self.undo_plan(target, obj, to_revision)
+        if action != "create":
+            self._ownership(target, obj, "")
+
+    def undo_plan(
+        self, target: Target, obj: Json, to_revision: int
+    ) -> tuple[int, dict[str, Any], bool, str]:
+        """(target revision, its template, skipped, message) of an undo, for any kind; kubectl's
+        refusals as Refused (with the revisions there are, for an unknown one)."""
+        try:
+            if target.kind == "deployment":
+                plan = rollout.plan_undo(obj, self.owned_replica_sets(obj), to_revision)
+                return plan.target_revision, plan.template, plan.skipped, plan.message
+            revisions = self.owned_revisions(target, obj)
+            wplan = workloads.plan_workload_undo(obj, revisions, to_revision)
+            return wplan.target_revision, wplan.template, wplan.skipped, wplan.message
+        except rollout.UndoRefused as exc:
+            message = exc.message
+            if exc.reason_code == "revision_not_found":
+                listed = ", ".join(str(r.number) for r in self.revisions(target, obj)) or "none"
+                message += f" (revisions: {listed})."
+            raise Refused(message) from None
+
     def binding(self, target: Target, action: str) -> str:
         """What a pending approval of `action` is bound to now (see `binding`)."""
         return binding(self.get(target), action)
@@ -654,21 +696,14 @@ class Rollouts:
                 f"(`gitops: refuse`) leaves changes to it. Nothing was changed: change it in "
                 f"Git instead."
             )
-        lines = [] if owner is None else [ownership.gitops_notice(owner)]
-        if action == "scale":
-            try:
-                autoscalers = self.cluster.list_autoscalers(target.namespace)
-            except (Forbidden, NotFound):
-                autoscalers = []
-            hpa = ownership.autoscaler_for(target.kind, target.name, autoscalers)
-            if hpa is not None:
-                lines.append(ownership.autoscaler_notice(hpa))
-        return tuple(lines)
+        return self.ownership_notices(target, action, obj)
 
-    def ownership_notices(self, target: Target, action: str) -> tuple[str, ...]:
-        """What `_ownership` would say about `action` now (for an approval card); never
-        refuses."""
-        obj = self.get(target)
+    def ownership_notices(
+        self, target: Target, action: str, obj: Json | None = None
+    ) -> tuple[str, ...]:
+        """What the reply would say about who else owns the object (GitOps tool, HPA for
+        `scale`), for an approval card; never refuses."""
+        obj = self.get(target) if obj is None else obj
         owner = ownership.gitops_owner(obj)
         lines = [] if owner is None else [ownership.gitops_notice(owner)]
         if action == "scale":

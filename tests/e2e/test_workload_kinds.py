@@ -295,3 +295,43 @@ def test_outside_change_gets_one_notice_and_is_followed(
     final = wait_for_verdict(driver, "C0OPS", notice.ts, "succeeded")
     assert status_sentence(kubectl, f"{word}/web") in plain(str(final.as_api_dict()))
     assert len(notices()) == 1
+
+
+def test_on_failure_rollback_undoes_a_failed_statefulset_rollout(
+    start_bot: Any,
+    slack: SlackStandin,
+    kubectl: Kubectl,
+    granted_namespace: str,
+    tmp_path: Path,
+) -> None:
+    ns = granted_namespace
+    policy = tmp_path / "rollback.yaml"
+    policy.write_text(
+        TEST_POLICY
+        + f"  - namespaces: [{ns}]\n"
+        + "    actions: [set-image]\n"
+        + "    required: 1\n"
+        + "    approvers: [U0BOB]\n"
+        + "    on_failure: rollback\n"
+    )
+    driver = SlackDriver(slack, start_bot(policy=policy, env=FAST))
+    kubectl.apply(manifest("StatefulSet", "db", "db:1", replicas=2))
+    status_sentence(kubectl, "statefulset/db")
+    said = driver.run(f"set image sts/db app=db:broken-1 -n {ns}")
+    request = re.search(r"request `([A-Za-z0-9_-]+)`", said)
+    assert request, said
+    head = announcement(slack, "C0DEPLOYS", "wants to run")
+    driver.click("rollout_approve", request.group(1), user="U0BOB", name="bob", message_ts=head.ts)
+    failed = plain(str(wait_for_verdict(driver, "C0DEPLOYS", head.ts, "failed").as_api_dict()))
+    assert "ImagePullBackOff" in failed
+    assert "delete that pod" in failed  # Kubernetes' forced rollback, said where it matters
+    # The bot undoes it as kubectl's StatefulSetRollbacker would: back to revision 1's
+    # template, which the controller renumbers 3.
+    kubectl.wait_for(
+        lambda: (
+            kubectl.get("statefulset/db")["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "db:1"
+        ),
+        what="the automatic rollback",
+    )
+    assert history_numbers(kubectl, "statefulset/db") == [2, 3]

@@ -8,6 +8,7 @@ Slack stand-in, and check the cluster with kubectl and the audit trail in Redis.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -876,3 +877,91 @@ def test_a_rule_with_a_channel_posts_its_card_there_and_points_the_requester_to_
         what="the card in the approvers' channel showing Done",
     )
     assert prod.images("web") == {"nginx": NEW_IMAGE}
+
+
+# -- StatefulSets and DaemonSets ------------------------------------------------------------------
+
+ARGO = {"argocd.argoproj.io/instance": "shop"}
+
+
+def _statefulset(name: str, image: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def _revisions(kubectl: Kubectl, ref: str) -> list[int]:
+    out = kubectl.run("rollout", "history", ref).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+
+
+def test_statefulset_changes_in_prod_wait_for_approval_and_run_as_approved(
+    driver: SlackDriver,
+    admin_kubectl: Kubectl,
+    prod_namespace: str,
+    audit: RedisAuditLog,
+) -> None:
+    ns = prod_namespace
+    kubectl = admin_kubectl.in_namespace(ns)
+    kubectl.apply(_statefulset("db", "db:1", ARGO))
+    assert kubectl.run("rollout", "status", "sts/db", "--timeout=90s", check=False).returncode == 0
+
+    card = request_approval(driver, f"set image sts/db app=db:2 -n {ns} --reason=upgrade")
+    text = html.unescape(card_text(driver.slack, card))
+    assert f"{ns}/statefulset/db" in text
+    assert "`app`: `db:1` → `db:2`" in text
+    assert "Argo CD (Application `shop`)" in text
+    # Nothing happens before the approval.
+    assert _revisions(kubectl, "statefulset/db") == [1]
+
+    click(driver, "rollout_approve", card, "U0BOB")
+    wait_for_card(driver, card, "Done")
+    assert kubectl.run("rollout", "status", "sts/db", "--timeout=90s", check=False).returncode == 0
+    assert _revisions(kubectl, "statefulset/db") == [1, 2]
+    [execution] = executions(audit, card.id)
+    assert execution.parameters["kind"] == "statefulset"
+    assert execution.deployment == "db"
+
+    card = request_approval(driver, f"undo sts/db --to-revision=1 -n {ns}")
+    text = html.unescape(card_text(driver.slack, card))
+    assert "roll back to revision 1" in text and "db:2" in text and "db:1" in text
+    click(driver, "rollout_approve", card, "U0BOB")
+    wait_for_card(driver, card, "Done")
+    assert kubectl.run("rollout", "status", "sts/db", "--timeout=90s", check=False).returncode == 0
+    assert _revisions(kubectl, "statefulset/db") == [2, 3]
+
+    # kubectl's refusals come before any card: nothing to approve.
+    said = html.unescape(driver.run(f"pause sts/db -n {ns}"))
+    assert 'statefulsets.apps "db" pausing is not supported' in said
+    said = html.unescape(driver.run(f"undo sts/db --to-revision=9 -n {ns}"))
+    assert "unable to find specified revision 9 in history" in said
+    said = html.unescape(driver.run(f"set image sts/db nope=db:3 -n {ns}"))
+    assert 'unable to find container named "nope"' in said
+    kubectl.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+                },
+            },
+        }
+    )
+    said = html.unescape(driver.run(f"scale ds/agent --replicas=3 -n {ns}"))
+    assert 'daemonsets.apps "agent" cannot be scaled' in said
+    # None of these refusals changed anything.
+    assert _revisions(kubectl, "statefulset/db") == [2, 3]

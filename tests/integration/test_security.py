@@ -71,7 +71,6 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
             for verb in ("get", "list", "watch", "patch")
         ),
         ("list", "controllerrevisions.apps"),
-        ("get", "horizontalpodautoscalers.autoscaling"),
         ("list", "horizontalpodautoscalers.autoscaling"),
     ]
     for verb, resource in needed:

@@ -688,3 +688,16 @@ def test_a_policy_built_in_code_is_validated_the_same_way() -> None:
         )
     with pytest.raises(ValidationError):
         ApprovalRule(namespaces=["prod"], actions=["scale"], approvers=[], ttl="5m")
+
+
+def test_gitops_defaults_to_warn_and_takes_refuse(tmp_path: Path) -> None:
+    assert load_policy(write(tmp_path, "permissions: []\n")).gitops == "warn"
+    assert load_policy(write(tmp_path, "permissions: []\ngitops: refuse\n")).gitops == "refuse"
+
+
+@pytest.mark.parametrize("value", ["block", "true", "Warn", "[warn]"])
+def test_a_bad_gitops_setting_is_reported_on_its_line(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"permissions: []\n\ngitops: {value}\n")
+    [(line, field, text)] = problems_of(path)
+    assert (line, field) == (3, "gitops")
+    assert text == "input should be 'warn' or 'refuse'"

@@ -39,10 +39,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import redis
 
-from bot.adapters.k8s.cluster import Json, KubeCluster
+from bot.adapters.k8s.cluster import Json, KubeCluster, selector_string
 from bot.adapters.k8s.watch import NamespaceWatch
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
@@ -69,6 +70,12 @@ GIVE_UP_AFTER = 3600.0
 # The bot calls such a rollout failed when an updated pod is stuck in one of these states
 # (kubectl would keep printing "Waiting for N pods to be ready..."), or after this long.
 WORKLOAD_DEADLINE_SECONDS = 600
+# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
+# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
+STATEFULSET_FORCED_ROLLBACK = (
+    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
+    "an undo: once the template is good, delete that pod so the controller recreates it."
+)
 STUCK_POD_REASONS = frozenset(
     {
         "ImagePullBackOff",
@@ -305,13 +312,17 @@ class ProgressTracker:
             self._finish(ProgressFrame(tracked, status, now, verdict="not followed"))
             return
         view: StatusView | None = None
-        if tracked.kind != "deployment" and not status.done:
-            view = self._status_view(tracked)
-            stuck = view is not None and any(
-                p.phase_or_reason in STUCK_POD_REASONS for p in view.pods
+        # StatefulSets and DaemonSets have no progress deadline of their own: a stuck pod (or
+        # the bot's limit) decides.
+        if (
+            tracked.kind != "deployment"
+            and not status.done
+            and (
+                now - tracked.started_at > tracked.deadline_seconds
+                or self._has_stuck_pod(tracked, deployment)
             )
-            if stuck or now - tracked.started_at > tracked.deadline_seconds:
-                status = replace(status, failed=True)
+        ):
+            status = replace(status, failed=True)
         if not (status.done or status.failed):
             if now - tracked.started_at > tracked.deadline_seconds + GIVE_UP_AFTER:
                 self._finish(ProgressFrame(tracked, status, now, verdict="gave up"))
@@ -341,6 +352,8 @@ class ProgressTracker:
                 )
             )
             warnings = view.warnings
+            if tracked.kind == "statefulset" and STUCK_POD_REASONS.intersection(reasons):
+                warnings = (*warnings, STATEFULSET_FORCED_ROLLBACK)
         frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings)
         revision = status.revision
         if tracked.kind != "deployment":
@@ -354,6 +367,15 @@ class ProgressTracker:
             self.publisher.needs_person(finished)
         elif finished.on_failure == "rollback":
             self._roll_back(finished)
+
+    def _has_stuck_pod(self, tracked: TrackedRollout, obj: Json) -> bool:
+        """One pod list (not the whole status view): is any pod of the workload stuck?"""
+        try:
+            pods = self.cluster.list_pods(tracked.namespace, selector_string(obj))
+        except RolloutBotError:
+            return False
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return any(rollout.pod_summary(p, now).phase_or_reason in STUCK_POD_REASONS for p in pods)
 
     def _status_view(self, tracked: TrackedRollout) -> StatusView | None:
         try:
