@@ -13,15 +13,19 @@ def run_check(settings: Settings) -> int:
     from bot.adapters.k8s.cluster import KubeCluster, load_api_client
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError, load_policy
-    from bot.runtime import redis_client, slack_client
+    from bot.runtime import STATE_KEY_REQUIRED, redis_client, slack_client
 
     problems: list[str] = []
     if settings.policy_file is None:
         print("policy: none configured (ROLLOUT_BOT_POLICY unset): read-only commands only")
     else:
         try:
-            load_policy(settings.policy_file)
+            policy = load_policy(settings.policy_file)
             print(f"policy: {settings.policy_file} OK")
+            if policy.approvals and settings.state_key is None:
+                problems.append(f"state key: {STATE_KEY_REQUIRED}")
+            elif settings.state_key is not None:
+                print("state key: set (approval requests, votes and tracked rollouts are sealed)")
         except PolicyError as exc:
             problems.extend(str(p) for p in exc.problems)
     try:

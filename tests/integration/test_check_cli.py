@@ -64,10 +64,19 @@ def test_check_passes_with_a_good_policy_and_every_service_reachable(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         f"policy: {policy_file} OK",
+        "state key: set (approval requests, votes and tracked rollouts are sealed)",
         "redis: OK",
         "kubernetes: OK",
         "slack: OK",
     ]
+
+
+def test_check_says_approvals_need_a_state_key(env: dict[str, str]) -> None:
+    del env["ROLLOUT_BOT_STATE_KEY"]
+    result = rollout_bot(env, "check")
+    assert result.returncode == 1
+    assert "ROLLOUT_BOT_STATE_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_check_lists_every_problem_of_a_bad_policy_with_file_line_and_field(
