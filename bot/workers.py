@@ -112,7 +112,7 @@ class WorkerProcesses:
     def _spawn(self) -> BaseProcess:
         process = self._context.Process(
             target=_worker_main,
-            args=(self._work, self._results, self._threads),
+            args=(self._work, self._results, self._threads, os.getpid()),
             name="rollout-bot-worker",
             daemon=True,
         )
@@ -198,7 +198,17 @@ class _RecordedMetrics:
         return record
 
 
-def _worker_main(work: Any, results: Any, threads: int) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process we may not signal holds the number: assume it is ours
+    return True
+
+
+def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     from bot.config import load_settings
     from bot.observability.logs import configure_logging
     from bot.runtime import Runtime
@@ -223,15 +233,16 @@ def _worker_main(work: Any, results: Any, threads: int) -> None:
             cluster_name=settings.cluster_name,
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
-    parent = os.getppid()
 
     def serve() -> None:
         while True:
             try:
                 item = work.get(timeout=ORPHAN_CHECK_SECONDS)
             except queue.Empty:
-                if os.getppid() != parent:
-                    os._exit(0)  # the main process is gone
+                if not _alive(main_pid):
+                    # The main process is gone (killed). The forkserver cannot tell us: each
+                    # worker keeps it alive as much as it keeps the worker's parent alive.
+                    os._exit(0)
                 continue
             tracking.orders.clear()
             recorded.calls.clear()
