@@ -85,7 +85,7 @@ def decide(
 ) -> None:
     flow = services.approvals
     with (
-        log_context(request_id=approval_id, user=user_id, verb=verb),
+        log_context(request_id=approval_id, user=actor.user_id, verb=verb),
         user_facing_errors(replier.ephemeral),
     ):
         if verb == "approve":
