@@ -164,7 +164,12 @@ def test_a_policy_edit_applies_without_restart_and_an_invalid_one_is_refused(
         "the edit to be applied",
         lambda: value(scrape(bot), "rollout_bot_policy_reloads_total", result="applied") == 1,
     )
-    assert "scaled" in driver.run(f"scale web --replicas=2 -n {ns}", **mallory)
+    # Each worker process checks the file on its own; within a few intervals all have the edit.
+    wait_for(
+        "the edit to reach the worker that runs the command",
+        lambda: "scaled" in driver.run(f"scale web --replicas=2 -n {ns}", **mallory),
+        timeout=15,
+    )
 
     policy.write_text(INVALID)
     status, body = wait_for(
@@ -180,7 +185,9 @@ def test_a_policy_edit_applies_without_restart_and_an_invalid_one_is_refused(
     assert value(samples, "rollout_bot_policy_valid") == 0
     assert value(samples, "rollout_bot_policy_reloads_total", result="invalid") == 1
     # The previous (valid) version is still in force.
-    assert "scaled" in driver.run(f"scale web --replicas=3 -n {ns}", **mallory)
+    time.sleep(1.5)  # several reload intervals: every worker has looked at the invalid file
+    for replicas in (3, 4):
+        assert "scaled" in driver.run(f"scale web --replicas={replicas} -n {ns}", **mallory)
     # JSON logs: every line is an object; the refusal names file:line; commands carry context.
     lines = [json.loads(line) for line in bot.logs().splitlines() if line.strip()]
     assert any(problem in line["msg"] and line["level"] == "ERROR" for line in lines)
@@ -188,7 +195,11 @@ def test_a_policy_edit_applies_without_restart_and_an_invalid_one_is_refused(
 
     policy.write_text(TEST_POLICY)
     wait_for("the fixed policy", lambda: readyz(bot)[1].get("policy") == "ok")
-    assert "not allowed" in driver.run(f"scale web --replicas=1 -n {ns}", **mallory)
+    wait_for(
+        "the fixed policy to reach every worker",
+        lambda: "not allowed" in driver.run(f"scale web --replicas=1 -n {ns}", **mallory),
+        timeout=15,
+    )
     reloads = [
         e
         for e in RedisAuditLog(redis_server.client(), Keys()).export()
