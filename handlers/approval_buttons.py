@@ -15,6 +15,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import StoreError
+from bot.observability.logs import log_context
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
 from bot.services.rollouts import Actor
@@ -83,7 +84,10 @@ def decide(
     replier: Replier,
 ) -> None:
     flow = services.approvals
-    with user_facing_errors(replier.ephemeral):
+    with (
+        log_context(request_id=approval_id, user=actor.user_id, verb=verb),
+        user_facing_errors(replier.ephemeral),
+    ):
         if verb == "approve":
             decision = flow.approve(approval_id, actor.user_id, actor.user_name)
         elif verb == "reject":

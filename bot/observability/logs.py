@@ -37,12 +37,16 @@ def _fields() -> dict[str, str]:
     return _context.get() or {}
 
 
-# Slack tokens (bot, user, app-level, refresh and config tokens), and the password part of a
-# Redis URL. Anything matching is replaced, wherever it appears in a record.
+# Slack tokens (bot, user, app-level, refresh and config tokens), the password part of a Redis
+# URL, Slack response URLs (anyone holding one may post as the bot for 30 minutes) and JWTs
+# (Kubernetes service-account tokens, at DEBUG level in client libraries). Anything matching
+# is replaced, wherever it appears in a record.
 _SECRETS = [
     (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]+"), "xox?-[redacted]"),
     (re.compile(r"\bxapp-[A-Za-z0-9-]+"), "xapp-[redacted]"),
     (re.compile(r"\b(rediss?://)([^:@/\s]*):([^@\s]*)@"), r"\1\2:[redacted]@"),
+    (re.compile(r"(https://hooks\.slack\.com/)[^\s\"'<>]+"), r"\1[redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"), "[redacted-jwt]"),
 ]
 
 

@@ -85,6 +85,7 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
         ("create", "statefulsets.apps"),
         ("delete", "daemonsets.apps"),
         ("patch", "controllerrevisions.apps"),
+        ("get", "horizontalpodautoscalers.autoscaling"),
         ("patch", "horizontalpodautoscalers.autoscaling"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
         ("impersonate", "users"),

@@ -169,6 +169,8 @@ def test_secrets_never_reach_the_log(captured: io.StringIO) -> None:
         log.info(f"token {token} in the message")
     log.error("connect to %s failed", "redis://default:hunter2@redis:6379/0")
     log.error("tls: rediss://:p%40ss@redis.example.com:6380/0 down")
+    log.debug("respond to https://hooks.slack.com/commands/T0/123/AbCdEf0123 now")
+    log.debug("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl")
     with log_context(user="xoxb-in-a-context-field"):
         log.info("context")
     try:
@@ -180,6 +182,8 @@ def test_secrets_never_reach_the_log(captured: io.StringIO) -> None:
     for token in TOKENS:
         assert token not in out
     assert "hunter2" not in out and "p%40ss" not in out
+    assert "AbCdEf0123" not in out and "https://hooks.slack.com/[redacted]" in out
+    assert "eyJzdWIiOiJib3QifQ" not in out and "c2lnbmF0dXJl" not in out
     assert "redis://default:[redacted]@redis:6379/0" in out
     assert "xoxb-in-a-context-field" not in out
     assert "Traceback" not in out and "boom" not in out

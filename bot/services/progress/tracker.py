@@ -54,6 +54,7 @@ from bot.domain.errors import NotFound, RolloutBotError
 from bot.domain.policy import Policy
 from bot.domain.rollout import RolloutStatus, StatusReason
 from bot.domain.tracking import TrackedRollout
+from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
 from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
 from bot.services.rollouts import Change, Rollouts, StatusView, Target
@@ -296,6 +297,10 @@ class ProgressTracker:
         self._finish(ProgressFrame(tracked, status, self._clock(), verdict="deleted"))
 
     def _evaluate(self, rollout_id: str, deployment: Json) -> None:
+        with log_context(rollout_id=rollout_id):
+            self._evaluate_now(rollout_id, deployment)
+
+    def _evaluate_now(self, rollout_id: str, deployment: Json) -> None:
         with self._lock:
             tracked = self._tracked.get(rollout_id)
             if tracked is None or tracked.finished or rollout_id not in self._owned:
