@@ -41,6 +41,10 @@ from bot.services.rollouts import Change
 
 log = logging.getLogger(__name__)
 
+# Workers run at a lower scheduling priority than the process that acknowledges: on a busy
+# machine the operating system then gives the CPU to acks first, and work takes what is left
+# (it has seconds to finish, an ack has three in all).
+WORKER_NICENESS = 10
 # A worker whose main process is gone (killed) stops within this long.
 ORPHAN_CHECK_SECONDS = 2.0
 # How often the main process looks for a dead worker to replace.
@@ -216,6 +220,7 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     from bot.services.policy_reload import PolicyReloader
     from handlers.work import perform
 
+    os.nice(WORKER_NICENESS)
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     recorded = _RecordedMetrics()
