@@ -958,9 +958,7 @@ def _take_context(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | No
         if context is not None:
             raise CommandError("`--context` is given more than once.", USAGE[verb])
         if not value:
-            raise CommandError(
-                "`--context` needs a value, as in `--context prod-eu`.", USAGE[verb]
-            )
+            raise CommandError("`--context` needs a value, as in `--context prod-eu`.", USAGE[verb])
         if not valid_context_name(value):
             raise CommandError(
                 f"`{_show(value)}` is not a valid context name: use letters, digits and "
