@@ -29,7 +29,8 @@ the first that matches applies. Namespace patterns are shell globs matched again
 name (``prod-*``); so are context patterns. The same namespace in two contexts is two
 places: a rule with ``contexts`` covers only those clusters. The decisions here are pure:
 the caller resolves the user's Slack groups (only when ``Policy.referenced_groups()`` is not
-empty) and passes them in. Whether the requester may approve their own request is decided by the approval flow, not here.
+empty) and passes them in. Whether the requester may approve their own request is decided by
+the approval flow, not here.
 
 Without a file the bot runs with ``read_only_default()``.
 
