@@ -170,7 +170,7 @@ class Rollouts:
         *,
         clock: Callable[[], datetime] | None = None,
         gitops: str = "warn",
-        claims: Ownership | None = None,
+        claims: Ownership | Mapping[str, Ownership] | None = None,
         default_context: str = "",
     ) -> None:
         if isinstance(cluster, Mapping):
@@ -500,6 +500,7 @@ class Rollouts:
                 },
             ]
             updated = self._write(
+                target.context,
                 deployment,
                 lambda: self.on(target.context).patch_deployment(
                     target.namespace, target.name, patch, field_manager="kubectl-rollout"
@@ -704,6 +705,7 @@ class Rollouts:
         metadata["resourceVersion"] = deployment["metadata"]["resourceVersion"]
         body["metadata"] = metadata
         return self._write(
+            target.context,
             deployment,
             lambda: self.on(target.context).patch_workload(
                 target.kind, target.namespace, target.name, body, field_manager=field_manager
@@ -740,36 +742,39 @@ class Rollouts:
                 lines.append(ownership.autoscaler_notice(hpa))
         return tuple(lines)
 
-    def _write(self, deployment: Json, write: Callable[[], Json]) -> Json:
+    def _write(self, context: str, deployment: Json, write: Callable[[], Json]) -> Json:
         """Runs a write pinned to `deployment`'s resourceVersion, claiming first the generation
         it will make (the current one + 1: nobody else can write in between)."""
         meta = deployment.get("metadata", {})
         uid = str(meta.get("uid") or "")
         before = int(meta.get("generation") or 0)
-        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1))
+        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1), context)
         try:
             updated = write()
         except OutcomeUnknown:
             raise  # it may have been applied: the claim stays until it expires
         except RolloutBotError:
             if claimed:
-                self._own(lambda o: o.release(uid, before + 1))
+                self._own(lambda o: o.release(uid, before + 1), context)
             raise
         after = int(updated.get("metadata", {}).get("generation") or 0)
         if uid and after != before + 1:
             if claimed:
-                self._own(lambda o: o.release(uid, before + 1))
+                self._own(lambda o: o.release(uid, before + 1), context)
             if after <= before:
                 return updated  # the spec did not change: no new generation to own
         if uid:
-            self._own(lambda o: o.mark_ours(uid, after))
+            self._own(lambda o: o.mark_ours(uid, after), context)
         return updated
 
-    def _own(self, record: Callable[[Ownership], None]) -> bool:
-        if self._claims is None:
+    def _own(self, record: Callable[[Ownership], None], context: str = "") -> bool:
+        claims = self._claims
+        if isinstance(claims, Mapping):
+            claims = claims.get(context or self.default_context)
+        if claims is None:
             return False
         try:
-            record(self._claims)
+            record(claims)
         except Exception as exc:  # bookkeeping: it must never stop or fail a change
             log.warning("could not record which generation the bot made: %s", type(exc).__name__)
             return False
