@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -265,7 +266,9 @@ class Runtime:
             cluster_name=contexts.default,
         )
         self.services = Services(
-            commands=CommandService(access, rollouts, executor, flow, AuditTrail(audit)),
+            commands=CommandService(
+                access, rollouts, executor, flow, AuditTrail(audit), contexts=contexts
+            ),
             access=access,
             rollouts=rollouts,
             executor=executor,
