@@ -892,9 +892,10 @@ class Rollouts:
             if close
             else " `/rollout list -n " + target.namespace + "` shows what is there."
         )
+        where = f" of cluster `{target.context}`" if target.context else ""
         return NotFound(
             f"{target.display} `{target.name}` was not found in namespace "
-            f"`{target.namespace}`.{hint}"
+            f"`{target.namespace}`{where}.{hint}"
         )
 
     @contextmanager
