@@ -641,7 +641,9 @@ class Rollouts:
         refusals as Refused (with the revisions there are, for an unknown one)."""
         try:
             if target.kind == "deployment":
-                plan = rollout.plan_undo(obj, self.owned_replica_sets(obj), to_revision)
+                plan = rollout.plan_undo(
+                    obj, self.owned_replica_sets(obj, target.context), to_revision
+                )
                 return plan.target_revision, plan.template, plan.skipped, plan.message
             revisions = self.owned_revisions(target, obj)
             wplan = workloads.plan_workload_undo(obj, revisions, to_revision)
