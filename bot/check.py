@@ -15,6 +15,7 @@ def run_check(settings: Settings) -> int:
     from bot.runtime import STATE_KEY_REQUIRED, clusters_of, redis_client, slack_client
 
     problems: list[str] = []
+    policy = None
     if settings.policy_file is None:
         print("policy: none configured (ROLLOUT_BOT_POLICY unset): read-only commands only")
     else:
@@ -42,6 +43,13 @@ def run_check(settings: Settings) -> int:
                 problems.append(f"{label}: the API server is not reachable or not ready")
         if contexts.multi:
             print(f"default context: {contexts.default}")
+        if policy is not None:
+            for name in sorted(policy.referenced_contexts()):
+                if name not in contexts.names and name not in contexts.aliases:
+                    problems.append(
+                        f"policy: a channel is bound to context `{name}`, which the bot does "
+                        f"not serve (ROLLOUT_BOT_CONTEXTS: {', '.join(contexts.names)})"
+                    )
     except RolloutBotError as exc:
         problems.append(f"kubernetes: {exc.user_message}")
     try:

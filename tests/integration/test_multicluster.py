@@ -378,3 +378,64 @@ def test_with_one_cluster_down_the_bot_serves_the_other(
         admin_kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
     finally:
         plane.down()
+
+
+# -- rollout-bot check ----------------------------------------------------------------------------
+
+
+def test_check_connects_to_each_context_and_reports_each(
+    slack: SlackStandin,
+    redis_url: str,
+    cluster: ClusterInfo,
+    west_cluster: ClusterInfo,
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from tests.support.bot_process import ROLLOUT_BOT, bot_env
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text("shop").replace("context: west", "context: south"))
+    stopped = tmp_path / "stopped.kubeconfig"
+    config = json.loads(west_cluster.bot_kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens
+    stopped.write_text(json.dumps(config))
+    env = bot_env(
+        slack=slack,
+        redis_url=redis_url,
+        kubeconfig=cluster.bot_kubeconfig,
+        policy=policy,
+        extra={
+            "KUBECONFIG": kubeconfigs(
+                tmp_path,
+                ("east", cluster),
+                ("west", west_cluster),
+                (
+                    "gone",
+                    ClusterInfo(
+                        directory=west_cluster.directory,
+                        server="https://127.0.0.1:1",
+                        kubeconfig=stopped,
+                        bot_kubeconfig=stopped,
+                    ),
+                ),
+            ),
+            "ROLLOUT_BOT_CONTEXTS": "east,west,gone",
+        },
+    )
+    out = subprocess.run(
+        [str(ROLLOUT_BOT), "check"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1, out
+    assert "kubernetes (east): OK" in out.stdout and "kubernetes (west): OK" in out.stdout
+    assert "kubernetes (gone): the API server is not reachable" in out.stderr
+    assert "bound to context `south`, which the bot does not serve" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+    # A context the kubeconfig does not define stops start-up with the ones it does.
+    env["ROLLOUT_BOT_CONTEXTS"] = "east,nowhere"
+    out = subprocess.run(
+        [str(ROLLOUT_BOT), "check"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    assert "ROLLOUT_BOT_CONTEXTS names nowhere" in out.stderr and "east, west, gone" in out.stderr
