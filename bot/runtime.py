@@ -277,7 +277,6 @@ class Runtime:
             progress=self.progress,
             max_replicas=settings.max_replicas,
             readiness=self.readiness,
-            contexts=contexts,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst

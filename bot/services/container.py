@@ -7,12 +7,11 @@ the settings object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
-from bot.services.clusters import Contexts, single
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.progress.ports import Tracking
@@ -33,5 +32,3 @@ class Services:
     max_replicas: int
     #: Readiness of this replica's dependencies, by name (for /readyz).
     readiness: Callable[[], dict[str, bool]]
-    #: The kubeconfig contexts (clusters) served, and which one a command works on.
-    contexts: Contexts = field(default_factory=lambda: single("default"))

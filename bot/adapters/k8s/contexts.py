@@ -24,10 +24,6 @@ from bot.domain.errors import ClusterError
 
 __all__ = ["Available", "api_client", "available", "kubeconfig_files"]
 
-#: A context that is not in any kubeconfig: the service account of the pod the bot runs in.
-IN_CLUSTER = "<in-cluster>"
-
-
 @dataclass(frozen=True)
 class Available:
     #: Context names, in kubeconfig order (the in-cluster one first when there is one).
