@@ -24,6 +24,7 @@ from bot.domain.errors import ClusterError
 
 __all__ = ["Available", "api_client", "available", "kubeconfig_files"]
 
+
 @dataclass(frozen=True)
 class Available:
     #: Context names, in kubeconfig order (the in-cluster one first when there is one).
