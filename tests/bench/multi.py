@@ -44,6 +44,7 @@ from tests.bench.stats import (
     summary_ms,
     tree_cpu_seconds,
     tree_peak_rss_mib,
+    tree_pss_mib,
 )
 from tests.conftest import grant_bot, install_bot_rbac
 from tests.support.bot_process import SIGNING_SECRET
@@ -264,6 +265,7 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
     cpu = sum(cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after)
     rss = tree_peak_rss_mib(bot.proc.pid)
     serving_rss = peak_rss_mib(bot.proc.pid)
+    tree_pss = tree_pss_mib(bot.proc.pid)
     ended = max(succeeded.values(), default=time.time())
     bot_figures = _figures(
         lags(ns_bot, succeeded),
@@ -278,6 +280,7 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
     bot_figures["command_ack"] = summary_ms(acks)
     bot_figures["processes"] = len(cpu_after)
     bot_figures["serving_process_peak_rss_mib"] = serving_rss
+    bot_figures["pss_at_end_mib"] = tree_pss
     bot_figures["watch_requests"] = sum(
         v for k, v in bot_figures["api_requests_by_kind"].items() if k.startswith("WATCH")
     )
@@ -338,6 +341,7 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
                 out.append(line.strip())
 
         threading.Thread(target=read, daemon=True).start()
+    poll_figures["pss_at_end_mib"] = round(poll_pss, 1)
     for lines, poller in zip(outputs, pollers, strict=True):
         wait_until(
             lambda ls=lines, p=poller: "READY" in ls or p.poll() is not None,
@@ -371,6 +375,7 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
     count, succeeded, failed = wait_until(poll_finished, TIMEOUT, "every poller message")
     cpu = sum(cpu_seconds(p.pid) for p in pollers) - cpu_before
     rss_each = [peak_rss_mib(p.pid) for p in pollers]
+    poll_pss = sum(tree_pss_mib(p.pid) or 0.0 for p in pollers)
     ended = max(succeeded.values(), default=time.time())
     poll_figures = _figures(
         lags(ns_poll, succeeded),
@@ -439,8 +444,10 @@ def render(result: dict[str, Any]) -> list[str]:
         f"set-image ack p50 {fmt(bot['command_ack']['p50_ms'])} ms"
     )
     out.append(
-        f"   bot = {bot['processes']} processes (serving + workers), RSS summed (serving process "
-        f"alone {fmt(bot['serving_process_peak_rss_mib'])} MiB); poller = one process per cluster"
+        f"   bot = {bot['processes']} processes (serving + workers), peak RSS summed (serving "
+        f"process alone {fmt(bot['serving_process_peak_rss_mib'])} MiB); PSS at the end: bot "
+        f"{fmt(bot['pss_at_end_mib'])} MiB, poller {fmt(result['poller']['pss_at_end_mib'])} MiB; "
+        "poller = one process per cluster"
     )
     out.append("   targets: lag p95 ≤ 2.5 s, requests ≥ 10x fewer than polling, RSS ≤ 250 MiB")
     return out

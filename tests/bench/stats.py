@@ -89,3 +89,20 @@ def tree_peak_rss_mib(pid: int) -> float | None:
     peaks = [peak_rss_mib(each) for each in process_tree(pid)]
     known = [peak for peak in peaks if peak is not None]
     return round(sum(known), 1) if known else None
+
+
+def tree_pss_mib(pid: int) -> float | None:
+    """Proportional set size of the tree now (Pss from /proc/<pid>/smaps_rollup): shared pages
+    (the workers share the forkserver's preloaded modules) counted once overall."""
+    total, seen = 0, False
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        seen = True
+                        break
+        except OSError:
+            continue
+    return round(total / 1024, 1) if seen else None
