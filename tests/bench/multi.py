@@ -341,7 +341,6 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
                 out.append(line.strip())
 
         threading.Thread(target=read, daemon=True).start()
-    poll_figures["pss_at_end_mib"] = round(poll_pss, 1)
     for lines, poller in zip(outputs, pollers, strict=True):
         wait_until(
             lambda ls=lines, p=poller: "READY" in ls or p.poll() is not None,
@@ -387,6 +386,7 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
         ended - started,
         len(failed),
     )
+    poll_figures["pss_at_end_mib"] = round(poll_pss, 1)
     for lines, poller in zip(outputs, pollers, strict=True):
         wait_until(lambda ls=lines: any(x.startswith("DONE") for x in ls), 60, "the pollers")
         assert poller.stdin is not None
