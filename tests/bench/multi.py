@@ -226,6 +226,8 @@ def multi_cluster_progress(bench: Bench) -> dict[str, Any]:
         "KUBECONFIG": kubeconfig_path(files),
         "ROLLOUT_BOT_CONTEXTS": ",".join(c.name for c in clusters),
     }
+    if "BENCH_MULTI_WORKERS" in os.environ:  # e.g. 0: the work in threads of one process
+        env["ROLLOUT_BOT_WORKERS"] = os.environ["BENCH_MULTI_WORKERS"]
     bot = bench.start_bot(env=env)
     channel = "C0MULTI"
     specs = [
