@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--since", default=None, help="ISO date or time (UTC if no offset), e.g. 2026-11-01"
     )
+    export.add_argument(
+        "--context",
+        default=None,
+        help="only the entries of this cluster (kubeconfig context); each entry names its own",
+    )
     verify = audit_sub.add_parser(
         "verify", help="check the hash chain; non-zero names the first bad entry or the gap"
     )
@@ -111,6 +116,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
                 if since.tzinfo is None:
                     since = since.replace(tzinfo=UTC)
             for entry in log_.export(since):
+                if args.context is not None and entry.cluster != args.context:
+                    continue
                 sys.stdout.write(entry.model_dump_json() + "\n")
             return 0
         checkpoint = None

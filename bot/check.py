@@ -10,12 +10,12 @@ from bot.config import Settings
 def run_check(settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
-    from bot.adapters.k8s.cluster import KubeCluster, load_api_client
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError, load_policy
-    from bot.runtime import STATE_KEY_REQUIRED, redis_client, slack_client
+    from bot.runtime import STATE_KEY_REQUIRED, clusters_of, redis_client, slack_client
 
     problems: list[str] = []
+    policy = None
     if settings.policy_file is None:
         print("policy: none configured (ROLLOUT_BOT_POLICY unset): read-only commands only")
     else:
@@ -34,14 +34,22 @@ def run_check(settings: Settings) -> int:
     except Exception as exc:  # report the class only: the message may contain the URL
         problems.append(f"redis: cannot reach REDIS_URL ({type(exc).__name__})")
     try:
-        cluster = KubeCluster(
-            load_api_client(str(settings.kubeconfig) if settings.kubeconfig else None),
-            timeout=settings.kube_timeout_seconds,
-        )
-        if cluster.ready():
-            print("kubernetes: OK")
-        else:
-            problems.append("kubernetes: the API server is not reachable or not ready")
+        contexts, clusters = clusters_of(settings)
+        for name, cluster in clusters.items():
+            label = f"kubernetes ({name})" if contexts.multi else "kubernetes"
+            if cluster.ready():
+                print(f"{label}: OK")
+            else:
+                problems.append(f"{label}: the API server is not reachable or not ready")
+        if contexts.multi:
+            print(f"default context: {contexts.default}")
+        if policy is not None:
+            for name in sorted(policy.referenced_contexts()):
+                if name not in contexts.names and name not in contexts.aliases:
+                    problems.append(
+                        f"policy: a channel is bound to context `{name}`, which the bot does "
+                        f"not serve (ROLLOUT_BOT_CONTEXTS: {', '.join(contexts.names)})"
+                    )
     except RolloutBotError as exc:
         problems.append(f"kubernetes: {exc.user_message}")
     try:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = Field(default=None, validation_alias="KUBECONFIG")
     policy_file: Path | None = Field(default=None, validation_alias="ROLLOUT_BOT_POLICY")
     cluster_name: str = Field(default="default", validation_alias="ROLLOUT_BOT_CLUSTER_NAME")
+    # The kubeconfig contexts served, `east,west` (kubectl's names; KUBECONFIG may list several
+    # files). Unset: the current context only, under ROLLOUT_BOT_CLUSTER_NAME, as before.
+    # Inside a cluster, the bot's own cluster is the context named ROLLOUT_BOT_CLUSTER_NAME.
+    contexts: str | None = Field(default=None, validation_alias="ROLLOUT_BOT_CONTEXTS")
     max_replicas: int = Field(
         default=100, ge=1, le=10000, validation_alias="ROLLOUT_BOT_MAX_REPLICAS"
     )
@@ -182,6 +186,22 @@ class Settings(BaseSettings):
     policy_reload_seconds: float = Field(
         default=3.0, ge=0.5, le=300, validation_alias="ROLLOUT_BOT_POLICY_RELOAD_INTERVAL"
     )
+
+    @field_validator("contexts", mode="after")
+    @classmethod
+    def _context_list(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            return None
+        if len(set(names)) != len(names):
+            raise ValueError("names a context more than once")
+        return ",".join(names)
+
+    def context_names(self) -> list[str]:
+        """ROLLOUT_BOT_CONTEXTS as a list (empty: the current context only)."""
+        return self.contexts.split(",") if self.contexts else []
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
@@ -51,6 +53,7 @@ from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
+from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
@@ -58,6 +61,7 @@ from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
 from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
+from bot.services.progress.trackers import ProgressTrackers
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
@@ -145,6 +149,46 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     return Sealer(secrets.token_bytes(32))
 
 
+def clusters_of(settings: Settings) -> tuple[Contexts, dict[str, KubeCluster]]:
+    """The contexts served and a client for each (each its own pool and timeouts).
+
+    Without ROLLOUT_BOT_CONTEXTS: the current context only (KUBECONFIG, else the service
+    account, else ~/.kube/config), labelled ROLLOUT_BOT_CLUSTER_NAME, exactly as before; its
+    kubeconfig name is accepted by `--context` too. Raises RolloutBotError naming a context
+    that is not configured."""
+    kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
+    requested = settings.context_names()
+    if not requested:
+        name = settings.cluster_name
+        cluster = KubeCluster(
+            load_api_client(kubeconfig), name=name, timeout=settings.kube_timeout_seconds
+        )
+        aliases: dict[str, str] = {}
+        with contextlib.suppress(RolloutBotError):
+            current = kube_contexts.available(kubeconfig, name).current
+            if current and current != name:
+                aliases[current] = name
+        return Contexts((name,), name, aliases), {name: cluster}
+    available = kube_contexts.available(kubeconfig, settings.cluster_name)
+    missing = [name for name in requested if name not in available.names]
+    if missing:
+        known = ", ".join(available.names) or "none"
+        raise RolloutBotError(
+            f"ROLLOUT_BOT_CONTEXTS names {', '.join(missing)}, which the kubeconfig does not "
+            f"define (contexts: {known})."
+        )
+    clusters = {
+        name: KubeCluster(
+            kube_contexts.api_client(kubeconfig, name, in_cluster=name == available.in_cluster),
+            name=name,
+            timeout=settings.kube_timeout_seconds,
+        )
+        for name in requested
+    }
+    default = available.current if available.current in requested else requested[0]
+    return Contexts(tuple(requested), default), clusters
+
+
 def replica_id() -> str:
     return secrets.token_hex(6)
 
@@ -161,33 +205,54 @@ class Runtime:
         self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
         keys = Keys(settings.redis_prefix)
-        self.cluster = KubeCluster(
-            load_api_client(str(settings.kubeconfig) if settings.kubeconfig else None),
-            name=settings.cluster_name,
-            timeout=settings.kube_timeout_seconds,
-        )
+        self.contexts, self.clusters = clusters_of(settings)
+        contexts = self.contexts
+        #: The default context's cluster.
+        self.cluster = self.clusters[contexts.default]
         self.replica = replica_id()
-        registry = RedisRolloutRegistry(
-            self.redis, keys, self.replica, sealer=self.sealer if settings.state_key else None
-        )
+        # One registry per context: with several clusters its keys carry the context.
+        registries = {
+            name: RedisRolloutRegistry(
+                self.redis,
+                keys,
+                self.replica,
+                sealer=self.sealer if settings.state_key else None,
+                context=name if contexts.multi else "",
+            )
+            for name in contexts.names
+        }
         # Every write claims its generation in the registry first: see Ownership.
-        rollouts = Rollouts(self.cluster, gitops=policy.gitops, claims=registry)
+        rollouts = Rollouts(
+            self.clusters,
+            gitops=policy.gitops,
+            claims=registries,
+            default_context=contexts.default,
+        )
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
-        executor = Executor(rollouts, audit, settings.cluster_name)
+        executor = Executor(rollouts, audit, contexts.default)
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
-        self.progress = ProgressTracker(
-            publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
-            cluster=self.cluster,
-            rollouts=rollouts,
-            registry=registry,
-            leases=RedisLeases(self.redis, keys, LEASE_TTL),
-            policy=policy,
-            audit=audit,
-            cluster_name=settings.cluster_name,
-            rollback=AutoRollback(executor),
+        # One tracker per context: its own watches, leases and publisher thread.
+        self.progress = ProgressTrackers(
+            {
+                name: ProgressTracker(
+                    publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
+                    cluster=self.clusters[name],
+                    rollouts=rollouts,
+                    registry=registries[name],
+                    leases=RedisLeases(self.redis, keys, LEASE_TTL),
+                    policy=policy,
+                    audit=audit,
+                    cluster_name=name,
+                    rollback=AutoRollback(executor),
+                    context=name if contexts.multi else "",
+                    default_context=name == contexts.default,
+                )
+                for name in contexts.names
+            },
+            contexts.default,
         )
         access = Access(policy, directory, policy_loaded=loaded)
         flow = ApprovalFlow(
@@ -198,10 +263,12 @@ class Runtime:
             directory,
             access=access,
             sealer=self.sealer,
-            cluster_name=settings.cluster_name,
+            cluster_name=contexts.default,
         )
         self.services = Services(
-            commands=CommandService(access, rollouts, executor, flow, AuditTrail(audit)),
+            commands=CommandService(
+                access, rollouts, executor, flow, AuditTrail(audit), contexts=contexts
+            ),
             access=access,
             rollouts=rollouts,
             executor=executor,
@@ -257,6 +324,7 @@ class Runtime:
         if retention.enabled:
             self._loops.append(Periodic("audit-retention", RETENTION_INTERVAL, retention.trim))
         self._started = False
+        self._clusters_up: dict[str, bool] = {}
 
     # -- what the surface shows for the sweeper's work -------------------------------------------
 
@@ -293,9 +361,15 @@ class Runtime:
             )
 
     def _health_details(self) -> dict[str, object]:
-        if self.policy_reloader is None:
-            return {"policy": "none (read-only)"}
-        return self.policy_reloader.status()
+        details: dict[str, object] = (
+            {"policy": "none (read-only)"}
+            if self.policy_reloader is None
+            else dict(self.policy_reloader.status())
+        )
+        if self.contexts.multi:
+            details["clusters"] = dict(self._clusters_up)
+            details["unreachable"] = sorted(n for n, up in self._clusters_up.items() if not up)
+        return details
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -314,7 +388,20 @@ class Runtime:
             redis_ok = bool(self.redis.ping())
         except Exception:  # any failure means "not ready"; the reason is not the probe's business
             redis_ok = False
-        return {"redis": redis_ok, "kubernetes": self.cluster.ready()}
+        up = self._clusters_ready()
+        return {"redis": redis_ok, "kubernetes": any(up.values())}
+
+    def _clusters_ready(self) -> dict[str, bool]:
+        """Each cluster's /readyz, asked at once (a dead one costs its own timeout, not the
+        others'). Ready while at least one answers."""
+        if len(self.clusters) == 1:
+            up = {name: cluster.ready() for name, cluster in self.clusters.items()}
+        else:
+            with ThreadPoolExecutor(max_workers=len(self.clusters)) as pool:
+                futures = {name: pool.submit(c.ready) for name, c in self.clusters.items()}
+                up = {name: bool(future.result()) for name, future in futures.items()}
+        self._clusters_up = up
+        return up
 
     def bolt_app(self, *, signing_secret: str | None) -> App:
         from handlers.app import build_app

@@ -97,16 +97,16 @@ def answer(services: Services, command: cmd.Command, actor: Actor, replier: Repl
 
 def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -> None:
     match outcome:
-        case Listing(namespace=namespace, rows=rows):
-            replier.ephemeral(blocks.deployments_message(namespace, rows))
+        case Listing(namespace=namespace, rows=rows, context=context):
+            replier.ephemeral(blocks.deployments_message(namespace, rows, context))
         case StatusView():
             replier.ephemeral(blocks.status_message(outcome))
         case HistoryView():
             replier.ephemeral(blocks.history_message(outcome))
         case DiffView():
             replier.ephemeral(blocks.diff_message(outcome))
-        case ApprovalList(namespace=namespace, requests=requests):
-            replier.ephemeral(blocks.approvals_list_message(namespace, requests))
+        case ApprovalList(namespace=namespace, requests=requests, context=context):
+            replier.ephemeral(blocks.approvals_list_message(namespace, requests, context))
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
         case ApprovalRequested(request=request, rule=rule, target=target):
@@ -120,8 +120,9 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{request.id}`): *{request.action}* on `{target}` "
-                    f"runs once {rule.required} approver(s) agree.{pointer}"
+                    f"Approval requested (`{request.id}`): *{request.action}* on `{target}`"
+                    f"{blocks.in_cluster(target.context)} runs once {rule.required} "
+                    f"approver(s) agree.{pointer}"
                 )
             )
         case Changed(change=change, reason=reason):

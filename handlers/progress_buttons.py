@@ -45,7 +45,8 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
 
 def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
     """The typed command a button stands for; its value is NAMESPACE/NAME (a Deployment) or
-    NAMESPACE/KIND/NAME."""
+    NAMESPACE/KIND/NAME, after `CONTEXT|` when several clusters are served."""
+    context, _, value = value.rpartition("|")
     namespace, _, rest = value.partition("/")
     kind, _, name = rest.rpartition("/")
     kind = kind or "deployment"
@@ -55,5 +56,6 @@ def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
             kind=kind,
             namespace=namespace,
             reason="rollout failed (Roll back button)",
+            context=context or None,
         )
-    return cmd.Pause(deployment=name, kind=kind, namespace=namespace)
+    return cmd.Pause(deployment=name, kind=kind, namespace=namespace, context=context or None)

@@ -17,6 +17,9 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout approvals [-n NS]
     /rollout audit [DEPLOY] [-n NS] [--limit=N]
 
+Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
+that is the cluster, it works on. ``None`` means the channel's context, else the default one.
+
 ``DEPLOY`` names a workload as kubectl writes it: a bare ``NAME`` is a Deployment;
 ``deploy/NAME``, ``sts/NAME``, ``ds/NAME`` (singular, plural, ``….apps``) name a Deployment,
 StatefulSet or DaemonSet, and the command's ``kind`` says which. ``create`` makes Deployments
@@ -47,6 +50,7 @@ Errors::
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import shlex
@@ -148,6 +152,7 @@ class Help(CommandBase):
 class ListDeployments(CommandBase):
     action: ClassVar[str] = "list"
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +162,7 @@ class Status(CommandBase):
     #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
     kind: str = "deployment"
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +174,7 @@ class Create(CommandBase):
     # kubectl create deployment's default.
     replicas: int = 1
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +187,7 @@ class SetImage(CommandBase):
     # (container, image) in the order given; container "*" means every container.
     images: tuple[tuple[str, str], ...]
     namespace: str | None = None
+    context: str | None = None
     reason: str | None = None
 
 
@@ -192,6 +200,7 @@ class Scale(CommandBase):
     kind: str = "deployment"
     replicas: int
     namespace: str | None = None
+    context: str | None = None
     reason: str | None = None
 
 
@@ -203,6 +212,7 @@ class History(CommandBase):
     kind: str = "deployment"
     revision: int | None = None
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +225,7 @@ class Diff(CommandBase):
     # None: compare `rev` with the current template.
     rev2: int | None = None
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,6 +238,7 @@ class Undo(CommandBase):
     # None: the previous revision (kubectl's `--to-revision=0`).
     to_revision: int | None = None
     namespace: str | None = None
+    context: str | None = None
     reason: str | None = None
 
 
@@ -238,6 +250,7 @@ class Pause(CommandBase):
     #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
     kind: str = "deployment"
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +261,7 @@ class Resume(CommandBase):
     #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
     kind: str = "deployment"
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +272,7 @@ class Restart(CommandBase):
     #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
     kind: str = "deployment"
     namespace: str | None = None
+    context: str | None = None
     reason: str | None = None
 
 
@@ -265,6 +280,7 @@ class Restart(CommandBase):
 class Approvals(CommandBase):
     action: ClassVar[str] = "approvals"
     namespace: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +288,7 @@ class Audit(CommandBase):
     action: ClassVar[str] = "audit"
     deployment: str | None = None
     namespace: str | None = None
+    context: str | None = None
     limit: int = DEFAULT_AUDIT_LIMIT
 
 
@@ -901,7 +918,55 @@ def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Com
     verb, rest = _verb(tokens)
     if verb == "help":
         return _parse_help(rest)
-    return _PARSERS[verb](_split_args(verb, rest), max_replicas)
+    rest, context = _take_context(verb, rest)
+    command = _PARSERS[verb](_split_args(verb, rest), max_replicas)
+    if context is None:
+        return command
+    return dataclasses.replace(command, context=context)  # type: ignore[arg-type]
+
+
+# --- --context, which every verb takes ------------------------------------------------------
+#
+# kubectl's flag: the kubeconfig context (cluster) the command works on. It is taken out of the
+# arguments before the verb's own flags are read, so each verb's grammar stays as it is.
+
+CONTEXT_FLAG: Final = "--context"
+# Kubeconfig context names are free text in principle; in practice letters, digits and
+# `.-_@:/` (`kind-dev`, `admin@prod`, `arn:aws:eks:…:cluster/prod`).
+_CONTEXT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/-]{0,252}")
+
+
+def valid_context_name(value: str) -> bool:
+    return bool(_CONTEXT_NAME.fullmatch(value))
+
+
+def _take_context(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | None]:
+    rest: list[str] = []
+    context: str | None = None
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        flag = _as_flag(token)
+        if flag is None or flag[0] != CONTEXT_FLAG:
+            rest.append(token)
+            continue
+        value = flag[1]
+        if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
+            value = tokens[i]
+            i += 1
+        if context is not None:
+            raise CommandError("`--context` is given more than once.", USAGE[verb])
+        if not value:
+            raise CommandError("`--context` needs a value, as in `--context prod-eu`.", USAGE[verb])
+        if not valid_context_name(value):
+            raise CommandError(
+                f"`{_show(value)}` is not a valid context name: use letters, digits and "
+                "`.`, `-`, `_`, `@`, `:` or `/`.",
+                USAGE[verb],
+            )
+        context = value
+    return rest, context
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -994,6 +1059,8 @@ def render_command(command: Command) -> str:
     reason = getattr(command, "reason", None)
     if isinstance(reason, str):
         words.append("--reason=" + shlex.quote(reason))
+    if not isinstance(command, Help) and command.context is not None:
+        words += [CONTEXT_FLAG, command.context]
     text = " ".join(words)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -1164,6 +1231,9 @@ def command_record(command: Command) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
     fields = TypeAdapter(type(command)).dump_python(command, mode="json")
+    if fields.get("context", "") is None:
+        # A command without `--context` keeps the record it had before the flag existed.
+        del fields["context"]
     return {"verb": _SPEC_OF[type(command)].verb, "fields": fields}
 
 

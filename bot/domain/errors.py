@@ -9,7 +9,8 @@
     │   ├── Invalid                 the API server rejected the change (422/400)
     │   └── ClusterUnavailable      unreachable, timed out or 5xx: nothing was changed
     │       └── OutcomeUnknown      a write was sent but went unanswered: maybe applied
-    └── Refused                     kubectl's own refusals (paused, unknown revision, ...)
+    ├── Refused                     kubectl's own refusals (paused, unknown revision, ...)
+    └── UnknownContext              --context (or a channel's context) names no configured one
 
     StoreError                      the state store (Redis) failed; .message is safe to show
     ├── StoreUnavailable            Redis refused, timed out, or errored: retryable later
@@ -36,6 +37,24 @@ class NotPermitted(RolloutBotError):
 
 class Refused(RolloutBotError):
     """The action is refused on the cluster's current state, exactly where kubectl refuses."""
+
+
+class UnknownContext(RolloutBotError):
+    """A context (cluster) the bot does not serve: the message lists the known ones and the
+    closest match."""
+
+    def __init__(self, context: str, known: tuple[str, ...]) -> None:
+        import difflib
+
+        names = sorted(name for name in known if name)
+        close = difflib.get_close_matches(context, names, n=1, cutoff=0.5)
+        message = f"Unknown context `{context}`."
+        if close:
+            message += f" Did you mean `{close[0]}`?"
+        message += " Known contexts: " + (", ".join(f"`{n}`" for n in names) or "none") + "."
+        super().__init__(message + " Nothing was changed.")
+        self.context = context
+        self.known = tuple(names)
 
 
 class ClusterError(RolloutBotError):

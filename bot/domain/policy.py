@@ -5,6 +5,7 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
     channels:
       C0DEPLOYS: {namespace: default}
       C0PROD: {namespace: prod, namespaces: [prod, prod-*], follow_outside: true}
+      C0EU: {context: prod-eu, contexts: [prod-eu], namespace: shop}
     permissions:
       - users: ["*"]
         namespaces: ["*"]
@@ -12,6 +13,7 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
       - users: [U0ALICE, S0DEVS]          # Slack user ids or user-group ids
         namespaces: ["*"]
         actions: ["*"]
+        contexts: ["*"]                   # kubeconfig contexts (clusters); globs, default "*"
     approvals:
       - namespaces: [prod, prod-*]
         actions: [create, set-image, scale, undo, pause, resume, restart]
@@ -19,13 +21,16 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         approvers: [U0BOB, S0SRE]         # user ids or user-group ids
         ttl: 30m
         on_failure: notify                # or rollback
+        contexts: [prod-*]                # default "*": every context
     gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
 
 Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
 the first that matches applies. Namespace patterns are shell globs matched against the whole
-name (``prod-*``). The decisions here are pure: the caller resolves the user's Slack groups
-(only when ``Policy.referenced_groups()`` is not empty) and passes them in. Whether the
-requester may approve their own request is decided by the approval flow, not here.
+name (``prod-*``); so are context patterns. The same namespace in two contexts is two
+places: a rule with ``contexts`` covers only those clusters. The decisions here are pure:
+the caller resolves the user's Slack groups (only when ``Policy.referenced_groups()`` is not
+empty) and passes them in. Whether the requester may approve their own request is decided by
+the approval flow, not here.
 
 Without a file the bot runs with ``read_only_default()``.
 
@@ -121,6 +126,28 @@ def _namespace_pattern(value: str) -> str:
     return value
 
 
+_CONTEXT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/-]{0,252}")
+_CONTEXT_GLOB: Final = re.compile(r"[A-Za-z0-9*?][A-Za-z0-9._@:/*?-]{0,252}")
+
+
+def _context(value: str) -> str:
+    if not _CONTEXT.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a valid context name: use letters, digits and `.`, `-`, `_`, "
+            "`@`, `:` or `/`, as in the kubeconfig"
+        )
+    return value
+
+
+def _context_pattern(value: str) -> str:
+    if not _CONTEXT_GLOB.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a valid context pattern: use a context name, or one with `*` "
+            "and `?` wildcards such as `prod-*`"
+        )
+    return value
+
+
 def _action(value: str) -> str:
     if value != "*" and value not in POLICY_ACTIONS:
         hint = difflib.get_close_matches(value, sorted(POLICY_ACTIONS), n=1)
@@ -190,6 +217,9 @@ NamespacePattern = Annotated[str, AfterValidator(_namespace_pattern)]
 Action = Annotated[str, AfterValidator(_action)]
 Principal = Annotated[str, AfterValidator(_principal)]
 ChannelId = Annotated[str, AfterValidator(_channel_id)]
+Context = Annotated[str, AfterValidator(_context)]
+ContextPattern = Annotated[str, AfterValidator(_context_pattern)]
+ContextPatterns = Annotated[list[ContextPattern], Field(min_length=1)]
 Ttl = Annotated[timedelta, BeforeValidator(_ttl), AfterValidator(_ttl_in_range)]
 
 
@@ -218,9 +248,19 @@ class ChannelBinding(_Model):
     #: Changes made outside the bot in ``namespace`` are always announced (once per revision);
     #: with ``true`` their rollout is also followed in the notice's thread.
     follow_outside: Annotated[bool, Field(strict=True)] = False
+    #: The context (cluster) a command here uses when it names none, and optionally the only
+    #: ones a command here may name.
+    context: Context | None = None
+    contexts: ContextPatterns | None = None
 
     @model_validator(mode="after")
     def _default_is_allowed(self) -> ChannelBinding:
+        if (
+            self.context is not None
+            and self.contexts is not None
+            and not _matches(self.contexts, self.context)
+        ):
+            raise ValueError(f"the channel's context `{self.context}` is not among its contexts")
         if (
             self.namespace is not None
             and self.namespaces is not None
@@ -243,13 +283,20 @@ class PermissionRule(_Model):
     users: Annotated[list[Principal], Field(min_length=1)]
     namespaces: Annotated[list[NamespacePattern], Field(min_length=1)]
     actions: Annotated[list[Action], Field(min_length=1)]
+    contexts: ContextPatterns = Field(default_factory=lambda: ["*"])
 
     def grants(
-        self, user_id: str, user_groups: frozenset[str], action: str, namespace: str
+        self,
+        user_id: str,
+        user_groups: frozenset[str],
+        action: str,
+        namespace: str,
+        context: str = "",
     ) -> bool:
         return (
             ("*" in self.actions or action in self.actions)
             and _matches(self.namespaces, namespace)
+            and _matches(self.contexts, context)
             and _has_principal(self.users, user_id, user_groups)
         )
 
@@ -267,6 +314,7 @@ class ApprovalRule(_Model):
     #: its progress are reported); a request made elsewhere gets a pointer to it. None: the
     #: channel the request was made in.
     channel: ChannelId | None = None
+    contexts: ContextPatterns = Field(default_factory=lambda: ["*"])
 
     @field_validator("approvers")
     @classmethod
@@ -288,11 +336,11 @@ class ApprovalRule(_Model):
             )
         return approvers
 
-    def applies_to(self, action: str, namespace: str) -> bool:
-        return ("*" in self.actions or action in self.actions) and self.covers(namespace)
+    def applies_to(self, action: str, namespace: str, context: str = "") -> bool:
+        return ("*" in self.actions or action in self.actions) and self.covers(namespace, context)
 
-    def covers(self, namespace: str) -> bool:
-        return _matches(self.namespaces, namespace)
+    def covers(self, namespace: str, context: str = "") -> bool:
+        return _matches(self.namespaces, namespace) and _matches(self.contexts, context)
 
     def is_approver(self, user_id: str, user_groups: frozenset[str]) -> bool:
         return _has_principal(self.approvers, user_id, user_groups)
@@ -313,6 +361,19 @@ class Policy(_Model):
             return binding.namespace
         return DEFAULT_NAMESPACE
 
+    def default_context(self, channel_id: str) -> str | None:
+        """The context a command in this channel uses when it names none (None: the bot's
+        default context)."""
+        binding = self.channels.get(channel_id)
+        return binding.context if binding is not None else None
+
+    def channel_allows_context(self, channel_id: str, context: str) -> bool:
+        """False only when the channel's binding lists ``contexts`` and none matches."""
+        binding = self.channels.get(channel_id)
+        if binding is None or binding.contexts is None:
+            return True
+        return _matches(binding.contexts, context)
+
     def channel_allows_namespace(self, channel_id: str, namespace: str) -> bool:
         """False only when the channel's binding lists ``namespaces`` and none matches."""
         binding = self.channels.get(channel_id)
@@ -321,7 +382,12 @@ class Policy(_Model):
         return _matches(binding.namespaces, namespace)
 
     def is_allowed(
-        self, user_id: str, user_groups: frozenset[str], action: str, namespace: str
+        self,
+        user_id: str,
+        user_groups: frozenset[str],
+        action: str,
+        namespace: str,
+        context: str = "",
     ) -> bool:
         """Whether any permission rule grants ``action`` in ``namespace`` to the user.
 
@@ -332,12 +398,22 @@ class Policy(_Model):
         if action not in POLICY_ACTIONS:
             return False
         return any(
-            rule.grants(user_id, user_groups, action, namespace) for rule in self.permissions
+            rule.grants(user_id, user_groups, action, namespace, context)
+            for rule in self.permissions
         )
 
-    def approval_rule_for(self, action: str, namespace: str) -> ApprovalRule | None:
-        """The first approval rule that covers ``action`` in ``namespace``, if any."""
-        return next((rule for rule in self.approvals if rule.applies_to(action, namespace)), None)
+    def approval_rule_for(
+        self, action: str, namespace: str, context: str = ""
+    ) -> ApprovalRule | None:
+        """The first approval rule that covers ``action`` in ``namespace`` (of ``context``)."""
+        return next(
+            (rule for rule in self.approvals if rule.applies_to(action, namespace, context)),
+            None,
+        )
+
+    def referenced_contexts(self) -> set[str]:
+        """Every context name the channels bind (to check against the configured ones)."""
+        return {b.context for b in self.channels.values() if b.context is not None}
 
     def referenced_groups(self) -> set[str]:
         """Every user-group id the policy names; empty means groups never need resolving."""

@@ -26,3 +26,5 @@ class TrackedRollout:
     kind: str = "deployment"
     #: Started by the bot itself (an automatic rollback): never rolled back automatically.
     automatic: bool = False
+    #: The kubeconfig context (cluster) the object lives in; "" in a one-cluster installation.
+    context: str = ""

@@ -28,15 +28,26 @@ class Access:
             return frozenset()
         return self.directory.groups_of(user_id, self._groups)
 
-    def may(self, user_id: str, channel_id: str, action: str, namespace: str) -> bool:
+    def may(
+        self, user_id: str, channel_id: str, action: str, namespace: str, context: str = ""
+    ) -> bool:
         try:
-            self.check(user_id, channel_id, action, namespace)
+            self.check(user_id, channel_id, action, namespace, context)
         except NotPermitted:
             return False
         return True
 
-    def check(self, user_id: str, channel_id: str, action: str, namespace: str) -> None:
-        """Raises NotPermitted saying what was refused, why, and what to do."""
+    def check(
+        self, user_id: str, channel_id: str, action: str, namespace: str, context: str = ""
+    ) -> None:
+        """Raises NotPermitted saying what was refused, why, and what to do. ``context`` is
+        the kubeconfig context (cluster) the command works on."""
+        if context and not self.policy.channel_allows_context(channel_id, context):
+            raise NotPermitted(
+                f"This channel may not act on context `{context}`: the policy binds it to "
+                "other contexts. Nothing was changed; run it from the channel for that "
+                "cluster, or ask an admin to add it to this channel's `contexts`."
+            )
         if not self.policy.channel_allows_namespace(channel_id, namespace):
             raise NotPermitted(
                 f"This channel may not act on namespace `{namespace}`: the policy binds it to "
@@ -44,10 +55,10 @@ class Access:
                 "namespace, or ask an admin to add it to this channel's `namespaces`."
             )
         # Groups cost a Tier-2 Slack call each (cached); a user granted by id needs none.
-        if self.policy.is_allowed(user_id, frozenset(), action, namespace):
+        if self.policy.is_allowed(user_id, frozenset(), action, namespace, context):
             return
         if self._groups and self.policy.is_allowed(
-            user_id, self.groups_of(user_id), action, namespace
+            user_id, self.groups_of(user_id), action, namespace, context
         ):
             return
         if not self.policy_loaded:
@@ -55,7 +66,8 @@ class Access:
                 f"*{action}* is not allowed: the bot runs without a policy file, so only "
                 f"read commands work. Nothing was changed.\n{READ_ONLY_NOTICE}"
             )
+        where = f" of context `{context}`" if context else ""
         raise NotPermitted(
-            f"You are not allowed to *{action}* in namespace `{namespace}`. Nothing was "
+            f"You are not allowed to *{action}* in namespace `{namespace}`{where}. Nothing was "
             "changed; ask an admin to grant it in the bot's policy file."
         )

@@ -85,8 +85,14 @@ class ApprovalFlow:
     def get(self, approval_id: str) -> ApprovalRequest | None:
         return self.store.get(approval_id)
 
-    def pending(self, namespace: str | None = None) -> list[ApprovalRequest]:
-        return self.store.pending(namespace)
+    def pending(
+        self, namespace: str | None = None, context: str | None = None
+    ) -> list[ApprovalRequest]:
+        """Waiting requests, of one namespace and/or one context (cluster) when given."""
+        found = self.store.pending(namespace)
+        if context is None:
+            return found
+        return [request for request in found if (request.cluster or self.cluster_name) == context]
 
     def card_posted(self, approval_id: str, channel: str, ts: str) -> None:
         """Remember where the request's card is, so every replica can redraw it."""
@@ -122,7 +128,7 @@ class ApprovalFlow:
             requester_name=actor.user_name,
             channel=actor.channel_id,
             action=command.action,
-            cluster=self.cluster_name,
+            cluster=target.context or self.cluster_name,
             namespace=namespace,
             deployment=command.deployment,
             command=cmd.command_record(command),
@@ -158,6 +164,7 @@ class ApprovalFlow:
                     deployment.get("metadata", {}).get("namespace", ""),
                     command.deployment,
                     command.kind,
+                    command.context or "",
                 )
                 number, template, skipped, message = self.rollouts.undo_plan(
                     target, deployment, command.to_revision or 0
@@ -278,7 +285,8 @@ class ApprovalFlow:
         if why is None and request.fingerprint:
             try:
                 now_print = self.rollouts.binding(
-                    target_of(mutation, request.namespace), request.action
+                    target_of(mutation, request.namespace, request.cluster or None),
+                    request.action,
                 )
             except NotFound:
                 now_print = "gone"
@@ -301,6 +309,7 @@ class ApprovalFlow:
                 requester,
                 approval_id=request.id,
                 expect=request.fingerprint or None,
+                context=request.cluster or None,
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
@@ -345,14 +354,20 @@ class ApprovalFlow:
             return "This request expired before it could run. Request it again."
         try:
             self.access.check(
-                request.requester_id, request.channel, request.action, request.namespace
+                request.requester_id,
+                request.channel,
+                request.action,
+                request.namespace,
+                request.cluster,
             )
         except NotPermitted:
             return (
                 f"<@{request.requester_id}> may no longer *{request.action}* in "
                 f"`{request.namespace}` under the current policy, so the request did not run."
             )
-        rule = self.access.policy.approval_rule_for(request.action, request.namespace)
+        rule = self.access.policy.approval_rule_for(
+            request.action, request.namespace, request.cluster
+        )
         if rule is None:
             return None  # the change no longer needs approval at all
         counted = {
@@ -449,6 +464,9 @@ def _mutation_of(request: ApprovalRequest) -> Mutation | None:
     if not command.is_mutation or command.action != request.action:
         return None
     if getattr(command, "namespace", None) != request.namespace:
+        return None
+    # The record's `--context`, when it has one, is the request's (sealed) cluster.
+    if getattr(command, "context", None) not in (None, request.cluster):
         return None
     mutation: Mutation = command  # type: ignore[assignment]
     return mutation if mutation.deployment == request.deployment else None

@@ -11,6 +11,11 @@ class AuditTrail:
         self._log = log
 
     def recent(
-        self, limit: int, *, namespace: str | None = None, deployment: str | None = None
+        self,
+        limit: int,
+        *,
+        namespace: str | None = None,
+        deployment: str | None = None,
+        cluster: str | None = None,
     ) -> list[AuditEntry]:
-        return self._log.recent(limit, namespace=namespace, deployment=deployment)
+        return self._log.recent(limit, namespace=namespace, deployment=deployment, cluster=cluster)

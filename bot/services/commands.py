@@ -7,7 +7,9 @@
     ApprovalRequested                         the policy wants approvers first; nothing ran
     Changed                                   the change ran (or needed nothing)
 
-The policy is applied here (the channel's namespace, permissions, approvals); refusals are
+The policy is applied here (the channel's context and namespace, permissions, approvals);
+with several clusters the command's context (`--context`, else the channel's, else the
+default) is part of every check, target and outcome. Refusals are
 raised as `NotPermitted` with a message for the user, and audited when they refused a change.
 The Slack surface only parses, acknowledges, renders the outcome and, for a change that starts
 a rollout, hands it to the progress engine with the message it was announced in.
@@ -26,6 +28,7 @@ from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.rollouts import (
     Actor,
@@ -43,6 +46,8 @@ from bot.services.rollouts import (
 class Listing:
     namespace: str
     rows: tuple[DeploymentRow, ...]
+    #: The cluster, when several are served ("" otherwise).
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class ApprovalList:
     #: None: every namespace the user may see from this channel.
     namespace: str | None
     requests: tuple[ApprovalRequest, ...]
+    #: The cluster, when several are served and the list is of one ("" otherwise).
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,9 @@ class CommandService:
         executor: Executor,
         approvals: ApprovalFlow,
         audit: AuditTrail,
+        contexts: Contexts | None = None,
     ) -> None:
+        self.contexts = contexts or single(executor.cluster_name)
         self.access = access
         self.rollouts = rollouts
         self.executor = executor
@@ -102,58 +111,81 @@ class CommandService:
     def run(self, command: cmd.Command, actor: Actor) -> Outcome:
         if isinstance(command, cmd.Help):
             raise ValueError("help is answered by the grammar, not run")
+        # "" with one cluster; with several, the context named, the channel's, or the default.
+        context = self.contexts.resolve(
+            command.context, self.access.policy.default_context(actor.channel_id)
+        )
+        label = self.contexts.label(context)
         if isinstance(command, cmd.Approvals) and command.namespace is None:
-            return self._approvals_everywhere(actor)
+            return self._approvals_everywhere(actor, context if command.context else None)
         namespace = self.access.namespace_for(actor.channel_id, command.namespace)
         try:
-            self.access.check(actor.user_id, actor.channel_id, command.action, namespace)
+            self.access.check(actor.user_id, actor.channel_id, command.action, namespace, label)
         except NotPermitted:
             if command.is_mutation:
-                self.executor.audit_denial(command, namespace, actor)
+                self.executor.audit_denial(command, namespace, actor, label)
             raise
-        command = dataclasses.replace(command, namespace=namespace)
+        command = dataclasses.replace(command, namespace=namespace, context=context or None)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
             return self._mutate(mutation, namespace, actor)
         return self._read(command, namespace)
 
-    def _approvals_everywhere(self, actor: Actor) -> ApprovalList:
+    def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
+        """Every waiting request this user may see from this channel (of one cluster when
+        `--context` names one)."""
         visible = tuple(
             request
-            for request in self.approvals.pending()
-            if self.access.may(actor.user_id, actor.channel_id, "approvals", request.namespace)
+            for request in self.approvals.pending(context=context)
+            if self.access.may(
+                actor.user_id,
+                actor.channel_id,
+                "approvals",
+                request.namespace,
+                request.cluster or self.contexts.default,
+            )
         )
-        return ApprovalList(None, visible)
+        return ApprovalList(None, visible, context or "")
 
     def _read(self, command: cmd.Command, namespace: str) -> Outcome:
         rollouts = self.rollouts
+        context = getattr(command, "context", None) or ""
         match command:
             case cmd.ListDeployments():
-                return Listing(namespace, tuple(rollouts.list_deployments(namespace)))
+                rows = tuple(rollouts.list_deployments(namespace, context))
+                return Listing(namespace, rows, context)
             case cmd.Status():
-                return rollouts.status(Target(namespace, command.deployment, command.kind))
+                return rollouts.status(Target(namespace, command.deployment, command.kind, context))
             case cmd.History():
-                target = Target(namespace, command.deployment, command.kind)
+                target = Target(namespace, command.deployment, command.kind, context)
                 return rollouts.history(target, command.revision)
             case cmd.Diff():
-                target = Target(namespace, command.deployment, command.kind)
+                target = Target(namespace, command.deployment, command.kind, context)
                 return rollouts.diff(target, command.rev, command.rev2)
             case cmd.Approvals():
-                return ApprovalList(namespace, tuple(self.approvals.pending(namespace)))
+                pending = self.approvals.pending(namespace, context or None)
+                return ApprovalList(namespace, tuple(pending), context)
             case cmd.Audit():
+                # With several clusters the namespace is one cluster's: the entries are its.
                 entries = self.audit.recent(
-                    command.limit, namespace=namespace, deployment=command.deployment
+                    command.limit,
+                    namespace=namespace,
+                    deployment=command.deployment,
+                    cluster=context or None,
                 )
                 subject = (
                     f"`{namespace}/{command.deployment}`"
                     if command.deployment
                     else f"namespace `{namespace}`"
                 )
+                if context:
+                    subject += f" in cluster `{context}`"
                 return AuditList(subject, tuple(entries))
         raise AssertionError(f"not a read: {command!r}")
 
     def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
-        rule = self.access.policy.approval_rule_for(command.action, namespace)
+        label = self.contexts.label(command.context or "")
+        rule = self.access.policy.approval_rule_for(command.action, namespace, label)
         if rule is not None:
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))

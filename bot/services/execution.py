@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 Mutation = cmd.Create | cmd.SetImage | cmd.Scale | cmd.Undo | cmd.Pause | cmd.Resume | cmd.Restart
 
 
-def target_of(command: Mutation, namespace: str) -> Target:
-    return Target(namespace, command.deployment, getattr(command, "kind", "deployment"))
+def target_of(command: Mutation, namespace: str, context: str | None = None) -> Target:
+    """The object a mutation works on; ``context`` (else the command's ``--context``, else the
+    default context) names its cluster."""
+    return Target(
+        namespace,
+        command.deployment,
+        getattr(command, "kind", "deployment"),
+        context or command.context or "",
+    )
 
 
 def reason_of(command: cmd.Command) -> str | None:
@@ -41,6 +48,7 @@ def parameters_of(command: cmd.Command) -> dict[str, str]:
 class Executor:
     rollouts: Rollouts
     audit: RedisAuditLog
+    #: The default context's name: what the audit records for a command without a context.
     cluster_name: str
 
     def run(
@@ -51,14 +59,15 @@ class Executor:
         *,
         approval_id: str = "",
         expect: str | None = None,
+        context: str | None = None,
     ) -> Change:
-        target = target_of(command, namespace)
+        target = target_of(command, namespace, context)
         base: dict[str, Any] = {
             "user_id": actor.user_id,
             "user_name": actor.user_name,
             "channel": actor.channel_id,
             "action": command.action,
-            "cluster": self.cluster_name,
+            "cluster": target.context or self.cluster_name,
             "namespace": namespace,
             "deployment": command.deployment,
             "parameters": parameters_of(command),
@@ -74,7 +83,9 @@ class Executor:
         self._audit_outcome(base, "changed" if change.changed else "no change", change)
         return change
 
-    def audit_denial(self, command: cmd.Command, namespace: str, actor: Actor) -> None:
+    def audit_denial(
+        self, command: cmd.Command, namespace: str, actor: Actor, context: str | None = None
+    ) -> None:
         """A mutation the policy refused is recorded too (best effort: nothing ran)."""
         try:
             self.audit.append(
@@ -84,7 +95,7 @@ class Executor:
                     user_name=actor.user_name,
                     channel=actor.channel_id,
                     action=command.action,
-                    cluster=self.cluster_name,
+                    cluster=context or getattr(command, "context", None) or self.cluster_name,
                     namespace=namespace,
                     deployment=str(getattr(command, "deployment", "") or ""),
                     parameters=parameters_of(command),

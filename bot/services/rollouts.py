@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from bot.domain.errors import (
     OutcomeUnknown,
     Refused,
     RolloutBotError,
+    UnknownContext,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class Target:
     name: str
     #: "deployment", "statefulset" or "daemonset" (`bot.domain.workloads.KINDS`).
     kind: str = "deployment"
+    #: The kubeconfig context (cluster) the object lives in; "" is the default context. The
+    #: same namespace in two clusters is two places.
+    context: str = ""
 
     def __str__(self) -> str:
         if self.kind == "deployment":
@@ -158,29 +162,49 @@ class Ownership(Protocol):
 
 
 class Rollouts:
+    """kubectl's verbs on one or several clusters: a `Target`'s `context` picks the cluster."""
+
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: Cluster | Mapping[str, Cluster],
         *,
         clock: Callable[[], datetime] | None = None,
         gitops: str = "warn",
-        claims: Ownership | None = None,
+        claims: Ownership | Mapping[str, Ownership] | None = None,
+        default_context: str = "",
     ) -> None:
-        self.cluster = cluster
+        if isinstance(cluster, Mapping):
+            self.clusters: dict[str, Cluster] = dict(cluster)
+            self.default_context = default_context or next(iter(self.clusters))
+        else:
+            self.clusters = {default_context: cluster}
+            self.default_context = default_context
         #: The policy's `gitops` setting: "warn" or "refuse" a change to a GitOps-managed object.
         self.gitops = gitops
         self._now = clock or (lambda: datetime.now(UTC))
         self._claims = claims
 
+    @property
+    def cluster(self) -> Cluster:
+        """The default context's cluster."""
+        return self.clusters[self.default_context]
+
+    def on(self, context: str) -> Cluster:
+        """The cluster of a context ("" is the default one)."""
+        try:
+            return self.clusters[context or self.default_context]
+        except KeyError:
+            raise UnknownContext(context, tuple(self.clusters)) from None
+
     # -- reads -----------------------------------------------------------------------------------
 
-    def list_deployments(self, namespace: str) -> list[DeploymentRow]:
+    def list_deployments(self, namespace: str, context: str = "") -> list[DeploymentRow]:
         """Every Deployment, StatefulSet and DaemonSet in the namespace, by kind then name."""
         rows = []
         for kind in workloads.KINDS:
             try:
-                with self._namespace_context(namespace):
-                    objects = self.cluster.list_workloads(kind, namespace)
+                with self._namespace_context(namespace, context):
+                    objects = self.on(context).list_workloads(kind, namespace)
             except Forbidden:
                 if kind == "deployment":
                     raise
@@ -207,9 +231,9 @@ class Rollouts:
         if target.kind != "deployment":
             return self._workload_status(target)
         deployment = self.get(target)
-        replica_sets = self.owned_replica_sets(deployment)
+        replica_sets = self.owned_replica_sets(deployment, target.context)
         current = rollout.current_replica_set(deployment, replica_sets)
-        pods = self.cluster.list_pods(target.namespace, selector_string(deployment))
+        pods = self.on(target.context).list_pods(target.namespace, selector_string(deployment))
         now = self._now()
         summaries = sorted(
             (rollout.replica_set_summary(rs) for rs in replica_sets),
@@ -238,7 +262,7 @@ class Rollouts:
     def _workload_status(self, target: Target) -> StatusView:
         obj = self.get(target)
         revisions = self.owned_revisions(target, obj)
-        pods = self.cluster.list_pods(target.namespace, selector_string(obj))
+        pods = self.on(target.context).list_pods(target.namespace, selector_string(obj))
         counts = workloads.pods_by_revision(pods)
         now = self._now()
         summaries = []
@@ -273,7 +297,7 @@ class Rollouts:
     ) -> tuple[str, ...]:
         names = {deployment["metadata"]["name"], *(p["metadata"]["name"] for p in pods)}
         try:
-            events = self.cluster.list_events(target.namespace, names)
+            events = self.on(target.context).list_events(target.namespace, names)
         except Exception:  # events are a nicety; a missing RBAC grant must not fail status
             log.info("could not list events in %s", target.namespace)
             return ()
@@ -291,7 +315,7 @@ class Rollouts:
         """kubectl's revision list for any kind (ReplicaSets or ControllerRevisions)."""
         obj = self.get(target) if obj is None else obj
         if target.kind == "deployment":
-            return tuple(rollout.history(obj, self.owned_replica_sets(obj)))
+            return tuple(rollout.history(obj, self.owned_replica_sets(obj, target.context)))
         return tuple(workloads.workload_history(obj, self.owned_revisions(target, obj)))
 
     def history(self, target: Target, revision: int | None = None) -> HistoryView:
@@ -322,12 +346,12 @@ class Rollouts:
     def get(self, target: Target) -> Json:
         """The object, or NotFound naming close matches / a missing namespace."""
         try:
-            return self.cluster.get_workload(target.kind, target.namespace, target.name)
+            return self.on(target.context).get_workload(target.kind, target.namespace, target.name)
         except NotFound:
             raise self._not_found(target) from None
         except Forbidden:
             # Per-namespace RoleBindings make a missing namespace answer 403, not 404.
-            if self.cluster.namespace_exists(target.namespace) is False:
+            if self.on(target.context).namespace_exists(target.namespace) is False:
                 raise _namespace_missing(target.namespace) from None
             raise
 
@@ -339,9 +363,9 @@ class Rollouts:
         manifest = rollout.deployment_manifest(target.name, image, replicas)
         cause = change_cause(f"create deployment --image={image}", actor, reason)
         manifest["metadata"]["annotations"] = {rollout.CHANGE_CAUSE_ANNOTATION: cause}
-        with self._namespace_context(target.namespace):
+        with self._namespace_context(target.namespace, target.context):
             try:
-                created = self.cluster.create_deployment(target.namespace, manifest)
+                created = self.on(target.context).create_deployment(target.namespace, manifest)
             except Conflict:
                 raise Refused(
                     f"Deployment `{target.name}` already exists in `{target.namespace}`. "
@@ -451,7 +475,7 @@ class Rollouts:
 
         def attempt(deployment: Json) -> Change:
             notices = self._ownership(target, deployment, "undo")
-            replica_sets = self.owned_replica_sets(deployment)
+            replica_sets = self.owned_replica_sets(deployment, target.context)
             try:
                 plan = rollout.plan_undo(deployment, replica_sets, to_revision)
             except rollout.UndoRefused as exc:
@@ -476,8 +500,9 @@ class Rollouts:
                 },
             ]
             updated = self._write(
+                target.context,
                 deployment,
-                lambda: self.cluster.patch_deployment(
+                lambda: self.on(target.context).patch_deployment(
                     target.namespace, target.name, patch, field_manager="kubectl-rollout"
                 ),
             )
@@ -616,7 +641,9 @@ class Rollouts:
         refusals as Refused (with the revisions there are, for an unknown one)."""
         try:
             if target.kind == "deployment":
-                plan = rollout.plan_undo(obj, self.owned_replica_sets(obj), to_revision)
+                plan = rollout.plan_undo(
+                    obj, self.owned_replica_sets(obj, target.context), to_revision
+                )
                 return plan.target_revision, plan.template, plan.skipped, plan.message
             revisions = self.owned_revisions(target, obj)
             wplan = workloads.plan_workload_undo(obj, revisions, to_revision)
@@ -680,8 +707,9 @@ class Rollouts:
         metadata["resourceVersion"] = deployment["metadata"]["resourceVersion"]
         body["metadata"] = metadata
         return self._write(
+            target.context,
             deployment,
-            lambda: self.cluster.patch_workload(
+            lambda: self.on(target.context).patch_workload(
                 target.kind, target.namespace, target.name, body, field_manager=field_manager
             ),
         )
@@ -708,7 +736,7 @@ class Rollouts:
         lines = [] if owner is None else [ownership.gitops_notice(owner)]
         if action == "scale":
             try:
-                autoscalers = self.cluster.list_autoscalers(target.namespace)
+                autoscalers = self.on(target.context).list_autoscalers(target.namespace)
             except (Forbidden, NotFound):
                 autoscalers = []
             hpa = ownership.autoscaler_for(target.kind, target.name, autoscalers)
@@ -716,36 +744,39 @@ class Rollouts:
                 lines.append(ownership.autoscaler_notice(hpa))
         return tuple(lines)
 
-    def _write(self, deployment: Json, write: Callable[[], Json]) -> Json:
+    def _write(self, context: str, deployment: Json, write: Callable[[], Json]) -> Json:
         """Runs a write pinned to `deployment`'s resourceVersion, claiming first the generation
         it will make (the current one + 1: nobody else can write in between)."""
         meta = deployment.get("metadata", {})
         uid = str(meta.get("uid") or "")
         before = int(meta.get("generation") or 0)
-        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1))
+        claimed = bool(uid) and self._own(lambda o: o.claim(uid, before + 1), context)
         try:
             updated = write()
         except OutcomeUnknown:
             raise  # it may have been applied: the claim stays until it expires
         except RolloutBotError:
             if claimed:
-                self._own(lambda o: o.release(uid, before + 1))
+                self._own(lambda o: o.release(uid, before + 1), context)
             raise
         after = int(updated.get("metadata", {}).get("generation") or 0)
         if uid and after != before + 1:
             if claimed:
-                self._own(lambda o: o.release(uid, before + 1))
+                self._own(lambda o: o.release(uid, before + 1), context)
             if after <= before:
                 return updated  # the spec did not change: no new generation to own
         if uid:
-            self._own(lambda o: o.mark_ours(uid, after))
+            self._own(lambda o: o.mark_ours(uid, after), context)
         return updated
 
-    def _own(self, record: Callable[[Ownership], None]) -> bool:
-        if self._claims is None:
+    def _own(self, record: Callable[[Ownership], None], context: str = "") -> bool:
+        claims = self._claims
+        if isinstance(claims, Mapping):
+            claims = claims.get(context or self.default_context)
+        if claims is None:
             return False
         try:
-            record(self._claims)
+            record(claims)
         except Exception as exc:  # bookkeeping: it must never stop or fail a change
             log.warning("could not record which generation the bot made: %s", type(exc).__name__)
             return False
@@ -837,21 +868,23 @@ class Rollouts:
 
     def owned_revisions(self, target: Target, obj: Json) -> list[Json]:
         """The ControllerRevisions this StatefulSet or DaemonSet controls."""
-        revisions = self.cluster.list_controller_revisions(target.namespace, selector_string(obj))
+        revisions = self.on(target.context).list_controller_revisions(
+            target.namespace, selector_string(obj)
+        )
         return cast(list[Json], workloads.owned_revisions(obj, revisions))
 
-    def owned_replica_sets(self, deployment: Json) -> list[Json]:
+    def owned_replica_sets(self, deployment: Json, context: str = "") -> list[Json]:
         namespace = deployment["metadata"]["namespace"]
-        replica_sets = self.cluster.list_replica_sets(namespace, selector_string(deployment))
+        replica_sets = self.on(context).list_replica_sets(namespace, selector_string(deployment))
         return cast(list[Json], rollout.owned_replica_sets(deployment, replica_sets))
 
     def _not_found(self, target: Target) -> NotFound:
-        if self.cluster.namespace_exists(target.namespace) is False:
+        if self.on(target.context).namespace_exists(target.namespace) is False:
             return _namespace_missing(target.namespace)
         try:
             names = [
                 d["metadata"]["name"]
-                for d in self.cluster.list_workloads(target.kind, target.namespace)
+                for d in self.on(target.context).list_workloads(target.kind, target.namespace)
             ]
         except Exception:  # suggestions are best effort; the answer is "not found" either way
             names = []
@@ -861,18 +894,19 @@ class Rollouts:
             if close
             else " `/rollout list -n " + target.namespace + "` shows what is there."
         )
+        where = f" of cluster `{target.context}`" if target.context else ""
         return NotFound(
             f"{target.display} `{target.name}` was not found in namespace "
-            f"`{target.namespace}`.{hint}"
+            f"`{target.namespace}`{where}.{hint}"
         )
 
     @contextmanager
-    def _namespace_context(self, namespace: str) -> Iterator[None]:
+    def _namespace_context(self, namespace: str, context: str = "") -> Iterator[None]:
         try:
             yield
         except (NotFound, Forbidden):
             # Forbidden too: per-namespace RoleBindings make a missing namespace answer 403.
-            if self.cluster.namespace_exists(namespace) is False:
+            if self.on(context).namespace_exists(namespace) is False:
                 raise _namespace_missing(namespace) from None
             raise
 

@@ -171,11 +171,26 @@ def word(target: Any) -> str:
     return f"{short}/{target.name}" if short else str(target.name)
 
 
-def deployments_message(namespace: str, rows: Sequence[DeploymentRow]) -> Message:
+def in_cluster(context: str) -> str:
+    """` in cluster `east``: said only when several clusters are served (a target's context is
+    "" with one, and today's text stays as it was)."""
+    return f" in cluster `{escape(context)}`" if context else ""
+
+
+def _flags(target: Any) -> str:
+    """`-n NS`, and `--context NAME` for a target in one of several clusters."""
+    context = getattr(target, "context", "")
+    return f"-n {target.namespace}" + (f" --context {context}" if context else "")
+
+
+def deployments_message(
+    namespace: str, rows: Sequence[DeploymentRow], context: str = ""
+) -> Message:
     """Deployments, StatefulSets and DaemonSets, with a KIND column."""
     if not rows:
         return info_message(
-            f"No Deployments, StatefulSets or DaemonSets found in namespace `{namespace}`."
+            "No Deployments, StatefulSets or DaemonSets found in namespace "
+            f"`{namespace}`{in_cluster(context)}."
         )
     lines = table(
         [("KIND", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
@@ -192,14 +207,22 @@ def deployments_message(namespace: str, rows: Sequence[DeploymentRow]) -> Messag
             for r in rows
         ]
     )
-    blocks = [_section(f"*Workloads in `{namespace}`* ({len(rows)})\n" + _code(lines))]
-    return _fit(f"{len(rows)} workloads in {namespace}", blocks)
+    blocks = [
+        _section(
+            f"*Workloads in `{namespace}`*{in_cluster(context)} ({len(rows)})\n" + _code(lines)
+        )
+    ]
+    where = f" ({context})" if context else ""
+    return _fit(f"{len(rows)} workloads in {namespace}{where}", blocks)
 
 
 def status_message(view: StatusView) -> Message:
     status = view.status
     blocks: list[Block] = [
-        _section(f"{_verdict_emoji(status)} *{view.target}* — {escape(status.message)}"),
+        _section(
+            f"{_verdict_emoji(status)} *{view.target}*{in_cluster(view.target.context)} — "
+            f"{escape(status.message)}"
+        ),
     ]
     facts = [
         f"desired {status.desired if status.desired is not None else '-'}",
@@ -216,7 +239,7 @@ def status_message(view: StatusView) -> Message:
         blocks.append(
             _section(
                 ":double_vertical_bar: The Deployment is *paused*: template changes will not roll "
-                f"out until `/rollout resume {word(view.target)} -n {view.target.namespace}`."
+                f"out until `/rollout resume {word(view.target)} {_flags(view.target)}`."
             )
         )
     if view.replica_sets:
@@ -256,13 +279,18 @@ def history_message(view: HistoryView) -> Message:
         # kubectl's own words, then which object.
         return _fit(
             f"No rollout history found. ({view.target})",
-            [_section("No rollout history found."), _context(f"`{view.target}`")],
+            [
+                _section("No rollout history found."),
+                _context(f"`{view.target}`{in_cluster(view.target.context)}"),
+            ],
         )
     if view.detail is not None and view.described is not None:
         detail = view.detail
         # kubectl's header: `statefulset.apps/web with revision #2`.
-        title = f"*{view.target.ref}* with revision #{detail.number}" + (
-            " (current)" if detail.is_current else ""
+        title = (
+            f"*{view.target.ref}* with revision #{detail.number}"
+            + (" (current)" if detail.is_current else "")
+            + in_cluster(view.target.context)
         )
         blocks: list[Block] = [_section(title + "\n" + _code(view.described.splitlines()))]
         return _fit(f"{view.target} revision {detail.number}", blocks)
@@ -275,10 +303,13 @@ def history_message(view: HistoryView) -> Message:
             (number, revision.change_cause or "<none>", _images(revision.images), revision.created)
         )
     blocks = [
-        _section(f"*Rollout history of `{view.target}`*\n" + _code(table(rows))),
+        _section(
+            f"*Rollout history of `{view.target}`*{in_cluster(view.target.context)}\n"
+            + _code(table(rows))
+        ),
         _context(
             "`*` marks the current revision. `/rollout history "
-            f"{word(view.target)} --revision=N -n {view.target.namespace}` shows one."
+            f"{word(view.target)} --revision=N {_flags(view.target)}` shows one."
         ),
     ]
     return _fit(f"Rollout history of {view.target}", blocks)
@@ -287,11 +318,15 @@ def history_message(view: HistoryView) -> Message:
 def diff_message(view: DiffView) -> Message:
     if not view.diff.changed:
         return info_message(
-            f"Revisions {view.old} and {view.new} of `{view.target}` have the same pod template."
+            f"Revisions {view.old} and {view.new} of `{view.target}`"
+            f"{in_cluster(view.target.context)} have the same pod template."
         )
     lines = view.diff.text.splitlines()
     blocks: list[Block] = [
-        _section(f"*Diff of `{view.target}`: revision {view.old} → {view.new}*\n" + _code(lines))
+        _section(
+            f"*Diff of `{view.target}`{in_cluster(view.target.context)}: revision {view.old} → "
+            f"{view.new}*\n" + _code(lines)
+        )
     ]
     if view.diff.lines_omitted:
         blocks.append(_context(f"{view.diff.lines_omitted} more diff lines were left out."))
@@ -311,10 +346,14 @@ def cluster_note(cluster: str) -> str | None:
 def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
     """The in-channel announcement: who did what, where."""
     if not change.changed:
-        text = f":information_source: `{change.summary}` (requested by <@{actor.user_id}>)"
+        text = (
+            f":information_source: `{change.summary}`{in_cluster(change.target.context)} "
+            f"(requested by <@{actor.user_id}>)"
+        )
         return _fit(change.summary, [_section(text)])
     lines = [
-        f":rocket: <@{actor.user_id}> ran `{verb(change.action)}` on `{change.target}`",
+        f":rocket: <@{actor.user_id}> ran `{verb(change.action)}` on `{change.target}`"
+        + in_cluster(change.target.context),
         f"`{change.summary}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
@@ -330,7 +369,9 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
             )
         )
     return _fit(
-        f"{actor.user_name} ran {verb(change.action)} on {change.target}: {change.summary}",
+        f"{actor.user_name} ran {verb(change.action)} on {change.target}"
+        + (f" ({change.target.context})" if change.target.context else "")
+        + f": {change.summary}",
         blocks,
     )
 
@@ -477,17 +518,21 @@ def approval_card(request: ApprovalRequest) -> Message:
     )
 
 
-def approvals_list_message(namespace: str | None, requests: Sequence[ApprovalRequest]) -> Message:
-    where = f" in `{namespace}`" if namespace else ""
+def approvals_list_message(
+    namespace: str | None, requests: Sequence[ApprovalRequest], context: str = ""
+) -> Message:
+    where = (f" in `{namespace}`" if namespace else "") + in_cluster(context)
     if not requests:
         return info_message(f"No approval requests are waiting{where}.")
+    # Requests of several clusters: the target says which.
+    several = len({r.cluster for r in requests}) > 1
     rows = [("ID", "ACTION", "TARGET", "REQUESTER", "APPROVALS", "EXPIRES")]
     for r in requests:
         rows.append(
             (
                 r.id,
                 r.action,
-                f"{r.namespace}/{r.deployment}",
+                (f"{r.cluster}:" if several else "") + f"{r.namespace}/{r.deployment}",
                 r.requester_name or r.requester_id,
                 f"{len(r.approvals)}/{r.required}",
                 r.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -503,14 +548,17 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
         return info_message(f"No audit entries for {what}.")
     rows = [("TIME (UTC)", "EVENT", "USER", "ACTION", "TARGET", "OUTCOME")]
+    # Entries of several clusters: the target says which.
+    several = len({e.cluster for e in entries if e.cluster}) > 1
     for e in entries:
+        target = f"{e.namespace}/{e.deployment}".strip("/") or "-"
         rows.append(
             (
                 e.time.strftime("%Y-%m-%d %H:%M:%S"),
                 e.event,
                 e.user_name or e.user_id or "-",
                 e.action or "-",
-                f"{e.namespace}/{e.deployment}".strip("/") or "-",
+                f"{e.cluster}:{target}" if several and e.cluster else target,
                 (e.outcome or "-")[:40],
             )
         )
@@ -611,8 +659,9 @@ def progress_message(
         # The bot does not undo its own undo: a person decides, Pause is at hand.
         blocks_.append(_pause_actions(tracked))
     elif verdict == "failed":
-        # The clicked button must act on the same object: the value carries the kind.
-        value = target
+        # The clicked button must act on the same object: the value carries the kind (and,
+        # with several clusters, the context: `CONTEXT|NAMESPACE/...`).
+        value = f"{tracked.context}|{target}" if tracked.context else target
         blocks_.append(
             ActionsBlock(
                 block_id=f"failed:{tracked.id}"[:255],
@@ -652,6 +701,8 @@ def _pause_actions(tracked: TrackedRollout) -> Block:
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
     value = f"{tracked.namespace}/{tracked.deployment}"
+    if tracked.context:
+        value = f"{tracked.context}|{value}"
     return ActionsBlock(
         block_id=f"person:{tracked.id}"[:255],
         elements=[ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)],
@@ -682,7 +733,8 @@ def outside_change_message(
     previous_revision: int | None,
 ) -> Message:
     lines = [
-        f":eyes: `{target}` got revision *{revision}* from outside the bot",
+        f":eyes: `{target}`{in_cluster(target.context)} got revision *{revision}* from outside "
+        "the bot",
         f"Changed by: {escape(who)}",
     ]
     if images_before != images_after:
@@ -690,7 +742,7 @@ def outside_change_message(
     if previous_revision is not None:
         lines.append(
             f"See the diff: `/rollout diff {word(target)} {previous_revision} {revision} "
-            f"-n {target.namespace}`"
+            f"{_flags(target)}`"
         )
     return _fit(
         f"{target} got revision {revision} from outside the bot", [_section("\n".join(lines))]

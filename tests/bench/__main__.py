@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.bench import phases
+from tests.bench import multi, phases
 from tests.bench.harness import Bench, log
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", "/tmp/rollout-bot-bench.json"))
@@ -164,6 +164,12 @@ def render(report: dict[str, Any]) -> str:
         )
     else:
         out.append(f"   FAILED: {errors.get('progress', 'not run')}")
+    out.append("")
+    out.append("4. Progress in several clusters (each Deployment 1 replica)")
+    if "multi_cluster" in results:
+        out.extend(multi.render(results["multi_cluster"]))
+    else:
+        out.append(f"   FAILED or not run: {errors.get('multi_cluster', 'not run')}")
     if report.get("warnings"):
         out.append("")
         out.extend(f"warning: {w}" for w in report["warnings"])
@@ -195,9 +201,13 @@ def main() -> int:
                 ("ack_latency", lambda: phases.ack_latency(bench, apps)),
                 ("approvals", lambda: phases.approval_clicks(bench, apps)),
                 ("progress", lambda: phases.progress_at_scale(bench)),
+                ("multi_cluster", lambda: multi.multi_cluster_progress(bench)),
             ]
+            # BENCH_PHASES=progress,multi_cluster runs only those (default: all of them).
+            chosen = [p for p in os.environ.get("BENCH_PHASES", "").split(",") if p]
+            steps = [(name, step) for name, step in steps if not chosen or name in chosen]
             for name, step in steps:
-                if name == "progress":
+                if name in ("progress", "multi_cluster"):
                     apps.stop()  # phase 3 runs alone on the machine
                     _check_logs(workdir, report)
                 phase_start = time.monotonic()

@@ -50,3 +50,59 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (the bot's worker processes and their forkserver)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each process of the tree, by pid (subtract two readings per pid)."""
+    out: dict[int, float] = {}
+    for each in process_tree(pid):
+        try:
+            out[each] = cpu_seconds(each)
+        except OSError:
+            continue
+    return out
+
+
+def tree_peak_rss_mib(pid: int) -> float | None:
+    """The sum of the tree's processes' peaks (an upper bound of the tree's peak)."""
+    peaks = [peak_rss_mib(each) for each in process_tree(pid)]
+    known = [peak for peak in peaks if peak is not None]
+    return round(sum(known), 1) if known else None
+
+
+def tree_pss_mib(pid: int) -> float | None:
+    """Proportional set size of the tree now (Pss from /proc/<pid>/smaps_rollup): shared pages
+    (the workers share the forkserver's preloaded modules) counted once overall."""
+    total, seen = 0, False
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        seen = True
+                        break
+        except OSError:
+            continue
+    return round(total / 1024, 1) if seen else None

@@ -455,9 +455,14 @@ class RedisAuditLog:
     # -- reading -------------------------------------------------------------------------
 
     def recent(
-        self, limit: int = 20, namespace: str | None = None, deployment: str | None = None
+        self,
+        limit: int = 20,
+        namespace: str | None = None,
+        deployment: str | None = None,
+        cluster: str | None = None,
     ) -> list[AuditEntry]:
-        """The newest `limit` entries, newest first, optionally for one namespace/deployment."""
+        """The newest `limit` entries, newest first, optionally for one namespace/deployment
+        (and cluster: the same namespace in two clusters is two places)."""
         found: list[AuditEntry] = []
         if limit <= 0:
             return found
@@ -470,6 +475,8 @@ class RedisAuditLog:
                 if namespace is not None and fields.get("namespace") != namespace:
                     continue
                 if deployment is not None and fields.get("deployment") != deployment:
+                    continue
+                if cluster is not None and fields.get("cluster") != cluster:
                     continue
                 found.append(_entry(stream_id, fields))
                 if len(found) == limit:

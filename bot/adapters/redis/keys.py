@@ -29,14 +29,25 @@ Layout for the default prefix `rollout-bot`:
                                          (claimed before the write, confirmed after it)
     {rollout-bot}:auto-rollback:<id>     string: the rollout was rolled back automatically
     {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
+
+With several clusters (kubeconfig contexts) the same namespace in two clusters is two places:
+what belongs to one cluster carries its context, `<ctx>` (`context_part`):
+
+    {rollout-bot}:rollouts:active:<ctx>  set: that cluster's tracked rollouts without a verdict
+    {rollout-bot}:rollout:<ctx>.<uid>-<gen>   (and rollout-lease:, auto-rollback:) likewise
+    {rollout-bot}:ours:<ctx>:<uid>:<gen> string: the bot made this generation (that cluster)
+    {rollout-bot}:notice:<ctx>:<uid>:<rev>  string: a notice was posted (that cluster)
+
+A one-cluster installation keeps the layout above, so an upgrade picks its rollouts up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PREFIX", "Keys"]
+__all__ = ["DEFAULT_PREFIX", "Keys", "context_part"]
 
 DEFAULT_PREFIX = "rollout-bot"
 
@@ -109,17 +120,25 @@ class Keys:
     def rollouts_active(self) -> str:
         return f"{self.tag}:rollouts:active"
 
+    def rollouts_active_in(self, context: str) -> str:
+        """The active set of one context ("" is the one-cluster layout)."""
+        if not context:
+            return self.rollouts_active
+        return f"{self.rollouts_active}:{context_part(context)}"
+
     def rollout_lease(self, rollout_id: str) -> str:
         return f"{self.tag}:rollout-lease:{_part(rollout_id, 'rollout id')}"
 
-    def ours(self, uid: str, generation: int) -> str:
-        return f"{self.tag}:ours:{_part(uid, 'uid')}:{int(generation)}"
+    def ours(self, uid: str, generation: int, context: str = "") -> str:
+        where = f"{context_part(context)}:" if context else ""
+        return f"{self.tag}:ours:{where}{_part(uid, 'uid')}:{int(generation)}"
 
     def auto_rollback(self, rollout_id: str) -> str:
         return f"{self.tag}:auto-rollback:{_part(rollout_id, 'rollout id')}"
 
-    def notice(self, uid: str, revision: int) -> str:
-        return f"{self.tag}:notice:{_part(uid, 'uid')}:{int(revision)}"
+    def notice(self, uid: str, revision: int, context: str = "") -> str:
+        where = f"{context_part(context)}:" if context else ""
+        return f"{self.tag}:notice:{where}{_part(uid, 'uid')}:{int(revision)}"
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -142,6 +161,15 @@ class Keys:
     def valid_part(value: str) -> bool:
         """True if `value` may be used as an id inside a key."""
         return bool(_PART_RE.match(value))
+
+
+def context_part(context: str) -> str:
+    """A context name as a key part: itself when it is one (`east`, `kind-dev`), else its
+    safe characters and a digest (`arn:aws:eks:…/prod` has `:` and `/`)."""
+    if _PART_RE.match(context) and len(context) <= 64:
+        return context
+    digest = hashlib.sha256(context.encode()).hexdigest()[:12]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", context)[:48] + "-" + digest
 
 
 def _part(value: str, what: str) -> str:

@@ -30,11 +30,21 @@ class RedisRolloutRegistry:
     """Tracked rollouts and the markers that keep notices to once per revision."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, owner: str, *, sealer: Sealer | None = None
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        owner: str,
+        *,
+        sealer: Sealer | None = None,
+        context: str = "",
     ) -> None:
         self._redis = client
         self._keys = keys
         self.owner = owner
+        #: The cluster (kubeconfig context) whose rollouts these are; "" in a one-cluster
+        #: installation, which keeps the key layout it always had.
+        self.context = context
+        self._active = keys.rollouts_active_in(context)
         # With a sealer, every record carries the bot's seal and a record without a valid one is
         # never followed; without one (no approvals configured), records are followed but can
         # never trigger an automatic rollback.
@@ -45,24 +55,24 @@ class RedisRolloutRegistry:
     def save(self, tracked: TrackedRollout) -> None:
         record: dict[str, object] = dict(asdict(tracked))
         if self._sealer is not None:
-            record["seal"] = self._sealer.seal("rollout", asdict(tracked))
+            record["seal"] = self._sealer.seal("rollout", _sealed(tracked))
         pipe = self._redis.pipeline()
         pipe.set(self._keys.rollout(tracked.id), json.dumps(record), ex=RECORD_TTL_SECONDS)
         if tracked.finished:
-            pipe.srem(self._keys.rollouts_active, tracked.id)
+            pipe.srem(self._active, tracked.id)
         else:
-            pipe.sadd(self._keys.rollouts_active, tracked.id)
+            pipe.sadd(self._active, tracked.id)
         pipe.execute()
 
     def active(self) -> list[TrackedRollout]:
         found = []
-        for raw_id in self._redis.smembers(self._keys.rollouts_active):
+        for raw_id in self._redis.smembers(self._active):
             rollout_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
             if not Keys.valid_part(rollout_id):
                 continue
             raw = self._redis.get(self._keys.rollout(rollout_id))
             if raw is None:
-                self._redis.srem(self._keys.rollouts_active, rollout_id)
+                self._redis.srem(self._active, rollout_id)
                 continue
             tracked = self._verified(rollout_id, raw)
             if tracked is not None:
@@ -79,7 +89,7 @@ class RedisRolloutRegistry:
             return None
         if self._sealer is None:
             return replace(tracked, on_failure="notify")
-        if not self._sealer.valid(seal, "rollout", asdict(tracked)):
+        if not self._sealer.valid(seal, "rollout", _sealed(tracked)):
             self._refuse(rollout_id)
             return None
         return tracked
@@ -96,16 +106,18 @@ class RedisRolloutRegistry:
     # when it certainly did not happen.
 
     def claim(self, uid: str, generation: int) -> None:
-        self._redis.set(self._keys.ours(uid, generation), "claimed", ex=CLAIM_TTL_SECONDS)
+        self._redis.set(
+            self._keys.ours(uid, generation, self.context), "claimed", ex=CLAIM_TTL_SECONDS
+        )
 
     def mark_ours(self, uid: str, generation: int) -> None:
-        self._redis.set(self._keys.ours(uid, generation), "1", ex=RECORD_TTL_SECONDS)
+        self._redis.set(self._keys.ours(uid, generation, self.context), "1", ex=RECORD_TTL_SECONDS)
 
     def release(self, uid: str, generation: int) -> None:
-        self._redis.delete(self._keys.ours(uid, generation))
+        self._redis.delete(self._keys.ours(uid, generation, self.context))
 
     def is_ours(self, uid: str, generation: int) -> bool:
-        return bool(self._redis.exists(self._keys.ours(uid, generation)))
+        return bool(self._redis.exists(self._keys.ours(uid, generation, self.context)))
 
     def first_rollback(self, rollout_id: str) -> bool:
         """True exactly once per rollout: at most one automatic rollback, across replicas."""
@@ -119,6 +131,18 @@ class RedisRolloutRegistry:
         """True exactly once per revision, across replicas and restarts."""
         return bool(
             self._redis.set(
-                self._keys.notice(uid, revision), self.owner, nx=True, ex=NOTICE_TTL_SECONDS
+                self._keys.notice(uid, revision, self.context),
+                self.owner,
+                nx=True,
+                ex=NOTICE_TTL_SECONDS,
             )
         )
+
+
+def _sealed(tracked: TrackedRollout) -> dict[str, object]:
+    """What a record's seal covers: every field, the context too once there is one (a record
+    written before contexts existed has none, and keeps its seal)."""
+    content: dict[str, object] = dict(asdict(tracked))
+    if not tracked.context:
+        content.pop("context", None)
+    return content

@@ -23,4 +23,6 @@ class AutoRollback:
             namespace=tracked.namespace,
             reason="automatic rollback: the rollout failed (on_failure: rollback)",
         )
-        return self._executor.run(command, tracked.namespace, actor)
+        return self._executor.run(
+            command, tracked.namespace, actor, context=tracked.context or None
+        )

@@ -47,6 +47,7 @@ from bot.adapters.k8s.cluster import Json, KubeCluster, selector_string
 from bot.adapters.k8s.watch import NamespaceWatch
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
+from bot.adapters.redis.keys import context_part
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.domain import rollout, workloads
@@ -118,6 +119,8 @@ class ProgressTracker:
         cluster_name: str = "",
         rollback: Rollback | None = None,
         clock: Callable[[], float] = time.time,
+        context: str = "",
+        default_context: bool = True,
     ) -> None:
         self.publisher = publisher
         self.cluster = cluster
@@ -127,6 +130,12 @@ class ProgressTracker:
         self.policy = policy
         self.audit = audit
         self.cluster_name = cluster_name
+        #: The kubeconfig context this tracker follows ("" in a one-cluster installation);
+        #: each context has its own tracker, watches and leases, so one slow or unreachable
+        #: cluster never delays another's progress.
+        self.context = context
+        #: Whether channels bound to no context are this context's (the default one's).
+        self._default_context = default_context
         self._rollback = rollback
         self._clock = clock
         self._lock = threading.Lock()
@@ -143,11 +152,7 @@ class ProgressTracker:
             target=self._lease_loop, name="rollout-leases", daemon=True
         )
         # namespace -> channel, for notices of outside changes (exact names only).
-        self._notice_channels = {
-            binding.namespace: _NoticeChannel(channel, binding.follow_outside)
-            for channel, binding in policy.channels.items()
-            if binding.namespace
-        }
+        self._notice_channels = self._notice_channels_of(policy)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class ProgressTracker:
         meta = deployment.get("metadata", {})
         spec = deployment.get("spec", {})
         tracked = TrackedRollout(
-            id=f"{meta.get('uid', '')}-{meta.get('generation', 0)}",
+            id=self._rollout_id(str(meta.get("uid", "")), int(meta.get("generation", 0) or 0)),
             channel=channel_id,
             thread_ts=thread_ts,
             message_ts="",
@@ -205,7 +210,7 @@ class ProgressTracker:
             generation=int(meta.get("generation", 0) or 0),
             started_at=self._clock(),
             deadline_seconds=_deadline(change.target.kind, spec),
-            title=title or f"{command_verb(change.action)} {change.target}",
+            title=title or f"{command_verb(change.action)} {change.target}{self._where()}",
             on_failure=(
                 "notify"
                 if automatic
@@ -213,6 +218,7 @@ class ProgressTracker:
             ),
             automatic=automatic,
             kind=change.target.kind,
+            context=self.context,
         )
         self._start_tracking(tracked, deployment)
 
@@ -244,8 +250,12 @@ class ProgressTracker:
 
     def _on_failure_for(self, action: str, namespace: str) -> str:
         """Only an approval rule that covers the action that started the rollout decides."""
-        rule = self.policy.approval_rule_for(action, namespace)
+        rule = self.policy.approval_rule_for(action, namespace, self.cluster_name)
         return rule.on_failure if rule is not None else "notify"
+
+    def _where(self) -> str:
+        """` in east` when several clusters are served (the title names the cluster)."""
+        return f" in {self.context}" if self.context else ""
 
     def _ensure_watch(self, namespace: str, kind: str = "deployment") -> None:
         with self._lock:
@@ -520,18 +530,38 @@ class ProgressTracker:
 
     # -- leases: exactly one replica drives each rollout -----------------------------------------
 
+    def watch_count(self) -> int:
+        """Watches open now: one per (namespace, kind) in use in this context."""
+        with self._lock:
+            return len(self._watches)
+
     def tracked_count(self) -> int:
         """Rollouts this replica is driving now (read by the metrics at each scrape)."""
         with self._lock:
             return sum(1 for t in self._tracked.values() if t.id in self._owned and not t.finished)
 
-    def use_policy(self, policy: Policy) -> None:
-        """A reloaded policy: on_failure rules and the channels told of outside changes."""
-        notice_channels = {
+    def _notice_channels_of(self, policy: Policy) -> dict[str, _NoticeChannel]:
+        """The channels bound to a namespace of this context (a channel bound to no context
+        is the default context's)."""
+        return {
             binding.namespace: _NoticeChannel(channel, binding.follow_outside)
             for channel, binding in policy.channels.items()
             if binding.namespace
+            and (
+                binding.context == self.context
+                if binding.context is not None and self.context
+                else self._default_context
+            )
         }
+
+    def _rollout_id(self, uid: str, generation: int) -> str:
+        if not self.context:
+            return f"{uid}-{generation}"
+        return f"{context_part(self.context)}.{uid}-{generation}"
+
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy: on_failure rules and the channels told of outside changes."""
+        notice_channels = self._notice_channels_of(policy)
         with self._lock:
             self.policy = policy
             self._notice_channels = notice_channels
@@ -621,7 +651,7 @@ class ProgressTracker:
         uid = str(meta.get("uid", ""))
         generation = int(meta.get("generation", 0) or 0)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        target = Target(namespace, name, kind)
+        target = Target(namespace, name, kind, self.context)
         if kind == "deployment":
             observed = int(deployment.get("status", {}).get("observedGeneration", 0) or 0)
             if observed < generation:
@@ -670,7 +700,7 @@ class ProgressTracker:
         if thread_ts is None or not where.follow:
             return
         tracked = TrackedRollout(
-            id=f"{uid}-{generation}",
+            id=self._rollout_id(uid, generation),
             channel=channel,
             thread_ts=thread_ts,
             message_ts="",
@@ -680,8 +710,9 @@ class ProgressTracker:
             generation=generation,
             started_at=self._clock(),
             deadline_seconds=_deadline(kind, deployment.get("spec", {})),
-            title=f"revision {revision} of {target}",
+            title=f"revision {revision} of {target}{self._where()}",
             kind=kind,
+            context=self.context,
         )
         self._start_tracking(tracked, deployment)
 
@@ -691,7 +722,7 @@ def _nothing() -> None:
 
 
 def _target(tracked: TrackedRollout) -> Target:
-    return Target(tracked.namespace, tracked.deployment, tracked.kind)
+    return Target(tracked.namespace, tracked.deployment, tracked.kind, tracked.context)
 
 
 def _deadline(kind: str, spec: Json) -> int:
