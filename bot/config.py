@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     work_threads: int = Field(default=8, ge=1, le=256, validation_alias="ROLLOUT_BOT_WORK_THREADS")
     # Processes that run acknowledged work, so acks never queue behind it for the interpreter
     # (bot/workers.py); each runs ROLLOUT_BOT_WORK_THREADS threads. 0: work in this process.
-    workers: int = Field(default=2, ge=0, le=32, validation_alias="ROLLOUT_BOT_WORKERS")
+    # One is enough to keep acks fast; each further one adds a core's worth of Python work
+    # and about 80 MiB (it builds its own clients).
+    workers: int = Field(default=1, ge=0, le=32, validation_alias="ROLLOUT_BOT_WORKERS")
     # How long a thread computing in Python may keep the interpreter before one waiting to
     # acknowledge a request gets it (Python's default is 5 ms). An ack needs the interpreter a
     # dozen times between its socket reads and writes; with work threads busy, each of those can
