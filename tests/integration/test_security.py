@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -149,9 +150,23 @@ def test_the_http_surface_refuses_oversized_bodies_and_other_methods(driver: Sla
     import urllib.error
     import urllib.request
 
+    # Only the headers are sent: the server must refuse from Content-Length alone, before
+    # reading (or buffering) any of the body.
     body = b"text=" + b"x" * (2 << 20)
-    big = send_raw(driver.bot.events_url, body, signed_headers(SIGNING_SECRET, body))
-    assert big.status == 413
+    headers = signed_headers(SIGNING_SECRET, body)
+    port = int(driver.bot.events_url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        head = [
+            "POST /slack/events HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in headers.items()),
+            "",
+            "",
+        ]
+        conn.sendall("\r\n".join(head).encode())
+        status_line = conn.recv(200).split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line, status_line
 
     request = urllib.request.Request(driver.bot.events_url, method="GET")
     try:
