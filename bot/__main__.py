@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from bot.observability.logs import configure_logging
 
     args = _parser().parse_args(argv)
+    # A thread that dies of an unexpected error is logged by name, never with a traceback
+    # (which may quote values, and is noise in an operator's log).
+    threading.excepthook = _log_thread_error
     if args.command == "playground":  # starts its own stand-ins; needs none of the settings
         from bot.playground import run as run_playground
 
@@ -94,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _log_thread_error(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    log.error("unexpected %s in thread %s", args.exc_type.__name__, name)
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:

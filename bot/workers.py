@@ -134,7 +134,9 @@ class WorkerProcesses:
         while True:
             try:
                 result = self._results.get()
-            except (EOFError, OSError):
+            except Exception as exc:  # the queue closed under the reader: the process is stopping
+                if not self._stopping.is_set():
+                    log.warning("worker results can no longer be read: %s", type(exc).__name__)
                 return
             if result is None:
                 return
