@@ -27,7 +27,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, NamedTuple
 
 from bot.domain import rollout
-from bot.domain.rollout import RolloutRefused, RolloutStatus, StatusReason, UndoRefused
+
+# The tolerant readers of API dicts are the Deployment rules' own.
+from bot.domain.rollout import (
+    RolloutRefused,
+    RolloutStatus,
+    StatusReason,
+    UndoRefused,
+    _int,
+    _map,
+    _name,
+    _opt_int,
+    _str,
+)
 
 __all__ = [
     "KINDS",
@@ -94,30 +106,6 @@ def info(kind: str) -> KindInfo:
 def parse_kind(spelling: str) -> Kind | None:
     """``sts`` / ``statefulsets`` / ``StatefulSet.apps`` → ``"statefulset"``; None if unknown."""
     return _SPELLINGS.get(spelling.lower())
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _int(value: Any, default: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return default
-    return value
-
-
-def _opt_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _name(obj: Json) -> str:
-    return _str(_map(obj.get("metadata")).get("name"))
 
 
 def _go_quote(text: str) -> str:

@@ -569,19 +569,7 @@ class Rollouts:
         *,
         expect: str | None = None,
     ) -> Change:
-        def attempt(deployment: Json) -> Change:
-            _refusal_to_error(lambda: workloads.check_pause(target.kind, deployment))
-            return self._simple_patch(
-                target,
-                deployment,
-                "pause",
-                rollout.pause_patch(),
-                None,
-                "paused",
-                starts_rollout=False,
-            )
-
-        return self._with_fresh_state(target, attempt, expect, "pause")
+        return self._set_paused(target, paused=True, expect=expect)
 
     def resume(
         self,
@@ -591,13 +579,27 @@ class Rollouts:
         *,
         expect: str | None = None,
     ) -> Change:
+        return self._set_paused(target, paused=False, expect=expect)
+
+    def _set_paused(self, target: Target, *, paused: bool, expect: str | None) -> Change:
+        """kubectl's pauser/resumer: refused where kubectl refuses; never a change-cause."""
+        action = "pause" if paused else "resume"
+        check = workloads.check_pause if paused else workloads.check_resume
+        patch = rollout.pause_patch() if paused else rollout.resume_patch()
+
         def attempt(deployment: Json) -> Change:
-            _refusal_to_error(lambda: workloads.check_resume(target.kind, deployment))
+            _refusal_to_error(lambda: check(target.kind, deployment))
             return self._simple_patch(
-                target, deployment, "resume", rollout.resume_patch(), None, "resumed"
+                target,
+                deployment,
+                action,
+                patch,
+                None,
+                "paused" if paused else "resumed",
+                starts_rollout=not paused,
             )
 
-        return self._with_fresh_state(target, attempt, expect, "resume")
+        return self._with_fresh_state(target, attempt, expect, action)
 
     def restart(
         self, target: Target, actor: Actor, reason: str | None, *, expect: str | None = None
