@@ -7,6 +7,7 @@ the user who clicked: same policy, same approvals, same audit.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,15 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
     ) -> None:
         ack()
         actor = clicker(body, context)
-        command = _rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
+        try:
+            command = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
+        except cmd.CommandError:
+            # Not a value the bot wrote on its buttons: refuse it as mistyped text would be.
+            message = blocks.error_message(
+                "This button does not name a workload the bot can act on. Nothing was changed."
+            )
+            respond(text=message.text, blocks=message.blocks, replace_original=False)
+            return
         dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
 
     # What Bolt names in its logs.
@@ -43,19 +52,17 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
     return handle_click
 
 
-def _rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
-    """The typed command a button stands for; its value is NAMESPACE/NAME (a Deployment) or
-    NAMESPACE/KIND/NAME, after `CONTEXT|` when several clusters are served."""
+def rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
+    """The typed command a button stands for. Its value is NAMESPACE/NAME (a Deployment) or
+    NAMESPACE/KIND/NAME, after `CONTEXT|` when several clusters are served; it is read through
+    the grammar, so a forged value is refused (CommandError) exactly like mistyped text."""
     context, _, value = value.rpartition("|")
     namespace, _, rest = value.partition("/")
     kind, _, name = rest.rpartition("/")
-    kind = kind or "deployment"
+    words = ["undo" if rollback else "pause", shlex.quote(f"{kind}/{name}" if kind else name)]
+    words += ["-n", shlex.quote(namespace)]
+    if context:
+        words += ["--context", shlex.quote(context)]
     if rollback:
-        return cmd.Undo(
-            deployment=name,
-            kind=kind,
-            namespace=namespace,
-            reason="rollout failed (Roll back button)",
-            context=context or None,
-        )
-    return cmd.Pause(deployment=name, kind=kind, namespace=namespace, context=context or None)
+        words.append(shlex.quote("--reason=rollout failed (Roll back button)"))
+    return cmd.parse_command(" ".join(words))
