@@ -197,7 +197,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError
-    from bot.runtime import Runtime
+    from bot.runtime import Runtime, keep_out_of_garbage_collection
 
     # Every check comes before any thread starts: a refused start-up leaves nothing running.
     if args.http and settings.slack_signing_secret is None:
@@ -239,6 +239,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    keep_out_of_garbage_collection()
     runtime.start()
     try:
         if args.http:

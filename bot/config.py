@@ -63,12 +63,12 @@ class Settings(BaseSettings):
     # One is enough to keep acks fast; each further one adds a core's worth of Python work
     # and about 80 MiB (it builds its own clients).
     workers: int = Field(default=1, ge=0, le=32, validation_alias="ROLLOUT_BOT_WORKERS")
-    # How long a thread computing in Python may keep the interpreter before one waiting to
-    # acknowledge a request gets it (Python's default is 5 ms). An ack needs the interpreter a
-    # dozen times between its socket reads and writes; with work threads busy, each of those can
-    # wait a full interval, so a short one keeps acks fast at a small cost in throughput.
+    # How long a thread computing in Python may keep the interpreter before another that waits
+    # gets it. The serving process only acknowledges (work runs in worker processes), so
+    # Python's own 5 ms suits it; with ROLLOUT_BOT_WORKERS=0, work threads share the process
+    # with acks, and a shorter interval (0.5) keeps acks from waiting a full interval each time.
     switch_interval_ms: float = Field(
-        default=0.5, gt=0, le=100, validation_alias="ROLLOUT_BOT_SWITCH_INTERVAL_MS"
+        default=5.0, gt=0, le=100, validation_alias="ROLLOUT_BOT_SWITCH_INTERVAL_MS"
     )
     # Every Kubernetes request is bounded: a hung API server must give "nothing was changed",
     # not a hung thread. 10 s is well above a healthy apiserver's p99 for single-object calls.

@@ -23,11 +23,13 @@ work in threads of the main process.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,14 +43,17 @@ from bot.services.rollouts import Change
 
 log = logging.getLogger(__name__)
 
-# Workers run at a lower scheduling priority than the process that acknowledges: on a busy
-# machine the operating system then gives the CPU to acks first, and work takes what is left
-# (it has seconds to finish, an ack has three in all).
-WORKER_NICENESS = 10
+# Where the idle scheduling class is missing (not Linux), workers fall back to this niceness.
+WORKER_NICENESS = 19
 # A worker whose main process is gone (killed) stops within this long.
 ORPHAN_CHECK_SECONDS = 2.0
 # How often the main process looks for a dead worker to replace.
 SUPERVISE_SECONDS = 1.0
+# A dead worker's reader stops after this long without a result.
+RETIRED_READ_SECONDS = 0.5
+# A worker sends its metrics back in one message at most this often (a rollout to follow goes
+# at once): under a burst, the main process reads a few messages, not one per command.
+RESULTS_FLUSH_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,27 @@ class TrackOrder:
 
 @dataclass
 class WorkResult:
+    #: Ids of the items this worker has finished (or given up on) since its last result.
+    done: list[int] = field(default_factory=list)
     tracking: list[TrackOrder] = field(default_factory=list)
     #: (method, args, kwargs) of every metrics call the work made, replayed in the main process.
     metrics: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _Slot:
+    """One worker process and what only it reads and writes. Nothing is shared between workers:
+    a worker killed in the middle of a queue operation can wedge its own queues, never
+    another's, and its replacement starts on fresh ones."""
+
+    process: BaseProcess
+    work: Any  # multiprocessing.Queue of (item id, Work)
+    results: Any  # multiprocessing.Queue of WorkResult
+    #: Work handed to this worker and not reported done yet, by item id.
+    in_flight: dict[int, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    retired: threading.Event = field(default_factory=threading.Event)
+    reader: threading.Thread | None = None
 
 
 class WorkerProcesses:
@@ -75,83 +98,115 @@ class WorkerProcesses:
         processes: int,
         threads: int,
         tracking: Tracking,
-        fallback: Callable[[Any], None],
+        recover: Callable[[Any], None],
     ) -> None:
+        """`recover` takes each piece of work a dead worker had not finished."""
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["bot.workers", "bot.runtime", "handlers.work"])
-        self._work: multiprocessing.Queue[Any] = self._context.Queue()
-        self._results: multiprocessing.Queue[WorkResult | None] = self._context.Queue()
         self._count = processes
         self._threads = threads
         self._tracking = tracking
-        self._fallback = fallback
-        self._processes: list[BaseProcess] = []
+        self._recover = recover
+        self._slots: list[_Slot] = []
+        self._ids = itertools.count(1)
+        self._turn = itertools.count()
         self._stopping = threading.Event()
         # Following a rollout posts its first message: not on the thread reading results.
         self._after = ThreadPoolExecutor(max_workers=2, thread_name_prefix="after-work")
 
     def start(self) -> None:
-        self._processes = [self._spawn() for _ in range(self._count)]
-        threading.Thread(target=self._read_results, name="work-results", daemon=True).start()
+        self._slots = [self._spawn() for _ in range(self._count)]
         threading.Thread(target=self._supervise, name="work-supervisor", daemon=True).start()
 
     def __call__(self, work: Any) -> None:
         if self._stopping.is_set():
             return
-        if not any(p.is_alive() for p in self._processes):
-            log.warning("no worker process is running; working in-process")
-            self._fallback(work)
-            return
-        self._work.put(work)
+        # Round robin, with no system call: a worker that died meanwhile is found by the
+        # supervisor within a second, and what it was given is recovered then.
+        slot = self._slots[next(self._turn) % len(self._slots)]
+        item_id = next(self._ids)
+        with slot.lock:
+            slot.in_flight[item_id] = work
+        slot.work.put((item_id, work))
 
     def stop(self) -> None:
         self._stopping.set()
-        for process in self._processes:
-            process.terminate()
-        self._results.put(None)
+        for slot in self._slots:
+            slot.retired.set()
+            slot.process.terminate()
         self._after.shutdown(wait=False, cancel_futures=True)
 
     # -- main process ----------------------------------------------------------------------------
 
-    def _spawn(self) -> BaseProcess:
+    def _spawn(self) -> _Slot:
+        work, results = self._context.Queue(), self._context.Queue()
         process = self._context.Process(
             target=_worker_main,
-            args=(self._work, self._results, self._threads, os.getpid()),
+            args=(work, results, self._threads, os.getpid()),
             name="rollout-bot-worker",
             daemon=True,
         )
         process.start()
-        return process
+        slot = _Slot(process, work, results)
+        slot.reader = threading.Thread(
+            target=self._read_results, args=(slot,), name="work-results", daemon=True
+        )
+        slot.reader.start()
+        return slot
 
     def _supervise(self) -> None:
         while not self._stopping.wait(SUPERVISE_SECONDS):
-            for index, process in enumerate(self._processes):
-                if not process.is_alive() and not self._stopping.is_set():
-                    log.warning("a worker process exited (%s); starting another", process.exitcode)
-                    self._processes[index] = self._spawn()
+            for index, slot in enumerate(self._slots):
+                if slot.process.is_alive() or self._stopping.is_set():
+                    continue
+                log.warning("a worker process exited (%s); starting another", slot.process.exitcode)
+                self._slots[index] = self._spawn()
+                self._retire(slot)
 
-    def _read_results(self) -> None:
+    def _retire(self, slot: _Slot) -> None:
+        """Reads what the dead worker managed to report, then recovers the rest of its work."""
+        slot.retired.set()
+        if slot.reader is not None:
+            slot.reader.join(timeout=5)
+        with slot.lock:
+            unfinished = list(slot.in_flight.values())
+            slot.in_flight.clear()
+        for work in unfinished:
+            self._recover(work)
+        for queue_ in (slot.work, slot.results):
+            queue_.cancel_join_thread()  # never wait at exit for a queue nobody reads
+            queue_.close()
+
+    def _read_results(self, slot: _Slot) -> None:
         while True:
             try:
-                result = self._results.get()
-            except Exception as exc:  # the queue closed under the reader: the process is stopping
+                result = slot.results.get(timeout=RETIRED_READ_SECONDS)
+            except queue.Empty:
+                if slot.retired.is_set():
+                    return
+                continue
+            except Exception as exc:  # the queue closed under the reader: stopping
                 if not self._stopping.is_set():
                     log.warning("worker results can no longer be read: %s", type(exc).__name__)
                 return
-            if result is None:
-                return
-            real = metrics()
-            for name, args, kwargs in result.metrics:
-                getattr(real, name)(*args, **kwargs)
-            for order in result.tracking:
-                self._after.submit(
-                    self._tracking.track,
-                    order.change,
-                    order.channel_id,
-                    order.thread_ts,
-                    title=order.title,
-                    automatic=order.automatic,
-                )
+            self._apply(slot, result)
+
+    def _apply(self, slot: _Slot, result: WorkResult) -> None:
+        with slot.lock:
+            for item_id in result.done:
+                slot.in_flight.pop(item_id, None)
+        real = metrics()
+        for name, args, kwargs in result.metrics:
+            getattr(real, name)(*args, **kwargs)
+        for order in result.tracking:
+            self._after.submit(
+                self._tracking.track,
+                order.change,
+                order.channel_id,
+                order.thread_ts,
+                title=order.title,
+                automatic=order.automatic,
+            )
 
 
 # -- inside a worker process -------------------------------------------------------------------
@@ -204,6 +259,50 @@ class _RecordedMetrics:
         return record
 
 
+class _Outbox:
+    """What every work thread of a worker hands back, sent to the main process in batches."""
+
+    def __init__(self, results: Any) -> None:
+        self._results = results
+        self._lock = threading.Lock()
+        self._pending = WorkResult()
+
+    def add(
+        self,
+        item_id: int,
+        orders: list[TrackOrder],
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+    ) -> None:
+        with self._lock:
+            self._pending.done.append(item_id)
+            self._pending.tracking.extend(orders)
+            self._pending.metrics.extend(calls)
+        if orders:
+            self.send()  # the rollout's progress message should not wait for a batch
+
+    def send(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, WorkResult()
+        if pending.done or pending.tracking or pending.metrics:
+            self._results.put(pending)
+
+    def send_every(self, seconds: float) -> None:
+        while True:
+            time.sleep(seconds)
+            self.send()
+
+
+def _yield_the_cpu_to_acks() -> None:
+    """Work takes only the CPU that acknowledging leaves. An ack has three seconds in all and
+    Slack's user waits for it; work has seconds to spare. On Linux the worker joins the idle
+    scheduling class: within the bot's container (its cgroup) it runs whenever the serving
+    process does not want the CPU, and never ahead of it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(WORKER_NICENESS)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -217,12 +316,12 @@ def _alive(pid: int) -> bool:
 def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     from bot.config import load_settings
     from bot.observability.logs import configure_logging
-    from bot.runtime import Runtime
+    from bot.runtime import Runtime, keep_out_of_garbage_collection
     from bot.services.periodic import Periodic
     from bot.services.policy_reload import PolicyReloader
     from handlers.work import perform
 
-    os.nice(WORKER_NICENESS)
+    _yield_the_cpu_to_acks()
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     recorded = _RecordedMetrics()
@@ -240,27 +339,29 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
             cluster_name=settings.cluster_name,
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
+    keep_out_of_garbage_collection()
 
-    def serve() -> None:
-        while True:
-            try:
-                item = work.get(timeout=ORPHAN_CHECK_SECONDS)
-            except queue.Empty:
-                if not _alive(main_pid):
-                    # The main process is gone (killed). The forkserver cannot tell us: each
-                    # worker keeps it alive as much as it keeps the worker's parent alive.
-                    os._exit(0)
-                continue
-            tracking.orders.clear()
-            recorded.calls.clear()
-            try:
-                perform(runtime.services, runtime.slack, item)
-            except Exception as exc:  # perform answers the user itself; never die for one item
-                log.warning("work failed in a worker: %s", type(exc).__name__)
-            results.put(WorkResult(list(tracking.orders), list(recorded.calls)))
+    outbox = _Outbox(results)
+    threading.Thread(target=outbox.send_every, args=(RESULTS_FLUSH_SECONDS,), daemon=True).start()
 
-    pool = [threading.Thread(target=serve, name=f"work-{n}") for n in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    def run(item_id: int, item: Any) -> None:
+        tracking.orders.clear()
+        recorded.calls.clear()
+        try:
+            perform(runtime.services, runtime.slack, item)
+        except Exception as exc:  # perform answers the user itself; never die for one item
+            log.warning("work failed in a worker: %s", type(exc).__name__)
+        outbox.add(item_id, tracking.orders, recorded.calls)
+
+    # One thread reads this worker's own queue; a slow cluster call holds a pool thread.
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="work")
+    while True:
+        try:
+            item_id, item = work.get(timeout=ORPHAN_CHECK_SECONDS)
+        except queue.Empty:
+            if not _alive(main_pid):
+                # The main process is gone (killed). The forkserver cannot tell us: each
+                # worker keeps it alive as much as it keeps the worker's parent alive.
+                os._exit(0)
+            continue
+        pool.submit(run, item_id, item)

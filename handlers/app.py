@@ -1,8 +1,8 @@
-"""The Bolt App: its middleware (the replay guard) and every listener, registered once."""
+"""The Bolt App: its middleware (the request key that guards against replays) and every
+listener, registered once."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,18 +11,13 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.services.container import Services
-from handlers.work import Dispatch
-
-log = logging.getLogger(__name__)
+from handlers.work import REQUEST_KEY, Dispatch
 
 SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 # A signature verifies while its timestamp is within 5 minutes of now, in either direction, so
 # one request stays valid for up to 10 minutes (a timestamp 5 minutes ahead, replayed until
 # 5 minutes past it). Remembering it a little longer covers that whole window.
 REPLAY_WINDOW_SECONDS = 660
-
-#: Answers True the first time a request key is seen inside the replay window.
-FirstTime = Callable[[str], bool]
 
 
 def build_app(
@@ -31,7 +26,6 @@ def build_app(
     *,
     signing_secret: str | None,
     listener_threads: int,
-    first_time: FirstTime,
     dispatch: Dispatch,
 ) -> App:
     """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
@@ -53,25 +47,22 @@ def build_app(
             max_workers=listener_threads, thread_name_prefix="listener"
         ),
     )
-    app.use(replay_guard(first_time))
+    app.use(mark_request_key)
     commands.register(app, services, dispatch)
     approval_buttons.register(app, dispatch)
     progress_buttons.register(app, dispatch)
     return app
 
 
-def replay_guard(first_time: FirstTime) -> Callable[..., BoltResponse]:
-    """Drops an exact replay of a signed request (same signature) inside Slack's 5-minute
-    signing window: a captured request must not run a command twice. Runs after Bolt has
-    verified the signature, so only genuine requests are remembered."""
+def mark_request_key(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+    """Names a signed HTTP request by its signature, so an exact replay inside Slack's 5-minute
+    signing window can be told apart and run nothing twice. Runs after Bolt has verified the
+    signature, so only genuine requests get a key.
 
-    def guard(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        signature = (req.headers.get("x-slack-signature") or [""])[0]
-        if req.mode != "http" or not SIGNATURE.fullmatch(signature):
-            return next()
-        if not first_time("sig" + signature[3:43]):
-            log.warning("ignored a replayed request")
-            return BoltResponse(status=200, body="")
-        return next()
-
-    return guard
+    Only the key is made here: whether it was seen before is asked of Redis by the work after
+    the ack (handlers.work.perform), so a slow Redis never delays an acknowledgement. A replay
+    is acknowledged like the original and then dropped."""
+    signature = (req.headers.get("x-slack-signature") or [""])[0]
+    if req.mode == "http" and SIGNATURE.fullmatch(signature):
+        req.context[REQUEST_KEY] = "sig" + signature[3:43]
+    return next()

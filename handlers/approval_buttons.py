@@ -62,7 +62,7 @@ def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
         actor = clicker(body, context)
         approval_id = str(action.get("value") or "")
         reason = _reject_reason(body) if verb == "reject" else ""
-        reply = Reply(respond.response_url, actor.channel_id)
+        reply = Reply.to(respond, actor.channel_id, context)
         dispatch(Decide(verb, approval_id, actor, reason, reply))
 
     handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs

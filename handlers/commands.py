@@ -50,7 +50,7 @@ def register(app: App, services: Services, dispatch: Dispatch) -> None:
             str(command.get("user_name") or context.user_id or ""),
             context.channel_id or "",
         )
-        dispatch(RunCommand(parsed, actor, Reply(respond.response_url, actor.channel_id)))
+        dispatch(RunCommand(parsed, actor, Reply.to(respond, actor.channel_id, context)))
 
 
 def _parse_and_ack(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command | None:

@@ -45,7 +45,7 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
             )
             respond(text=message.text, blocks=message.blocks, replace_original=False)
             return
-        dispatch(RunCommand(command, actor, Reply(respond.response_url, actor.channel_id)))
+        dispatch(RunCommand(command, actor, Reply.to(respond, actor.channel_id, context)))
 
     # What Bolt names in its logs.
     handle_click.__name__ = "handle_rollback_click" if rollback else "handle_pause_click"

@@ -10,11 +10,12 @@ can use: nothing here holds a socket or a thread of the process that acknowledge
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from slack_bolt import Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
@@ -22,13 +23,25 @@ from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
 
+log = logging.getLogger(__name__)
+
+#: Where the app's middleware leaves a signed request's key in Bolt's context.
+REQUEST_KEY = "rollout_bot_request_key"
+
 
 @dataclass(frozen=True)
 class Reply:
-    """Where the answers to one interaction go."""
+    """Where the answers to one interaction go, and the key that tells a replay of it apart
+    (None when there is nothing to guard: Socket Mode has no signed requests)."""
 
     response_url: str | None
     channel: str
+    request_key: str | None = None
+
+    @classmethod
+    def to(cls, respond: Respond, channel: str, context: BoltContext) -> Reply:
+        key = context.get(REQUEST_KEY)
+        return cls(respond.response_url, channel, key if isinstance(key, str) else None)
 
     def replier(self, client: WebClient) -> Replier:
         respond = Respond(response_url=self.response_url) if self.response_url else None
@@ -60,12 +73,36 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
     from handlers.approval_buttons import decide
     from handlers.commands import answer
 
+    key = work.reply.request_key
+    if key is not None and not services.first_seen(key):
+        log.warning("ignored a replayed request")
+        return
     replier = work.reply.replier(client)
     match work:
         case RunCommand(command=command, actor=actor):
             answer(services, command, actor, replier)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
+
+
+def _tell_interrupted(client: WebClient, work: Work) -> None:
+    from handlers.views import blocks
+
+    match work:
+        case RunCommand(command=command):
+            what = f"`/rollout {cmd.render_command(command)}`"
+            check = "Check with `/rollout status` or `/rollout history` before trying again."
+        case Decide(verb=verb, approval_id=approval_id):
+            what = f"your {verb} of request `{approval_id}`"
+            check = "Check with `/rollout approvals` before trying again."
+    message = blocks.error_message(
+        f"The bot was interrupted while running {what}: it may or may not have taken effect. "
+        + check
+    )
+    try:
+        work.reply.replier(client).ephemeral(message)
+    except Exception as exc:  # Slack unreachable: the log is all that is left
+        log.warning("could not tell a user their work was interrupted: %s", type(exc).__name__)
 
 
 class InProcessWork:
@@ -78,6 +115,16 @@ class InProcessWork:
 
     def __call__(self, work: Work) -> None:
         self._pool.submit(perform, self._services, self._client, work)
+
+    def recover(self, work: Work) -> None:
+        """Work a worker process died holding. A read runs again here; a change or an approval
+        may have been made before the worker died, so it is not repeated: its author is told
+        to look before trying again."""
+        if isinstance(work, RunCommand) and not work.command.is_mutation:
+            # Not a replay: the key was used by the attempt that died.
+            self(replace(work, reply=replace(work.reply, request_key=None)))
+            return
+        self._pool.submit(_tell_interrupted, self._client, work)
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

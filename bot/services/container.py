@@ -32,3 +32,5 @@ class Services:
     max_replicas: int
     #: Readiness of this replica's dependencies, by name (for /readyz).
     readiness: Callable[[], dict[str, bool]]
+    #: True the first time a signed request's key is seen inside Slack's replay window.
+    first_seen: Callable[[str], bool]

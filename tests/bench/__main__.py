@@ -83,7 +83,7 @@ def render(report: dict[str, Any]) -> str:
         )
         out.append(
             "   command  clients |   bot p50    p99 |  bare p50    p99 | ratio p50  p99 |"
-            " bot reply p50   p99 | non-200"
+            " bot reply p50   p99 | CPU/ack bot bare | non-200"
         )
         for row in r["rows"]:
             bot, bare = row["bot"], row["bare"]
@@ -93,12 +93,18 @@ def render(report: dict[str, Any]) -> str:
                 f"{_fmt(bare['ack']['p50_ms']):>9} {_fmt(bare['ack']['p99_ms']):>6} | "
                 f"{_fmt(row['ratio_p50']):>9} {_fmt(row['ratio_p99']):>4} | "
                 f"{_fmt(bot['reply']['p50_ms']):>13} {_fmt(bot['reply']['p99_ms']):>5} | "
+                f"{_fmt(bot['serving_cpu_ms_per_request']):>11} "
+                f"{_fmt(bare['serving_cpu_ms_per_request']):>4} | "
                 f"{bot['non_200']}/{bare['non_200']}"
             )
-        out.append(f"   (ms; {r['rows'][0]['requests']} requests per cell)")
+        out.append(
+            f"   (ms; {r['rows'][0]['requests']} requests per cell; CPU/ack = CPU time of the "
+            "process that acknowledges, per request)"
+        )
         out.append(
             "   note: Bolt's sync runner polls for ack() every 10 ms, so ~11 ms is the floor "
-            "for both; the bot's extra comes from its post-ack work competing for the GIL/CPU"
+            "for both; the bot's extra comes from its post-ack work (worker processes, the API "
+            "server, the Slack stand-in) competing for the machine's cores"
         )
     else:
         out.append(f"   FAILED: {errors.get('ack_latency', 'not run')}")

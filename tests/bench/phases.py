@@ -113,9 +113,15 @@ def ack_latency(bench: Bench, apps: Apps) -> dict[str, Any]:
             tag = _tag("ack")
             tags.append(tag)
             spec["response_url"] = bench.slack.response_url(tag)
+        server = bot.proc if target == "bot" else bare.proc
+        assert server is not None
+        cpu_before = cpu_seconds(server.pid)
         results = run_in_subprocess(url, SIGNING_SECRET, concurrency, specs)
+        # CPU of the process that acknowledges (not the bot's workers), per request.
+        serving_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / count
         latencies, bad = _ok_latencies(results)
         out: dict[str, Any] = {"ack": summary_ms(latencies), "non_200": bad}
+        out["serving_cpu_ms_per_request"] = round(serving_cpu_ms, 3)
         out["throughput_rps"] = round(
             count
             / max(

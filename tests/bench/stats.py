@@ -6,6 +6,8 @@ import math
 import os
 from collections.abc import Sequence
 
+from tests.support.processes import process_tree
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default); None for no values."""
@@ -50,27 +52,6 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every live descendant (the bot's worker processes and their forkserver)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
 
 
 def tree_cpu_seconds(pid: int) -> dict[int, float]:

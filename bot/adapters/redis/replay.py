@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 class RedisSeenRequests:
     def __init__(self, client: redis.Redis, keys: Keys, window_seconds: int) -> None:
-        # `client` has a short timeout of its own: this runs before the 3-second ack.
+        # `client` has a short timeout of its own: every piece of work asks this first.
         self._redis = client
         self._keys = keys
         self._window = window_seconds

@@ -1,0 +1,121 @@
+"""The worker processes that run acknowledged work: they yield the CPU to acks, a dead one is
+replaced without losing the next command, and a killed bot leaves none of them behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from bot.devkit.slack_api import SlackStandin
+from bot.workers import ORPHAN_CHECK_SECONDS, SUPERVISE_SECONDS
+from tests.faults import deploy_web
+from tests.support.bot_process import BotProcess, SlackDriver, message_text
+from tests.support.kubectl import Kubectl
+from tests.support.processes import process_tree
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+T = TypeVar("T")
+
+
+def eventually(what: str, check: Callable[[], T | None], timeout: float = 20) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def workers_of(bot: BotProcess) -> list[int]:
+    """The bot's worker processes: its descendants that run in the idle scheduling class."""
+    assert bot.proc is not None
+    found = []
+    for pid in process_tree(bot.proc.pid)[1:]:
+        try:
+            if os.sched_getscheduler(pid) == os.SCHED_IDLE:
+                found.append(pid)
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def test_work_runs_in_an_idle_class_worker_and_a_killed_worker_is_replaced(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    deploy_web(kubectl)
+    bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "1"})
+    driver = SlackDriver(slack, bot)
+    assert bot.proc is not None
+    # The serving process keeps the normal class: it is the one Slack waits on.
+    assert os.sched_getscheduler(bot.proc.pid) == os.SCHED_OTHER
+    (worker,) = eventually("the worker process", lambda: workers_of(bot))
+    assert "web" in driver.ask(f"status web -n {granted_namespace}")
+
+    os.kill(worker, signal.SIGKILL)
+    # The next command is answered whether the replacement is up yet or not.
+    assert "web" in driver.ask(f"status web -n {granted_namespace}")
+    (replacement,) = eventually(
+        "a replacement worker",
+        lambda: [p for p in workers_of(bot) if p != worker] or None,
+        timeout=SUPERVISE_SECONDS + 20,
+    )
+    assert replacement != worker
+    assert "web" in driver.ask(f"history web -n {granted_namespace}")
+    assert "Traceback" not in bot.logs()
+
+
+def test_work_held_by_a_worker_that_dies_is_rerun_if_a_read_and_reported_if_a_change(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    deploy_web(kubectl)
+    bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "1"})
+    driver = SlackDriver(slack, bot)
+    (worker,) = eventually("the worker process", lambda: workers_of(bot))
+    os.kill(worker, signal.SIGSTOP)  # frozen: whatever it is handed now, it never finishes
+    read, read_tag = driver.command(f"status web -n {granted_namespace}")
+    change, change_tag = driver.command(f"restart web -n {granted_namespace}")
+    assert (read.status, change.status) == (200, 200)  # acknowledged all the same
+    os.kill(worker, signal.SIGKILL)
+
+    # The read is answered by the bot itself ...
+    answer = message_text(driver.reply(read_tag, timeout=SUPERVISE_SECONDS + 20).params)
+    assert 'deployment "web" successfully rolled out' in answer
+    # ... the change is not repeated blindly: its author is told to look first.
+    notice = message_text(driver.reply(change_tag, timeout=10).params)
+    assert "interrupted" in notice and "may or may not have taken effect" in notice
+    assert f"/rollout restart web -n {granted_namespace}" in notice
+    assert kubectl.history_revisions("web") == [1]  # the frozen worker never ran it
+    assert "Traceback" not in bot.logs()
+
+
+def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -> None:
+    bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "2"})
+    assert bot.proc is not None
+    eventually("two worker processes", lambda: len(workers_of(bot)) == 2)
+    tree = process_tree(bot.proc.pid)
+    assert len(tree) >= 4  # serving process, forkserver, two workers
+
+    bot.kill()
+
+    def gone() -> bool:
+        return not [pid for pid in tree if Path(f"/proc/{pid}").exists() and _alive(pid)]
+
+    eventually("every process of the killed bot to exit", gone, timeout=ORPHAN_CHECK_SECONDS + 15)
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie: a reaped-later child still has a /proc entry."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
