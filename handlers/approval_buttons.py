@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import StoreError
@@ -56,13 +56,14 @@ def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
         action: dict[str, Any],
         body: dict[str, Any],
         context: BoltContext,
+        request: BoltRequest,
         respond: Respond,
     ) -> None:
         ack()
         actor = clicker(body, context)
         approval_id = str(action.get("value") or "")
         reason = _reject_reason(body) if verb == "reject" else ""
-        reply = Reply.to(respond, actor.channel_id, context)
+        reply = Reply.to(respond, actor.channel_id, request)
         dispatch(Decide(verb, approval_id, actor, reason, reply))
 
     handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs

@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 
 from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
@@ -39,7 +39,11 @@ log = logging.getLogger(__name__)
 def register(app: App, services: Services, dispatch: Dispatch) -> None:
     @app.command("/rollout")
     def handle_rollout_command(
-        ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond
+        ack: Ack,
+        command: dict[str, Any],
+        context: BoltContext,
+        request: BoltRequest,
+        respond: Respond,
     ) -> None:
         with metrics().time_ack():
             parsed = _parse_and_ack(ack, command, services.max_replicas)
@@ -50,7 +54,7 @@ def register(app: App, services: Services, dispatch: Dispatch) -> None:
             str(command.get("user_name") or context.user_id or ""),
             context.channel_id or "",
         )
-        dispatch(RunCommand(parsed, actor, Reply.to(respond, actor.channel_id, context)))
+        dispatch(RunCommand(parsed, actor, Reply.to(respond, actor.channel_id, request)))
 
 
 def _parse_and_ack(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command | None:

@@ -22,12 +22,12 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from handlers.app import SIGNATURE
+from handlers.work import SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,20 @@ def _signed_by_slack(secret: str, body: bytes, timestamp: str, signature: str) -
 
 
 def _well_formed(body: bytes, content_type: str) -> bool:
+    """What Bolt will parse, parsed by its rules first (JSON by content type or a leading
+    brace, else form data whose `payload` field, when there is one, is JSON), so a signed but
+    malformed body is a 400 here rather than an error inside Bolt."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return False
     try:
-        if content_type.startswith("application/json"):
+        if content_type.startswith("application/json") or text.startswith("{"):
             json.loads(text)
-            return True
-        payload = parse_qs(text, strict_parsing=False).get("payload")
-        if payload:
-            json.loads(payload[0])
+        elif "payload" in text:  # a slash command's form fields need no check
+            payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+            if payload is not None:
+                json.loads(payload)
     except ValueError:
         return False
     return True

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 
 from bot.domain import commands as cmd
 from handlers.actors import clicker
@@ -32,6 +32,7 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
         action: dict[str, Any],
         body: dict[str, Any],
         context: BoltContext,
+        request: BoltRequest,
         respond: Respond,
     ) -> None:
         ack()
@@ -45,7 +46,7 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
             )
             respond(text=message.text, blocks=message.blocks, replace_original=False)
             return
-        dispatch(RunCommand(command, actor, Reply.to(respond, actor.channel_id, context)))
+        dispatch(RunCommand(command, actor, Reply.to(respond, actor.channel_id, request)))
 
     # What Bolt names in its logs.
     handle_click.__name__ = "handle_rollback_click" if rollback else "handle_pause_click"

@@ -11,11 +11,12 @@ can use: nothing here holds a socket or a thread of the process that acknowledge
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from slack_bolt import BoltContext, Respond
+from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
@@ -25,8 +26,22 @@ from handlers.replies import Replier
 
 log = logging.getLogger(__name__)
 
-#: Where the app's middleware leaves a signed request's key in Bolt's context.
-REQUEST_KEY = "rollout_bot_request_key"
+SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+# A signature verifies while its timestamp is within 5 minutes of now, in either direction, so
+# one request stays valid for up to 10 minutes (a timestamp 5 minutes ahead, replayed until
+# 5 minutes past it). Remembering it a little longer covers that whole window.
+REPLAY_WINDOW_SECONDS = 660
+
+
+def request_key(request: BoltRequest) -> str | None:
+    """What tells a signed HTTP request apart: its signature. An exact replay inside Slack's
+    signing window has the same one, and `perform` runs it only once. Whether the key was
+    seen before is asked of Redis after the ack, so a slow Redis never delays one. Socket
+    Mode has no signatures (its WebSocket is authenticated by the app-level token)."""
+    if request.mode != "http":
+        return None
+    signature = (request.headers.get("x-slack-signature") or [""])[0]
+    return "sig" + signature[3:43] if SIGNATURE.fullmatch(signature) else None
 
 
 @dataclass(frozen=True)
@@ -39,9 +54,8 @@ class Reply:
     request_key: str | None = None
 
     @classmethod
-    def to(cls, respond: Respond, channel: str, context: BoltContext) -> Reply:
-        key = context.get(REQUEST_KEY)
-        return cls(respond.response_url, channel, key if isinstance(key, str) else None)
+    def to(cls, respond: Respond, channel: str, request: BoltRequest) -> Reply:
+        return cls(respond.response_url, channel, request_key(request))
 
     def replier(self, client: WebClient) -> Replier:
         respond = Respond(response_url=self.response_url) if self.response_url else None

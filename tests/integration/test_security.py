@@ -269,13 +269,14 @@ def test_signed_bodies_that_are_not_utf8_or_not_json_get_400(driver: SlackDriver
         {**signed_headers(SIGNING_SECRET, not_utf8), "Content-Type": FORM},
     )
     assert answer.status == 400
-    not_json = b"payload=%7Bnot+json"
-    answer = send_raw(
-        driver.bot.events_url,
-        not_json,
-        {**signed_headers(SIGNING_SECRET, not_json), "Content-Type": FORM},
-    )
-    assert answer.status == 400
+    # Bolt reads a body that starts with a brace as JSON, and a blank `payload` as JSON too.
+    for not_json in (b"payload=%7Bnot+json", b"payload=", b"{text=status"):
+        answer = send_raw(
+            driver.bot.events_url,
+            not_json,
+            {**signed_headers(SIGNING_SECRET, not_json), "Content-Type": FORM},
+        )
+        assert answer.status == 400, not_json
     assert "Traceback" not in driver.bot.logs()
 
 
