@@ -4,30 +4,40 @@ A Python process runs one thread at a time. When the threads that talk to the cl
 Block Kit and reply are in the same process as the ones that acknowledge requests, every ack
 queues behind them for the interpreter: under a burst of commands, acks took 10 to 20 times as
 long as a bare Bolt app's. Here the process that serves Slack only verifies, parses,
-acknowledges and puts a picklable `Work` on a queue; worker processes, each with a few threads
-(a slow cluster call holds a thread, not a process), take it from there. The operating system,
-not the interpreter lock, shares the CPU between acks and work.
+acknowledges and writes a picklable `Work` into a worker's pipe; worker processes, each with a
+few threads (a slow cluster call holds a thread, not a process), take it from there. Workers
+run in the idle scheduling class: the operating system gives the CPU to acks first.
 
     main process      HTTP or Socket Mode, Bolt, acks; engines (progress, sweeper, retention,
                       policy reload); /healthz, /readyz, /metrics
-    worker processes  perform(Work): policy, approvals, the cluster, the replies
+    worker processes  perform(Work): the replay check, policy, approvals, the cluster, replies
 
-What a worker cannot do itself comes back on a result queue and is done by the main process:
+What a worker cannot do itself comes back on its result queue and is done by the main process:
 following the rollout a change started (the progress engine lives there, with its watches and
-leases) and counting what happened (the metrics are served there).
+leases) and counting what happened (the metrics are served there, sent back in batches).
+
+Each worker has its own pipe and result queue, so a worker killed in the middle of a read or
+write cannot wedge another's. The main process remembers what each worker holds until the
+worker reports it done; when one dies, a replacement starts on fresh queues, the reads it held
+run again here and the authors of changes it held are told to check before retrying (the change
+may or may not have been made).
 
 Workers are started from a clean server process (multiprocessing's "forkserver"), never forked
-from the threaded main process; one that dies is replaced. `ROLLOUT_BOT_WORKERS=0` keeps the
-work in threads of the main process.
+from the threaded main process. `ROLLOUT_BOT_WORKERS=0` keeps the work in threads of the main
+process.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
+import select
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +84,67 @@ class WorkResult:
     metrics: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
 
 
+class WorkPipe:
+    """Work from the main process to one worker, without blocking the thread that acks.
+
+    A pickled item that fits one atomic pipe write goes straight in from the caller's thread
+    (no hand-off to another thread, no wake-up). When the pipe is full, or the item is large,
+    it waits in a local backlog that a feeder thread writes out in order; later items queue
+    behind it. The framing is multiprocessing's, so the worker reads with `Connection.recv`.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self.reader, self._writer = context.Pipe(duplex=False)
+        self._fd = self._writer.fileno()
+        os.set_blocking(self._fd, False)
+        self._lock = threading.Lock()
+        self._backlog: collections.deque[memoryview] = collections.deque()
+        self._more = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._feed, name="work-feeder", daemon=True).start()
+
+    def put(self, item: Any) -> None:
+        payload = pickle.dumps(item)
+        frame = memoryview(struct.pack("!i", len(payload)) + payload)
+        with self._lock:
+            if not self._backlog and len(frame) <= select.PIPE_BUF:
+                try:
+                    os.write(self._fd, frame)  # all of it or nothing, up to PIPE_BUF
+                    return
+                except BlockingIOError:
+                    pass
+            self._backlog.append(frame)
+        self._more.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._more.set()
+        self._writer.close()
+        self.reader.close()
+
+    def _feed(self) -> None:
+        while self._more.wait() and not self._closed:
+            with self._lock:
+                frame = self._backlog[0] if self._backlog else None
+                if frame is None:
+                    self._more.clear()
+                    continue
+            try:
+                select.select([], [self._fd], [], 1.0)
+                written = os.write(self._fd, frame)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # closed: the worker is gone
+            with self._lock:
+                # The caller writes only while the backlog is empty, so this frame is still
+                # first: drop what was written, keep the rest for the next round.
+                if written == len(frame):
+                    self._backlog.popleft()
+                else:
+                    self._backlog[0] = frame[written:]
+
+
 @dataclass
 class _Slot:
     """One worker process and what only it reads and writes. Nothing is shared between workers:
@@ -81,7 +152,7 @@ class _Slot:
     another's, and its replacement starts on fresh ones."""
 
     process: BaseProcess
-    work: Any  # multiprocessing.Queue of (item id, Work)
+    work: WorkPipe  # (item id, Work)
     results: Any  # multiprocessing.Queue of WorkResult
     #: Work handed to this worker and not reported done yet, by item id.
     in_flight: dict[int, Any] = field(default_factory=dict)
@@ -139,10 +210,10 @@ class WorkerProcesses:
     # -- main process ----------------------------------------------------------------------------
 
     def _spawn(self) -> _Slot:
-        work, results = self._context.Queue(), self._context.Queue()
+        work, results = WorkPipe(self._context), self._context.Queue()
         process = self._context.Process(
             target=_worker_main,
-            args=(work, results, self._threads, os.getpid()),
+            args=(work.reader, results, self._threads, os.getpid()),
             name="rollout-bot-worker",
             daemon=True,
         )
@@ -173,9 +244,9 @@ class WorkerProcesses:
             slot.in_flight.clear()
         for work in unfinished:
             self._recover(work)
-        for queue_ in (slot.work, slot.results):
-            queue_.cancel_join_thread()  # never wait at exit for a queue nobody reads
-            queue_.close()
+        slot.work.close()
+        slot.results.cancel_join_thread()  # never wait at exit for a queue nobody writes
+        slot.results.close()
 
     def _read_results(self, slot: _Slot) -> None:
         while True:
@@ -356,12 +427,14 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     # One thread reads this worker's own queue; a slow cluster call holds a pool thread.
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="work")
     while True:
-        try:
-            item_id, item = work.get(timeout=ORPHAN_CHECK_SECONDS)
-        except queue.Empty:
+        if not work.poll(ORPHAN_CHECK_SECONDS):
             if not _alive(main_pid):
                 # The main process is gone (killed). The forkserver cannot tell us: each
                 # worker keeps it alive as much as it keeps the worker's parent alive.
                 os._exit(0)
             continue
+        try:
+            item_id, item = work.recv()
+        except EOFError:  # the main process closed the pipe: it is stopping
+            os._exit(0)
         pool.submit(run, item_id, item)
