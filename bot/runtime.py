@@ -452,14 +452,16 @@ class Runtime:
             log.warning("audit verification skipped: %s", type(exc).__name__)
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stops in order: no new background work, loops, then progress (which flushes its
-        pending updates and releases its leases so another replica takes over at once)."""
+        """Stops in order: the workers finish what they hold (briefly; rollouts they start
+        are handed to progress), loops, then progress (which flushes its pending updates and
+        releases its leases so another replica takes over at once)."""
         if not self._started:
             return
         self._started = False
+        started = time.monotonic()
         if self._workers is not None:
             self._workers.stop()
         self.work.stop()
         for loop in self._loops:
             loop.stop()
-        self.progress.stop(timeout=max(1.0, timeout - 2.0))
+        self.progress.stop(timeout=max(1.0, timeout - 2.0 - (time.monotonic() - started)))

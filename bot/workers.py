@@ -59,6 +59,8 @@ WORKER_NICENESS = 19
 ORPHAN_CHECK_SECONDS = 2.0
 # How often the main process looks for a dead worker to replace.
 SUPERVISE_SECONDS = 1.0
+# On SIGTERM, workers get this long to finish what they hold.
+DRAIN_SECONDS = 3.0
 # A dead worker's reader stops after this long without a result.
 RETIRED_READ_SECONDS = 0.5
 # A worker sends its metrics back in one message at most this often (a rollout to follow goes
@@ -116,7 +118,11 @@ class WorkPipe:
             self._backlog.append(frame)
         self._more.set()
 
-    def close(self) -> None:
+    def close(self, flush_until: float | None = None) -> None:
+        """Closes the pipe (the worker then reads to the end, and gets EOF); with
+        `flush_until` (a time.monotonic() deadline), the backlog is written out first."""
+        while flush_until is not None and self._backlog and time.monotonic() < flush_until:
+            time.sleep(0.01)
         self._closed = True
         self._more.set()
         self._writer.close()
@@ -200,12 +206,22 @@ class WorkerProcesses:
             slot.in_flight[item_id] = work
         slot.work.put((item_id, work))
 
-    def stop(self) -> None:
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Lets every worker finish what it holds: its pipe is closed, so it reads what is
+        left, completes it and exits. A worker still busy after `drain_seconds` is stopped, and
+        what it held is recovered like a dead worker's. Rollouts that the drained work started
+        are handed to the progress engine before this returns."""
         self._stopping.set()
+        deadline = time.monotonic() + drain_seconds
         for slot in self._slots:
-            slot.retired.set()
-            slot.process.terminate()
-        self._after.shutdown(wait=False, cancel_futures=True)
+            slot.work.close(flush_until=deadline)
+        for slot in self._slots:
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+        for slot in self._slots:
+            if slot.process.is_alive():
+                slot.process.terminate()
+            self._retire(slot)
+        self._after.shutdown(wait=True)
 
     # -- main process ----------------------------------------------------------------------------
 
@@ -436,5 +452,7 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
         try:
             item_id, item = work.recv()
         except EOFError:  # the main process closed the pipe: it is stopping
-            os._exit(0)
+            break
         pool.submit(run, item_id, item)
+    pool.shutdown(wait=True)  # finish what was handed over
+    outbox.send()

@@ -12,9 +12,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.slack_api import SlackStandin
 from bot.workers import ORPHAN_CHECK_SECONDS, SUPERVISE_SECONDS
 from tests.faults import deploy_web
+from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl
 from tests.support.processes import process_tree
@@ -94,6 +96,42 @@ def test_work_held_by_a_worker_that_dies_is_rerun_if_a_read_and_reported_if_a_ch
     assert f"/rollout restart web -n {granted_namespace}" in notice
     assert kubectl.history_revisions("web") == [1]  # the frozen worker never ran it
     assert "Traceback" not in bot.logs()
+
+
+def test_sigterm_lets_a_worker_finish_the_change_it_holds(
+    start_bot: Any,
+    slack: SlackStandin,
+    cluster: ClusterInfo,
+    kubectl: Kubectl,
+    granted_namespace: str,
+    tmp_path: Path,
+) -> None:
+    deploy_web(kubectl)
+    with ApiFaultProxy.for_cluster(cluster) as proxy:
+        kubeconfig = proxy.kubeconfig_for(cluster.bot_kubeconfig, tmp_path / "via-proxy")
+        bot = start_bot(kubeconfig=kubeconfig)
+        driver = SlackDriver(slack, bot)
+        # The restart's write takes a while: it is in the worker's hands when SIGTERM comes.
+        proxy.delay(1.5, method="PATCH", path=r"/deployments/web$")
+        response, _ = driver.command(f"restart web -n {granted_namespace}")
+        assert response.status == 200
+        proxy.wait_for("PATCH", r"/deployments/web$")
+        stopping = time.monotonic()
+        bot.stop()
+        assert bot.proc is not None and bot.proc.returncode == 0, bot.logs()[-2000:]
+        assert time.monotonic() - stopping < 10
+
+    # The change was finished and announced, not cut off halfway.
+    driver.wait(
+        lambda: [
+            c
+            for c in slack.calls("chat.postMessage")
+            if "restarted" in message_text(c.params) and granted_namespace in message_text(c.params)
+        ],
+        timeout=5,
+        what="the restart announcement",
+    )
+    assert kubectl.history_revisions("web") == [1, 2]
 
 
 def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -> None:
