@@ -22,6 +22,7 @@ from bot.devkit.slack_api import SlackStandin
 from tests.conftest import TEST_POLICY
 from tests.support.bot_process import BotProcess, SlackDriver
 from tests.support.kubectl import Kubectl
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -44,16 +45,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
     return {dict(k)[label]: v for (n, k), v in samples.items() if n == name and v}
-
-
-def wait_for(what: str, predicate: Any, timeout: float = 60, detail: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {detail and detail()}"
-        time.sleep(0.2)
 
 
 def test_metrics_count_what_the_walkthrough_did(
@@ -98,7 +89,7 @@ def test_metrics_count_what_the_walkthrough_did(
             if n == "rollout_bot_commands_total"
         }
 
-    samples = wait_for(
+    samples = eventually(
         "a verdict for every progress message",
         lambda: (
             (s := scrape(driver.bot))
@@ -110,6 +101,8 @@ def test_metrics_count_what_the_walkthrough_did(
             and commands(s) == expected_commands
             and s
         ),
+        timeout=60,
+        every=0.2,
         detail=verdicts,
     )
     assert progress_messages() == 3  # create, scale, set image
@@ -166,21 +159,23 @@ def test_a_policy_edit_applies_without_restart_and_an_invalid_one_is_refused(
     assert "not allowed" in driver.run(f"scale web --replicas=2 -n {ns}", **mallory)
 
     policy.write_text(MALLORY_ALLOWED)
-    wait_for(
+    eventually(
         "the edit to be applied",
         lambda: value(scrape(bot), "rollout_bot_policy_reloads_total", result="applied") == 1,
+        timeout=60,
     )
     # Each worker process checks the file on its own; within a few intervals all have the edit.
-    wait_for(
+    eventually(
         "the edit to reach the worker that runs the command",
         lambda: "scaled" in driver.run(f"scale web --replicas=2 -n {ns}", **mallory),
         timeout=15,
     )
 
     policy.write_text(INVALID)
-    status, body = wait_for(
+    status, body = eventually(
         "the invalid edit to show in /readyz",
         lambda: (a := readyz(bot)) and a[1].get("policy") == "invalid" and a,
+        timeout=60,
     )
     assert status == 200, "the old policy still serves: an invalid edit is no reason to drain"
     (problem,) = body["policy_problems"]
@@ -200,8 +195,8 @@ def test_a_policy_edit_applies_without_restart_and_an_invalid_one_is_refused(
     assert any(line.get("user") == "U0MALLORY" and line.get("verb") == "scale" for line in lines)
 
     policy.write_text(TEST_POLICY)
-    wait_for("the fixed policy", lambda: readyz(bot)[1].get("policy") == "ok")
-    wait_for(
+    eventually("the fixed policy", lambda: readyz(bot)[1].get("policy") == "ok", timeout=60)
+    eventually(
         "the fixed policy to reach every worker",
         lambda: "not allowed" in driver.run(f"scale web --replicas=1 -n {ns}", **mallory),
         timeout=15,

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -20,20 +19,9 @@ from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl
 from tests.support.processes import process_tree
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-
-T = TypeVar("T")
-
-
-def eventually(what: str, check: Callable[[], T | None], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def workers_of(bot: BotProcess) -> list[int]:
@@ -49,16 +37,24 @@ def workers_of(bot: BotProcess) -> list[int]:
     return found
 
 
-def test_work_runs_in_an_idle_class_worker_and_a_killed_worker_is_replaced(
-    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
-) -> None:
+@pytest.fixture
+def one_worker(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl
+) -> tuple[BotProcess, SlackDriver, int]:
+    """A bot with one worker process (its pid), and Deployment `web` at revision 1."""
     deploy_web(kubectl)
     bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "1"})
-    driver = SlackDriver(slack, bot)
+    (worker,) = eventually("the worker process", lambda: workers_of(bot))
+    return bot, SlackDriver(slack, bot), worker
+
+
+def test_work_runs_in_an_idle_class_worker_and_a_killed_worker_is_replaced(
+    one_worker: tuple[BotProcess, SlackDriver, int], granted_namespace: str
+) -> None:
+    bot, driver, worker = one_worker
     assert bot.proc is not None
     # The serving process keeps the normal class: it is the one Slack waits on.
     assert os.sched_getscheduler(bot.proc.pid) == os.SCHED_OTHER
-    (worker,) = eventually("the worker process", lambda: workers_of(bot))
     assert "web" in driver.ask(f"status web -n {granted_namespace}")
 
     os.kill(worker, signal.SIGKILL)
@@ -67,7 +63,7 @@ def test_work_runs_in_an_idle_class_worker_and_a_killed_worker_is_replaced(
     (replacement,) = eventually(
         "a replacement worker",
         lambda: [p for p in workers_of(bot) if p != worker] or None,
-        timeout=SUPERVISE_SECONDS + 20,
+        SUPERVISE_SECONDS + 20,
     )
     assert replacement != worker
     assert "web" in driver.ask(f"history web -n {granted_namespace}")
@@ -75,12 +71,9 @@ def test_work_runs_in_an_idle_class_worker_and_a_killed_worker_is_replaced(
 
 
 def test_work_held_by_a_worker_that_dies_is_rerun_if_a_read_and_reported_if_a_change(
-    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+    one_worker: tuple[BotProcess, SlackDriver, int], kubectl: Kubectl, granted_namespace: str
 ) -> None:
-    deploy_web(kubectl)
-    bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "1"})
-    driver = SlackDriver(slack, bot)
-    (worker,) = eventually("the worker process", lambda: workers_of(bot))
+    bot, driver, worker = one_worker
     os.kill(worker, signal.SIGSTOP)  # frozen: whatever it is handed now, it never finishes
     read, read_tag = driver.command(f"status web -n {granted_namespace}")
     change, change_tag = driver.command(f"restart web -n {granted_namespace}")
@@ -146,7 +139,7 @@ def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -
     def gone() -> bool:
         return not [pid for pid in tree if Path(f"/proc/{pid}").exists() and _alive(pid)]
 
-    eventually("every process of the killed bot to exit", gone, timeout=ORPHAN_CHECK_SECONDS + 15)
+    eventually("every process of the killed bot to exit", gone, ORPHAN_CHECK_SECONDS + 15)
 
 
 def _alive(pid: int) -> bool:
