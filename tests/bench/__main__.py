@@ -92,7 +92,8 @@ def render(report: dict[str, Any]) -> str:
                 f"{_fmt(bot['ack']['p50_ms']):>9} {_fmt(bot['ack']['p99_ms']):>6} | "
                 f"{_fmt(bare['ack']['p50_ms']):>9} {_fmt(bare['ack']['p99_ms']):>6} | "
                 f"{_fmt(row['ratio_p50']):>9} {_fmt(row['ratio_p99']):>4} | "
-                f"{_fmt(bot['reply']['p50_ms']):>13} {_fmt(bot['reply']['p99_ms']):>5} | "
+                f"{_fmt(bot.get('reply', {}).get('p50_ms')):>13} "
+                f"{_fmt(bot.get('reply', {}).get('p99_ms')):>5} | "
                 f"{_fmt(bot['serving_cpu_ms_per_request']):>11} "
                 f"{_fmt(bare['serving_cpu_ms_per_request']):>4} | "
                 f"{bot['non_200']}/{bare['non_200']}"
@@ -103,8 +104,9 @@ def render(report: dict[str, Any]) -> str:
         )
         out.append(
             "   note: Bolt's sync runner polls for ack() every 10 ms, so ~11 ms is the floor "
-            "for both; the bot's extra comes from its post-ack work (worker processes, the API "
-            "server, the Slack stand-in) competing for the machine's cores"
+            "for both. `help` is answered in the ack with no work after it: where its ratio "
+            "matches the reads', the reads' extra is the ack path's own (parse, typed command, "
+            "hand-off), not post-ack work"
         )
     else:
         out.append(f"   FAILED: {errors.get('ack_latency', 'not run')}")
