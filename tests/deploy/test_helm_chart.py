@@ -35,7 +35,7 @@ from tests.deploy.helm import (
 )
 from tests.support.api_calls import api_calls_with_groups
 from tests.support.bot_process import SlackDriver
-from tests.support.kubectl import Kubectl
+from tests.support.kubectl import Kubectl, deployment_manifest
 
 VALUE_SETS: dict[str, list[str]] = {
     "socket": [],
@@ -50,6 +50,11 @@ VALUE_SETS: dict[str, list[str]] = {
         "networkPolicy.enabled=true",
     ],
     "cluster-wide": ["rbac.namespaces={*}", "replicaCount=3"],
+    "several-clusters": [
+        "clusters.kubeconfigSecret=rollout-bot-clusters",
+        "clusters.kubeconfigKeys={east.kubeconfig,west.kubeconfig}",
+        "clusters.contexts={default,east,west}",
+    ],
 }
 
 # (verb, resource) the cluster adapter calls; see tests/unit/test_deploy_files.py, which
@@ -149,12 +154,41 @@ def test_secrets_come_from_a_secret_made_by_the_user_or_from_values() -> None:
         (["externalRedis.url=http://x"], "/externalRedis/url"),
         (["secrets.create=true"], "secrets.slackBotToken"),
         (["unknownValue=1"], "unknownValue"),
+        (["clusters.kubeconfigSecret=k"], "clusters.kubeconfigKeys"),
+        (["clusters.kubeconfigKeys={east.kubeconfig}"], "clusters.kubeconfigSecret"),
+        (["clusters.kubeconfigKeys={../etc/passwd}"], "/clusters/kubeconfigKeys/0"),
+        (["clusters.contexts={east west}"], "/clusters/contexts/0"),
     ],
 )
 def test_bad_values_are_refused_with_the_name_of_the_value(sets: list[str], complaint: str) -> None:
     out = template(*sets, check=False)
     assert out.returncode != 0, out.stdout[:500]
     assert complaint in out.stderr, out.stderr
+
+
+def test_other_clusters_come_from_a_mounted_kubeconfig_secret() -> None:
+    (deployment,) = of_kind(render(*VALUE_SETS["several-clusters"]), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (bot,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in bot["env"]}
+    assert env["KUBECONFIG"] == (
+        "/etc/rollout-bot/kubeconfigs/east.kubeconfig:/etc/rollout-bot/kubeconfigs/west.kubeconfig"
+    )
+    assert env["ROLLOUT_BOT_CONTEXTS"] == "default,east,west"
+    assert env["ROLLOUT_BOT_CLUSTER_NAME"] == "default"  # the bot's own cluster, by that name
+    (mount,) = [m for m in bot["volumeMounts"] if m["name"] == "kubeconfigs"]
+    assert mount == {
+        "name": "kubeconfigs",
+        "mountPath": "/etc/rollout-bot/kubeconfigs",
+        "readOnly": True,
+    }
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "kubeconfigs"]
+    assert volume["secret"] == {"secretName": "rollout-bot-clusters", "defaultMode": 0o440}
+    # Without the values nothing of it is there: one cluster, as before.
+    (plain,) = of_kind(render(), "Deployment")
+    (plain_bot,) = plain["spec"]["template"]["spec"]["containers"]
+    names = {e["name"] for e in plain_bot["env"]}
+    assert not names & {"KUBECONFIG", "ROLLOUT_BOT_CONTEXTS"}
 
 
 def test_the_plain_manifests_are_the_chart_rendered_with_default_values() -> None:
@@ -315,27 +349,7 @@ def test_a_bot_with_the_charts_service_account_token_runs_the_walkthrough(
     token = admin_kubectl.run(
         "create", "token", f"{release}-rollout-bot", "-n", home, "--duration=1h"
     ).stdout.strip()
-    kubeconfig = tmp_path / "service-account.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {
-                            "server": cluster.server,
-                            "certificate-authority": str(cluster.directory / "certs" / "ca.crt"),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "sa"}}],
-                "current-context": "local",
-            }
-        )
-    )
+    kubeconfig = token_kubeconfig(tmp_path / "service-account.kubeconfig", cluster, token)
     driver = SlackDriver(slack, start_bot(kubeconfig=kubeconfig))
     kubectl = admin_kubectl.in_namespace(target)
 
@@ -356,6 +370,72 @@ def test_a_bot_with_the_charts_service_account_token_runs_the_walkthrough(
     # Outside its namespaces the same token is refused, and the bot says so.
     refused = driver.ask(f"status web -n {home}")
     assert "not allowed" in refused or "not found" in refused.lower(), refused
+
+
+def test_the_readmes_grants_for_another_cluster_serve_it_as_a_context(
+    admin_kubectl: Kubectl,
+    namespaces: list[str],
+    cluster: ClusterInfo,
+    start_bot: Any,
+    slack: SlackStandin,
+    tmp_path: Path,
+) -> None:
+    """README "Install in a cluster": the grants rendered with --show-only, applied in the
+    other cluster, a token for them, and that cluster served as context `east`."""
+    home = make_namespace(admin_kubectl, restricted=False)
+    target = make_namespace(admin_kubectl, restricted=False)
+    namespaces.extend([home, target])
+    grants = helm(
+        "template",
+        "rollout-bot",
+        str(CHART),
+        "-n",
+        home,
+        "--set",
+        f"rbac.namespaces={{{target}}}",
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac.yaml",
+    ).stdout
+    admin_kubectl.run("apply", "-f", "-", input=grants)
+    token = admin_kubectl.run(
+        "-n", home, "create", "token", "rollout-bot", "--duration=8760h"
+    ).stdout.strip()
+    kubeconfig = token_kubeconfig(tmp_path / "east.kubeconfig", cluster, token, context="east")
+    admin_kubectl.in_namespace(target).apply(deployment_manifest("web", "nginx:1.18-alpine"))
+    bot = start_bot(kubeconfig=kubeconfig, env={"ROLLOUT_BOT_CONTEXTS": "east"})
+    driver = SlackDriver(slack, bot)
+
+    status = driver.ask(f"status web -n {target} --context east")
+    assert "web" in status and "not allowed" not in status, status
+    refused = driver.ask(f"status web -n {home} --context east")
+    assert "not allowed" in refused, refused
+
+
+def token_kubeconfig(path: Path, cluster: ClusterInfo, token: str, context: str = "local") -> Path:
+    """A kubeconfig that reaches the test cluster with a ServiceAccount token, as `context`."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": context,
+                        "cluster": {
+                            "server": cluster.server,
+                            "certificate-authority": str(cluster.directory / "certs" / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": context, "context": {"cluster": context, "user": "sa"}}],
+                "current-context": context,
+            }
+        )
+    )
+    return path
 
 
 # -- the chart's scripts, run for real --------------------------------------------------------

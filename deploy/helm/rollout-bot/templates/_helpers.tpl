@@ -81,3 +81,12 @@ seccompProfile:
 {{- define "rollout-bot.policyEnabled" -}}
 {{- if .Values.policy -}}true{{- end -}}
 {{- end -}}
+
+{{/* KUBECONFIG for the mounted kubeconfig files (a list of keys), joined in merge order. */}}
+{{- define "rollout-bot.kubeconfigPath" -}}
+{{- $paths := list }}
+{{- range . }}
+{{- $paths = append $paths (printf "/etc/rollout-bot/kubeconfigs/%s" .) }}
+{{- end }}
+{{- join ":" $paths }}
+{{- end }}
