@@ -23,6 +23,8 @@ from bot.domain import commands as cmd
 from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
+from handlers.views import blocks
+from handlers.views.blocks import Message
 
 log = logging.getLogger(__name__)
 
@@ -99,22 +101,27 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
             decide(services, verb, approval_id, actor, reason, replier)
 
 
-def _tell_interrupted(client: WebClient, work: Work) -> None:
-    from handlers.views import blocks
+_CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
 
+
+def interrupted_message(work: Work) -> Message:
+    """What the author of work that a dead worker held is told: it may or may not have run."""
     match work:
         case RunCommand(command=command):
             what = f"`/rollout {cmd.render_command(command)}`"
             check = "Check with `/rollout status` or `/rollout history` before trying again."
         case Decide(verb=verb, approval_id=approval_id):
-            what = f"your {verb} of request `{approval_id}`"
+            what = f"your {_CLICKED[verb]} of request `{approval_id}`"
             check = "Check with `/rollout approvals` before trying again."
-    message = blocks.error_message(
+    return blocks.error_message(
         f"The bot was interrupted while running {what}: it may or may not have taken effect. "
         + check
     )
+
+
+def _tell_interrupted(client: WebClient, work: Work) -> None:
     try:
-        work.reply.replier(client).ephemeral(message)
+        work.reply.replier(client).ephemeral(interrupted_message(work))
     except Exception as exc:  # Slack unreachable: the log is all that is left
         log.warning("could not tell a user their work was interrupted: %s", type(exc).__name__)
 

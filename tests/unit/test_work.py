@@ -1,0 +1,30 @@
+"""What a listener hands on after the ack, read without Slack or a cluster."""
+
+from __future__ import annotations
+
+from bot.domain import commands as cmd
+from bot.services.rollouts import Actor
+from handlers.work import Decide, Reply, RunCommand, interrupted_message
+
+ALICE = Actor("U0ALICE", "alice", "C0DEPLOYS")
+REPLY = Reply("https://hooks.slack.com/commands/T/1/x", "C0DEPLOYS", None)
+
+
+def test_the_author_of_an_interrupted_change_sees_it_exactly_and_what_to_check() -> None:
+    work = RunCommand(cmd.parse_command("restart web -n prod"), ALICE, REPLY)
+    assert interrupted_message(work).text == (
+        "The bot was interrupted while running `/rollout restart web -n prod`: it may or may not "
+        "have taken effect. Check with `/rollout status` or `/rollout history` before trying "
+        "again."
+    )
+
+
+def test_an_interrupted_click_is_named_as_a_noun() -> None:
+    for verb, noun in (
+        ("approve", "approval"),
+        ("reject", "rejection"),
+        ("cancel", "cancellation"),
+    ):
+        text = interrupted_message(Decide(verb, "a1b2", ALICE, "", REPLY)).text
+        assert f"your {noun} of request `a1b2`" in text
+        assert "`/rollout approvals`" in text
