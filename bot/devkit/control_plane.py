@@ -32,6 +32,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.devkit.lifetime import ending_with_this_process
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plane.sh"
 
@@ -191,9 +193,14 @@ def _get_ok(url: str, ca_file: Path | None = None) -> bool:
 
 
 class ControlPlane:
-    def __init__(self, directory: Path, *, ready_delay: float = 1.0) -> None:
+    def __init__(
+        self, directory: Path, *, ready_delay: float = 1.0, ends_with_caller: bool = False
+    ) -> None:
+        """`ends_with_caller`: every process of the plane stops when this one dies, even by
+        SIGKILL (the playground); without it they outlive their starter (`make cluster-up`)."""
         self.directory = directory.resolve()
         self.ready_delay = ready_delay
+        self.ends_with_caller = ends_with_caller
         self.logs = self.directory / "logs"
         self.pids: dict[str, int] = {}
 
@@ -350,7 +357,7 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            argv,
+            ending_with_this_process(argv) if self.ends_with_caller else argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

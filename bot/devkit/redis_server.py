@@ -35,6 +35,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bot.devkit.lifetime import ending_with_this_process
+
 __all__ = ["RedisServer", "RedisServerNotInstalled", "ReplyDroppingProxy", "flush_redis"]
 
 # Startup loads the AOF; an empty or small data set loads in milliseconds, 10 s only matters
@@ -72,8 +74,16 @@ def _find_executable(executable: str | None) -> str:
 class RedisServer:
     """One redis-server process on 127.0.0.1 with its own port and data directory."""
 
-    def __init__(self, *, executable: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        executable: str | None = None,
+        port: int | None = None,
+        ends_with_caller: bool = False,
+    ) -> None:
+        """`ends_with_caller`: redis-server stops when this process dies, even by SIGKILL."""
         self._executable = _find_executable(executable or os.environ.get("REDIS_SERVER"))
+        self._ends_with_caller = ends_with_caller
         self.port = port or _free_port()
         self.host = "127.0.0.1"
         self.dir = Path(tempfile.mkdtemp(prefix="rollout-bot-redis-"))
@@ -101,8 +111,11 @@ class RedisServer:
             return
         log = (self.dir / "redis.log").open("ab")
         try:
+            command = self._command()
+            if self._ends_with_caller:
+                command = ending_with_this_process(command)
             self._process = subprocess.Popen(
-                self._command(),
+                command,
                 cwd=self.dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,

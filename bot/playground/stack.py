@@ -29,7 +29,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from bot.playground import demo
-from bot.playground.devkit import ClusterInfo, ControlPlane, RedisServer, SlackStandin
+from bot.playground.devkit import (
+    ClusterInfo,
+    ControlPlane,
+    RedisServer,
+    SlackStandin,
+    ending_with_this_process,
+)
 from bot.playground.server import BotEndpoint, Playground, PlaygroundHTTPServer
 
 BOT_START_TIMEOUT = 60.0
@@ -130,7 +136,7 @@ class Stack:
         for channel in demo.CHANNELS:
             self.standin.add_channel(channel.id, channel.name)
         self._bind_web()
-        self.redis = RedisServer()
+        self.redis = RedisServer(ends_with_caller=True)
         self.redis.start()
         self._phase("redis", started)
 
@@ -188,7 +194,9 @@ class Stack:
             "starting a local Kubernetes control plane (etcd, kube-apiserver, "
             "kube-controller-manager, a fake kubelet)"
         )
-        plane = ControlPlane(self.workdir / "cluster", ready_delay=self.options.ready_delay)
+        plane = ControlPlane(
+            self.workdir / "cluster", ready_delay=self.options.ready_delay, ends_with_caller=True
+        )
         self.control_plane = plane
         try:
             info = plane.up()
@@ -248,7 +256,8 @@ class Stack:
         argv += ["serve", "--http", "--port", str(self.bot_port)]
         with open(self.bot_log, "ab") as log:
             self.bot = subprocess.Popen(
-                argv,
+                # Even a SIGKILLed playground leaves no bot behind.
+                ending_with_this_process(argv),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

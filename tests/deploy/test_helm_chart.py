@@ -575,9 +575,16 @@ def test_the_bundled_redis_config_runs_durable_and_password_protected(tmp_path: 
         probe = probe.replace("/var/run/redis/REDIS_PASSWORD", str(tmp_path / "REDIS_PASSWORD"))
         probe = probe.replace("redis-cli ping", f"redis-cli -p {port} ping")
         assert subprocess.run(["sh", "-c", probe], timeout=10).returncode == 0
-    finally:
+        # The shell is replaced by redis-server (PID 1 in the pod gets the kubelet's SIGTERM),
+        # and the password is not on its command line.
+        assert Path(f"/proc/{server.pid}/comm").read_text().strip() == "redis-server"
+        assert b"s3cret-pass" not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
         server.terminate()
-        server.wait(10)
+        assert server.wait(10) == 0  # a clean shutdown on SIGTERM
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
 
 
 @pytest.mark.cluster

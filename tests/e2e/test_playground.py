@@ -221,3 +221,27 @@ def test_request_approve_and_watch_the_rollout(
     assert left == [], f"still running after the playground stopped: {left}"
     bot_log = (playground.log_dir / "bot.log").read_text()
     assert "Traceback" not in bot_log and "xoxb-" not in bot_log
+
+
+def test_a_killed_playground_leaves_nothing_running(playground: RunningPlayground) -> None:
+    from tests.support.processes import process_tree
+    from tests.support.waiting import eventually
+
+    # The bot (with its forkserver and workers) and redis-server, every descendant.
+    started = process_tree(playground.proc.pid)[1:]
+    assert len(started) >= 3, playground.text()
+    playground.proc.kill()  # SIGKILL: no handler runs, nothing is stopped in order
+    playground.proc.wait()
+
+    def gone() -> bool:
+        return not [pid for pid in started if _running(pid)]
+
+    eventually("every process the playground started to exit", gone, 20)
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
