@@ -372,6 +372,8 @@ def test_a_bot_with_the_charts_service_account_token_runs_the_walkthrough(
     assert "not allowed" in refused or "not found" in refused.lower(), refused
 
 
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
 def test_the_readmes_grants_for_another_cluster_serve_it_as_a_context(
     admin_kubectl: Kubectl,
     namespaces: list[str],
