@@ -30,6 +30,7 @@ process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -106,9 +107,13 @@ class WorkPipe:
         threading.Thread(target=self._feed, name="work-feeder", daemon=True).start()
 
     def put(self, item: Any) -> None:
+        """Never blocks. Once the pipe is closed the item is dropped: its sender still holds it
+        (in flight) and recovers it."""
         payload = pickle.dumps(item)
         frame = memoryview(struct.pack("!i", len(payload)) + payload)
         with self._lock:
+            if self._closed:
+                return
             if not self._backlog and len(frame) <= select.PIPE_BUF:
                 try:
                     os.write(self._fd, frame)  # all of it or nothing, up to PIPE_BUF
@@ -123,26 +128,29 @@ class WorkPipe:
         `flush_until` (a time.monotonic() deadline), the backlog is written out first."""
         while flush_until is not None and self._backlog and time.monotonic() < flush_until:
             time.sleep(0.01)
-        self._closed = True
+        with self._lock:  # no write is under way, and none starts after this
+            if self._closed:
+                return
+            self._closed = True
+            self._writer.close()
+            self.reader.close()
         self._more.set()
-        self._writer.close()
-        self.reader.close()
 
     def _feed(self) -> None:
-        while self._more.wait() and not self._closed:
+        while self._more.wait():
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile: seen below
+                select.select([], [self._fd], [], 1.0)
             with self._lock:
-                frame = self._backlog[0] if self._backlog else None
-                if frame is None:
+                if self._closed:
+                    return
+                if not self._backlog:
                     self._more.clear()
                     continue
-            try:
-                select.select([], [self._fd], [], 1.0)
-                written = os.write(self._fd, frame)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return  # closed: the worker is gone
-            with self._lock:
+                frame = self._backlog[0]
+                try:
+                    written = os.write(self._fd, frame)
+                except BlockingIOError:
+                    continue
                 # The caller writes only while the backlog is empty, so this frame is still
                 # first: drop what was written, keep the rest for the next round.
                 if written == len(frame):
@@ -200,11 +208,16 @@ class WorkerProcesses:
             return
         # Round robin, with no system call: a worker that died meanwhile is found by the
         # supervisor within a second, and what it was given is recovered then.
-        slot = self._slots[next(self._turn) % len(self._slots)]
         item_id = next(self._ids)
-        with slot.lock:
-            slot.in_flight[item_id] = work
-        slot.work.put((item_id, work))
+        for _ in range(2 * len(self._slots)):
+            slot = self._slots[next(self._turn) % len(self._slots)]
+            with slot.lock:
+                if slot.retired.is_set():
+                    continue  # being replaced: its in-flight work is being recovered
+                slot.in_flight[item_id] = work
+            slot.work.put((item_id, work))
+            return
+        self._recover(work)  # every slot was being replaced at this very moment
 
     def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
         """Lets every worker finish what it holds: its pipe is closed, so it reads what is
@@ -252,7 +265,8 @@ class WorkerProcesses:
 
     def _retire(self, slot: _Slot) -> None:
         """Reads what the dead worker managed to report, then recovers the rest of its work."""
-        slot.retired.set()
+        with slot.lock:  # from here on, dispatch passes this slot by
+            slot.retired.set()
         if slot.reader is not None:
             slot.reader.join(timeout=5)
         with slot.lock:

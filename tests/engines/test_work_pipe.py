@@ -22,3 +22,12 @@ def test_put_never_blocks_and_everything_arrives_in_order_once_the_reader_resume
     assert received == items
     assert not pipe.reader.poll(0.2)  # nothing twice
     pipe.close()
+
+
+def test_after_close_an_item_is_dropped_quietly_for_its_sender_to_recover() -> None:
+    pipe = WorkPipe(multiprocessing.get_context("forkserver"))
+    reader = pipe.reader
+    pipe.put((1, "before"))
+    pipe.close()
+    pipe.put((2, "after"))  # no exception: the dispatcher still holds it in flight
+    assert reader.closed
