@@ -206,9 +206,8 @@ def keep_out_of_garbage_collection() -> None:
 
 class Runtime:
     def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
-        from handlers.app import REPLAY_WINDOW_SECONDS
         from handlers.progress_publisher import SlackProgressPublisher
-        from handlers.work import InProcessWork
+        from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
 
         self.settings = settings
         self.slack = slack or slack_client(settings)

@@ -8,9 +8,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.services.container import Services
-from handlers.work import REPLAY_WINDOW_SECONDS, Dispatch
-
-__all__ = ["REPLAY_WINDOW_SECONDS", "build_app"]
+from handlers.work import Dispatch
 
 
 def build_app(

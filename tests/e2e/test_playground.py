@@ -224,7 +224,7 @@ def test_request_approve_and_watch_the_rollout(
 
 
 def test_a_killed_playground_leaves_nothing_running(playground: RunningPlayground) -> None:
-    from tests.support.processes import process_tree
+    from tests.support.processes import process_tree, running
     from tests.support.waiting import eventually
 
     # The bot (with its forkserver and workers) and redis-server, every descendant.
@@ -234,14 +234,6 @@ def test_a_killed_playground_leaves_nothing_running(playground: RunningPlaygroun
     playground.proc.wait()
 
     def gone() -> bool:
-        return not [pid for pid in started if _running(pid)]
+        return not [pid for pid in started if running(pid)]
 
     eventually("every process the playground started to exit", gone, 20)
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -18,7 +18,7 @@ from tests.faults import deploy_web
 from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl
-from tests.support.processes import process_tree
+from tests.support.processes import process_tree, running
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -137,16 +137,6 @@ def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -
     bot.kill()
 
     def gone() -> bool:
-        return not [pid for pid in tree if Path(f"/proc/{pid}").exists() and _alive(pid)]
+        return not [pid for pid in tree if running(pid)]
 
     eventually("every process of the killed bot to exit", gone, ORPHAN_CHECK_SECONDS + 15)
-
-
-def _alive(pid: int) -> bool:
-    """Not a zombie: a reaped-later child still has a /proc entry."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
