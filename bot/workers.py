@@ -205,7 +205,7 @@ class WorkerProcesses:
 
     def __call__(self, work: Any) -> None:
         if self._stopping.is_set():
-            return
+            raise RuntimeError("the bot is stopping and takes no more work")
         # Round robin, with no system call: a worker that died meanwhile is found by the
         # supervisor within a second, and what it was given is recovered then.
         item_id = next(self._ids)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
+from slack_sdk import WebClient
 
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import StoreError
@@ -22,7 +23,7 @@ from bot.services.rollouts import Actor
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
-from handlers.work import Decide, Dispatch, Reply
+from handlers.work import Decide, Dispatch, Reply, hand_on, tell_not_taken
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,16 @@ def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
         context: BoltContext,
         request: BoltRequest,
         respond: Respond,
+        client: WebClient,
     ) -> None:
         ack()
         actor = clicker(body, context)
         approval_id = str(action.get("value") or "")
         reason = _reject_reason(body) if verb == "reject" else ""
         reply = Reply.to(respond, actor.channel_id, request)
-        dispatch(Decide(verb, approval_id, actor, reason, reply))
+        work = Decide(verb, approval_id, actor, reason, reply)
+        if not hand_on(dispatch, work):
+            tell_not_taken(client, work)
 
     handle_click.__name__ = f"handle_{verb}_click"  # what Bolt names in its logs
     return handle_click

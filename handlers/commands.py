@@ -1,9 +1,9 @@
 """The /rollout slash command: parse, acknowledge, hand the typed command to the service,
 render what came back.
 
-The command is acknowledged as soon as it is parsed (a parse error or `help` is the ack's own
-reply); everything that talks to the cluster, Redis or Slack happens after the ack, so the
-3-second deadline holds whatever the cluster does. Reads answer the caller ephemerally;
+The command is acknowledged as soon as it is parsed and handed on (a parse error or `help` is
+the ack's own reply); everything that talks to the cluster, Redis or Slack happens after the
+ack, so the 3-second deadline holds whatever the cluster does. Reads answer the caller ephemerally;
 changes are announced in the channel.
 """
 
@@ -31,7 +31,7 @@ from bot.services.container import Services
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
-from handlers.work import Dispatch, Reply, RunCommand
+from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,26 @@ def register(app: App, services: Services, dispatch: Dispatch) -> None:
         respond: Respond,
     ) -> None:
         with metrics().time_ack():
-            parsed = _parse_and_ack(ack, command, services.max_replicas)
-        if parsed is None:
-            return
-        actor = Actor(
-            context.user_id or "",
-            str(command.get("user_name") or context.user_id or ""),
-            context.channel_id or "",
-        )
-        dispatch(RunCommand(parsed, actor, Reply.to(respond, actor.channel_id, request)))
+            parsed = _parse(ack, command, services.max_replicas)
+            if parsed is None:
+                return
+            actor = Actor(
+                context.user_id or "",
+                str(command.get("user_name") or context.user_id or ""),
+                context.channel_id or "",
+            )
+            work = RunCommand(parsed, actor, Reply.to(respond, actor.channel_id, request))
+            # The ack leaves when this returns (listeners run in the request's thread), so it
+            # can still say that the command was not taken.
+            if hand_on(dispatch, work):
+                ack()
+            else:
+                message = not_taken_message(work)
+                ack(text=message.text, blocks=message.blocks)
 
 
-def _parse_and_ack(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command | None:
-    """The typed command, acknowledged; None when the ack itself was the whole answer."""
+def _parse(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command | None:
+    """The typed command; None when it was answered in the ack itself (an error, or help)."""
     try:
         parsed = cmd.parse_command(str(payload.get("text") or ""), max_replicas=max_replicas)
     except cmd.CommandError as exc:
@@ -71,7 +78,6 @@ def _parse_and_ack(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.
         ack(text=message.text, blocks=message.blocks)
         metrics().command("help", "ok")
         return None
-    ack()
     return parsed
 
 

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
+from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
 from handlers.actors import clicker
 from handlers.views import blocks
-from handlers.work import Dispatch, Reply, RunCommand
+from handlers.work import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,12 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
         context: BoltContext,
         request: BoltRequest,
         respond: Respond,
+        client: WebClient,
     ) -> None:
         ack()
         actor = clicker(body, context)
+        reply = Reply.to(respond, actor.channel_id, request)
+        work: Work
         try:
             command = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
         except cmd.CommandError:
@@ -44,9 +48,11 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
             message = blocks.error_message(
                 "This button does not name a workload the bot can act on. Nothing was changed."
             )
-            respond(text=message.text, blocks=message.blocks, replace_original=False)
-            return
-        dispatch(RunCommand(command, actor, Reply.to(respond, actor.channel_id, request)))
+            work = Notify(message, reply)  # posting it here would hold the ack back
+        else:
+            work = RunCommand(command, actor, reply)
+        if not hand_on(dispatch, work):
+            tell_not_taken(client, work)
 
     # What Bolt names in its logs.
     handle_click.__name__ = "handle_rollback_click" if rollback else "handle_pause_click"

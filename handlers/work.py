@@ -3,6 +3,7 @@ one function that performs them, wherever that runs (a thread here, or a worker 
 
     RunCommand   a typed /rollout command, or a Roll back / Pause click
     Decide       an Approve / Reject / Cancel click
+    Notify       a message for the user who clicked, and nothing else to do
 
 A reply goes back through the interaction's response_url and the Web API, which any process
 can use: nothing here holds a socket or a thread of the process that acknowledged it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -80,9 +82,49 @@ class Decide:
     reply: Reply
 
 
-Work = RunCommand | Decide
-#: Hands acknowledged work on; never blocks the listener.
+@dataclass(frozen=True)
+class Notify:
+    message: Message
+    reply: Reply
+
+
+Work = RunCommand | Decide | Notify
+#: Hands acknowledged work on; never blocks the listener. It raises only when the bot is
+#: stopping and takes no more work.
 Dispatch = Callable[[Work], None]
+
+
+def hand_on(dispatch: Dispatch, work: Work) -> bool:
+    """Hands the work on, or says it could not: listeners run in the request's own thread and
+    must answer every request, so a refusal is theirs to put into words, never a 500."""
+    try:
+        dispatch(work)
+    except Exception as exc:
+        log.warning("work not taken (the bot is stopping): %s", type(exc).__name__)
+        return False
+    return True
+
+
+def not_taken_message(work: Work) -> Message:
+    """What the author of work that arrived while the bot was stopping is told."""
+    match work:
+        case RunCommand(command=command):
+            what = f"`/rollout {cmd.render_command(command)}`"
+        case Decide(verb=verb, approval_id=approval_id):
+            what = f"your {_CLICKED[verb]} of request `{approval_id}`"
+        case Notify():
+            what = "your click"
+    return blocks.error_message(
+        f"The bot is restarting and did not run {what}. Nothing was changed: try again in a moment."
+    )
+
+
+def tell_not_taken(client: WebClient, work: Work) -> None:
+    """For a click, whose ack Slack shows nothing of: the notice is posted from a thread of
+    its own, so the ack still leaves at once."""
+    threading.Thread(
+        target=_tell, args=(client, work, not_taken_message(work)), daemon=True
+    ).start()
 
 
 def perform(services: Services, client: WebClient, work: Work) -> None:
@@ -99,6 +141,8 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
             answer(services, command, actor, replier)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
+        case Notify(message=message):
+            replier.ephemeral(message)
 
 
 _CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
@@ -113,17 +157,19 @@ def interrupted_message(work: Work) -> Message:
         case Decide(verb=verb, approval_id=approval_id):
             what = f"your {_CLICKED[verb]} of request `{approval_id}`"
             check = "Check with `/rollout approvals` before trying again."
+        case Notify():
+            raise AssertionError("a notice is sent again, never reported as interrupted")
     return blocks.error_message(
         f"The bot was interrupted while running {what}: it may or may not have taken effect. "
         + check
     )
 
 
-def _tell_interrupted(client: WebClient, work: Work) -> None:
+def _tell(client: WebClient, work: Work, message: Message) -> None:
     try:
-        work.reply.replier(client).ephemeral(interrupted_message(work))
+        work.reply.replier(client).ephemeral(message)
     except Exception as exc:  # Slack unreachable: the log is all that is left
-        log.warning("could not tell a user their work was interrupted: %s", type(exc).__name__)
+        log.warning("could not tell a user what became of their work: %s", type(exc).__name__)
 
 
 class InProcessWork:
@@ -141,11 +187,13 @@ class InProcessWork:
         """Work a worker process died holding. A read runs again here; a change or an approval
         may have been made before the worker died, so it is not repeated: its author is told
         to look before trying again."""
-        if isinstance(work, RunCommand) and not work.command.is_mutation:
+        if isinstance(work, Notify) or (
+            isinstance(work, RunCommand) and not work.command.is_mutation
+        ):
             # Not a replay: the key was used by the attempt that died.
             self(replace(work, reply=replace(work.reply, request_key=None)))
             return
-        self._pool.submit(_tell_interrupted, self._client, work)
+        self._pool.submit(_tell, self._client, work, interrupted_message(work))
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

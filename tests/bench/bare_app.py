@@ -33,6 +33,7 @@ def build(
         client=WebClient(token=token, base_url=api_url),
         signing_secret=signing_secret,
         token_verification_enabled=False,
+        process_before_response=os.environ.get("BARE_POLLING") is None,
         listener_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="listener"),
     )
 

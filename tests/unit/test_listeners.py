@@ -1,0 +1,109 @@
+"""The listeners on Bolt's own dispatch, with a Slack stand-in behind the client and a hand-off
+that is either recorded or refused: what a user sees when the bot takes no more work, and that
+nothing a listener does before the ack waits on the network."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from slack_bolt import App, BoltRequest
+from slack_sdk import WebClient
+
+from bot.devkit.slack_api import SlackStandin
+from bot.devkit.slack_requests import block_action_payload, slash_command_payload
+from bot.services.container import Services
+from handlers.app import build_app
+from handlers.views import blocks
+from handlers.work import Decide, Notify, RunCommand, Work
+
+FORM = {"content-type": ["application/x-www-form-urlencoded"]}
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandin]:
+    with SlackStandin() as standin:
+        yield standin
+
+
+def _app(slack: SlackStandin, dispatch: Any) -> App:
+    services = cast(Services, SimpleNamespace(max_replicas=100))
+    client = WebClient(token=slack.token, base_url=slack.base_url)
+    return build_app(services, client, signing_secret=None, listener_threads=4, dispatch=dispatch)
+
+
+def _refuse(work: Work) -> None:
+    raise RuntimeError("the bot is stopping and takes no more work")
+
+
+def _command(app: App, text: str, response_url: str) -> tuple[int, dict[str, Any]]:
+    fields = slash_command_payload(text, response_url=response_url)
+    response = app.dispatch(BoltRequest(body=urllib.parse.urlencode(fields), headers=FORM))
+    return response.status, json.loads(response.body) if response.body else {}
+
+
+def _click(app: App, action_id: str, value: str, response_url: str) -> int:
+    payload = block_action_payload(
+        action_id, value, "U0BOB", "C0DEPLOYS", "1700000000.000100", response_url=response_url
+    )
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    return app.dispatch(BoltRequest(body=body, headers=FORM)).status
+
+
+def test_a_command_is_handed_on_before_its_empty_ack(slack: SlackStandin) -> None:
+    handed: list[Work] = []
+    status, body = _command(
+        _app(slack, handed.append), "restart web -n prod", slack.response_url("c1")
+    )
+    assert status == 200
+    assert body == {}
+    [work] = handed
+    assert isinstance(work, RunCommand)
+    assert work.actor.user_id == "U0ALICE"
+
+
+def test_a_command_that_arrives_while_the_bot_stops_is_refused_in_its_own_ack(
+    slack: SlackStandin,
+) -> None:
+    status, body = _command(_app(slack, _refuse), "restart web -n prod", slack.response_url("c2"))
+    assert status == 200  # never a 500 that Slack would show as a failed command
+    assert body["text"] == (
+        "The bot is restarting and did not run `/rollout restart web -n prod`. Nothing was "
+        "changed: try again in a moment."
+    )
+
+
+def test_a_click_that_arrives_while_the_bot_stops_is_acked_and_its_author_told(
+    slack: SlackStandin,
+) -> None:
+    url = slack.response_url("click")
+    assert _click(_app(slack, _refuse), blocks.APPROVE_ACTION, "a1b2", url) == 200
+    told = slack.wait_for("response_url")
+    assert told.params["text"] == (
+        "The bot is restarting and did not run your approval of request `a1b2`. Nothing was "
+        "changed: try again in a moment."
+    )
+
+
+def test_a_forged_button_is_answered_after_the_ack_not_before_it(slack: SlackStandin) -> None:
+    handed: list[Work] = []
+    url = slack.response_url("forged")
+    assert (
+        _click(_app(slack, handed.append), blocks.ROLLBACK_ACTION, "not a/valid/val/ue", url) == 200
+    )
+    [work] = handed
+    assert isinstance(work, Notify)
+    assert "does not name a workload" in work.message.text
+    assert slack.calls("response_url") == []  # the listener itself posted nothing
+
+
+def test_an_approve_click_is_handed_on_with_who_clicked(slack: SlackStandin) -> None:
+    handed: list[Work] = []
+    assert _click(_app(slack, handed.append), blocks.APPROVE_ACTION, "a1b2", "") == 200
+    [work] = handed
+    assert isinstance(work, Decide)
+    assert (work.verb, work.approval_id, work.actor.user_id) == ("approve", "a1b2", "U0BOB")
