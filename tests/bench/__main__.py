@@ -78,33 +78,41 @@ def render(report: dict[str, Any]) -> str:
     if "ack_latency" in results:
         r = results["ack_latency"]
         out.append(
-            f"   waitress threads {r['threads']} for both; bot answers via response_url after "
-            "the ack ('reply' = click to ephemeral answer)"
+            f"   waitress threads {r['threads']} for each app; the bot answers via response_url "
+            "after the ack ('reply' = command to ephemeral answer)"
+        )
+        out.append(f"   {r['isolation']}")
+        out.append(
+            "   bare = a Bolt app that only acks, on Bolt's default runner (the listener on a "
+            "pool, its ack polled every 10 ms); inline = the same on the bot's runner (the "
+            "listener in the request's thread)"
         )
         out.append(
-            "   command  clients |   bot p50    p99 |  bare p50    p99 | ratio p50  p99 |"
-            " bot reply p50   p99 | CPU/ack bot bare | non-200"
+            "   command  clients |   bot p50    p99 |  bare p50    p99 | inline p50    p99 |"
+            " p99 ratio: ÷bare ÷inline | reply p50   p99 | CPU/ack bot bare inline | non-200"
         )
         for row in r["rows"]:
-            bot, bare = row["bot"], row["bare"]
+            bot, bare, inline = row["bot"], row["bare"], row["inline"]
             out.append(
                 f"   {row['command']:<8} {row['concurrency']:>7} | "
                 f"{_fmt(bot['ack']['p50_ms']):>9} {_fmt(bot['ack']['p99_ms']):>6} | "
                 f"{_fmt(bare['ack']['p50_ms']):>9} {_fmt(bare['ack']['p99_ms']):>6} | "
-                f"{_fmt(row['ratio_p50']):>9} {_fmt(row['ratio_p99']):>4} | "
-                f"{_fmt(bot.get('reply', {}).get('p50_ms')):>13} "
+                f"{_fmt(inline['ack']['p50_ms']):>10} {_fmt(inline['ack']['p99_ms']):>6} | "
+                f"{_fmt(row['ratio_p99']):>16} {_fmt(row['ratio_p99_inline']):>7} | "
+                f"{_fmt(bot.get('reply', {}).get('p50_ms')):>9} "
                 f"{_fmt(bot.get('reply', {}).get('p99_ms')):>5} | "
                 f"{_fmt(bot['serving_cpu_ms_per_request']):>11} "
-                f"{_fmt(bare['serving_cpu_ms_per_request']):>4} | "
-                f"{bot['non_200']}/{bare['non_200']}"
+                f"{_fmt(bare['serving_cpu_ms_per_request']):>4} "
+                f"{_fmt(inline['serving_cpu_ms_per_request']):>6} | "
+                f"{bot['non_200']}/{bare['non_200']}/{inline['non_200']}"
             )
         out.append(
-            f"   (ms; {r['rows'][0]['requests']} requests per cell; CPU/ack = CPU time of the "
-            "process that acknowledges, per request)"
+            f"   (ms; {r['rows'][0]['requests']} requests per app and cell, in {r['rounds']} "
+            "rounds taking turns; CPU/ack = CPU time of the process that acknowledges, per "
+            "request)"
         )
         out.append(
-            "   note: Bolt's sync runner polls for ack() every 10 ms, so ~11 ms is the floor "
-            "for both. `help` is answered in the ack with no work after it: where its ratio "
+            "   note: `help` is answered in the ack with no work after it: where its ratio "
             "matches the reads', the reads' extra is the ack path's own (parse, typed command, "
             "hand-off), not post-ack work"
         )
@@ -116,11 +124,13 @@ def render(report: dict[str, Any]) -> str:
     if "approvals" in results:
         r = results["approvals"]
         b, bare, done = r["bot_ack"], r["bare_ack"], r["click_to_done_update"]
+        inline = r["inline_ack"]
         out.append(f"   {r['clicks']} clicks, one at a time; outcomes {r['outcomes']}")
         out.append(
-            f"   ack            bot p50 {_fmt(b['p50_ms'])} ms  p99 {_fmt(b['p99_ms'])} ms | "
+            f"   ack  bot p50 {_fmt(b['p50_ms'])} ms  p99 {_fmt(b['p99_ms'])} ms | "
             f"bare p50 {_fmt(bare['p50_ms'])} ms  p99 {_fmt(bare['p99_ms'])} ms | "
-            f"ratio p50 {_fmt(r['ratio_p50'])}  p99 {_fmt(r['ratio_p99'])}"
+            f"inline p50 {_fmt(inline['p50_ms'])} ms  p99 {_fmt(inline['p99_ms'])} ms | "
+            f"p99 ratio ÷bare {_fmt(r['ratio_p99'])}  ÷inline {_fmt(r['ratio_p99_inline'])}"
         )
         out.append(
             f"   click → card chat.update showing Done: p50 {_fmt(done['p50_ms'])} ms  "

@@ -1,11 +1,15 @@
-"""The baseline for ack latency: a bare Bolt App that only acks, served like the bot.
+"""The baselines for ack latency: a bare Bolt App that only acks, served like the bot.
 
-    python -m tests.bench.bare_app --port PORT --threads 32
+    python -m tests.bench.bare_app --port PORT --threads 32 [--runner polling|inline]
 
 Same Bolt version, same signature check, same waitress server with the same thread count, the
 same listener pool size as the bot, a Web API client on the same Slack stand-in; no handler
-does anything but `ack()`. GET /healthz answers
-200 so the bench can wait for it.
+does anything but `ack()`. GET /healthz answers 200 so the bench can wait for it.
+
+`--runner polling` (the default) is Bolt's default: the listener runs on the pool and the
+request's thread polls for its ack every 10 ms. `inline` is how the bot runs its listeners
+(`process_before_response`): in the request's own thread. The first is the bare app as anyone
+would write it; the second isolates what the bot's own listeners and hand-off cost.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from slack_sdk import WebClient
 
 
 def build(
-    signing_secret: str, threads: int, token: str, api_url: str
+    signing_secret: str, threads: int, token: str, api_url: str, runner: str = "polling"
 ) -> Callable[..., Iterable[bytes]]:
     app = App(
         # Like the bot: a client on the Slack stand-in. Bolt's single-team authorization asks
@@ -33,7 +37,7 @@ def build(
         client=WebClient(token=token, base_url=api_url),
         signing_secret=signing_secret,
         token_verification_enabled=False,
-        process_before_response=os.environ.get("BARE_POLLING") is None,
+        process_before_response=runner == "inline",
         listener_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="listener"),
     )
 
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bare-app")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--runner", choices=["polling", "inline"], default="polling")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     waitress.serve(
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             os.environ["SLACK_BOT_TOKEN"],
             os.environ["SLACK_API_URL"],
+            args.runner,
         ),
         host="127.0.0.1",
         port=args.port,

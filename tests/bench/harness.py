@@ -175,7 +175,7 @@ class Bench:
         bot.start()
         return bot
 
-    def start_bare_app(self) -> Server:
+    def start_bare_app(self, runner: str = "polling") -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
         env.update(
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -186,7 +186,10 @@ class Bench:
         port = free_port()
         argv = [sys.executable, "-m", "tests.bench.bare_app", "--port", str(port)]
         server = Server(
-            [*argv, "--threads", str(THREADS)], env, port, self.workdir / "bare-app.log"
+            [*argv, "--threads", str(THREADS), "--runner", runner],
+            env,
+            port,
+            self.workdir / f"bare-app-{runner}.log",
         )
         self.stack.callback(server.stop)
         return server.start()

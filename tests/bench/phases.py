@@ -15,6 +15,7 @@ from typing import Any
 from bot.config import Settings
 from bot.devkit.slack_api import RecordedCall
 from tests.bench.countproxy import CountingProxy
+from tests.bench.cpus import own_core
 from tests.bench.harness import (
     APPROVAL_ID,
     REPO,
@@ -36,7 +37,8 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-ACK_REQUESTS = _env_int("BENCH_ACK_REQUESTS", 200)
+ACK_REQUESTS = _env_int("BENCH_ACK_REQUESTS", 400)  # per app and cell, over ACK_ROUNDS
+ACK_ROUNDS = _env_int("BENCH_ACK_ROUNDS", 2)
 ACK_LEVELS = [int(x) for x in os.environ.get("BENCH_ACK_LEVELS", "1,10,50").split(",")]
 APPROVALS = _env_int("BENCH_APPROVALS", 30)
 PROGRESS_N = _env_int("BENCH_PROGRESS_N", 200)
@@ -59,26 +61,39 @@ def _ok_latencies(results: list[dict[str, Any]]) -> tuple[list[float], int]:
 
 
 class Apps:
-    """The real bot and the bare app of phases 1 and 2 (started once, shared)."""
+    """The real bot and the bare apps of phases 1 and 2 (started once, shared): `bare` with
+    Bolt's default runner, `bare_inline` with the runner the bot uses."""
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self.bot: BotProcess | None = None
         self.bare: Server | None = None
+        self.bare_inline: Server | None = None
 
     def get(self) -> tuple[BotProcess, Server]:
         if self.bot is None:
-            log("starting the bot (direct to the apiserver) and the bare Bolt app")
+            log("starting the bot (direct to the apiserver) and the bare Bolt apps")
             self.bot = self.bench.start_bot()
-            self.bare = self.bench.start_bare_app()
+            self.bare = self.bench.start_bare_app("polling")
+            self.bare_inline = self.bench.start_bare_app("inline")
         assert self.bare is not None
         return self.bot, self.bare
 
+    def targets(self) -> dict[str, tuple[str, int]]:
+        """Events URL and serving pid of each app, under the names the report uses."""
+        bot, bare = self.get()
+        assert bot.proc is not None and bare.proc is not None
+        assert self.bare_inline is not None and self.bare_inline.proc is not None
+        return {
+            "bot": (bot.events_url, bot.proc.pid),
+            "bare": (bare.events_url, bare.proc.pid),
+            "inline": (self.bare_inline.events_url, self.bare_inline.proc.pid),
+        }
+
     def stop(self) -> None:
-        if self.bot is not None:
-            self.bot.stop()
-        if self.bare is not None:
-            self.bare.stop()
+        for app in (self.bot, self.bare, self.bare_inline):
+            if app is not None:
+                app.stop()
 
 
 def _commands(text: str, count: int, channel: str = "C0DEPLOYS") -> list[dict[str, Any]]:
@@ -102,7 +117,7 @@ def ack_latency(bench: Bench, apps: Apps) -> dict[str, Any]:
     bench.wait_rolled_out(namespace, 1, 120)
     kubectl.run("set", "image", "deployment/web", "web=app:2")  # history shows two revisions
     bench.wait_rolled_out(namespace, 1, 120, generation=2)
-    bot, bare = apps.get()
+    targets = apps.targets()
     commands = {
         "status": f"status web -n {namespace}",
         "history": f"history web -n {namespace}",
@@ -112,33 +127,27 @@ def ack_latency(bench: Bench, apps: Apps) -> dict[str, Any]:
     }
 
     def send(target: str, text: str, concurrency: int, count: int) -> dict[str, Any]:
-        url = bot.events_url if target == "bot" else bare.events_url
+        url, pid = targets[target]
         specs = _commands(text, count)
         tags = []
         for spec in specs:
             tag = _tag("ack")
             tags.append(tag)
             spec["response_url"] = bench.slack.response_url(tag)
-        server = bot.proc if target == "bot" else bare.proc
-        assert server is not None
-        cpu_before = cpu_seconds(server.pid)
-        results = run_in_subprocess(url, SIGNING_SECRET, concurrency, specs)
-        # CPU of the process that acknowledges (not the bot's workers), per request.
-        serving_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / count
+        cpu_before = cpu_seconds(pid)
+        results = run_in_subprocess(url, SIGNING_SECRET, concurrency, specs, raise_priority=True)
         latencies, bad = _ok_latencies(results)
-        out: dict[str, Any] = {"ack": summary_ms(latencies), "non_200": bad}
-        out["serving_cpu_ms_per_request"] = round(serving_cpu_ms, 3)
-        out["throughput_rps"] = round(
-            count
-            / max(
-                1e-9,
-                max(r["sent"] + r["latency"] for r in results) - min(r["sent"] for r in results),
-            ),
-            1,
-        )
+        out: dict[str, Any] = {
+            "latencies": latencies,
+            "non_200": bad,
+            # CPU of the process that acknowledges (not the bot's workers).
+            "cpu_s": cpu_seconds(pid) - cpu_before,
+            "span_s": max(r["sent"] + r["latency"] for r in results)
+            - min(r["sent"] for r in results),
+        }
         if target == "bot" and text != "help":
             # The bot answers each read via response_url after the ack; wait for every answer
-            # so one batch's leftover work does not slow the next batch's acks.
+            # so one round's leftover work does not slow the next round's acks.
             started = time.time()
             replies = wait_until(
                 lambda: (r := bench.replies_by_tag()) and all(t in r for t in tags) and r,
@@ -146,38 +155,71 @@ def ack_latency(bench: Bench, apps: Apps) -> dict[str, Any]:
                 f"the bot's {count} answers",
                 every=0.25,
             )
-            reply_latency = [
+            out["reply"] = [
                 replies[t].time - res["sent"] for t, res in zip(tags, results, strict=True)
             ]
-            out["reply"] = summary_ms(reply_latency)
-            out["drain_s"] = round(time.time() - started, 2)
+            out["drain_s"] = time.time() - started
             texts = [text_of(replies[t]) for t in tags]
             out["error_replies"] = sum(1 for t in texts if "went wrong" in t or "not allowed" in t)
             out["sample_reply"] = texts[0][:160]
         return out
 
-    log("phase 1: warm-up")
-    for text in commands.values():
-        send("bot", text, 1, 10)
-        send("bare", text, 1, 10)
+    def measure(text: str, concurrency: int) -> dict[str, dict[str, Any]]:
+        """ACK_REQUESTS per app, in ACK_ROUNDS rounds that take turns (bot, bare, inline; then
+        bare, inline, bot; ...), so a slow moment of the machine falls on all of them."""
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        names = list(targets)
+        for turn in range(ACK_ROUNDS):
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                rounds[name].append(send(name, text, concurrency, ACK_REQUESTS // ACK_ROUNDS))
+        return {name: _pooled(parts) for name, parts in rounds.items()}
+
     rows: list[dict[str, Any]] = []
-    for level in ACK_LEVELS:
-        for name, text in commands.items():
-            log(f"phase 1: /rollout {name} x {ACK_REQUESTS} at {level} concurrent client(s)")
-            measured = {t: send(t, text, level, ACK_REQUESTS) for t in ("bot", "bare")}
-            bot_p, bare_p = measured["bot"]["ack"], measured["bare"]["ack"]
-            rows.append(
-                {
+    with own_core([pid for _, pid in targets.values()]) as isolation:
+        log(f"phase 1: {isolation}")
+        log("phase 1: warm-up")
+        for text in commands.values():
+            for name in targets:
+                send(name, text, 1, 10)
+        for level in ACK_LEVELS:
+            for name, text in commands.items():
+                log(f"phase 1: /rollout {name} x {ACK_REQUESTS} at {level} concurrent client(s)")
+                measured = measure(text, level)
+                bot_p = measured["bot"]["ack"]
+                row: dict[str, Any] = {
                     "command": name,
                     "concurrency": level,
                     "requests": ACK_REQUESTS,
-                    "bot": measured["bot"],
-                    "bare": measured["bare"],
-                    "ratio_p50": _ratio(bot_p["p50_ms"], bare_p["p50_ms"]),
-                    "ratio_p99": _ratio(bot_p["p99_ms"], bare_p["p99_ms"]),
+                    **measured,
                 }
-            )
-    return {"namespace": namespace, "threads": THREADS, "rows": rows}
+                for baseline, suffix in (("bare", ""), ("inline", "_inline")):
+                    base_p = measured[baseline]["ack"]
+                    row[f"ratio_p50{suffix}"] = _ratio(bot_p["p50_ms"], base_p["p50_ms"])
+                    row[f"ratio_p99{suffix}"] = _ratio(bot_p["p99_ms"], base_p["p99_ms"])
+                rows.append(row)
+    return {
+        "namespace": namespace,
+        "threads": THREADS,
+        "rounds": ACK_ROUNDS,
+        "isolation": isolation,
+        "rows": rows,
+    }
+
+
+def _pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    count = sum(len(p["latencies"]) + p["non_200"] for p in parts)
+    out: dict[str, Any] = {
+        "ack": summary_ms([x for p in parts for x in p["latencies"]]),
+        "non_200": sum(p["non_200"] for p in parts),
+        "serving_cpu_ms_per_request": round(sum(p["cpu_s"] for p in parts) * 1000 / count, 3),
+        "throughput_rps": round(count / max(1e-9, sum(p["span_s"] for p in parts)), 1),
+    }
+    if "reply" in parts[0]:
+        out["reply"] = summary_ms([x for p in parts for x in p["reply"]])
+        out["drain_s"] = round(max(p["drain_s"] for p in parts), 2)
+        out["error_replies"] = sum(p["error_replies"] for p in parts)
+        out["sample_reply"] = parts[0]["sample_reply"]
+    return out
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -188,7 +230,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
-    bot, bare = apps.get()
+    bot, _ = apps.get()
     namespace = bench.namespace("prod-bench")
     names = [f"app-{i:02d}" for i in range(APPROVALS)]
     bench.create_deployments(namespace, names, "app:1")
@@ -245,9 +287,14 @@ def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
             for approval_id, ts in cards
         ]
 
-    log(f"phase 2: {len(cards)} Approve clicks, one at a time, on the bot and on the bare app")
-    bot_results = run_in_subprocess(bot.events_url, SIGNING_SECRET, 1, clicks("bot"))
-    bare_results = run_in_subprocess(bare.events_url, SIGNING_SECRET, 1, clicks("bare"))
+    log(f"phase 2: {len(cards)} Approve clicks, one at a time, on the bot and on the bare apps")
+    targets = apps.targets()
+    with own_core([pid for _, pid in targets.values()]):
+        results = {
+            name: run_in_subprocess(url, SIGNING_SECRET, 1, clicks(name), raise_priority=True)
+            for name, (url, _) in targets.items()
+        }
+    bot_results = results["bot"]
     done_ts = {ts: i for i, (_, ts) in enumerate(cards)}
 
     def card_states() -> dict[str, tuple[float, str]]:
@@ -274,19 +321,22 @@ def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
         at, outcome = states[ts]
         outcomes[outcome] += 1
         to_done.append(at - result["sent"])
-    bot_ack, bot_bad = _ok_latencies(bot_results)
-    bare_ack, bare_bad = _ok_latencies(bare_results)
-    bot_s, bare_s = summary_ms(bot_ack), summary_ms(bare_ack)
+    acks = {name: _ok_latencies(res) for name, res in results.items()}
+    summaries = {name: summary_ms(ok) for name, (ok, _) in acks.items()}
+    bot_s, bare_s, inline_s = summaries["bot"], summaries["bare"], summaries["inline"]
     return {
         "namespace": namespace,
         "clicks": len(cards),
         "bot_ack": bot_s,
         "bare_ack": bare_s,
+        "inline_ack": inline_s,
         "ratio_p50": _ratio(bot_s["p50_ms"], bare_s["p50_ms"]),
         "ratio_p99": _ratio(bot_s["p99_ms"], bare_s["p99_ms"]),
+        "ratio_p50_inline": _ratio(bot_s["p50_ms"], inline_s["p50_ms"]),
+        "ratio_p99_inline": _ratio(bot_s["p99_ms"], inline_s["p99_ms"]),
         "click_to_done_update": summary_ms(to_done),
         "outcomes": dict(outcomes),
-        "non_200": {"bot": bot_bad, "bare": bare_bad},
+        "non_200": {name: bad for name, (_, bad) in acks.items()},
     }
 
 
