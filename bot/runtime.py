@@ -452,7 +452,8 @@ class Runtime:
 
     def stop(self, timeout: float = 8.0) -> None:
         """Stops in order: the workers finish what they hold (briefly; rollouts they start
-        are handed to progress), loops, then progress (which flushes its pending updates and
+        are handed to progress), then this process's own work (the notices for what the
+        workers could not finish), loops, then progress (which flushes its pending updates and
         releases its leases so another replica takes over at once)."""
         if not self._started:
             return
@@ -460,7 +461,8 @@ class Runtime:
         started = time.monotonic()
         if self._workers is not None:
             self._workers.stop()
-        self.work.stop()
+        elapsed = time.monotonic() - started
+        self.work.stop(timeout=min(2.0, max(0.5, timeout - 3.0 - elapsed)))
         for loop in self._loops:
             loop.stop()
         self.progress.stop(timeout=max(1.0, timeout - 2.0 - (time.monotonic() - started)))

@@ -221,9 +221,9 @@ class WorkerProcesses:
 
     def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
         """Lets every worker finish what it holds: its pipe is closed, so it reads what is
-        left, completes it and exits. A worker still busy after `drain_seconds` is stopped, and
-        what it held is recovered like a dead worker's. Rollouts that the drained work started
-        are handed to the progress engine before this returns."""
+        left, completes it and exits. A worker still busy after `drain_seconds` is killed (it
+        may be stuck), and what it held is recovered like a dead worker's. Rollouts that the
+        drained work started are handed to the progress engine before this returns."""
         self._stopping.set()
         deadline = time.monotonic() + drain_seconds
         for slot in self._slots:
@@ -232,7 +232,11 @@ class WorkerProcesses:
             slot.process.join(max(0.0, deadline - time.monotonic()))
         for slot in self._slots:
             if slot.process.is_alive():
-                slot.process.terminate()
+                # Its time is up, and what it holds is reported below. SIGKILL, because a
+                # worker that hangs, or is stopped, would leave SIGTERM pending and the bot's
+                # exit waiting for it.
+                slot.process.kill()
+                slot.process.join(1.0)
             self._retire(slot)
         self._after.shutdown(wait=True)
 

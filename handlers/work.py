@@ -15,8 +15,9 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import Any
 
 from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
@@ -179,9 +180,12 @@ class InProcessWork:
         self._services = services
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="work")
+        self._lock = threading.Lock()
+        self._pending: set[Future[None]] = set()
+        self._stopped = False
 
     def __call__(self, work: Work) -> None:
-        self._pool.submit(perform, self._services, self._client, work)
+        self._submit(perform, self._services, self._client, work)
 
     def recover(self, work: Work) -> None:
         """Work a worker process died holding. A read runs again here; a change or an approval
@@ -193,7 +197,26 @@ class InProcessWork:
             # Not a replay: the key was used by the attempt that died.
             self(replace(work, reply=replace(work.reply, request_key=None)))
             return
-        self._pool.submit(_tell, self._client, work, interrupted_message(work))
+        self._submit(_tell, self._client, work, interrupted_message(work))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
+        """Takes no more work and gives what it has taken up to `timeout` seconds: the notices
+        for work that stopping workers could not finish are among it, and each is the only
+        word its author gets. Whatever is still queued then is dropped."""
+        with self._lock:
+            self._stopped = True
+            pending = list(self._pending)
+        wait(pending, timeout=timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, function: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the bot is stopping and takes no more work")
+            future = self._pool.submit(function, *args)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)

@@ -12,10 +12,12 @@ and measures, each side by side with a baseline in the same run:
    chat.update calls) against a naive one-thread-per-rollout 1 s polling loop.
 
 Modules: `harness` (shared set-up), `phases` (the measurements), `loadgen` (client process),
-`bare_app` (the ack-only baseline server), `cpus` (a core of its own for the apps under test), `poller` (the polling baseline), `countproxy` (a
-counting TLS proxy in front of the apiserver), `observer` (the bench's own Deployment watch),
-`stats`. Knobs (environment): BENCH_ACK_REQUESTS, BENCH_ACK_ROUNDS, BENCH_ACK_LEVELS, BENCH_APPROVALS,
-BENCH_PROGRESS_N, BENCH_PROGRESS_CLIENTS, BENCH_RESULTS, BENCH_CLUSTER_DIR (reuse a running
-control plane from `make cluster-up`; it is not the bench's child, so phase 1 cannot move it
-off the apps' CPU).
+`bare_app` (the ack-only baseline server), `cpus` (a core of its own for the apps under test),
+`poller` (the polling baseline), `countproxy` (a counting TLS proxy in front of the
+apiserver), `observer` (the bench's own Deployment watch), `stats`.
+
+Knobs (environment): BENCH_ACK_REQUESTS, BENCH_ACK_ROUNDS, BENCH_ACK_LEVELS, BENCH_ISOLATE,
+BENCH_APPROVALS, BENCH_PROGRESS_N, BENCH_PROGRESS_CLIENTS, BENCH_RESULTS, BENCH_CLUSTER_DIR
+(reuse a running control plane from `make cluster-up`; it is not the bench's child, so phase 1
+cannot move it off the apps' CPU).
 """

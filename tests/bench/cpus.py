@@ -9,7 +9,7 @@ comparison would charge the bot for its neighbours' work.
 While `own_core` is active, every process of the apps under test (the bot with its worker
 processes, the bare apps) runs on the last CPU and everything else the bench started (the
 control plane, Redis, the stand-in, the load generator) on the others. The same holds for
-every app measured, so they meet the same conditions.
+every app measured, so they meet the same conditions. `BENCH_ISOLATE=0` measures without it.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def own_core(app_pids: Iterable[int]) -> Iterator[str]:
     """Pins the apps' process trees to the last CPU and the rest of the bench's to the others,
     for the duration; yields a line that says what was done, for the report."""
     cpus = set(os.sched_getaffinity(0))
+    if os.environ.get("BENCH_ISOLATE") == "0":
+        yield "apps under test not isolated (BENCH_ISOLATE=0): every process on every CPU"
+        return
     if len(cpus) < 2:
         yield "apps under test not isolated: this machine offers one CPU"
         return

@@ -127,6 +127,26 @@ def test_sigterm_lets_a_worker_finish_the_change_it_holds(
     assert kubectl.history_revisions("web") == [1, 2]
 
 
+def test_sigterm_with_a_stuck_worker_exits_and_tells_the_author_of_what_it_held(
+    one_worker: tuple[BotProcess, SlackDriver, int], kubectl: Kubectl, granted_namespace: str
+) -> None:
+    bot, driver, worker = one_worker
+    os.kill(worker, signal.SIGSTOP)  # stuck: it will never finish, nor act on SIGTERM
+    response, tag = driver.command(f"restart web -n {granted_namespace}")
+    assert response.status == 200
+    stopping = time.monotonic()
+    bot.stop()
+    # Not cut short by the test's own SIGKILL after 10 s: the bot stopped by itself.
+    assert bot.proc is not None and bot.proc.returncode == 0, bot.logs()[-2000:]
+    assert time.monotonic() - stopping < 10
+    assert not running(worker)
+    # The notice went out before the bot exited: it is the only word the author gets.
+    notice = message_text(driver.reply(tag, timeout=1).params)
+    assert "interrupted" in notice and "may or may not have taken effect" in notice
+    assert kubectl.history_revisions("web") == [1]
+    assert "Traceback" not in bot.logs()
+
+
 def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -> None:
     bot = start_bot(env={"ROLLOUT_BOT_WORKERS": "2"})
     assert bot.proc is not None
