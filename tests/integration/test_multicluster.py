@@ -28,6 +28,7 @@ from tests.conftest import grant_bot, install_bot_rbac
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -352,7 +353,14 @@ def test_with_one_cluster_down_the_bot_serves_the_other(
         assert "cluster `east`" in said
         plane.down()
 
-        status, body = readyz(bot)
+        def north_down() -> tuple[int, dict[str, Any]] | None:
+            answer = readyz(bot)
+            return answer if answer[1]["clusters"]["north"] is False else None
+
+        # /readyz answers from a result up to a second old: within two, north is down.
+        status, body = eventually(
+            "/readyz to see north down", north_down, timeout=2.5, detail=lambda: readyz(bot)
+        )
         assert status == 200, body
         assert body["clusters"] == {"east": True, "north": False}
         assert body["unreachable"] == ["north"]
