@@ -51,8 +51,8 @@ class Settings(BaseSettings):
         default=100, ge=1, le=10000, validation_alias="ROLLOUT_BOT_MAX_REPLICAS"
     )
     http_host: str = Field(default="127.0.0.1", validation_alias="ROLLOUT_BOT_HTTP_HOST")
-    # Listener threads: every command holds one while it talks to the cluster, and Bolt answers
-    # 404 after 3 s when none is free (its default of 5 starves under slow listeners).
+    # Request threads (HTTP server threads, or Socket Mode's concurrency): each verifies, parses,
+    # hands the work on and acknowledges; a burst of requests needs one each until its ack.
     listener_threads: int = Field(default=32, ge=4, le=512, validation_alias="ROLLOUT_BOT_THREADS")
     # Threads that run acknowledged work (cluster calls, rendering, replies). Each holds the GIL
     # while it computes, and every one of them competes with the threads that acknowledge

@@ -421,7 +421,6 @@ class Runtime:
             self.services,
             self.slack,
             signing_secret=signing_secret,
-            listener_threads=self.settings.listener_threads,
             dispatch=self.dispatch,
         )
 

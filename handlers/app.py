@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from slack_bolt import App
 from slack_sdk import WebClient
 
@@ -16,7 +14,6 @@ def build_app(
     client: WebClient,
     *,
     signing_secret: str | None,
-    listener_threads: int,
     dispatch: Dispatch,
 ) -> App:
     """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
@@ -36,10 +33,6 @@ def build_app(
         # Bolt's default runs it on a pool and polls for the ack every 10 ms: 11 ms for an ack
         # that takes under one, and a polling thread per request in flight.
         process_before_response=True,
-        # Now only for Bolt's lazy listeners, which the bot has none of: threads start on use.
-        listener_executor=ThreadPoolExecutor(
-            max_workers=listener_threads, thread_name_prefix="listener"
-        ),
     )
     commands.register(app, services, dispatch)
     approval_buttons.register(app, dispatch)

@@ -108,15 +108,9 @@ def hand_on(dispatch: Dispatch, work: Work) -> bool:
 
 def not_taken_message(work: Work) -> Message:
     """What the author of work that arrived while the bot was stopping is told."""
-    match work:
-        case RunCommand(command=command):
-            what = f"`/rollout {cmd.render_command(command)}`"
-        case Decide(verb=verb, approval_id=approval_id):
-            what = f"your {_CLICKED[verb]} of request `{approval_id}`"
-        case Notify():
-            what = "your click"
     return blocks.error_message(
-        f"The bot is restarting and did not run {what}. Nothing was changed: try again in a moment."
+        f"The bot is restarting and did not run {_described(work)}. Nothing was changed: try "
+        "again in a moment."
     )
 
 
@@ -149,20 +143,27 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
 _CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
 
 
-def interrupted_message(work: Work) -> Message:
-    """What the author of work that a dead worker held is told: it may or may not have run."""
+def _described(work: Work) -> str:
+    """The work as its author knows it, for the notices about it."""
     match work:
         case RunCommand(command=command):
-            what = f"`/rollout {cmd.render_command(command)}`"
-            check = "Check with `/rollout status` or `/rollout history` before trying again."
+            return f"`/rollout {cmd.render_command(command)}`"
         case Decide(verb=verb, approval_id=approval_id):
-            what = f"your {_CLICKED[verb]} of request `{approval_id}`"
-            check = "Check with `/rollout approvals` before trying again."
+            return f"your {_CLICKED[verb]} of request `{approval_id}`"
         case Notify():
-            raise AssertionError("a notice is sent again, never reported as interrupted")
+            return "your click"
+
+
+def interrupted_message(work: Work) -> Message:
+    """What the author of work that a dead worker held is told: it may or may not have run."""
+    check = (
+        "Check with `/rollout approvals` before trying again."
+        if isinstance(work, Decide)
+        else "Check with `/rollout status` or `/rollout history` before trying again."
+    )
     return blocks.error_message(
-        f"The bot was interrupted while running {what}: it may or may not have taken effect. "
-        + check
+        f"The bot was interrupted while running {_described(work)}: it may or may not have "
+        "taken effect. " + check
     )
 
 

@@ -2,9 +2,9 @@
 
     python -m tests.bench.bare_app --port PORT --threads 32 [--runner polling|inline]
 
-Same Bolt version, same signature check, same waitress server with the same thread count, the
-same listener pool size as the bot, a Web API client on the same Slack stand-in; no handler
-does anything but `ack()`. GET /healthz answers 200 so the bench can wait for it.
+Same Bolt version, same signature check, same waitress server with the same thread count (the
+polling runner's listener pool is as large), a Web API client on the same Slack stand-in; no
+handler does anything but `ack()`. GET /healthz answers 200 so the bench can wait for it.
 
 `--runner polling` (the default) is Bolt's default: the listener runs on the pool and the
 request's thread polls for its ack every 10 ms. `inline` is how the bot runs its listeners

@@ -17,34 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+
+from tests.support.processes import process_tree
 
 
-def _children_by_parent() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    return children
-
-
-def process_tree(roots: Iterable[int]) -> set[int]:
-    """The roots and all their descendants."""
-    children = _children_by_parent()
-    found: set[int] = set()
-    stack = list(roots)
-    while stack:
-        pid = stack.pop()
-        if pid not in found:
-            found.add(pid)
-            stack.extend(children.get(pid, []))
-    return found
+def _trees(roots: Iterable[int]) -> set[int]:
+    return {pid for root in roots for pid in process_tree(root)}
 
 
 def _pin(pids: Iterable[int], cpus: set[int]) -> None:
@@ -72,13 +50,13 @@ def own_core(app_pids: Iterable[int]) -> Iterator[str]:
         return
     app_cpu = {max(cpus)}
     others = cpus - app_cpu
-    apps = process_tree(app_pids)
+    apps = _trees(app_pids)
     _pin(apps, app_cpu)
-    _pin(process_tree([os.getpid()]) - apps, others)
+    _pin(set(process_tree(os.getpid())) - apps, others)
     try:
         yield (
             f"apps under test on CPU {max(app_cpu)}; control plane, Redis, Slack stand-in and "
             f"load generator on CPU {','.join(str(c) for c in sorted(others))}"
         )
     finally:
-        _pin(process_tree([os.getpid()]), cpus)
+        _pin(process_tree(os.getpid()), cpus)

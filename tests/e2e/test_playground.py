@@ -25,6 +25,8 @@ import pytest
 
 from bot.devkit.control_plane import ClusterInfo, free_port
 from tests.support.kubectl import Kubectl
+from tests.support.processes import process_tree, still_running
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -224,16 +226,15 @@ def test_request_approve_and_watch_the_rollout(
 
 
 def test_a_killed_playground_leaves_nothing_running(playground: RunningPlayground) -> None:
-    from tests.support.processes import process_tree, running
-    from tests.support.waiting import eventually
-
     # The bot (with its forkserver and workers) and redis-server, every descendant.
     started = process_tree(playground.proc.pid)[1:]
     assert len(started) >= 3, playground.text()
     playground.proc.kill()  # SIGKILL: no handler runs, nothing is stopped in order
     playground.proc.wait()
 
-    def gone() -> bool:
-        return not [pid for pid in started if running(pid)]
-
-    eventually("every process the playground started to exit", gone, 20)
+    eventually(
+        "every process the playground started to exit",
+        lambda: not still_running(started),
+        20,
+        detail=lambda: still_running(started),
+    )

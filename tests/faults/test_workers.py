@@ -18,7 +18,7 @@ from tests.faults import deploy_web
 from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl
-from tests.support.processes import process_tree, running
+from tests.support.processes import process_tree, running, still_running
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -156,7 +156,9 @@ def test_a_killed_bot_leaves_no_process_behind(start_bot: Any, tmp_path: Path) -
 
     bot.kill()
 
-    def gone() -> bool:
-        return not [pid for pid in tree if running(pid)]
-
-    eventually("every process of the killed bot to exit", gone, ORPHAN_CHECK_SECONDS + 15)
+    eventually(
+        "every process of the killed bot to exit",
+        lambda: not still_running(tree),
+        ORPHAN_CHECK_SECONDS + 15,
+        detail=lambda: still_running(tree),
+    )

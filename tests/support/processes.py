@@ -34,3 +34,8 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+def still_running(pids: list[int]) -> list[int]:
+    """Those of `pids` that have not exited."""
+    return [pid for pid in pids if running(pid)]

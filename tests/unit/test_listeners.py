@@ -33,7 +33,7 @@ def slack() -> Iterator[SlackStandin]:
 def _app(slack: SlackStandin, dispatch: Any) -> App:
     services = cast(Services, SimpleNamespace(max_replicas=100))
     client = WebClient(token=slack.token, base_url=slack.base_url)
-    return build_app(services, client, signing_secret=None, listener_threads=4, dispatch=dispatch)
+    return build_app(services, client, signing_secret=None, dispatch=dispatch)
 
 
 def _refuse(work: Work) -> None:
