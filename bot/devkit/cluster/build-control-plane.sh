@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager (k8s.io/kubernetes) and etcd from the Go
+# Builds kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes) and etcd from the Go
 # module proxy into a cache outside the repository, keyed by version. Idempotent: when the
 # binaries for these versions are already cached it prints their directory and exits.
 #
@@ -14,7 +14,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
-if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/etcd" ]]; then
+if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kubectl" && -x "$BIN_DIR/etcd" ]]; then
   echo "$BIN_DIR"
   exit 0
 fi
@@ -25,7 +25,7 @@ start=$(date +%s)
 
 # Kubernetes: a wrapper module whose replace block maps every staging module (required by
 # k8s.io/kubernetes at the nonexistent v0.0.0) to its published tag.
-log "building kube-apiserver and kube-controller-manager v$K8S_VERSION (first time only; ~15-30 min on 2 cores)"
+log "building kube-apiserver, kube-controller-manager and kubectl v$K8S_VERSION (first time only; ~15-30 min on 2 cores)"
 cd "$HERE/gobuild/k8s"
 minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
 ldflags="-s -w"
@@ -34,9 +34,12 @@ for kv in "gitVersion=v$K8S_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeStat
   ldflags="$ldflags -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
 done
 go build -v -trimpath -ldflags "$ldflags" -o "$BIN_DIR.partial/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager 2>&1 \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kubectl 2>&1 \
   | awk '{ n++; if (n % 200 == 0) { printf "[control-plane] compiled %d packages\n", n > "/dev/stderr"; fflush() } }'
-test -x "$BIN_DIR.partial/kube-apiserver" || { log "kube-apiserver build failed"; exit 1; }
+for bin in kube-apiserver kube-controller-manager kubectl; do
+  test -x "$BIN_DIR.partial/$bin" || { log "$bin build failed"; exit 1; }
+done
 
 log "building etcd v$ETCD_VERSION"
 cd "$HERE/gobuild/etcd"
