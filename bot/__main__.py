@@ -63,7 +63,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SEQ:HASH",
         help="a head printed by an earlier run, kept outside Redis: the trail must still reach it",
     )
+    verify.add_argument(
+        "--unsigned-before",
+        type=_seq_argument,
+        default=None,
+        metavar="SEQ",
+        help="with an audit key: accept unsigned entries below SEQ, written before the key was "
+        "set (default ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE, else 1: none)",
+    )
     return parser
+
+
+def _seq_argument(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a seq (1 or more), got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,14 +156,16 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 return 2
             checkpoint = (int(seq_text), digest)
-        result = log_.verify(checkpoint)
+        unsigned_before = args.unsigned_before or settings.audit_unsigned_before
+        result = log_.verify(checkpoint, unsigned_before=unsigned_before)
     except StoreError as exc:
         print(f"rollout-bot: {exc.message}", file=sys.stderr)
         return 3
-    return _report_verification(result)
+    keyed = settings.audit_keyring() is not None
+    return _report_verification(result, unsigned_before if keyed else None)
 
 
-def _report_verification(result: VerifyResult) -> int:
+def _report_verification(result: VerifyResult, unsigned_before: int | None = None) -> int:
     """Success: what was verified, in plain lines. Failure: one JSON line on stdout naming the
     first bad entry or the gap, exit 1. Warnings (what could not be established) are lines
     starting with `warning:`, on stdout with success and on stderr with a failure."""
@@ -160,6 +176,11 @@ def _report_verification(result: VerifyResult) -> int:
             print(f"keyed from seq {result.keyed_from}; key ids seen: {', '.join(result.key_ids)}")
         else:
             print("keyed from: none (no retained entry is signed with an HMAC key)")
+        if unsigned_before is not None and unsigned_before > 1:
+            print(
+                f"unsigned entries accepted below seq {unsigned_before} (written before the key "
+                "was set; ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE or --unsigned-before)"
+            )
         if result.head_seq is not None:
             print(f"head: seq {result.head_seq} hash {result.head_hash}")
             print(f"checkpoint: {result.head_seq}:{result.head_hash}")

@@ -12,7 +12,7 @@ def run_check(settings: Settings) -> int:
 
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError, load_policy
-    from bot.runtime import STATE_KEY_REQUIRED, clusters_of, redis_client, slack_client
+    from bot.runtime import clusters_of, policy_requirements, redis_client, slack_client
 
     problems: list[str] = []
     policy = None
@@ -21,10 +21,16 @@ def run_check(settings: Settings) -> int:
     else:
         try:
             policy = load_policy(settings.policy_file)
-            print(f"policy: {settings.policy_file} OK")
-            if policy.approvals and settings.state_key is None:
-                problems.append(f"state key: {STATE_KEY_REQUIRED}")
-            elif settings.state_key is not None:
+            # What start-up, and so a reload, refuses: a reload that was refused shows here.
+            refused = policy_requirements(settings, policy)
+            if not refused:
+                print(f"policy: {settings.policy_file} OK")
+            problems.extend(
+                f"policy: {settings.policy_file}: not in force (start-up and reload refuse "
+                f"it): {problem}"
+                for problem in refused
+            )
+            if settings.state_key is not None:
                 print("state key: set (approval requests, votes and tracked rollouts are sealed)")
         except PolicyError as exc:
             problems.extend(str(p) for p in exc.problems)

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     audit_hmac_key_id: str | None = Field(
         default=None, validation_alias="ROLLOUT_BOT_AUDIT_HMAC_KEY_ID", validate_default=True
     )
+    # With a key: the first seq that must be signed. Entries (and a head or anchor) below it may
+    # be unsigned: written before the key was set on an existing trail. Default 1: none may be,
+    # so a trail swapped for an unsigned forgery fails verification and takes no appends.
+    audit_unsigned_before: int = Field(
+        default=1, ge=1, validation_alias="ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE"
+    )
 
     @field_validator("audit_hmac_keys", mode="after")
     @classmethod

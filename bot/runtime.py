@@ -14,6 +14,7 @@ This is the only module that imports every layer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import secrets
@@ -82,9 +83,6 @@ SWEEP_INTERVAL = 5.0
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
 AUDIT_VERIFY_INTERVAL = 600.0
-# Asked before each acknowledged piece of work runs: a hung Redis delays a read's answer by a
-# quarter second at most, and never fails it (reads work without Redis).
-REPLAY_CHECK_TIMEOUT = 0.25
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -124,7 +122,12 @@ def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.R
 
 
 def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
-    return RedisAuditLog(store, Keys(settings.redis_prefix), keyring=settings.audit_keyring())
+    return RedisAuditLog(
+        store,
+        Keys(settings.redis_prefix),
+        keyring=settings.audit_keyring(),
+        unsigned_before=settings.audit_unsigned_before,
+    )
 
 
 def policy_of(settings: Settings) -> tuple[Policy, bool]:
@@ -140,14 +143,25 @@ STATE_KEY_REQUIRED = (
 )
 
 
+def policy_requirements(settings: Settings, policy: Policy) -> list[str]:
+    """What start-up refuses about `policy` with these settings. A reload checks the same, so
+    a policy the bot would not start with is never put in force by a reload either (with
+    approvals but no state key, each process would seal with its own random key, and a click
+    landing on another replica or worker would void the request as tampering)."""
+    problems = []
+    if policy.approvals and settings.state_key is None:
+        problems.append(STATE_KEY_REQUIRED)
+    return problems
+
+
 def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     """The sealing key for what the bot keeps in Redis. Required when the policy configures
     approvals (and so `on_failure`); otherwise nothing sealed outlives this process, and a
     random key serves."""
+    for problem in policy_requirements(settings, policy):
+        raise RolloutBotError(problem)
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals:
-        raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
 
@@ -241,9 +255,10 @@ class Runtime:
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
         executor = Executor(rollouts, audit, contexts.default)
-        self.seen_requests = RedisSeenRequests(
-            redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
-        )
+        # The replay check gets the audit writes' timeout: an answer cut short by a slow Redis
+        # refuses the change (it cannot be confirmed new), so a short timeout would only turn
+        # a brief stall into refusals. Reads still run when it cannot answer.
+        self.seen_requests = RedisSeenRequests(self.redis, keys, REPLAY_WINDOW_SECONDS)
         # One tracker per context: its own watches, leases and publisher thread.
         self.progress = ProgressTrackers(
             {
@@ -304,6 +319,7 @@ class Runtime:
                 audit,
                 metrics(),
                 cluster_name=settings.cluster_name,
+                requirements=functools.partial(policy_requirements, settings),
             )
         # /readyz: ready when the Kubernetes API answers; Redis and the policy are reported.
         self.health = ReadinessProbe(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -421,7 +422,7 @@ def _alive(pid: int) -> bool:
 def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     from bot.config import load_settings
     from bot.observability.logs import configure_logging
-    from bot.runtime import Runtime, keep_out_of_garbage_collection
+    from bot.runtime import Runtime, keep_out_of_garbage_collection, policy_requirements
     from bot.services.periodic import Periodic
     from bot.services.policy_reload import PolicyReloader
     from handlers.work import perform
@@ -442,6 +443,7 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
             None,
             cast(Metrics, recorded),
             cluster_name=settings.cluster_name,
+            requirements=functools.partial(policy_requirements, settings),
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
     keep_out_of_garbage_collection()

@@ -23,6 +23,7 @@ from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
+from bot.domain.errors import StoreError
 from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
@@ -127,10 +128,20 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
     from handlers.commands import answer
 
     key = work.reply.request_key
-    if key is not None and not services.first_seen(key):
-        log.warning("ignored a replayed request")
-        return
     replier = work.reply.replier(client)
+    if key is not None:
+        try:
+            new = services.first_seen(key)
+        except StoreError as exc:
+            if _changes_something(work):
+                # A captured signed request replayed while Redis stalls would run twice.
+                log.warning("refused work: the replay check failed (%s)", exc.cause)
+                replier.ephemeral(unconfirmed_message(work))
+                return
+            new = True  # a read: running it twice changes nothing
+        if not new:
+            log.warning("ignored a replayed request")
+            return
     match work:
         case RunCommand(command=command, actor=actor):
             answer(services, command, actor, replier)
@@ -141,6 +152,21 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
 
 
 _CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
+
+
+def _changes_something(work: Work) -> bool:
+    """A change or a click (Approve, Reject, Cancel, Roll back, Pause); not a read."""
+    if isinstance(work, RunCommand):
+        return work.command.is_mutation
+    return isinstance(work, Decide)
+
+
+def unconfirmed_message(work: Work) -> Message:
+    """What the author of a change is told when the replay check could not answer."""
+    return blocks.error_message(
+        f"The bot could not confirm that {_described(work)} is a new request (its state store "
+        "did not answer in time), so nothing was changed. Try again in a minute."
+    )
 
 
 def _described(work: Work) -> str:

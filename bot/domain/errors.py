@@ -15,6 +15,7 @@
     StoreError                      the state store (Redis) failed; .message is safe to show
     ├── StoreUnavailable            Redis refused, timed out, or errored: retryable later
     └── StoreCorrupt                a stored record could not be read back: not retryable
+        └── AuditTrailUntrusted     the audit trail's head fails its check: nothing is appended
 
 Raw exception text from the kubernetes or redis libraries never reaches `user_message`: it may
 hold URLs, tokens or internal detail. It goes to the log at debug level at most.
@@ -122,6 +123,21 @@ class StoreCorrupt(StoreError):
     def __init__(self, operation: str = "", *, cause: str = "") -> None:
         super().__init__(
             "A stored record could not be read; an operator has to look at it.",
+            operation=operation,
+            cause=cause,
+        )
+
+
+class AuditTrailUntrusted(StoreCorrupt):
+    """The audit trail's newest record is not one this bot can vouch for (e.g. unsigned while
+    an audit key is configured), so nothing is appended to it: every change is refused until
+    an operator has looked. Reads go on."""
+
+    def __init__(self, operation: str = "", *, cause: str = "") -> None:
+        StoreError.__init__(
+            self,
+            "The audit trail failed its integrity check, so the bot records no more changes "
+            "until an operator has looked at it (`rollout-bot audit verify` names the problem).",
             operation=operation,
             cause=cause,
         )

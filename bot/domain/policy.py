@@ -80,6 +80,7 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "load_policy",
+    "parse_policy",
     "read_only_default",
 ]
 
@@ -483,18 +484,32 @@ _FIELD_NAMES: Final = sorted(
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read, parse and validate a policy file; ``PolicyError`` lists everything wrong with it."""
     file = os.fspath(path)
+    try:
+        raw = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise _problem(file, None, "", "the policy file does not exist") from None
+    except OSError as exc:
+        why = f"cannot read the policy file: {exc.strerror or exc}"
+        raise _problem(file, None, "", why) from None
+    return parse_policy(raw, file)
+
+
+def _problem(file: str, line: int | None, field: str, message: str) -> PolicyError:
+    return PolicyError([PolicyProblem(file, line, field, message)])
+
+
+def parse_policy(raw: bytes, file: str) -> Policy:
+    """Parse and validate the bytes of a policy file read once (`file` names it in problems),
+    so that what is hashed and what is put in force are the same bytes."""
 
     def problem(line: int | None, field: str, message: str) -> PolicyError:
-        return PolicyError([PolicyProblem(file, line, field, message)])
+        return _problem(file, line, field, message)
 
     try:
-        text = Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise problem(None, "", "the policy file does not exist") from None
+        # As Path.read_text would: universal newlines.
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         raise problem(None, "", f"the policy file is not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise problem(None, "", f"cannot read the policy file: {exc.strerror or exc}") from None
 
     try:
         root, duplicates, data = _parse_yaml(text)

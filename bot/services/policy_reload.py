@@ -2,7 +2,13 @@
 force without a restart and audited, an invalid one is refused and the old policy stays.
 
 A mounted ConfigMap changes by an atomic symlink swap, so reading the whole file and comparing
-its digest sees each version exactly once, whether or not the mtime moved.
+its digest sees each version exactly once, whether or not the mtime moved. The file is read
+once per look: the bytes hashed are the bytes parsed, so an edit landing in between can never
+be marked applied without being applied.
+
+A new version must pass every check start-up makes (`requirements`, e.g. a policy with
+approval rules needs ROLLOUT_BOT_STATE_KEY); one that does not is refused like an invalid
+file: the last good policy stays in force, and the refusal is logged, counted and reported.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from typing import Any
 
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.domain.errors import StoreError
-from bot.domain.policy import Policy, PolicyError, load_policy
+from bot.domain.policy import Policy, PolicyError, parse_policy
 from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 POLICY_RELOAD_EVENT = "policy_reload"
+
+#: What start-up would refuse about a policy, one sentence per problem (empty: none).
+Requirements = Callable[[Policy], Sequence[str]]
 
 
 class PolicyReloader:
@@ -33,19 +42,23 @@ class PolicyReloader:
         metrics: Metrics,
         *,
         cluster_name: str,
+        requirements: Requirements | None = None,
     ) -> None:
         self.path = path
         self._apply = list(apply)
+        self._requirements = requirements
         self._audit = audit
         self._metrics = metrics
         self._cluster = cluster_name
         self._lock = threading.Lock()
-        self._digest = self._read_digest()  # the version in force at start-up
+        read = self._read()
+        # The version in force at start-up.
+        self._digest = hashlib.sha256(read).hexdigest() if read is not None else None
         self._problems: list[str] = []
 
-    def _read_digest(self) -> str | None:
+    def _read(self) -> bytes | None:
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            return self.path.read_bytes()
         except OSError:
             return None
 
@@ -55,15 +68,21 @@ class PolicyReloader:
     def check(self) -> bool:
         """Looks at the file once; True when a new version was put in force."""
         with self._lock:
-            digest = self._read_digest()
-            if digest is None or digest == self._digest:
+            raw = self._read()
+            if raw is None:
+                return False
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest == self._digest:
                 return False
             self._digest = digest
             try:
-                policy = load_policy(self.path)
+                policy = parse_policy(raw, str(self.path))
+                problems = [str(problem) for problem in self._requirements_of(policy)]
             except PolicyError as exc:
-                self._problems = [str(problem) for problem in exc.problems]
-                for problem in self._problems:
+                problems = [str(problem) for problem in exc.problems]
+            if problems:
+                self._problems = problems
+                for problem in problems:
                     log.error("policy not reloaded: %s", problem)
                 log.error("the previous policy stays in force until the file is fixed")
                 self._metrics.policy_reload(applied=False)
@@ -87,6 +106,11 @@ class PolicyReloader:
         except StoreError as exc:
             log.warning("the policy reload could not be audited: %s", exc.message)
         return True
+
+    def _requirements_of(self, policy: Policy) -> Sequence[str]:
+        if self._requirements is None:
+            return ()
+        return [f"{self.path}: {problem}" for problem in self._requirements(policy)]
 
     def status(self) -> dict[str, Any]:
         """For /readyz: the policy's state, and each problem of a refused version."""

@@ -63,8 +63,10 @@ def entries(client: redis.Redis, keys: Keys) -> list[tuple[str, dict[str, str]]]
     return [(str(i), {str(k): str(v) for k, v in f.items()}) for i, f in client.xrange(keys.audit)]
 
 
-def keyed(client: redis.Redis, keys: Keys, clock: FakeClock) -> RedisAuditLog:
-    return RedisAuditLog(client, keys, clock=clock, hmac_key=KEY)
+def keyed(
+    client: redis.Redis, keys: Keys, clock: FakeClock, *, unsigned_before: int = 1
+) -> RedisAuditLog:
+    return RedisAuditLog(client, keys, clock=clock, hmac_key=KEY, unsigned_before=unsigned_before)
 
 
 def plain(client: redis.Redis, keys: Keys, clock: FakeClock) -> RedisAuditLog:
@@ -302,7 +304,8 @@ def test_enabling_a_key_on_an_existing_plain_trail_keeps_it_verifiable(
     fill(before, clock, 4)
     before.trim(max_entries=3)  # an unsigned retention record from the unkeyed days
 
-    after = keyed(client, keys, clock)
+    # The operator names the first seq the key signs (ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE).
+    after = keyed(client, keys, clock, unsigned_before=5)
     fill(after, clock, 2, start=4)
     result = after.verify()
     assert result.ok, result
@@ -323,7 +326,7 @@ def test_enabling_a_key_after_everything_unkeyed_was_trimmed_keeps_it_verifiable
     fill(before, clock, 3)
     before.trim(max_entries=0)  # an unsigned anchor, and no unkeyed entry left after it
 
-    after = keyed(client, keys, clock)
+    after = keyed(client, keys, clock, unsigned_before=4)
     fill(after, clock, 2, start=3)
 
     first = entries(client, keys)[0][1]

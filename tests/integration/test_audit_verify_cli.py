@@ -106,12 +106,9 @@ def test_success_names_entries_keyed_from_and_key_ids(
 ) -> None:
     clock = FakeClock()
     fill(RedisAuditLog(client, KEYS, clock=clock), clock, 2)
-    fill(
-        RedisAuditLog(client, KEYS, clock=clock, keyring=keyring("kid1", signing="kid1")),
-        clock,
-        2,
-        2,
-    )
+    # The key was set on a trail of two unsigned entries: the operator names seq 3.
+    first = keyring("kid1", signing="kid1")
+    fill(RedisAuditLog(client, KEYS, clock=clock, keyring=first, unsigned_before=3), clock, 2, 2)
     both = keyring("kid1", "kid2", signing="kid2")
     fill(RedisAuditLog(client, KEYS, clock=clock, keyring=both), clock, 2, 4)
 
@@ -120,6 +117,7 @@ def test_success_names_entries_keyed_from_and_key_ids(
             server,
             ROLLOUT_BOT_AUDIT_HMAC_KEYS=f"kid1:{SECRET1},kid2:{SECRET2}",
             ROLLOUT_BOT_AUDIT_HMAC_KEY_ID="kid2",
+            ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE="3",
         )
     )
 
@@ -127,7 +125,8 @@ def test_success_names_entries_keyed_from_and_key_ids(
     lines = result.stdout.splitlines()
     assert lines[0] == "audit trail OK: 6 entries verified (seq 1 to 6)"
     assert lines[1] == "keyed from seq 3; key ids seen: kid1, kid2"
-    assert lines[2] == f"head: seq 6 hash {client.hget(KEYS.audit_head, 'hash')}"
+    assert lines[2].startswith("unsigned entries accepted below seq 3")
+    assert lines[3] == f"head: seq 6 hash {client.hget(KEYS.audit_head, 'hash')}"
     assert not any(line.startswith("warning:") for line in lines)
     assert SECRET1 not in result.stdout + result.stderr
 

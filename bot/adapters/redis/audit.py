@@ -31,6 +31,12 @@ What `verify()` detects, and what it cannot:
   a moved anchor fails its MAC: only a signed retention record explains a cut);
 * an unkeyed entry after keyed ones (a downgrade) and entries signed with a key id that is
   not configured;
+* with a key, a trail swapped for an unsigned one (forged entries hashed with plain SHA-256
+  and a matching unsigned head): unsigned entries, an unsigned head and an unsigned anchor
+  are accepted only below `unsigned_before`, the seq the operator names as the first one the
+  key signed (ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE; default 1: none). The bot refuses to append
+  to a head it cannot vouch for (`AuditTrailUntrusted`), so it never signs on top of a
+  forgery;
 * without a key, anything is recomputable by whoever can write to Redis; what is still
   caught is naive deletion: Redis counts the entries ever added to the stream and remembers
   the highest id deleted with XDEL (retention uses XTRIM, which does not set it);
@@ -68,7 +74,12 @@ from typing import Any, Final
 import redis
 from redis.commands.core import Script
 
-from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable, redis_errors
+from bot.adapters.redis.errors import (
+    AuditTrailUntrusted,
+    StoreCorrupt,
+    StoreUnavailable,
+    redis_errors,
+)
 from bot.adapters.redis.keys import Keys
 from bot.domain.audit import (
     DEFAULT_KEY_ID,
@@ -155,16 +166,16 @@ class AuditedReply:
 # the stream's last generated id (a new entry's id must be above it).
 _TIP_LUA_FN = f"""
 local function audit_tip(stream, head, anchor)
-  local h = redis.call('HMGET', head, 'seq', 'hash', 'id', 'kid')
-  local seq, hash, id, kid
+  local h = redis.call('HMGET', head, 'seq', 'hash', 'id', 'kid', 'mac')
+  local seq, hash, id, kid, mac
   if h[1] then
-    seq, hash, id, kid = h[1], h[2] or '', h[3] or '0-0', h[4] or ''
+    seq, hash, id, kid, mac = h[1], h[2] or '', h[3] or '0-0', h[4] or '', h[5] or ''
   else
     local a = redis.call('HMGET', anchor, 'seq', 'hash', 'id')
     if a[1] then
-      seq, hash, id, kid = a[1], a[2] or '', a[3] or '0-0', ''
+      seq, hash, id, kid, mac = a[1], a[2] or '', a[3] or '0-0', '', ''
     else
-      seq, hash, id, kid = '0', '{GENESIS_HASH}', '0-0', ''
+      seq, hash, id, kid, mac = '0', '{GENESIS_HASH}', '0-0', '', ''
     end
   end
   local top = '0-0'
@@ -174,7 +185,7 @@ local function audit_tip(stream, head, anchor)
       if info[i] == 'last-generated-id' then top = info[i + 1] end
     end
   end
-  return seq, hash, id, top, kid
+  return seq, hash, id, top, kid, mac
 end
 
 local function audit_id_after(a, b)
@@ -204,7 +215,7 @@ local AUDIT_STREAM, AUDIT_HEAD, AUDIT_ANCHOR = KEYS[#KEYS - 2], KEYS[#KEYS - 1],
 local audit_plan = cjson.decode(ARGV[#ARGV])
 local audit_written = false
 do
-  local seq, hash, id, top, kid = audit_tip(AUDIT_STREAM, AUDIT_HEAD, AUDIT_ANCHOR)
+  local seq, hash, id, top, kid, mac = audit_tip(AUDIT_STREAM, AUDIT_HEAD, AUDIT_ANCHOR)
   if seq == audit_plan.seq then
     -- One of the prepared entries is already the tip: redis-py re-sent this script after a
     -- lost reply. The body runs again (it must be idempotent) but writes no second entry.
@@ -214,7 +225,7 @@ do
   end
   if not audit_written and (seq ~= audit_plan.expect_seq or hash ~= audit_plan.expect_hash
       or not audit_id_after(audit_plan.id, top)) then
-    return {'audit_conflict', seq, hash, id, top, kid}
+    return {'audit_conflict', seq, hash, id, top, kid, mac}
   end
 end
 
@@ -290,8 +301,9 @@ class _Tip:
     id: str
     #: The stream's last generated id.
     top: str
-    #: The head's key id ("" when unkeyed).
+    #: The head's key id and MAC ("" when unkeyed).
     kid: str
+    mac: str = ""
 
 
 class RedisAuditLog:
@@ -300,6 +312,11 @@ class RedisAuditLog:
     Pass `keyring` (key id -> secret, and the id that signs) to make the trail HMAC-SHA256,
     or `hmac_key` for a single key under the id `default`. Without either the trail is plain
     SHA-256 and `verify()` says that the head and anchor cannot be authenticated.
+
+    With a key, `unsigned_before` is the first seq that must be signed: the entries (and head
+    or anchor) below it may be unsigned, written before the key was configured. The operator
+    names it once, when setting a key on an existing trail; by default nothing unsigned is
+    accepted.
     """
 
     def __init__(
@@ -311,7 +328,10 @@ class RedisAuditLog:
         hmac_key: bytes | None = None,
         keyring: AuditKeyring | None = None,
         append_timeout: float = _APPEND_TIMEOUT,
+        unsigned_before: int = 1,
     ) -> None:
+        if unsigned_before < 1:
+            raise ValueError("unsigned_before must be >= 1")
         if hmac_key is not None and keyring is not None:
             raise ValueError("pass hmac_key or keyring, not both")
         if hmac_key is not None:
@@ -321,6 +341,7 @@ class RedisAuditLog:
         self._clock = clock or _utc_now
         self._keyring = keyring
         self._append_timeout = append_timeout
+        self._unsigned_before = unsigned_before
         self._tip_script = redis_client.register_script(_TIP_LUA)
         self._append_script = redis_client.register_script(audited_lua(_APPEND_BODY))
         self._trim_script = redis_client.register_script(_TRIM_LUA)
@@ -382,15 +403,12 @@ class RedisAuditLog:
                 written = None if len(reply) < 3 or reply[2] is None else _text(reply[2])
                 entry = prepared.get(written) if written is not None else None
                 if entry is not None:
-                    kid = self._keyring.signing_kid if self._keyring is not None else ""
-                    self._tip = _Tip(
-                        str(entry.seq), entry.hash, entry.stream_id, entry.stream_id, kid
-                    )
+                    self._tip = self._own_tip(entry)
                     metrics().audit_written(entry.event)
                 return AuditedReply(reply=reply[1], status=written, entry=entry)
             if status != "audit_conflict":
                 raise StoreCorrupt(operation, cause="UnexpectedReply")
-            tip = _Tip(*(_text(part) for part in reply[1:6]))
+            tip = _Tip(*(_text(part) for part in reply[1:7]))
             self._tip = tip
             if time.monotonic() > deadline:
                 raise StoreUnavailable(f"{operation} (chain contended)")
@@ -497,14 +515,21 @@ class RedisAuditLog:
                 continue
             yield _entry(stream_id, fields)
 
-    def verify(self, checkpoint: tuple[int, str] | None = None) -> VerifyResult:
+    def verify(
+        self, checkpoint: tuple[int, str] | None = None, *, unsigned_before: int | None = None
+    ) -> VerifyResult:
         """Check the whole retained chain, from the anchor (or genesis) to the head, and
         authenticate the head and the anchor (with a key).
 
         `checkpoint` is a (seq, hash) seen earlier, e.g. the head a previous run printed and
         kept outside Redis: the trail must still reach that seq, with that hash if retained.
         This catches what nothing in Redis can: a rollback to an older genuine head.
+        `unsigned_before` overrides the one given at construction (with a key: the first seq
+        that must be signed).
         """
+        if unsigned_before is not None and unsigned_before < 1:
+            raise ValueError("unsigned_before must be >= 1")
+        unsigned_limit = unsigned_before or self._unsigned_before
         result = VerifyResult(ok=True, checked=0)
         with redis_errors("audit verify"):
             # The anchor, the head, the stream's counters and the first page are read in one
@@ -533,6 +558,7 @@ class RedisAuditLog:
                     first_page=_rows(first_page),
                     info=info,
                     checkpoint=checkpoint,
+                    unsigned_before=unsigned_limit,
                 )
                 if result.ok or self._read_record(self._keys.audit_anchor) == anchor:
                     return result
@@ -568,6 +594,12 @@ class RedisAuditLog:
                 tip.kid,
             )
             raise StoreCorrupt(operation, cause="HmacKeyRequired")
+        untrusted = self._untrusted_tip(tip)
+        if untrusted is not None:
+            # Signing on top of a head the bot cannot vouch for would make a forgery read as
+            # the history from before the key: an operator must look first.
+            log.error("audit trail: refusing to append: %s", untrusted)
+            raise AuditTrailUntrusted(operation, cause="UntrustedHead")
         now = self._now()
         seq = int(tip.seq) + 1
         stream_id = _stream_id_after(tip.top, tip.id, now)
@@ -603,6 +635,65 @@ class RedisAuditLog:
             "entries": plan_entries,
         }
         return _canonical(plan), prepared
+
+    def _own_tip(self, entry: AuditEntry) -> _Tip:
+        """The tip after this process wrote `entry` (and its head)."""
+        if self._keyring is None:
+            return _Tip(str(entry.seq), entry.hash, entry.stream_id, entry.stream_id, "")
+        kid = self._keyring.signing_kid
+        head = {"seq": str(entry.seq), "id": entry.stream_id, "kid": kid, "hash": entry.hash}
+        mac = _record_mac("head", head, self._keyring.signing_key)
+        return _Tip(str(entry.seq), entry.hash, entry.stream_id, entry.stream_id, kid, mac)
+
+    def _untrusted_tip(self, tip: _Tip) -> str | None:
+        """With a key: why the head an entry would chain onto cannot be vouched for, or None."""
+        keyring = self._keyring
+        if keyring is None:
+            return None
+        seq = int(tip.seq)
+        if tip.kid:
+            key = keyring.keys.get(tip.kid)
+            if key is None:
+                return (
+                    f"the head (seq {seq}) is signed with key id {tip.kid!r}, which is not "
+                    "configured (ROLLOUT_BOT_AUDIT_HMAC_KEYS)"
+                )
+            head = {"seq": tip.seq, "id": tip.id, "kid": tip.kid, "hash": tip.hash}
+            if not hmac.compare_digest(tip.mac, _record_mac("head", head, key)):
+                return f"the head (seq {seq}) is not authentic: its MAC does not match"
+            return None
+        if seq == 0:
+            if _stream_id_key(tip.top) != (0, 0):
+                return "the head record is missing, but the stream has had entries"
+            return None  # a new trail: its first entry is signed
+        if seq >= self._unsigned_before and not self._signed_before_key_ids(tip):
+            return (
+                f"the head (seq {seq}) is not signed, but an audit key is configured and "
+                f"unsigned entries are accepted only below seq {self._unsigned_before} "
+                "(ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE). If the trail up to seq "
+                f"{seq} was written before the key was configured, check it with `rollout-bot "
+                f"audit verify --unsigned-before {seq + 1}` and then set "
+                f"ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE={seq + 1}"
+            )
+        return None
+
+    def _signed_before_key_ids(self, tip: _Tip) -> bool:
+        """Is the unsigned head's entry one signed before entries named their key (under
+        ROLLOUT_BOT_AUDIT_HMAC_KEY, no `kid`)? Such a head is genuine; the next append signs it."""
+        legacy = self._keyring.keys.get(DEFAULT_KEY_ID) if self._keyring is not None else None
+        if legacy is None:
+            return False
+        with redis_errors("audit append"):
+            found = _rows(self._redis.xrange(self._keys.audit, tip.id, tip.id))
+        if not found:
+            return False
+        fields = found[0][1]
+        return (
+            "kid" not in fields
+            and fields.get("seq") == tip.seq
+            and fields.get("hash") == tip.hash
+            and hmac.compare_digest(_digest(fields, legacy), tip.hash)
+        )
 
     def _anchor_record(
         self, cut_id: str, cut_fields: Mapping[str, str], *, trimmed_from: int, reason: str
@@ -677,6 +768,7 @@ class RedisAuditLog:
         first_page: list[tuple[str, dict[str, str]]] | None = None,
         info: _StreamInfo | None = None,
         checkpoint: tuple[int, str] | None = None,
+        unsigned_before: int | None = None,
     ) -> VerifyResult:
         """Walk the stream from the oldest entry, then check the anchor and the head.
 
@@ -684,6 +776,8 @@ class RedisAuditLog:
         ignore the head); otherwise check everything, the head and the stream's counters.
         """
         chain = _Chain()
+        if self._keyring is not None:
+            chain.unsigned_before = unsigned_before or self._unsigned_before
         if self._keyring is None and stop_at is None:
             chain.warnings.append(_NO_KEY_WARNING)
         if anchor is not None and not _is_seq(anchor.get("seq", "")):
@@ -859,6 +953,14 @@ class RedisAuditLog:
                 f"{chain.keyed_from}: the bot never writes an unkeyed entry after keyed ones",
                 None,
             )
+        if signed_by is None and chain.unsigned_before is not None and seq >= chain.unsigned_before:
+            return (
+                f"entry seq {seq} is not signed with the audit key: with a key configured, "
+                f"unsigned entries are accepted only below seq {chain.unsigned_before} "
+                "(ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE or --unsigned-before); a trail swapped "
+                "for an unsigned one looks exactly like this",
+                None,
+            )
         if chain.first_seq is None:
             chain.first_seq, chain.first_fields = seq, dict(fields)
         chain.last_seq = seq
@@ -902,6 +1004,25 @@ class RedisAuditLog:
             if not hmac.compare_digest(mac, _record_mac(kind, record, key)):
                 return "is not authentic (its MAC does not match): it was moved or forged"
             return None
+        record_seq = int(record["seq"]) if _is_seq(record.get("seq", "")) else 0
+        # The entry the record sits next to (the head's own, the first after the anchor) was
+        # signed: a record written before key ids existed. Otherwise nothing vouches for it.
+        entry_seq = entry_fields.get("seq", "") if entry_fields is not None else ""
+        signed_entry = (
+            chain.keyed_from is not None
+            and _is_seq(entry_seq)
+            and chain.keyed_from <= int(entry_seq)
+        )
+        if (
+            chain.unsigned_before is not None
+            and record_seq >= chain.unsigned_before
+            and not signed_entry
+        ):
+            return (
+                f"(seq {record_seq}) is not signed: with a key configured, an unsigned {kind} is "
+                f"accepted only below seq {chain.unsigned_before} "
+                "(ROLLOUT_BOT_AUDIT_UNSIGNED_BEFORE or --unsigned-before)"
+            )
         if (
             entry_fields is not None
             and "kid" in entry_fields
@@ -970,6 +1091,8 @@ class _Chain:
         self.key_ids: set[str] = set()
         self.warnings: list[str] = []
         self.head: tuple[int, str] | None = None
+        #: With a key: the first seq that must be signed (entries below it may be unsigned).
+        self.unsigned_before: int | None = None
 
     def passed(self) -> VerifyResult:
         return self._result(True, None, None, None)

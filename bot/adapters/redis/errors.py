@@ -12,10 +12,16 @@ from contextlib import contextmanager
 
 import redis
 
-from bot.domain.errors import StoreCorrupt, StoreError, StoreUnavailable
+from bot.domain.errors import AuditTrailUntrusted, StoreCorrupt, StoreError, StoreUnavailable
 from bot.observability.metrics import metrics
 
-__all__ = ["StoreCorrupt", "StoreError", "StoreUnavailable", "redis_errors"]
+__all__ = [
+    "AuditTrailUntrusted",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreUnavailable",
+    "redis_errors",
+]
 
 
 @contextmanager
