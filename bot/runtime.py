@@ -361,7 +361,10 @@ class Runtime:
 
         request = decision.outcome.request
         if request is not None:
-            after_decision(self.services, decision, "", Replier(None, self.slack, request.channel))
+            # What is said about it goes to the card's thread.
+            place = self._flow.card_of(request)
+            channel = place[0] if place is not None else request.channel
+            after_decision(self.services, decision, "", Replier(None, self.slack, channel))
 
     def _show_expired(self, request: ApprovalRequest) -> None:
         from handlers.approval_buttons import redraw

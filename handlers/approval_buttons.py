@@ -107,6 +107,8 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
     request = outcome.request
     if request is not None:
         redraw(replier, request, services.approvals)
+        # Only what the bot sealed is shown: a field edited in Redis reads as withheld.
+        request = services.approvals.shown(request)
     status = outcome.status
     if status == "voided" and decision.error and request is not None:
         # Refused at the last check (tampering, policy, expiry, the object changed): the
@@ -146,7 +148,10 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
                 and decision.change.starts_rollout
                 and services.progress is not None
             ):
-                services.progress.track(decision.change, request.channel, request.message_ts or ts)
+                # The progress thread hangs under the card, in the card's channel.
+                services.progress.track(
+                    decision.change, replier.channel_id, request.message_ts or ts
+                )
         elif decision.error:
             replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
 
@@ -162,11 +167,13 @@ def redraw(replier: Replier, request: ApprovalRequest, store: ApprovalFlow) -> N
     update arrives last, possibly a state that is already past. Checking after each update
     means the last update of all shows the current state.
     """
-    if not (request.message_ts and request.channel):
+    place = store.card_of(request)
+    if place is None:
         return
-    card = Replier(None, replier.client, request.channel)
+    channel, ts = place
+    card = Replier(None, replier.client, channel)
     for _ in range(_REDRAW_ROUNDS):
-        card.update(request.message_ts, blocks.approval_card(request))
+        card.update(ts, blocks.approval_card(store.shown(request)))
         try:
             latest = store.get(request.id)
         except StoreError:

@@ -116,7 +116,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
         case DiffView():
             replier.ephemeral(blocks.diff_message(outcome))
         case ApprovalList(namespace=namespace, requests=requests, context=context):
-            replier.ephemeral(blocks.approvals_list_message(namespace, requests, context))
+            shown = [services.approvals.shown(request) for request in requests]
+            replier.ephemeral(blocks.approvals_list_message(namespace, shown, context))
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
         case ApprovalRequested(request=request, rule=rule, target=target):

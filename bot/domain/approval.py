@@ -21,6 +21,7 @@ __all__ = [
     "ApprovalState",
     "OutcomeStatus",
     "UtcDateTime",
+    "decision_content",
     "format_time",
     "new_approval_id",
     "require_aware",
@@ -37,6 +38,13 @@ def new_approval_id() -> str:
 
 def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def decision_content(
+    request_id: str, user_id: str, user_name: str, reason: str, at: datetime | None
+) -> list[str]:
+    """What a decision's seal covers, as the store writes it (`ApprovalRequest.decision_seal`)."""
+    return [request_id, user_id, user_name, reason, format_time(at) if at is not None else ""]
 
 
 def require_aware(moment: datetime) -> datetime:
@@ -105,8 +113,12 @@ class ApprovalRequest(BaseModel):
     state: ApprovalState = ApprovalState.PENDING
     requester_id: str
     requester_name: str = ""
+    #: Where the request was made: the channel the policy is checked for, at request time and
+    #: again just before the change runs.
     channel: str = ""
-    #: ts of the approval card, set once it is posted.
+    #: Where the approval card was posted (the rule's approvers' channel, or `channel`) and its
+    #: ts, set once it is posted.
+    card_channel: str = ""
     message_ts: str | None = None
     action: str
     cluster: str = ""
@@ -135,6 +147,11 @@ class ApprovalRequest(BaseModel):
     claimed_at: UtcDateTime | None = None
     #: The bot's seal over every field that must not change after the request was made.
     seal: str = ""
+    #: Seals over what later transitions write and a card shows: where the card is, who
+    #: decided (and why), and the result. A field whose seal does not hold is never shown.
+    card_seal: str = ""
+    decision_seal: str = ""
+    result_seal: str = ""
 
     def sealed_content(self) -> dict[str, Any]:
         """What the seal covers: who asked for what, where, bound to which object state,
@@ -143,6 +160,8 @@ class ApprovalRequest(BaseModel):
         return {
             "id": self.id,
             "requester_id": self.requester_id,
+            "requester_name": self.requester_name,
+            "channel": self.channel,
             "action": self.action,
             "cluster": self.cluster,
             "namespace": self.namespace,
@@ -156,6 +175,24 @@ class ApprovalRequest(BaseModel):
             "expires_at": format_time(self.expires_at),
             "fingerprint": self.fingerprint,
         }
+
+    def card_content(self) -> list[str]:
+        """What `card_seal` covers."""
+        return [self.id, self.card_channel, self.message_ts or ""]
+
+    def decision_content(self) -> list[str]:
+        """What `decision_seal` covers: who decided, when, and a rejection's reason."""
+        return decision_content(
+            self.id,
+            self.decided_by or "",
+            self.decided_by_name or "",
+            self.reject_reason or "",
+            self.decided_at,
+        )
+
+    def result_content(self) -> list[str]:
+        """What `result_seal` covers: the result message shown on the card."""
+        return [self.id, self.result_message or ""]
 
     @field_validator("approvers", "approvals", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.slack.directory import SlackDirectory
 from bot.domain import commands as cmd
 from bot.domain import rollout
-from bot.domain.approval import Approval
+from bot.domain.approval import Approval, decision_content
 from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
@@ -33,6 +33,10 @@ from bot.services.execution import Executor, Mutation, parameters_of, reason_of,
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
+
+#: Shown instead of a stored field whose seal does not hold.
+WITHHELD = "(withheld: this part of the stored request failed the bot's integrity check)"
+UNVERIFIED = "(unverified)"
 
 # The preview is stored with the request so every replica can redraw the card; a section
 # holds 3000 characters, and the card needs room for its other lines.
@@ -96,7 +100,34 @@ class ApprovalFlow:
 
     def card_posted(self, approval_id: str, channel: str, ts: str) -> None:
         """Remember where the request's card is, so every replica can redraw it."""
-        self.store.set_message(approval_id, channel, ts)
+        seal = self.sealer.seal("approval-card", [approval_id, channel, ts])
+        self.store.set_message(approval_id, channel, ts, card_seal=seal)
+
+    def card_of(self, request: ApprovalRequest) -> tuple[str, str] | None:
+        """Where the request's card is (channel, ts), if the bot posted it there: a place
+        written by anything else is never updated."""
+        if not (request.card_channel and request.message_ts):
+            return None
+        if not self.sealer.valid(request.card_seal, "approval-card", request.card_content()):
+            log.warning("approval request %s: its card's place failed its seal", request.id)
+            return None
+        return request.card_channel, request.message_ts
+
+    def shown(self, request: ApprovalRequest) -> ApprovalRequest:
+        """The request as a card or reply may show it: each field whose seal does not hold
+        (written or edited outside the bot) is replaced by a notice, never shown."""
+        update: dict[str, object] = {}
+        if not self.sealer.valid(request.seal, "approval", request.sealed_content()):
+            update.update(requester_name=UNVERIFIED, preview=WITHHELD, reason="")
+        if request.decided_by is not None and not self.sealer.valid(
+            request.decision_seal, "approval-decision", request.decision_content()
+        ):
+            update.update(decided_by=None, decided_by_name=None, reject_reason=WITHHELD)
+        if request.result_message is not None and not self.sealer.valid(
+            request.result_seal, "approval-result", request.result_content()
+        ):
+            update.update(result_message=WITHHELD)
+        return request.model_copy(update=update) if update else request
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -200,7 +231,10 @@ class ApprovalFlow:
         now = self._now()
         vote = Approval(user_id=user_id, user_name=user_name, at=now)
         sig = self.sealer.seal("vote", vote.sealed_content(request.id))
-        outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
+        decided = self._decision_seal(request.id, user_id, user_name, "", now)
+        outcome = self.store.approve(
+            approval_id, user_id, user_name, now, sig=sig, decision_seal=decided
+        )
         current = outcome.request or request
         if outcome.status in ("recorded", "approved"):
             self._audit_quietly(AuditEventKind.APPROVAL, current, user_id, user_name)
@@ -217,15 +251,23 @@ class ApprovalFlow:
         request = self._existing(approval_id)
         if request.state == ApprovalState.PENDING:
             self._require_approver(request, user_id, user_name)
-        outcome = self.store.reject(approval_id, user_id, user_name, reason, self._now())
+        now = self._now()
+        decided = self._decision_seal(request.id, user_id, user_name, reason, now)
+        outcome = self.store.reject(
+            approval_id, user_id, user_name, reason, now, decision_seal=decided
+        )
         if outcome.status == "rejected" and outcome.request is not None:
             self._audit(AuditEventKind.REJECTION, outcome.request, user_id, user_name, reason)
             metrics().approval_decided("rejected")
         return Decision(outcome)
 
     def cancel(self, approval_id: str, user_id: str, user_name: str) -> Decision:
-        self._existing(approval_id)
-        outcome = self.store.cancel(approval_id, user_id, self._now())
+        request = self._existing(approval_id)
+        now = self._now()
+        decided = self._decision_seal(request.id, user_id, user_name, "", now)
+        outcome = self.store.cancel(
+            approval_id, user_id, now, user_name=user_name, decision_seal=decided
+        )
         if outcome.status == "cancelled" and outcome.request is not None:
             self._audit(AuditEventKind.CANCELLATION, outcome.request, user_id, user_name)
             metrics().approval_decided("cancelled")
@@ -265,7 +307,13 @@ class ApprovalFlow:
             f"unknown. Check `/rollout history {request.deployment} -n {request.namespace}` "
             "before requesting it again."
         )
-        failed = self.store.mark(request.id, ApprovalState.RUNNING, ApprovalState.FAILED, why)
+        failed = self.store.mark(
+            request.id,
+            ApprovalState.RUNNING,
+            ApprovalState.FAILED,
+            why,
+            result_seal=self._result_seal(request.id, why),
+        )
         if failed.status == "marked" and failed.request is not None:
             self._audit(AuditEventKind.OUTCOME, failed.request, "", "", why)
         return Decision(failed, error=why if failed.status == "marked" else None)
@@ -313,15 +361,32 @@ class ApprovalFlow:
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
-                request.id, ApprovalState.RUNNING, ApprovalState.FAILED, exc.user_message
+                request.id,
+                ApprovalState.RUNNING,
+                ApprovalState.FAILED,
+                exc.user_message,
+                result_seal=self._result_seal(request.id, exc.user_message),
             )
             return Decision(replace(outcome, request=failed.request), error=exc.user_message)
         done = self.store.mark(
-            request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
+            request.id,
+            ApprovalState.RUNNING,
+            ApprovalState.DONE,
+            change.summary,
+            result_seal=self._result_seal(request.id, change.summary),
         )
         return Decision(replace(outcome, request=done.request), change=change)
 
     # -- integrity and re-checks -----------------------------------------------------------------
+
+    def _decision_seal(
+        self, request_id: str, user_id: str, user_name: str, reason: str, at: datetime
+    ) -> str:
+        content = decision_content(request_id, user_id, user_name, reason, at)
+        return self.sealer.seal("approval-decision", content)
+
+    def _result_seal(self, request_id: str, message: str) -> str:
+        return self.sealer.seal("approval-result", [request_id, message])
 
     def _tampering(self, request: ApprovalRequest) -> str | None:
         """Why the stored record is not the bot's own, or None when it is."""
@@ -343,7 +408,9 @@ class ApprovalFlow:
             "should check who can write to the bot's Redis."
         )
         log.warning("approval request %s failed its integrity check", request.id)
-        voided = self.store.void(request.id, why, self._now())
+        voided = self.store.void(
+            request.id, why, self._now(), result_seal=self._result_seal(request.id, why)
+        )
         self._audit_quietly(AuditEventKind.TAMPERING, voided.request or request, "", "", problem)
         return Decision(voided, error=why, tampered=True)
 
@@ -389,7 +456,9 @@ class ApprovalFlow:
         return bool(groups) and bool(self.directory.groups_of(user_id, groups))
 
     def _void(self, request: ApprovalRequest, why: str) -> Decision:
-        voided = self.store.void(request.id, why, self._now())
+        voided = self.store.void(
+            request.id, why, self._now(), result_seal=self._result_seal(request.id, why)
+        )
         if voided.status == "voided":  # only when the void won
             self._audit(AuditEventKind.VOID, voided.request or request, "", "", why)
             metrics().approval_decided("voided")

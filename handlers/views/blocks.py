@@ -452,7 +452,8 @@ def approval_card(request: ApprovalRequest) -> Message:
     blocks.append(_context(*facts))
     if state == "rejected":
         when = _when(request.decided_at) if request.decided_at else ""
-        note = f"Rejected by <@{request.decided_by}> {when}".rstrip()
+        by = f" by <@{request.decided_by}>" if request.decided_by else ""
+        note = f"Rejected{by} {when}".rstrip()
         if request.reject_reason:
             note += f": {escape(request.reject_reason)}"
         blocks.append(_section(note))

@@ -146,9 +146,11 @@ def test_unknown_and_forged_ids_are_not_found(store: RedisApprovalStore) -> None
 @pytest.mark.timeout(30)
 def test_set_message_records_where_the_card_is(store: RedisApprovalStore, clock: FakeClock) -> None:
     request = store.create(new_request(clock))
-    updated = store.set_message(request.id, "C42", "1700000000.000100")
+    updated = store.set_message(request.id, "C42", "1700000000.000100", card_seal="s")
     assert updated is not None
-    assert (updated.channel, updated.message_ts) == ("C42", "1700000000.000100")
+    assert (updated.card_channel, updated.message_ts) == ("C42", "1700000000.000100")
+    # The request's own channel (the one the policy is checked for) is never overwritten.
+    assert (updated.channel, updated.card_seal) == (request.channel, "s")
     assert store.get(request.id) == updated
     assert store.set_message("missing000", "C1", "1.2") is None
 

@@ -152,7 +152,7 @@ end
 """
 
 _APPROVE = """
-local user_id, user_name, sig = ARGV[6], ARGV[7], ARGV[8]
+local user_id, user_name, sig, decision_seal = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if r.state ~= 'pending' then return finish('already_decided', false) end
 if expire_if_due() then return finish('expired', true) end
 if r.requester_id == user_id then return finish('requester', false) end
@@ -165,12 +165,13 @@ r.state = 'approved'
 r.decided_by = user_id
 r.decided_by_name = user_name
 r.decided_at = now
+r.decision_seal = decision_seal
 r.claimed_at = now
 return finish('approved', true)
 """
 
 _REJECT = """
-local user_id, user_name, reason = ARGV[6], ARGV[7], ARGV[8]
+local user_id, user_name, reason, decision_seal = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if r.state ~= 'pending' then return finish('already_decided', false) end
 if expire_if_due() then return finish('expired', true) end
 r.state = 'rejected'
@@ -178,29 +179,32 @@ r.decided_by = user_id
 r.decided_by_name = user_name
 r.decided_at = now
 r.reject_reason = reason
+r.decision_seal = decision_seal
 return finish('rejected', true)
 """
 
 _CANCEL = """
-local user_id = ARGV[6]
+local user_id, user_name, decision_seal = ARGV[6], ARGV[7], ARGV[8]
 if r.state ~= 'pending' then return finish('already_decided', false) end
 if expire_if_due() then return finish('expired', true) end
 if r.requester_id ~= user_id then return finish('not_requester', false) end
 r.state = 'cancelled'
 r.decided_by = user_id
-r.decided_by_name = r.requester_name
+r.decided_by_name = user_name
 r.decided_at = now
+r.decision_seal = decision_seal
 return finish('cancelled', true)
 """
 
 _VOID = """
-local why = ARGV[6]
+local why, result_seal = ARGV[6], ARGV[7]
 if r.state ~= 'pending' and r.state ~= 'approved' then
   return finish('already_decided', false)
 end
 if r.state == 'pending' then r.decided_at = now end
 r.state = 'voided'
 r.result_message = why
+r.result_seal = result_seal
 return finish('voided', true)
 """
 
@@ -214,16 +218,21 @@ return finish('recorded', false)  -- not due yet (the index is ahead of the reco
 """
 
 _MARK = """
-local from, to, has_message, message = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local from, to, has_message, message, result_seal = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if r.state ~= from then return finish('conflict', false) end
 r.state = to
-if has_message == '1' then r.result_message = message end
+if has_message == '1' then
+  r.result_message = message
+  r.result_seal = result_seal
+end
 return finish('marked', true)
 """
 
+# The card's place, never the request's own channel (the policy is checked for that one).
 _SET_MESSAGE = """
-r.channel = ARGV[6]
+r.card_channel = ARGV[6]
 r.message_ts = ARGV[7]
+r.card_seal = ARGV[8]
 return finish('marked', true)
 """
 
@@ -321,10 +330,14 @@ class RedisApprovalStore:
         now: datetime | None = None,
         *,
         sig: str = "",
+        decision_seal: str = "",
     ) -> ApprovalOutcome:
         """Record a vote. `sig` is the caller's seal over the vote (see `Approval.sig`); it is
-        stored with it, and a vote without a valid one never counts at execution."""
-        status, request = self._run(self._approve, approval_id, now, user_id, user_name, sig)
+        stored with it, and a vote without a valid one never counts at execution.
+        `decision_seal` is stored if this vote decides the request (`decision_content`)."""
+        status, request = self._run(
+            self._approve, approval_id, now, user_id, user_name, sig, decision_seal
+        )
         return ApprovalOutcome(status, request, should_execute=status == "approved")
 
     def reject(
@@ -334,20 +347,35 @@ class RedisApprovalStore:
         user_name: str,
         reason: str = "",
         now: datetime | None = None,
+        *,
+        decision_seal: str = "",
     ) -> ApprovalOutcome:
-        status, request = self._run(self._reject, approval_id, now, user_id, user_name, reason)
+        status, request = self._run(
+            self._reject, approval_id, now, user_id, user_name, reason, decision_seal
+        )
         return ApprovalOutcome(status, request)
 
     def cancel(
-        self, approval_id: str, user_id: str, now: datetime | None = None
+        self,
+        approval_id: str,
+        user_id: str,
+        now: datetime | None = None,
+        *,
+        user_name: str = "",
+        decision_seal: str = "",
     ) -> ApprovalOutcome:
         """Withdraw a pending request; only its requester may."""
-        status, request = self._run(self._cancel, approval_id, now, user_id)
+        status, request = self._run(
+            self._cancel, approval_id, now, user_id, user_name, decision_seal
+        )
         return ApprovalOutcome(status, request)
 
-    def void(self, approval_id: str, why: str, now: datetime | None = None) -> ApprovalOutcome:
-        """Invalidate a pending or approved (not yet running) request, e.g. target changed."""
-        status, request = self._run(self._void, approval_id, now, why)
+    def void(
+        self, approval_id: str, why: str, now: datetime | None = None, *, result_seal: str = ""
+    ) -> ApprovalOutcome:
+        """Invalidate a pending or approved (not yet running) request, e.g. target changed.
+        `why` becomes its result message, stored with `result_seal`."""
+        status, request = self._run(self._void, approval_id, now, why, result_seal)
         return ApprovalOutcome(status, request)
 
     def mark(
@@ -356,6 +384,8 @@ class RedisApprovalStore:
         from_state: ApprovalState,
         to_state: ApprovalState,
         result_message: str | None = None,
+        *,
+        result_seal: str = "",
     ) -> ApprovalOutcome:
         """Move an approved request through execution: approved -> running -> done | failed.
 
@@ -373,12 +403,16 @@ class RedisApprovalStore:
             to_state.value,
             has_message,
             result_message or "",
+            result_seal,
         )
         return ApprovalOutcome(status, request)
 
-    def set_message(self, approval_id: str, channel: str, ts: str) -> ApprovalRequest | None:
-        """Remember where the approval card was posted (whatever the state)."""
-        _, request = self._run(self._set_message, approval_id, None, channel, ts)
+    def set_message(
+        self, approval_id: str, channel: str, ts: str, *, card_seal: str = ""
+    ) -> ApprovalRequest | None:
+        """Remember where the approval card was posted (whatever the state), with the seal
+        over that place (`ApprovalRequest.card_content`)."""
+        _, request = self._run(self._set_message, approval_id, None, channel, ts, card_seal)
         return request
 
     def expire_due(self, now: datetime | None = None) -> list[ApprovalRequest]:
