@@ -136,7 +136,10 @@ def test_rbac_is_namespaced_or_cluster_wide_and_has_no_unused_verbs() -> None:
 def test_secrets_come_from_a_secret_made_by_the_user_or_from_values() -> None:
     assert not of_kind(render(), "Secret"), "no values: the user's Secret is used"
     created = render(
-        "secrets.create=true", "secrets.slackBotToken=xoxb-1-2", "secrets.redisPassword=abc123"
+        "secrets.create=true",
+        "secrets.slackBotToken=xoxb-1-2",
+        "secrets.redisPassword=abc123",
+        f"secrets.stateKey={'k' * 40}",
     )
     (secret,) = of_kind(created, "Secret")
     assert secret["stringData"]["SLACK_BOT_TOKEN"] == "xoxb-1-2"
@@ -144,6 +147,41 @@ def test_secrets_come_from_a_secret_made_by_the_user_or_from_values() -> None:
     external = render("redis.enabled=false", "externalRedis.url=redis://:pw@r:6379/0")
     (url_secret,) = of_kind(external, "Secret")
     assert url_secret["stringData"] == {"REDIS_URL": "redis://:pw@r:6379/0"}
+
+
+CREATED_SECRET = ["secrets.create=true", "secrets.slackBotToken=xoxb-1-2"]
+
+
+def test_a_render_without_the_cluster_never_generates_the_state_key_or_the_redis_password() -> None:
+    """`helm template` and Argo CD cannot see the installed Secret: a generated state key would
+    change on every render (voiding every pending approval) and a generated Redis password would
+    change under a Redis that keeps the old one. Such a render is refused, naming the value."""
+    no_key = template(*CREATED_SECRET, "secrets.redisPassword=abc123", check=False)
+    assert no_key.returncode != 0 and "secrets.stateKey" in no_key.stderr, no_key.stdout[:300]
+    no_password = template(*CREATED_SECRET, f"secrets.stateKey={'k' * 40}", check=False)
+    assert no_password.returncode != 0 and "secrets.redisPassword" in no_password.stderr
+    # Given both, every render is the same: the Secret, and the pods' checksum of it.
+    given = [*CREATED_SECRET, "secrets.redisPassword=abc123", f"secrets.stateKey={'k' * 40}"]
+    first, second = render(*given), render(*given)
+    assert first == second
+    (secret,) = of_kind(first, "Secret")
+    assert secret["stringData"]["ROLLOUT_BOT_STATE_KEY"] == "k" * 40
+    assert secret["stringData"]["REDIS_PASSWORD"] == "abc123"
+
+
+def test_the_bot_and_redis_read_the_password_from_the_same_secret() -> None:
+    for sets in (
+        [],
+        [*CREATED_SECRET, "secrets.redisPassword=abc123", "secrets.stateKey=" + "k" * 40],
+    ):
+        text = render(*sets)
+        (statefulset,) = of_kind(text, "StatefulSet")
+        (deployment,) = of_kind(text, "Deployment")
+        redis_volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+        bot_volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        redis_secret = redis_volumes["password"]["secret"]
+        assert redis_secret["items"] == [{"key": "REDIS_PASSWORD", "path": "REDIS_PASSWORD"}]
+        assert bot_volumes["secret-in"]["secret"]["secretName"] == redis_secret["secretName"]
 
 
 @pytest.mark.parametrize(
@@ -587,6 +625,45 @@ def test_the_bundled_redis_config_runs_durable_and_password_protected(tmp_path: 
         if server.poll() is None:
             server.kill()
             server.wait(10)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("password", ["", "\n"])
+def test_the_bundled_redis_refuses_to_run_with_an_empty_password(
+    tmp_path: Path, password: str
+) -> None:
+    """A Secret with an empty REDIS_PASSWORD would have rendered `requirepass ""`: Redis open
+    to every pod. The start command refuses it, and protected mode is on as a second guard."""
+    from bot.devkit.control_plane import free_port
+
+    text = render()
+    (config,) = [c for c in of_kind(text, "ConfigMap") if "redis.conf" in c["data"]]
+    assert "protected-mode yes" in config["data"]["redis.conf"]
+    (statefulset,) = of_kind(text, "StatefulSet")
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    port = free_port()
+    conf = config["data"]["redis.conf"].replace("port 6379", f"port {port}")
+    (tmp_path / "redis.conf").write_text(conf.replace("dir /data", f"dir {tmp_path}"))
+    (tmp_path / "REDIS_PASSWORD").write_text(password)
+    command = container["command"][2].replace("/etc/redis/redis.conf", str(tmp_path / "redis.conf"))
+    command = command.replace("/var/run/redis/REDIS_PASSWORD", str(tmp_path / "REDIS_PASSWORD"))
+    server = subprocess.Popen(["sh", "-c", command], stderr=subprocess.PIPE, text=True)
+    try:
+        code = server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
+        raise AssertionError("redis-server started without a password") from None
+    assert server.stderr is not None
+    assert code != 0 and "REDIS_PASSWORD" in server.stderr.read()
+
+
+def test_the_init_container_refuses_an_empty_redis_password(tmp_path: Path) -> None:
+    script, env = _init_container()
+    _secret_volume(tmp_path / "in" / "main", {"SLACK_BOT_TOKEN": "xoxb-1", "REDIS_PASSWORD": "\n"})
+    done = _run_init(script, env, tmp_path)
+    assert done.returncode != 0 and "REDIS_PASSWORD" in done.stderr
+    assert not (tmp_path / "out" / "REDIS_URL").exists()
 
 
 @pytest.mark.cluster
