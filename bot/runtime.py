@@ -48,7 +48,7 @@ from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
-from bot.domain.policy import Policy, load_policy, read_only_default
+from bot.domain.policy import Policy, parse_policy, read_only_default, read_policy_bytes
 from bot.observability.health import HealthServer, ReadinessProbe, health_routes, serve_health
 from bot.observability.metrics import metrics
 from bot.observability.slack import InstrumentedWebClient
@@ -130,10 +130,14 @@ def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
     )
 
 
-def policy_of(settings: Settings) -> tuple[Policy, bool]:
+def policy_of(settings: Settings, raw: bytes | None = None) -> tuple[Policy, bytes | None]:
+    """The policy and the bytes it was parsed from (read from the file once unless given);
+    no file: the read-only default, and None."""
     if settings.policy_file is None:
-        return read_only_default(), False
-    return load_policy(settings.policy_file), True
+        return read_only_default(), None
+    if raw is None:
+        raw = read_policy_bytes(settings.policy_file)
+    return parse_policy(raw, str(settings.policy_file)), raw
 
 
 STATE_KEY_REQUIRED = (
@@ -219,13 +223,22 @@ def keep_out_of_garbage_collection() -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        slack: WebClient | None = None,
+        policy_bytes: bytes | None = None,
+    ) -> None:
+        """`policy_bytes`: the policy in force to use instead of reading the file (a worker
+        process is given the main process's, which may be older than a refused edit)."""
         from handlers.progress_publisher import SlackProgressPublisher
         from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
-        policy, loaded = policy_of(settings)
+        policy, self.policy_bytes = policy_of(settings, policy_bytes)
+        loaded = self.policy_bytes is not None
         self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
         keys = Keys(settings.redis_prefix)
@@ -320,6 +333,7 @@ class Runtime:
                 metrics(),
                 cluster_name=settings.cluster_name,
                 requirements=functools.partial(policy_requirements, settings),
+                in_force=self.policy_bytes,
             )
         # /readyz: ready when the Kubernetes API answers; Redis and the policy are reported.
         self.health = ReadinessProbe(
@@ -454,13 +468,23 @@ class Runtime:
         self._started = True
         if self.settings.workers > 0:
             self._workers = WorkerProcesses(
-                self.settings.workers, self.settings.work_threads, self.progress, self.work.recover
+                self.settings.workers,
+                self.settings.work_threads,
+                self.progress,
+                self.work.recover,
+                policy_in_force=self._policy_in_force,
             )
             self._workers.start()
         self.progress.start()
         for loop in self._loops:
             loop.start()
         threading.Thread(target=self._verify_once, name="audit-verify-first", daemon=True).start()
+
+    def _policy_in_force(self) -> bytes | None:
+        """What a worker process starting now must use: never a newer file that the reloader
+        refused (a worker would refuse to start on it, or diverge from this process)."""
+        reloader = self.policy_reloader
+        return reloader.in_force if reloader is not None else self.policy_bytes
 
     def _verify_once(self) -> None:
         try:

@@ -185,14 +185,19 @@ class WorkerProcesses:
         threads: int,
         tracking: Tracking,
         recover: Callable[[Any], None],
+        *,
+        policy_in_force: Callable[[], bytes | None] = lambda: None,
     ) -> None:
-        """`recover` takes each piece of work a dead worker had not finished."""
+        """`recover` takes each piece of work a dead worker had not finished;
+        `policy_in_force` gives the policy file's bytes in force in this process, which a
+        worker started (or restarted) uses instead of reading the file itself."""
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["bot.workers", "bot.runtime", "handlers.work"])
         self._count = processes
         self._threads = threads
         self._tracking = tracking
         self._recover = recover
+        self._policy_in_force = policy_in_force
         self._slots: list[_Slot] = []
         self._ids = itertools.count(1)
         self._turn = itertools.count()
@@ -247,7 +252,7 @@ class WorkerProcesses:
         work, results = WorkPipe(self._context), self._context.Queue()
         process = self._context.Process(
             target=_worker_main,
-            args=(work.reader, results, self._threads, os.getpid()),
+            args=(work.reader, results, self._threads, os.getpid(), self._policy_in_force()),
             name="rollout-bot-worker",
             daemon=True,
         )
@@ -419,7 +424,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
+def _worker_main(
+    work: Any, results: Any, threads: int, main_pid: int, policy_bytes: bytes | None = None
+) -> None:
     from bot.config import load_settings
     from bot.observability.logs import configure_logging
     from bot.runtime import Runtime, keep_out_of_garbage_collection, policy_requirements
@@ -432,7 +439,9 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
     configure_logging(settings.log_format, settings.log_level)
     recorded = _RecordedMetrics()
     metrics_module._default = cast(Metrics, recorded)
-    runtime = Runtime(settings)
+    # The main process's policy in force: a file edit it refused must not stop this worker
+    # from starting, nor put another policy in force here.
+    runtime = Runtime(settings, policy_bytes=policy_bytes)
     tracking = _DeferredTracking()
     runtime.services.progress = tracking
     if settings.policy_file is not None:
@@ -444,6 +453,7 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
             cast(Metrics, recorded),
             cluster_name=settings.cluster_name,
             requirements=functools.partial(policy_requirements, settings),
+            in_force=runtime.policy_bytes,
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
     keep_out_of_garbage_collection()

@@ -82,6 +82,7 @@ __all__ = [
     "load_policy",
     "parse_policy",
     "read_only_default",
+    "read_policy_bytes",
 ]
 
 POLICY_ENV_VAR: Final = "ROLLOUT_BOT_POLICY"
@@ -483,15 +484,19 @@ _FIELD_NAMES: Final = sorted(
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read, parse and validate a policy file; ``PolicyError`` lists everything wrong with it."""
+    return parse_policy(read_policy_bytes(path), os.fspath(path))
+
+
+def read_policy_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The policy file's bytes, read once; ``PolicyError`` when it cannot be read."""
     file = os.fspath(path)
     try:
-        raw = Path(file).read_bytes()
+        return Path(file).read_bytes()
     except FileNotFoundError:
         raise _problem(file, None, "", "the policy file does not exist") from None
     except OSError as exc:
         why = f"cannot read the policy file: {exc.strerror or exc}"
         raise _problem(file, None, "", why) from None
-    return parse_policy(raw, file)
 
 
 def _problem(file: str, line: int | None, field: str, message: str) -> PolicyError:

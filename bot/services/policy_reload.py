@@ -43,7 +43,10 @@ class PolicyReloader:
         *,
         cluster_name: str,
         requirements: Requirements | None = None,
+        in_force: bytes | None = None,
     ) -> None:
+        """`in_force`: the bytes of the policy in force now, as start-up parsed them (read
+        again from the file when not given)."""
         self.path = path
         self._apply = list(apply)
         self._requirements = requirements
@@ -51,9 +54,9 @@ class PolicyReloader:
         self._metrics = metrics
         self._cluster = cluster_name
         self._lock = threading.Lock()
-        read = self._read()
-        # The version in force at start-up.
-        self._digest = hashlib.sha256(read).hexdigest() if read is not None else None
+        #: The bytes of the policy in force (what a worker process started later must use).
+        self.in_force = in_force if in_force is not None else self._read()
+        self._digest = hashlib.sha256(self.in_force).hexdigest() if self.in_force else None
         self._problems: list[str] = []
 
     def _read(self) -> bytes | None:
@@ -89,6 +92,7 @@ class PolicyReloader:
                 return False
             for apply in self._apply:
                 apply(policy)
+            self.in_force = raw
             self._problems = []
             self._metrics.policy_reload(applied=True)
         log.info("policy reloaded from %s (sha256 %s)", self.path, digest[:12])
