@@ -203,8 +203,6 @@ def test_a_request_whose_card_goes_to_the_approvers_channel_is_rechecked_for_the
     found = re.search(r"Approval requested \(`([A-Za-z0-9_-]+)`\)", said)
     assert found and "<#C0APPROVE>" in said, said
     (card,) = [m for m in slack.messages("C0APPROVE") if m.thread_ts is None]
-    stored = json.loads(redis_server.client().get(Keys().approval(found.group(1))))
-    assert (stored["channel"], stored["card_channel"]) == ("C0DEPLOYS", "C0APPROVE")
 
     approver = SlackDriver(slack, bot, channel="C0APPROVE")
     approver.click(blocks.APPROVE_ACTION, found.group(1), user="U0BOB", message_ts=card.ts)
@@ -217,6 +215,9 @@ def test_a_request_whose_card_goes_to_the_approvers_channel_is_rechecked_for_the
     )
     assert "Done" in versions[-1], versions[-1]
     assert prod.images("web") == {"nginx": NEW_IMAGE}
+    # Posting the card elsewhere never overwrote where the request was made.
+    stored = json.loads(redis_server.client().get(Keys().approval(found.group(1))))
+    assert (stored["channel"], stored["card_channel"]) == ("C0DEPLOYS", "C0APPROVE")
 
 
 def test_approval_fields_edited_in_redis_are_refused_or_withheld(
