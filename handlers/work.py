@@ -136,7 +136,7 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
             if _changes_something(work):
                 # A captured signed request replayed while Redis stalls would run twice.
                 log.warning("refused work: the replay check failed (%s)", exc.cause)
-                replier.ephemeral(unconfirmed_message(work))
+                replier.ephemeral(unconfirmed_message(work, exc.message))
                 return
             new = True  # a read: running it twice changes nothing
         if not new:
@@ -161,11 +161,11 @@ def _changes_something(work: Work) -> bool:
     return isinstance(work, Decide)
 
 
-def unconfirmed_message(work: Work) -> Message:
+def unconfirmed_message(work: Work, why: str) -> Message:
     """What the author of a change is told when the replay check could not answer."""
     return blocks.error_message(
-        f"The bot could not confirm that {_described(work)} is a new request (its state store "
-        "did not answer in time), so nothing was changed. Try again in a minute."
+        f"The bot could not confirm that {_described(work)} is a new request, so it ran "
+        f"nothing: {why} Nothing was changed."
     )
 
 

@@ -691,3 +691,38 @@ def test_helm_install_with_no_values_then_uninstall(
     helm_with_env(env, "uninstall", release, "--namespace", home)
     gone = admin_kubectl.run("-n", "default", "get", "role", secret, check=False)
     assert gone.returncode != 0, "uninstall left the Role behind"
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(240)
+def test_install_generates_the_secrets_upgrades_keep_them_and_an_offline_render_refuses(
+    admin_kubectl: Kubectl, namespaces: list[str], cluster: ClusterInfo
+) -> None:
+    """With cluster access helm can keep what it generated; `helm template` (Argo CD) cannot,
+    and must not hand the cluster a new state key or Redis password on every sync."""
+    home = make_namespace(admin_kubectl, restricted=False)
+    namespaces.append(home)
+    release = f"s{uuid.uuid4().hex[:6]}"
+    env = {"KUBECONFIG": str(cluster.kubeconfig)}
+    sets = ["--set", "secrets.create=true", "--set", "secrets.slackBotToken=xoxb-1-2"]
+    secret_name = f"{release}-rollout-bot"
+
+    def stored() -> dict[str, str]:
+        data = admin_kubectl.in_namespace(home).get("secret", secret_name)["data"]
+        return {k: data[k] for k in ("ROLLOUT_BOT_STATE_KEY", "REDIS_PASSWORD")}
+
+    helm_with_env(env, "install", release, str(CHART), "--namespace", home, *sets)
+    generated = stored()
+    assert all(generated.values())
+    helm_with_env(env, "upgrade", release, str(CHART), "--namespace", home, *sets)
+    assert stored() == generated, "an upgrade rotated the state key or the Redis password"
+
+    offline = template(
+        "secrets.create=true",
+        "secrets.slackBotToken=xoxb-1-2",
+        namespace=home,
+        release=release,
+        check=False,
+    )
+    assert offline.returncode != 0 and "secrets.stateKey" in offline.stderr, offline.stdout[:300]
+    helm_with_env(env, "uninstall", release, "--namespace", home)
