@@ -66,6 +66,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from bot.domain.commands import ACTIONS
+from bot.domain.identity import IdentityRule
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -353,6 +354,14 @@ class Policy(_Model):
     #: A change to an object an Argo CD or Flux application manages: `warn` (go ahead, and say
     #: that the tool may revert it) or `refuse`.
     gitops: Literal["warn", "refuse"] = "warn"
+    #: Whose Kubernetes identity changes are made with (`bot.domain.identity`): one rule, or
+    #: several with `contexts`, the first matching a context applies.
+    identity: IdentityRule | list[IdentityRule] = Field(default_factory=IdentityRule)
+
+    def identity_for(self, context: str = "") -> IdentityRule:
+        """The identity rule of a context (the bot's own identity when none matches)."""
+        rules = self.identity if isinstance(self.identity, list) else [self.identity]
+        return next((r for r in rules if _matches(r.contexts, context)), IdentityRule())
 
     def default_namespace(self, channel_id: str) -> str:
         """The namespace a command in this channel uses when it names none."""
