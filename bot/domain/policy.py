@@ -232,6 +232,11 @@ def _has_principal(principals: Sequence[str], user_id: str, user_groups: frozens
     return "*" in principals or user_id in principals or not user_groups.isdisjoint(principals)
 
 
+def _one_or_many(value: object) -> object:
+    """`identity:` is one mapping, or a list of them (per context)."""
+    return [value] if isinstance(value, dict) else value
+
+
 # --- models --------------------------------------------------------------------------------
 
 
@@ -356,12 +361,13 @@ class Policy(_Model):
     gitops: Literal["warn", "refuse"] = "warn"
     #: Whose Kubernetes identity changes are made with (`bot.domain.identity`): one rule, or
     #: several with `contexts`, the first matching a context applies.
-    identity: IdentityRule | list[IdentityRule] = Field(default_factory=IdentityRule)
+    identity: Annotated[list[IdentityRule], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
 
     def identity_for(self, context: str = "") -> IdentityRule:
         """The identity rule of a context (the bot's own identity when none matches)."""
-        rules = self.identity if isinstance(self.identity, list) else [self.identity]
-        return next((r for r in rules if _matches(r.contexts, context)), IdentityRule())
+        return next((r for r in self.identity if _matches(r.contexts, context)), IdentityRule())
 
     def default_namespace(self, channel_id: str) -> str:
         """The namespace a command in this channel uses when it names none."""
@@ -485,6 +491,7 @@ _FIELD_NAMES: Final = sorted(
         *ChannelBinding.model_fields,
         *PermissionRule.model_fields,
         *ApprovalRule.model_fields,
+        *IdentityRule.model_fields,
     }
 )
 
