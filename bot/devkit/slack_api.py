@@ -365,6 +365,7 @@ class SlackStandin:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "users.info": self._users_info,
+            "users.list": self._users_list,
             "usergroups.users.list": self._usergroups_users_list,
             "usergroups.list": self._usergroups_list,
             "conversations.info": self._conversations_info,
@@ -732,6 +733,10 @@ class SlackStandin:
         if members is None:
             return _error("no_such_subteam")
         return {"ok": True, "users": list(members)}
+
+    def _users_list(self, params: Params) -> dict[str, Any]:
+        members = [copy.deepcopy(user) for user in self._users.values()]
+        return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
 
     def _usergroups_list(self, params: Params) -> dict[str, Any]:
         with_users = str(params.get("include_users", "")).lower() in ("1", "true")

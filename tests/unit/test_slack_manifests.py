@@ -33,6 +33,7 @@ SCOPES_OF_METHOD: dict[str, set[str]] = {
     "usergroups.users.list": {"usergroups:read"},
     "usergroups.list": {"usergroups:read"},
     "users.info": {"users:read"},
+    "users.list": {"users:read"},
     "conversations.info": {"channels:read", "groups:read"},
 }
 # The slash command itself; response_url answers need no scope.

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -84,15 +85,7 @@ class SlackPeople:
                     self._people.popitem(last=False)
         if with_usergroups:
             handles = self._usergroup_handles(now).get(user_id, ())
-            person = SlackPerson(
-                person.slack_id,
-                person.handle,
-                person.email,
-                person.guest,
-                person.bot,
-                person.deleted,
-                handles,
-            )
+            person = replace(person, usergroup_handles=handles)
         return person
 
     def _ask(self, user_id: str) -> SlackPerson:
@@ -106,16 +99,31 @@ class SlackPeople:
         except (SlackClientError, OSError) as exc:
             log.warning("users.info failed: %s", type(exc).__name__)
             raise PeopleUnavailable() from None
-        user: dict[str, Any] = response.get("user") or {}
-        profile: dict[str, Any] = user.get("profile") or {}
-        return SlackPerson(
-            slack_id=str(user.get("id") or user_id),
-            handle=str(user.get("name") or ""),
-            email=str(profile.get("email") or ""),
-            guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
-            bot=bool(user.get("is_bot") or user.get("is_app_user")) or user_id == "USLACKBOT",
-            deleted=bool(user.get("deleted")),
-        )
+        return _person_of(response.get("user") or {}, user_id)
+
+    def everyone(self, limit: int = 1000) -> list[SlackPerson]:
+        """The workspace's members (at most `limit`), for `rollout-bot check`; with the handles
+        of their user groups. Raises PeopleUnavailable."""
+        people: list[SlackPerson] = []
+        cursor = ""
+        try:
+            handles = self._usergroup_handles(self._clock())
+            while len(people) < limit:
+                response = self._client.users_list(limit=200, cursor=cursor or None)
+                for user in response.get("members") or []:
+                    person = _person_of(user, str(user.get("id") or ""))
+                    groups = handles.get(person.slack_id, ())
+                    people.append(replace(person, usergroup_handles=groups))
+                cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            log.warning("users.list failed: %s", exc.response.get("error"))
+            raise PeopleUnavailable() from None
+        except (SlackClientError, OSError) as exc:
+            log.warning("users.list failed: %s", type(exc).__name__)
+            raise PeopleUnavailable() from None
+        return people[:limit]
 
     def _usergroup_handles(self, now: float) -> dict[str, tuple[str, ...]]:
         """user id -> the handles of the user groups they are in (one call for all groups)."""
@@ -142,3 +150,15 @@ class SlackPeople:
         with self._lock:
             self._handles = (now, handles)
         return handles
+
+
+def _person_of(user: dict[str, Any], user_id: str) -> SlackPerson:
+    profile: dict[str, Any] = user.get("profile") or {}
+    return SlackPerson(
+        slack_id=str(user.get("id") or user_id),
+        handle=str(user.get("name") or ""),
+        email=str(profile.get("email") or ""),
+        guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        bot=bool(user.get("is_bot") or user.get("is_app_user")) or user_id == "USLACKBOT",
+        deleted=bool(user.get("deleted")),
+    )
