@@ -138,3 +138,25 @@ def test_forbidden_message_is_the_api_servers() -> None:
         'deployments.apps "web" is forbidden: User "alice@example.com" cannot patch resource '
         '"deployments" in API group "apps" in the namespace "team-b"'
     )
+
+
+def test_clients_per_identity_are_bounded_and_share_the_bots_connection_pool() -> None:
+    from kubernetes import client as k8s
+
+    from bot.adapters.k8s.impersonation import ImpersonatingClients
+
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:1"
+    base = k8s.ApiClient(configuration)
+    clients = ImpersonatingClients(base, name="test", capacity=2)
+    people = [KubeIdentity(f"user{i}@example.com") for i in range(3)]
+    first = clients.cluster(people[0])
+    assert clients.cluster(people[0]) is first
+    for identity in people[1:]:
+        clients.cluster(identity)
+    assert len(clients) == 2
+    assert clients.cluster(people[0]) is not first  # evicted, rebuilt on demand
+    transport = first.api_client.rest_client
+    assert transport._shared is base.rest_client  # type: ignore[attr-defined]
+    transport.close()  # an evicted identity never closes the bot's pool
+    assert base.rest_client.pool_manager is not None
