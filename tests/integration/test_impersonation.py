@@ -51,7 +51,10 @@ approvals:
   - namespaces: [team-b-*, team-p-*]
     actions: [set-image, scale, undo, pause, resume, restart]
     approvers: [U0BOB]
+    on_failure: rollback
 """
+# Rollouts in team-p fail within seconds when their pods never become ready.
+DEADLINE = 5
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,12 @@ def teams(admin_kubectl: Kubectl, impersonating_bot: str) -> Iterator[Teams]:
         admin_kubectl.run("create", "namespace", namespace)
         grant_bot(admin_kubectl, namespace)
         kubectl = admin_kubectl.in_namespace(namespace)
-        kubectl.apply(deployment_manifest("web", OLD_IMAGE, replicas=1, container="nginx"))
+        deadline = DEADLINE if namespace == teams.p else None
+        kubectl.apply(
+            deployment_manifest(
+                "web", OLD_IMAGE, replicas=1, container="nginx", progress_deadline=deadline
+            )
+        )
     for namespace in (teams.a, teams.p):
         team_role(admin_kubectl, namespace, "alice@example.com")
     for namespace in (teams.a, teams.b, teams.p):
@@ -147,10 +155,16 @@ def people(slack: SlackStandin) -> SlackStandin:
     return slack
 
 
-def start(start_bot: Any, people: SlackStandin, tmp_path: Path, reads: str = "bot") -> SlackDriver:
+def start(
+    start_bot: Any,
+    people: SlackStandin,
+    tmp_path: Path,
+    reads: str = "bot",
+    env: dict[str, str] | None = None,
+) -> SlackDriver:
     path = tmp_path / "impersonate-policy.yaml"
     path.write_text(POLICY.replace("READS", reads))
-    return SlackDriver(people, start_bot(policy=path))
+    return SlackDriver(people, start_bot(policy=path, env=env))
 
 
 @pytest.fixture
@@ -182,10 +196,18 @@ def api_audit(cluster: ClusterInfo, namespace: str, verb: str = "patch") -> list
     return events
 
 
-def wait_for_audit(cluster: ClusterInfo, namespace: str, timeout: float = 15) -> dict[str, Any]:
+def wait_for_audit(
+    cluster: ClusterInfo, namespace: str, timeout: float = 15, extra: str = ""
+) -> dict[str, Any]:
+    """The last completed patch of Deployments in `namespace` (with the extra field `extra`)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = [e for e in api_audit(cluster, namespace) if e.get("stage") == "ResponseComplete"]
+        done = [
+            e
+            for e in api_audit(cluster, namespace)
+            if e.get("stage") == "ResponseComplete"
+            and (not extra or extra in (e.get("impersonatedUser") or {}).get("extra", {}))
+        ]
         if done:
             return done[-1]
         if time.monotonic() > deadline:
@@ -272,15 +294,7 @@ def test_a_guest_or_a_person_without_email_is_refused_clearly(
 def test_an_approved_request_runs_as_the_requester_with_the_approver_named(
     driver: SlackDriver, teams: Teams, admin_kubectl: Kubectl, cluster: ClusterInfo
 ) -> None:
-    before = {m.ts for m in driver.slack.messages(CHANNEL)}
-    said = driver.run(f"set image web nginx={NEW_IMAGE} -n {teams.p}")
-    found = re.search(r"request `([A-Za-z0-9_-]+)`", said)
-    assert found, said
-    (card,) = [m for m in driver.slack.messages(CHANNEL) if m.ts not in before]
-    response, _ = driver.click(
-        blocks.APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
-    )
-    assert response.status == 200
+    approve(driver, f"set image web nginx={NEW_IMAGE} -n {teams.p}")
     kubectl = admin_kubectl.in_namespace(teams.p)
     kubectl.wait_for(lambda: kubectl.images("web") == {"nginx": NEW_IMAGE}, what="the new image")
 
@@ -289,6 +303,46 @@ def test_an_approved_request_runs_as_the_requester_with_the_approver_named(
     assert event["impersonatedUser"]["extra"] == {
         "rollout-bot.io/slack-user-id": ["U0ALICE"],
         "rollout-bot.io/approved-by": ["U0BOB"],
+    }
+
+
+def approve(driver: SlackDriver, text: str) -> None:
+    """alice asks for a change that needs approval; bob approves it."""
+    before = {m.ts for m in driver.slack.messages(CHANNEL)}
+    said = driver.run(text)
+    found = re.search(r"request `([A-Za-z0-9_-]+)`", said)
+    assert found, said
+    (card,) = [m for m in driver.slack.messages(CHANNEL) if m.ts not in before]
+    response, _ = driver.click(
+        blocks.APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
+    )
+    assert response.status == 200
+
+
+def test_an_automatic_rollback_acts_as_the_person_whose_change_it_undoes(
+    start_bot: Any,
+    people: SlackStandin,
+    tmp_path: Path,
+    teams: Teams,
+    admin_kubectl: Kubectl,
+    cluster: ClusterInfo,
+) -> None:
+    driver = start(start_bot, people, tmp_path, env={"ROLLOUT_BOT_PROGRESS_INTERVAL": "0.5"})
+    approve(driver, f"set image web nginx=nginx:broken -n {teams.p}")
+    kubectl = admin_kubectl.in_namespace(teams.p)
+    kubectl.wait_for(
+        lambda: (
+            kubectl.history_revisions("web") == [2, 3]
+            and kubectl.images("web") == {"nginx": OLD_IMAGE}
+        ),
+        timeout=90,
+        what="the automatic rollback",
+    )
+    event = wait_for_audit(cluster, teams.p, extra="rollout-bot.io/continued-by")
+    assert event["impersonatedUser"]["username"] == "alice@example.com"
+    assert event["impersonatedUser"]["extra"] == {
+        "rollout-bot.io/slack-user-id": ["U0ALICE"],
+        "rollout-bot.io/continued-by": ["auto-rollback"],
     }
 
 
@@ -303,3 +357,31 @@ def test_reads_as_the_person_are_refused_where_rbac_forbids_get(
     said = driver.ask(f"status web -n {teams.a}", user="U0CAROL", name="carol")
     assert forbidden("carol@example.com", "get", teams.a) in said, said
     assert "rolled out" not in said
+
+
+# -- rollout-bot check ----------------------------------------------------------------------------
+
+
+def test_check_says_which_identity_each_slack_user_would_get(
+    cluster: ClusterInfo, people: SlackStandin, redis_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.support.bot_process import ROLLOUT_BOT, bot_env
+
+    path = tmp_path / "impersonate-policy.yaml"
+    path.write_text(POLICY.replace("READS", "bot"))
+    env = bot_env(slack=people, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=path)
+    result = subprocess.run(
+        [str(ROLLOUT_BOT), "check"], env=env, capture_output=True, text=True, timeout=40
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "identity (*): impersonate, reads as the bot" in lines
+    assert (
+        "  U0ALICE @alice -> alice@example.com (groups: rollout-bot:users, slack:web-team)" in lines
+    )
+    assert "  U0CAROL @carol -> carol@example.com (groups: rollout-bot:users)" in lines
+    guest = next(line for line in lines if line.startswith("  U0GUEST @gus: refused:"))
+    assert "guests" in guest
+    assert any(line.startswith("  U0NOMAIL @nomail: refused:") for line in lines)
