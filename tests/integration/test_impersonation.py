@@ -16,20 +16,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import SlackStandin
+from bot.domain.approval import Approval
+from bot.domain.integrity import Sealer
 from handlers.views import blocks
 from tests.conftest import grant_bot
 from tests.deploy.helm import documents, render
-from tests.support.bot_process import SlackDriver, message_text
+from tests.support.bot_process import STATE_KEY, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(180)]
@@ -344,6 +348,41 @@ def test_an_automatic_rollback_acts_as_the_person_whose_change_it_undoes(
     assert event["impersonatedUser"]["extra"] == {
         "rollout-bot.io/slack-user-id": ["U0ALICE"],
         "rollout-bot.io/continued-by": ["auto-rollback"],
+    }
+
+
+def test_the_sweeper_runs_an_orphaned_approved_request_as_the_requester(
+    start_bot: Any,
+    people: SlackStandin,
+    tmp_path: Path,
+    teams: Teams,
+    admin_kubectl: Kubectl,
+    cluster: ClusterInfo,
+    redis_server: RedisServer,
+) -> None:
+    """The replica that took the final click died between 'approved' and 'running'."""
+    first = start(start_bot, people, tmp_path)
+    before = {m.ts for m in people.messages(CHANNEL)}
+    said = first.run(f"set image web nginx={NEW_IMAGE} -n {teams.p}")
+    found = re.search(r"request `([A-Za-z0-9_-]+)`", said)
+    assert found, said
+    first.bot.kill()
+    store = RedisApprovalStore(redis_server.client(), Keys())
+    now = datetime.now(UTC)
+    vote = Approval(user_id="U0BOB", user_name="bob", at=now)
+    sig = Sealer(STATE_KEY.encode()).seal("vote", vote.sealed_content(found.group(1)))
+    assert store.approve(found.group(1), "U0BOB", "bob", now, sig=sig).should_execute
+    assert [m for m in people.messages(CHANNEL) if m.ts not in before]
+
+    start(start_bot, people, tmp_path, env={"ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "1"})
+    kubectl = admin_kubectl.in_namespace(teams.p)
+    kubectl.wait_for(lambda: kubectl.images("web") == {"nginx": NEW_IMAGE}, what="the new image")
+    event = wait_for_audit(cluster, teams.p, extra="rollout-bot.io/continued-by")
+    assert event["impersonatedUser"]["username"] == "alice@example.com"
+    assert event["impersonatedUser"]["extra"] == {
+        "rollout-bot.io/slack-user-id": ["U0ALICE"],
+        "rollout-bot.io/approved-by": ["U0BOB"],
+        "rollout-bot.io/continued-by": ["approval-sweeper"],
     }
 
 
