@@ -267,8 +267,8 @@ def test_freeze_names_must_differ_and_a_fixed_window_must_end_after_it_starts(
         tmp_path,
         """\
         freezes:
-          - {name: sale, namespaces: ["*"], weekly: {from: "Fri 18:00", to: "Mon 08:00", timezone: UTC}}
-          - {name: sale, namespaces: [prod], from: "2026-11-26T00:00:00Z", to: "2026-11-27T00:00:00Z"}
+          - {name: sale, namespaces: ["*"], from: "2026-11-26T00:00:00Z", to: "2026-11-27T00:00Z"}
+          - {name: sale, namespaces: [prod], from: "2026-11-28T00:00:00Z", to: "2026-11-29T00:00Z"}
         """,
     )
     with pytest.raises(PolicyError) as caught:
