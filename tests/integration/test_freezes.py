@@ -256,7 +256,7 @@ def test_break_glass_needs_an_approver_other_than_the_requester_runs_once_and_is
     assert "not an approver" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0MALLORY")
     assert image(web) == OLD_IMAGE
     before = len(slack.calls("chat.postMessage"))
-    click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
+    driver.click(blocks.APPROVE_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
     driver.wait(lambda: image(web) == NEW_IMAGE, what="the break-glass change")
     announced = driver.wait(
         lambda: [t for t in channel_posts(slack, before) if "Break-glass" in t],
@@ -265,7 +265,7 @@ def test_break_glass_needs_an_approver_other_than_the_requester_runs_once_and_is
     assert "<@U0ALICE>'s" in announced[0] and "approved by <@U0BOB>" in announced[0]
     assert "Reason: the hotfix for 4711" in announced[0]
     # A second click changes nothing: it ran once.
-    click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
+    assert "already decided" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
 
     env = bot_env(
         slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=policy_file
@@ -286,9 +286,13 @@ def test_a_rejected_break_glass_runs_nothing(driver: SlackDriver, web: Kubectl) 
     driver.run(f'freeze -n {ns} --for 1h --reason "incident 4711"')
     request_id, ts, _ = card_of(driver, f'scale web --replicas=3 -n {ns} --break-glass "x"')
 
-    click(driver, blocks.REJECT_ACTION, request_id, ts, "U0BOB")
+    driver.click(blocks.REJECT_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
 
-    time.sleep(1)
+    driver.wait(
+        lambda: any("was rejected by <@U0BOB>" in text for text in channel_posts(driver.slack)),
+        what="the rejection",
+    )
+    assert "already decided" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
     assert web.get("deployment", "web")["spec"]["replicas"] == 1
 
 
