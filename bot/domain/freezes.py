@@ -276,17 +276,28 @@ def describe_until(end: datetime, timezone: str, now: datetime) -> str:
     return f"until {format_short(end, timezone, now)}, in {describe_duration(end - now)}"
 
 
-def refusal_message(freeze: ActiveFreeze, action: str, where: str, now: datetime) -> str:
+def refusal_message(
+    freeze: ActiveFreeze, action: str, where: str, now: datetime, *, break_glass: bool = True
+) -> str:
     """What a user whose change the freeze stops reads: which freeze, why, until when, what
-    still works and how to break glass."""
+    still works and how to break glass (or, when the policy names no break-glass approvers,
+    that it cannot be broken from Slack)."""
     name = f"*{freeze.name}*"
     why = f" ({freeze.reason})" if freeze.reason else ""
     who = f", set by <@{freeze.set_by}>" if freeze.set_by else ""
     allowed = ", ".join(f"`{a}`" for a in freeze.allow) or "nothing"
+    if break_glass:
+        breaking = (
+            'If this change is the fix, add `--break-glass "why it cannot wait"` to the same '
+            "command: the break-glass approvers decide, and it is audited."
+        )
+    else:
+        breaking = (
+            "The policy names no `break_glass` approvers, so it cannot be broken from Slack: "
+            "wait for its end, or ask whoever set it to lift it."
+        )
     return (
         f"`{where}` is frozen by {name}{why}{who}, "
         f"{describe_until(freeze.ends_at, freeze.timezone, now)}. *{action}* was refused and "
-        f"nothing was changed. During the freeze {allowed} and reads still work. If this change "
-        'is the fix, add `--break-glass "why it cannot wait"` to the same command: the '
-        "break-glass approvers decide, and it is audited."
+        f"nothing was changed. During the freeze {allowed} and reads still work. {breaking}"
     )

@@ -166,7 +166,13 @@ class FreezeService:
                 "Nothing was changed; ask an admin to add `break_glass` to the policy."
             )
         else:
-            message = refusal_message(frozen, command.action, where, self._now())
+            message = refusal_message(
+                frozen,
+                command.action,
+                where,
+                self._now(),
+                break_glass=self.access.policy.break_glass is not None,
+            )
         self._audit_quietly(
             AuditEvent(
                 event="denial",

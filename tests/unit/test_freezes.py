@@ -158,6 +158,9 @@ def test_a_refusal_names_the_freeze_its_reason_end_what_still_works_and_break_gl
     assert "*set-image* was refused and nothing was changed" in text
     assert "`undo`, `pause` and reads still work" in text
     assert '--break-glass "why it cannot wait"' in text
+    unbreakable = refusal_message(freeze, "scale", "prod", utc(2026, 6, 5, 19), break_glass=False)
+    assert "--break-glass" not in unbreakable
+    assert "cannot be broken from Slack: wait for its end" in unbreakable
 
 
 # --- the policy -------------------------------------------------------------------------------
