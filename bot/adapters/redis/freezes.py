@@ -14,7 +14,7 @@ import redis
 from pydantic import ValidationError
 
 from bot.adapters.redis.errors import redis_errors
-from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.keys import Keys, context_part
 from bot.domain.freezes import AdHocFreeze
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,6 @@ class RedisFreezeStore:
 
 
 def _member(cluster: str, namespace: str) -> str:
-    from bot.adapters.redis.keys import context_part
-
     return f"{context_part(cluster)}:{namespace}"
 
 
