@@ -273,6 +273,7 @@ class Runtime:
             audit,
             self.sealer,
             cluster_name=contexts.default,
+            shared_key=settings.state_key is not None,
         )
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
