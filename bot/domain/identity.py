@@ -147,8 +147,9 @@ class KubeIdentity:
         return f"{self.user} (groups: {', '.join(self.groups)})"
 
 
-# Kubernetes user and group names are free strings, but a header value must be one line.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# Kubernetes user and group names are free strings, but a header value must be one line of
+# characters every HTTP stack sends alike (ASCII).
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def refusal_of(rule: IdentityRule, person: SlackPerson) -> str | None:

@@ -160,3 +160,12 @@ def test_clients_per_identity_are_bounded_and_share_the_bots_connection_pool() -
     assert transport._shared is base.rest_client  # type: ignore[attr-defined]
     transport.close()  # an evicted identity never closes the bot's pool
     assert base.rest_client.pool_manager is not None
+
+
+def test_a_name_that_cannot_travel_in_a_header_is_not_used() -> None:
+    rule = IdentityRule(mode="impersonate", user="{email}", groups=["slack:{usergroup_handle}"])
+    person = SlackPerson("U5", "zoë", "zoë@example.com", usergroup_handles=("ok", "bad\nline"))
+    with pytest.raises(ValueError):
+        identity_of(rule, person)
+    fine = SlackPerson("U6", "zoe", "zoe@example.com", usergroup_handles=("ok", "bad\nline"))
+    assert identity_of(rule, fine).groups == ("slack:ok",)
