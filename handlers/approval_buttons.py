@@ -138,7 +138,12 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
     elif status == "approved" and request is not None:
         if decision.change is not None:
             requester = Actor(request.requester_id, request.requester_name, request.channel)
-            message = blocks.change_message(decision.change, requester, request.reason or None)
+            message = blocks.change_message(
+                decision.change,
+                requester,
+                request.reason or None,
+                approved_by=[a.user_id for a in request.approvals],
+            )
             ts = replier.in_channel(message, thread_ts=request.message_ts)
             if (
                 ts is not None

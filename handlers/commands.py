@@ -28,6 +28,7 @@ from bot.services.commands import (
     Outcome,
 )
 from bot.services.container import Services
+from bot.services.progress.tracker import command_verb
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
@@ -81,12 +82,15 @@ def _parse(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command 
     return parsed
 
 
-def answer(services: Services, command: cmd.Command, actor: Actor, replier: Replier) -> None:
+def answer(
+    services: Services, command: cmd.Command, actor: Actor, replier: Replier
+) -> Outcome | None:
     """Runs the command for the actor and shows the outcome; any refusal or failure becomes a
-    short reply to the actor, never a trace."""
+    short reply to the actor, never a trace (and None)."""
     namespace = getattr(command, "namespace", None) or ""
     name = getattr(command, "deployment", None) or ""
     result = "failed"
+    outcome: Outcome | None = None
     with (
         log_context(
             request_id=uuid.uuid4().hex[:12],
@@ -97,12 +101,14 @@ def answer(services: Services, command: cmd.Command, actor: Actor, replier: Repl
         user_facing_errors(replier.ephemeral),
     ):
         try:
-            show(services, services.commands.run(command, actor), actor, replier)
+            outcome = services.commands.run(command, actor)
+            show(services, outcome, actor, replier)
             result = "ok"
         except NotPermitted:
             result = "denied"
             raise
     metrics().command(command.action, result)
+    return outcome
 
 
 def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -> None:
@@ -130,9 +136,14 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{request.id}`): *{request.action}* on `{target}`"
-                    f"{blocks.in_cluster(target.context)} runs once {rule.required} "
-                    f"approver(s) agree.{pointer}"
+                    f"Approval requested (`{request.id}`): *{command_verb(request.action)}* on "
+                    f"`{target}`{blocks.in_cluster(target.context)} runs once "
+                    + (
+                        "one approver agrees."
+                        if rule.required == 1
+                        else f"{rule.required} approvers agree."
+                    )
+                    + pointer
                 )
             )
         case Changed(change=change, reason=reason):
