@@ -8,7 +8,6 @@ User-supplied text is escaped so a reason cannot ping `<!channel>` or forge a li
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,8 +135,7 @@ def _informative_outcome(event: str, outcome: str) -> str:
     `expired`)."""
     if not outcome or outcome == "-":
         return ""
-    stem = outcome.split(" ")[0]
-    if len(os.path.commonprefix([event, stem])) >= 4 and " " not in outcome:
+    if " " not in outcome and outcome[:4] == event[:4]:
         return ""
     return outcome
 
