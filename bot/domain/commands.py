@@ -66,6 +66,8 @@ __all__ = [
     "DEFAULT_AUDIT_LIMIT",
     "DEFAULT_MAX_REPLICAS",
     "GRAMMAR",
+    "EXAMPLES",
+    "HELP_NOTES",
     "HELP_TEXT",
     "MAX_AUDIT_LIMIT",
     "MAX_IMAGE_LENGTH",
@@ -1214,6 +1216,37 @@ VERBS: Final[tuple[str, ...]] = tuple(spec.verb for spec in SPECS)
 USAGE: Final[dict[str, str]] = {spec.verb: spec.usage for spec in SPECS}
 GRAMMAR: Final = "\n".join(spec.usage for spec in SPECS)
 HELP_TEXT: Final[dict[str, str]] = {spec.verb: spec.help for spec in SPECS}
+# `/rollout help VERB` shows these under the usage; each one parses (tests check it).
+EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
+    "help": ("/rollout help set image",),
+    "list": ("/rollout list -n staging",),
+    "status": ("/rollout status web -n prod", "/rollout status sts/db -n prod"),
+    "create": ("/rollout create web --image=nginx:1.27-alpine --replicas=2 -n staging",),
+    "set image": (
+        '/rollout set image web nginx=nginx:1.27-alpine -n prod --reason="CVE-2026-1234"',
+        "/rollout set image web *=registry.example.com/web:2.4.1 -n staging",
+    ),
+    "scale": ('/rollout scale web --replicas=5 -n prod --reason="launch traffic"',),
+    "history": ("/rollout history web -n prod", "/rollout history web --revision=3 -n prod"),
+    "diff": ("/rollout diff web 2 -n prod", "/rollout diff web 2 3 -n prod"),
+    "undo": ("/rollout undo web -n prod", "/rollout undo web --to-revision=2 -n prod"),
+    "pause": ("/rollout pause web -n prod",),
+    "resume": ("/rollout resume web -n prod",),
+    "restart": ('/rollout restart web -n prod --reason="pick up the new ConfigMap"',),
+    "approvals": ("/rollout approvals", "/rollout approvals -n prod"),
+    "audit": ("/rollout audit web -n prod --limit=20", "/rollout audit -n prod"),
+}
+# What a newcomer needs beside the usage, for the verbs that need more than one line.
+HELP_NOTES: Final[dict[str, str]] = {
+    "set image": (
+        "`CONTAINER` is the container's name in the pod template, not the image: "
+        "`/rollout status DEPLOY` lists the images as `NAME=IMAGE`, and "
+        "`kubectl get deploy DEPLOY -o jsonpath='{.spec.template.spec.containers[*].name}'` "
+        "prints the names. `*=IMAGE` sets every container."
+    ),
+    "undo": "`/rollout history DEPLOY` lists the revisions; `diff` shows what an undo restores.",
+    "create": "Makes a Deployment only; create StatefulSets and DaemonSets with kubectl.",
+}
 # The action names a policy can grant, in grammar order. `help` is always allowed.
 ACTIONS: Final[tuple[str, ...]] = tuple(
     spec.command.action for spec in SPECS if spec.verb != "help"

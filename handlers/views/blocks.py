@@ -169,7 +169,11 @@ def info_message(message: str) -> Message:
 
 def help_message(verb: str | None = None) -> Message:
     if verb is not None:
+        # The purpose, the usage, an example or two, and what else a first use needs.
         text = f"*{verb}* — {commands.HELP_TEXT[verb]}\n" + _code([commands.USAGE[verb]])
+        text += "\nExample:\n" + _code(list(commands.EXAMPLES.get(verb, ())))
+        if verb in commands.HELP_NOTES:
+            text += "\n" + commands.HELP_NOTES[verb]
         return _fit(commands.USAGE[verb], [_section(text)])
     lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
     blocks: list[Block] = [
