@@ -114,10 +114,11 @@ def test_an_approved_change_reads_as_what_happened(
     driver = SlackDriver(slack, start_bot(env=FAST))
     deploy(prod, "web", "nginx:1.18-alpine", replicas=2, container="nginx")
     namespace = prod.namespace
-    said = driver.run(
+    _, tag = driver.command(
         f"set image web nginx=nginx:1.19-alpine -n {namespace}", user="U0ALICE", name="alice"
     )
     # The requester's reply: one approver, the verb as typed.
+    said = message_text(driver.reply(tag, timeout=30).params)
     assert f"*set image* on `{namespace}/web` runs once one approver agrees." in said
     [card] = top_level(slack, CHANNEL, "Waiting for approval")
     pending = now_text(slack, CHANNEL, card.ts)
