@@ -274,6 +274,7 @@ class Runtime:
             access=access,
             sealer=self.sealer,
             cluster_name=contexts.default,
+            contexts=contexts,
         )
         self.services = Services(
             commands=CommandService(

@@ -24,11 +24,19 @@ from bot.adapters.slack.directory import SlackDirectory
 from bot.domain import commands as cmd
 from bot.domain import rollout
 from bot.domain.approval import Approval
-from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
+from bot.domain.errors import (
+    NotFound,
+    NotPermitted,
+    Refused,
+    RolloutBotError,
+    StoreError,
+    UnknownContext,
+)
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
+from bot.services.clusters import Contexts
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
@@ -69,6 +77,7 @@ class ApprovalFlow:
         sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
+        contexts: Contexts | None = None,
     ) -> None:
         self.access = access
         self.sealer = sealer
@@ -78,6 +87,7 @@ class ApprovalFlow:
         self.executor = executor
         self.directory = directory
         self.cluster_name = cluster_name
+        self.contexts = contexts
         self._now = clock or (lambda: datetime.now(UTC))
 
     # -- reads -----------------------------------------------------------------------------------
@@ -309,7 +319,7 @@ class ApprovalFlow:
                 requester,
                 approval_id=request.id,
                 expect=request.fingerprint or None,
-                context=request.cluster or None,
+                context=self._context_of(request),
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
@@ -320,6 +330,16 @@ class ApprovalFlow:
             request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
         )
         return Decision(replace(outcome, request=done.request), change=change)
+
+    def _context_of(self, request: ApprovalRequest) -> str | None:
+        """The context the approved change runs in, as a typed command's would be: "" with one
+        cluster (so its announcement reads like every other one, without naming the cluster)."""
+        if self.contexts is None or not request.cluster:
+            return request.cluster or None
+        try:
+            return self.contexts.resolve(request.cluster) or None
+        except UnknownContext:
+            return request.cluster
 
     # -- integrity and re-checks -----------------------------------------------------------------
 

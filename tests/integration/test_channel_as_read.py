@@ -151,6 +151,9 @@ def test_an_approved_change_reads_as_what_happened(
         if ":rocket:" in message_text(m.as_api_dict())
     ]
     assert "approved by <@U0BOB>" in announcement
+    # One cluster: named on the card (ROLLOUT_BOT_CLUSTER_NAME), never in one channel's
+    # announcements only (typed changes elsewhere do not name it).
+    assert "in cluster" not in announcement
     assert announcement.count("nginx:1.19-alpine") == 1
     thread_and_card = "\n".join(
         [done, *(message_text(m.as_api_dict()) for m in in_thread(slack, CHANNEL, card.ts))]
