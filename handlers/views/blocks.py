@@ -654,29 +654,25 @@ def approvals_list_message(
 def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
         return info_message(f"No audit entries for {what}.")
-    rows = [("TIME (UTC)", "USER", "EVENT", "ACTION", "TARGET")]
-    outcomes: list[str] = [""]
+    rows = [("TIME (UTC)", "USER", "EVENT")]
+    details = ["  ACTION TARGET → OUTCOME"]
     # Entries of several clusters: the target says which.
     several = len({e.cluster for e in entries if e.cluster}) > 1
     for e in entries:
         target = f"{e.namespace}/{e.deployment}".strip("/") or "-"
         rows.append(
-            (
-                e.time.strftime("%m-%d %H:%M:%S"),
-                _clip(e.user_name or e.user_id or "-", 12),
-                e.event,
-                verb(e.action) if e.action else "-",
-                _clip(f"{e.cluster}:{target}" if several and e.cluster else target, 28),
-            )
+            (e.time.strftime("%m-%d %H:%M:%S"), _clip(e.user_name or e.user_id or "-", 12), e.event)
         )
-        outcomes.append(_informative_outcome(e.event, e.outcome or ""))
-    # The outcome goes on a line of its own, under the entry, when it says more than the
-    # event does ("approval" / "approved" is said once): the table fits a message pane.
+        detail = f"  {verb(e.action) if e.action else '-'} "
+        detail += f"{e.cluster}:{target}" if several and e.cluster else target
+        outcome = _informative_outcome(e.event, e.outcome or "")
+        details.append(detail + (f" → {outcome}" if outcome else ""))
+    # Two short lines an entry: who and what happened, then to what and with which outcome
+    # (unless the event already says it: "approval" / "approved"). It fits a message pane,
+    # and a narrow one (a phone) wraps the second line only.
     lines: list[str] = []
-    for line, outcome in zip(table(rows), outcomes, strict=True):
-        lines.append(_clip(line, PANE_WIDTH))
-        if outcome:
-            lines.append(_clip(" " * 16 + outcome, PANE_WIDTH))
+    for line, detail in zip(table(rows), details, strict=True):
+        lines += [_clip(line, PANE_WIDTH), _clip(detail, PANE_WIDTH)]
     return _fit(
         f"Audit trail for {what}",
         [_section(f"*Audit trail for {what}* (newest first)\n" + _code(lines))],
