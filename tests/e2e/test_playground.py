@@ -195,6 +195,9 @@ def test_request_approve_and_watch_the_rollout(
         expect(progress_messages).to_have_count(1)
         expect(progress.locator(".msg-edited")).to_be_visible()
         expect(card).to_contain_text("approved by")
+        # The finished card says what happened, not what was pending; no buttons are left.
+        expect(card).not_to_contain_text("wants to run")
+        expect(card.locator("button[data-action-id=rollout_approve]")).to_have_count(0)
 
         assert prod.images("web") == {"nginx": "nginx:1.19-alpine"}
         assert prod.rollout_status("web").returncode == 0
