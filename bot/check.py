@@ -25,7 +25,7 @@ def has_credentials() -> bool:
     if os.environ.get(_CREDENTIAL):
         return True
     secrets_dir = os.environ.get("ROLLOUT_BOT_SECRETS_DIR")
-    return secrets_dir is not None and (Path(secrets_dir) / _CREDENTIAL).is_file()
+    return bool(secrets_dir) and (Path(str(secrets_dir)) / _CREDENTIAL).is_file()
 
 
 def check_policy_file(path: Path) -> int:
