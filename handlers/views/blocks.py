@@ -769,6 +769,16 @@ def progress_message(
     if verdict == "failed" and tracked.automatic:
         # The bot does not undo its own undo: a person decides, Pause is at hand.
         blocks_.append(_pause_actions(tracked))
+    elif verdict == "failed" and tracked.on_failure == "rollback":
+        # The bot rolls it back by itself: a Roll back button would offer it a second time.
+        blocks_.append(
+            _context(
+                ":rewind: Rolling back automatically (the approval rule's `on_failure: "
+                "rollback`); what it does follows in this thread."
+            )
+        )
+        if kind == "deployment":
+            blocks_.append(_pause_actions(tracked))
     elif verdict == "failed":
         # The clicked button must act on the same object: the value carries the kind (and,
         # with several clusters, the context: `CONTEXT|NAMESPACE/...`).

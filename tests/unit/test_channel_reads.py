@@ -243,3 +243,35 @@ def test_help_for_set_image_says_how_to_find_the_container_name() -> None:
     text = text_of(blocks.help_message("set image"))
     assert "`CONTAINER` is the container's name" in text
     assert "containers[*].name" in text
+
+
+def test_a_failure_the_bot_rolls_back_itself_offers_no_roll_back_button() -> None:
+    from bot.domain.tracking import TrackedRollout
+
+    tracked = TrackedRollout(
+        id="uid-2",
+        channel="C1",
+        thread_ts="1.0",
+        message_ts="2.0",
+        namespace="prod",
+        deployment="web",
+        uid="uid",
+        generation=2,
+        title="set image prod/web",
+        started_at=0.0,
+        deadline_seconds=30,
+        on_failure="rollback",
+    )
+    status = rollout.rollout_status(
+        {
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 1},
+        }
+    )
+    message = blocks.progress_message(tracked, status, 31.0, verdict="failed")
+    labels = [
+        e["text"]["text"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert labels == ["Pause"]
+    assert "Rolling back automatically" in text_of(message)
