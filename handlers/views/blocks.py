@@ -121,15 +121,6 @@ def _short_time(stamp: str) -> str:
     return moment.astimezone(UTC).strftime("%m-%d %H:%M")
 
 
-def _cause_without_images(cause: str | None, images: Sequence[tuple[str, str]]) -> str:
-    """The change-cause without the `name=image` words the IMAGES column already shows."""
-    if not cause:
-        return "<none>"
-    shown = {f"{name}={image}" for name, image in images}
-    shown |= {f"--image={image}" for _, image in images}
-    return " ".join(word for word in cause.split(" ") if word not in shown) or cause
-
-
 def _informative_outcome(event: str, outcome: str) -> str:
     """The outcome, unless it repeats the event (`approval` / `approved`, `expiry` /
     `expired`)."""
@@ -340,15 +331,20 @@ def history_message(view: HistoryView) -> Message:
         number = str(revision.number) + (" *" if revision.is_current else "")
         if revision.revision_history:
             number += " (was " + ",".join(str(n) for n in revision.revision_history) + ")"
-        rows.append((number, _short_time(revision.created), _images(revision.images)))
-        causes.append(_cause_without_images(revision.change_cause, revision.images))
+        cause = revision.change_cause
+        # The images once: not beside a change-cause that already names them.
+        named = bool(cause) and all(image in str(cause) for _, image in revision.images)
+        rows.append(
+            (number, _short_time(revision.created), "" if named else _images(revision.images))
+        )
+        causes.append(cause or "<none>")
     # Two lines a revision, so the table fits a message pane (about 80 characters): the
-    # change-cause goes under its revision, without the images the line above shows.
+    # change-cause, in kubectl's words, goes under its revision.
     lines: list[str] = []
     indent = max(len(row[0]) for row in rows) + 2
     for line, cause in zip(table(rows), causes, strict=True):
         lines.append(_clip(line, PANE_WIDTH))
-        lines.append(_clip(" " * indent + cause, PANE_WIDTH))
+        lines.append(" " * indent + cause)
     blocks = [
         _section(
             f"*Rollout history of `{view.target}`*{in_cluster(view.target.context)}\n"

@@ -149,7 +149,7 @@ def test_a_pending_card_says_whose_buttons_they_are_and_counts_one_approver() ->
 # -- tables ----------------------------------------------------------------------------------
 
 
-def test_history_fits_a_message_pane_and_the_change_cause_does_not_repeat_the_image() -> None:
+def test_history_fits_a_message_pane_and_says_each_image_once() -> None:
     revisions = (
         rollout.Revision(
             1,
@@ -180,12 +180,25 @@ def test_history_fits_a_message_pane_and_the_change_cause_does_not_repeat_the_im
     text = text_of(blocks.history_message(HistoryView(Target("prod", "web"), revisions)))
     code = text.split("```")[1].strip("\n").splitlines()
 
-    assert max(len(line) for line in code) <= blocks.PANE_WIDTH
+    assert max(len(line) for line in code[::2]) <= blocks.PANE_WIDTH
     assert code[0].split() == ["REVISION", "CREATED", "IMAGES"]
-    assert code[2].split()[:3] == ["1", "12-07", "03:01"]
-    assert code[3].strip() == "create deployment by @alice via Slack"
-    assert code[5].strip().startswith("set image by @alice via Slack: fixes CVE-2026-1234")
+    assert code[1].strip() == "CHANGE-CAUSE"
+    # The change-cause in kubectl's words; the images beside it only when it does not name them.
+    assert code[2].split() == ["1", "12-07", "03:01"]
+    assert code[3].strip() == "create deployment --image=nginx:1.18-alpine by @alice via Slack"
+    assert code[4].split() == ["2", "*", "12-07", "03:05"]
+    assert code[5].strip() == revisions[1].change_cause
     assert "--revision=N" in text
+
+
+def test_history_shows_the_images_when_the_change_cause_does_not_name_them() -> None:
+    revision = rollout.Revision(
+        4, None, (("nginx", "nginx:1.20"),), "2026-12-07T03:08:12Z", "web-4", True, {}, (), 0, 0
+    )
+    text = text_of(blocks.history_message(HistoryView(Target("prod", "web"), (revision,))))
+    code = text.split("```")[1].strip("\n").splitlines()
+    assert code[2].split() == ["4", "*", "12-07", "03:08", "nginx=nginx:1.20"]
+    assert code[3].strip() == "<none>"
 
 
 def test_audit_fits_a_message_pane_and_says_an_outcome_only_when_it_adds_something() -> None:
