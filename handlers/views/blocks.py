@@ -174,7 +174,8 @@ def help_message(verb: str | None = None) -> Message:
         ),
         _context(
             "`DEPLOY` is `NAME` (a Deployment), `deploy/NAME`, `sts/NAME` or `ds/NAME`; without "
-            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command."
+            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command. "
+            'During a freeze a change can take `--break-glass "why"`.'
         ),
     ]
     return _fit("rollout-bot commands", blocks)
@@ -502,6 +503,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
+    glass = fields.get("break_glass") if isinstance(fields, dict) else None
+    if isinstance(glass, str):
+        # Through a freeze: the card says so first, with the reason; the requester never counts.
+        lines.insert(1, f":fire_extinguisher: *Break-glass* during a freeze: {escape(glass)}")
     blocks: list[Block] = [_section("\n".join(lines))]
     preview = request.preview
     if preview:
@@ -656,9 +661,7 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     several = len({e.cluster for e in entries if e.cluster}) > 1
     for e in entries:
         target = f"{e.namespace}/{e.deployment}".strip("/") or "-"
-        rows.append(
-            (e.time.strftime("%m-%d %H:%M:%S"), _clip(e.user_name or e.user_id or "-", 12), e.event)
-        )
+        rows.append((e.time.strftime("%m-%d %H:%M:%S"), _clip(_audit_user(e), 24), e.event))
         detail = f"  {verb(e.action) if e.action else '-'} "
         detail += f"{e.cluster}:{target}" if several and e.cluster else target
         outcome = _informative_outcome(e.event, e.outcome or "")
@@ -673,6 +676,13 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
         f"Audit trail for {what}",
         [_section(f"*Audit trail for {what}* (newest first)\n" + _code(lines))],
     )
+
+
+def _audit_user(entry: AuditEntry) -> str:
+    """The Slack user, and the Kubernetes user the change was made as (impersonate mode)."""
+    user = entry.user_name or entry.user_id or "-"
+    kubernetes_user = entry.parameters.get("kubernetes_user")
+    return f"{user} as {kubernetes_user}" if kubernetes_user else user
 
 
 # -- progress --------------------------------------------------------------------------------
