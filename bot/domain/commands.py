@@ -1417,6 +1417,9 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
     "restart": ('/rollout restart web -n prod --reason="pick up the new ConfigMap"',),
     "approvals": ("/rollout approvals", "/rollout approvals -n prod"),
     "audit": ("/rollout audit web -n prod --limit=20", "/rollout audit -n prod"),
+    "freeze": ('/rollout freeze -n prod --for=2h --reason="release night"',),
+    "unfreeze": ("/rollout unfreeze -n prod",),
+    "freezes": ("/rollout freezes", "/rollout freezes -n prod"),
 }
 # What a newcomer needs beside the usage, for the verbs that need more than one line.
 HELP_NOTES: Final[dict[str, str]] = {
