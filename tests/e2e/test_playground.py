@@ -165,7 +165,7 @@ def test_request_approve_and_watch_the_rollout(
         card = page.locator(".msg", has_text="Waiting for approval").first
         expect(card).to_be_visible(timeout=30_000)
         expect(card).to_contain_text("nginx:1.19-alpine")
-        expect(card.locator(".mention", has_text="@alice")).to_be_visible()
+        expect(card.locator(".mention", has_text="@alice").first).to_be_visible()
         card_id = card.get_attribute("data-id")
 
         page.click("#switcher button[data-user=U0BOB]")
