@@ -20,6 +20,7 @@ from bot.observability.logs import log_context
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
 from bot.services.rollouts import Actor
+from handlers import canary
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
@@ -140,13 +141,8 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
             requester = Actor(request.requester_id, request.requester_name, request.channel)
             message = blocks.change_message(decision.change, requester, request.reason or None)
             ts = replier.in_channel(message, thread_ts=request.message_ts)
-            if (
-                ts is not None
-                and decision.change.changed
-                and decision.change.starts_rollout
-                and services.progress is not None
-            ):
-                services.progress.track(decision.change, request.channel, request.message_ts or ts)
+            if ts is not None:
+                canary.follow(services, decision.change, request.channel, request.message_ts or ts)
         elif decision.error:
             replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
 

@@ -28,6 +28,7 @@ from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService, CanaryView
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.rollouts import (
@@ -88,6 +89,7 @@ Outcome = (
     | AuditList
     | ApprovalRequested
     | Changed
+    | CanaryView
 )
 
 
@@ -100,6 +102,7 @@ class CommandService:
         approvals: ApprovalFlow,
         audit: AuditTrail,
         contexts: Contexts | None = None,
+        canaries: CanaryService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
         self.access = access
@@ -107,6 +110,7 @@ class CommandService:
         self.executor = executor
         self.approvals = approvals
         self.audit = audit
+        self.canaries = canaries
 
     def run(self, command: cmd.Command, actor: Actor) -> Outcome:
         if isinstance(command, cmd.Help):
@@ -181,11 +185,17 @@ class CommandService:
                 if context:
                     subject += f" in cluster `{context}`"
                 return AuditList(subject, tuple(entries))
+            case cmd.CanaryStatus() if self.canaries is not None:
+                return self.canaries.status(Target(namespace, command.deployment, context=context))
         raise AssertionError(f"not a read: {command!r}")
 
     def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
         label = self.contexts.label(command.context or "")
-        rule = self.access.policy.approval_rule_for(command.action, namespace, label)
+        rule = (
+            self.access.policy.approval_rule_for(command.action, namespace, label)
+            if command.needs_approval
+            else None
+        )
         if rule is not None:
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))

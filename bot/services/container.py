@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.progress.ports import Tracking
@@ -34,3 +35,5 @@ class Services:
     readiness: Callable[[], dict[str, bool]]
     #: True the first time a signed request's key is seen inside Slack's replay window.
     first_seen: Callable[[str], bool]
+    #: Canaries of Deployments (`/rollout canary`).
+    canaries: CanaryService | None = None

@@ -14,11 +14,23 @@ from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
 from bot.domain import commands as cmd
 from bot.domain.errors import RolloutBotError
+from bot.services.canary import CanaryService
 from bot.services.rollouts import Actor, Change, Rollouts, Target
 
 log = logging.getLogger(__name__)
 
-Mutation = cmd.Create | cmd.SetImage | cmd.Scale | cmd.Undo | cmd.Pause | cmd.Resume | cmd.Restart
+Mutation = (
+    cmd.Create
+    | cmd.SetImage
+    | cmd.Scale
+    | cmd.Undo
+    | cmd.Pause
+    | cmd.Resume
+    | cmd.Restart
+    | cmd.Canary
+    | cmd.CanaryPromote
+    | cmd.CanaryAbort
+)
 
 
 def target_of(command: Mutation, namespace: str, context: str | None = None) -> Target:
@@ -50,6 +62,7 @@ class Executor:
     audit: RedisAuditLog
     #: The default context's name: what the audit records for a command without a context.
     cluster_name: str
+    canaries: CanaryService | None = None
 
     def run(
         self,
@@ -126,7 +139,24 @@ class Executor:
                 return self.rollouts.resume(target, actor, reason, expect=expect)
             case cmd.Restart():
                 return self.rollouts.restart(target, actor, reason, expect=expect)
+            case cmd.Canary() | cmd.CanaryPromote() | cmd.CanaryAbort():
+                return self._canary(command, target, actor, expect)
         raise AssertionError(f"not a mutation: {command!r}")
+
+    def _canary(
+        self,
+        command: cmd.Canary | cmd.CanaryPromote | cmd.CanaryAbort,
+        target: Target,
+        actor: Actor,
+        expect: str | None,
+    ) -> Change:
+        assert self.canaries is not None, "canary commands need the canary service"
+        match command:
+            case cmd.Canary():
+                return self.canaries.start(command, target, actor, expect=expect)
+            case cmd.CanaryPromote():
+                return self.canaries.promote(target, actor, expect=expect)
+        return self.canaries.abort(target, actor, f"Aborted by <@{actor.user_id}>.")
 
     def _audit_outcome(self, base: dict[str, Any], outcome: str, change: Change | None) -> None:
         extra: dict[str, Any] = {}

@@ -59,7 +59,12 @@ CONTRACT = """\
 /rollout resume DEPLOY [-n NS]
 /rollout restart DEPLOY [-n NS] [--reason=TEXT]
 /rollout approvals [-n NS]
-/rollout audit [DEPLOY] [-n NS] [--limit=N]"""
+/rollout audit [DEPLOY] [-n NS] [--limit=N]
+/rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%] \
+[--analysis 10m] [--auto-promote] [-n NS]
+/rollout canary status DEPLOY [-n NS]
+/rollout canary promote DEPLOY [-n NS]
+/rollout canary abort DEPLOY [-n NS]"""
 
 
 def error_of(text: str, **kwargs: int) -> CommandError:
@@ -399,7 +404,7 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "rollback web",
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
-            "`resume`, `restart`, `approvals`, `audit`.",
+            "`resume`, `restart`, `approvals`, `audit`, `canary`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),

@@ -29,6 +29,11 @@ Layout for the default prefix `rollout-bot`:
                                          (claimed before the write, confirmed after it)
     {rollout-bot}:auto-rollback:<id>     string: the rollout was rolled back automatically
     {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
+    {rollout-bot}:canary:<uid>           string: where a canary's message is and what the
+                                         bot saw of it (the canary Deployment's uid)
+    {rollout-bot}:canary-end:<uid>       string: how the canary ended (the first end wins)
+    {rollout-bot}:canaries:active        set: ids of canaries still running (found again and
+                                         resumed after a restart; leases as rollout-lease:)
 
 With several clusters (kubeconfig contexts) the same namespace in two clusters is two places:
 what belongs to one cluster carries its context, `<ctx>` (`context_part`):
@@ -140,6 +145,18 @@ class Keys:
         where = f"{context_part(context)}:" if context else ""
         return f"{self.tag}:notice:{where}{_part(uid, 'uid')}:{int(revision)}"
 
+    # -- canaries --------------------------------------------------------------------------
+
+    def canary(self, canary_id: str) -> str:
+        return f"{self.tag}:canary:{_part(canary_id, 'canary id')}"
+
+    def canary_end(self, canary_id: str) -> str:
+        return f"{self.tag}:canary-end:{_part(canary_id, 'canary id')}"
+
+    @property
+    def canaries_active(self) -> str:
+        return f"{self.tag}:canaries:active"
+
     # -- introspection ---------------------------------------------------------------------
 
     def fixed(self) -> tuple[str, ...]:
@@ -151,6 +168,7 @@ class Keys:
             self.approvals_pending,
             self.approvals_active,
             self.rollouts_active,
+            self.canaries_active,
         )
 
     def owns(self, key: str) -> bool:
