@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import redis
+
 from bot.adapters.k8s.cluster import Json, selector_string
 from bot.adapters.redis.canaries import RedisCanaryRegistry
 from bot.domain import canary as rules
@@ -279,17 +281,26 @@ class CanaryService:
         """The canary a change started gets its message in `thread_ts` (posted by the monitor,
         which every replica and a restarted bot find in Redis)."""
         meta = change.deployment.get("metadata", {})
-        self.registry.save(
-            CanaryRecord(
-                id=str(meta.get("uid", "")),
-                context=change.target.context,
-                namespace=change.target.namespace,
-                deployment=change.target.name,
-                channel=channel,
-                thread_ts=thread_ts,
-                started_at=self._clock(),
-            )
+        record = CanaryRecord(
+            id=str(meta.get("uid", "")),
+            context=change.target.context,
+            namespace=change.target.namespace,
+            deployment=change.target.name,
+            channel=channel,
+            thread_ts=thread_ts,
+            started_at=self._clock(),
         )
+        try:
+            self.registry.save(record)
+        except redis.RedisError as exc:
+            # The canary runs; without its record nobody watches it: say how to end it.
+            log.warning("could not record a canary to follow: %s", type(exc).__name__)
+            raise Refused(
+                f"`{rules.canary_name(change.target.name)}` was created, but the bot's state "
+                "store did not answer, so it cannot watch it. Check it with `/rollout canary "
+                f"status {change.target.name} -n {change.target.namespace}` and end it with "
+                "`/rollout canary abort`."
+            ) from None
 
     # -- promote and abort -----------------------------------------------------------------------
 
