@@ -10,6 +10,8 @@ web-canary-7d9c8f-x2kq      yes    Running  0         1m
 
 from __future__ import annotations
 
+import re
+
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
 from bot.services.canary import CanaryView, images_text
@@ -26,6 +28,8 @@ from handlers.views.blocks import (
     in_cluster,
     table,
 )
+
+_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
 
 PROMOTE_ACTION = "canary_promote"
 ABORT_ACTION = "canary_abort"
@@ -59,7 +63,8 @@ def canary_message(view: CanaryView) -> Message:
         )
     lines = [head]
     if view.why:
-        lines.append(escape(view.why).replace("&lt;@", "<@"))
+        # Bot-written, but it quotes what the cluster reports: escaped, mentions kept.
+        lines.append(_MENTION.sub(r"<@\1>", escape(view.why)))
     if view.images:
         pods = view.health.desired if view.health is not None else None
         size = f"{pods} pod(s)" if pods is not None else "pods"
