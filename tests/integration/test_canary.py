@@ -189,11 +189,25 @@ def test_abort_deletes_the_canary_and_leaves_web_as_it_was(
 ) -> None:
     driver = SlackDriver(slack, start_bot(env=FAST))
     deploy_web(kubectl)
+    kubectl.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 2,
+                "maxReplicas": 6,
+            },
+        }
+    )
     before = web_state(kubectl)
-    _, message = start_canary(
+    said, message = start_canary(
         driver, f"canary deploy/web --image web=app:2 --weight 50% -n {granted_namespace}"
     )
     assert kubectl.get("deployment/web-canary")["spec"]["replicas"] == 3
+    assert "HorizontalPodAutoscaler `web`: the canary keeps a fixed 3 replica(s)" in said
+    assert "HorizontalPodAutoscaler `web`; the canary keeps its fixed replicas" in text_of(message)
 
     # One canary per Deployment.
     again = driver.run(f"canary deploy/web --image web=app:3 -n {granted_namespace}")
@@ -210,6 +224,23 @@ def test_abort_deletes_the_canary_and_leaves_web_as_it_was(
     assert "Aborted by <@U0ALICE>" in text_of(final)
     assert web_state(kubectl) == before
     assert kubectl.images("web") == {"web": "app:1"}
+
+
+def test_auto_promote_promotes_after_a_healthy_analysis(
+    start_bot: Any, slack: SlackStandin, kubectl: Kubectl, granted_namespace: str
+) -> None:
+    driver = SlackDriver(slack, start_bot(env=FAST))
+    deploy_web(kubectl, replicas=2)
+    _, message = start_canary(
+        driver,
+        f"canary deploy/web --image web=app:2 --analysis 10s --auto-promote -n {granted_namespace}",
+    )
+    assert "Promotes itself when the analysis passes" in text_of(message)
+    kubectl.wait_for(lambda: kubectl.images("web") == {"web": "app:2"}, what="web to be promoted")
+    kubectl.wait_for(lambda: canary_gone(kubectl), timeout=90, what="web-canary to be deleted")
+    wait_for_message(driver, message.ts, "*promoted*")
+    history = kubectl.history_table("web")
+    assert "by @alice via Slack: promoted from canary web-canary" in history[max(history)]
 
 
 def test_a_canary_whose_image_cannot_start_aborts_on_its_own(
