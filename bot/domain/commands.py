@@ -16,12 +16,17 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout restart DEPLOY [-n NS] [--reason=TEXT]
     /rollout approvals [-n NS]
     /rollout audit [DEPLOY] [-n NS] [--limit=N]
+    /rollout freeze -n NS --for=DURATION --reason=TEXT
+    /rollout unfreeze -n NS
+    /rollout freezes [-n NS]
     /rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%]
         [--analysis 10m] [--auto-promote] [-n NS]
     /rollout canary status|promote|abort DEPLOY [-n NS]
 
 Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
 that is the cluster, it works on. ``None`` means the channel's context, else the default one.
+Every change (``is_mutation``) also takes ``--break-glass=TEXT``: during a freeze it asks the
+policy's break-glass approvers to let this one change through (``bot.domain.freezes``).
 
 ``DEPLOY`` names a workload as kubectl writes it: a bare ``NAME`` is a Deployment;
 ``deploy/NAME``, ``sts/NAME``, ``ds/NAME`` (singular, plural, ``….apps``) name a Deployment,
@@ -88,6 +93,8 @@ __all__ = [
     "CommandError",
     "Create",
     "Diff",
+    "Freeze",
+    "Freezes",
     "Help",
     "History",
     "ListDeployments",
@@ -98,6 +105,7 @@ __all__ = [
     "SetImage",
     "Status",
     "Undo",
+    "Unfreeze",
     "command_record",
     "from_record",
     "parse_command",
@@ -148,8 +156,8 @@ class CommandBase:
     __slots__ = ()
     action: ClassVar[str]
     is_mutation: ClassVar[bool] = False
-    #: False for a change that runs as soon as the policy permits it, whatever approval rule
-    #: covers its action (aborting a canary only removes what the canary added).
+    #: False for a change that runs as soon as the policy permits it, whatever approval rule or
+    #: freeze covers its action (aborting a canary only removes what the canary added).
     needs_approval: ClassVar[bool] = True
 
 
@@ -186,6 +194,8 @@ class Create(CommandBase):
     replicas: int = 1
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +210,8 @@ class SetImage(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,6 +225,8 @@ class Scale(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +265,8 @@ class Undo(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,6 +278,8 @@ class Pause(CommandBase):
     kind: str = "deployment"
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +291,8 @@ class Resume(CommandBase):
     kind: str = "deployment"
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -285,6 +305,8 @@ class Restart(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +326,31 @@ class Audit(CommandBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Freeze(CommandBase):
+    action: ClassVar[str] = "freeze"
+    #: How long the freeze lasts from now, in seconds.
+    seconds: int
+    reason: str
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unfreeze(CommandBase):
+    # Whoever may freeze may lift a freeze.
+    action: ClassVar[str] = "freeze"
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Freezes(CommandBase):
+    action: ClassVar[str] = "freezes"
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Canary(CommandBase):
     """A canary of a Deployment: `web-canary` with the new images beside `web`. It needs what
     `set image` on `web` needs (the same permission, approvals and GitOps rules)."""
@@ -319,6 +366,8 @@ class Canary(CommandBase):
     auto_promote: bool = False
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,6 +388,8 @@ class CanaryPromote(CommandBase):
     deployment: str
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,6 +400,8 @@ class CanaryAbort(CommandBase):
     deployment: str
     namespace: str | None = None
     context: str | None = None
+    #: Accepted like every change's; an abort waits for no freeze anyway.
+    break_glass: str | None = None
 
 
 Command: TypeAlias = (
@@ -366,6 +419,9 @@ Command: TypeAlias = (
     | Restart
     | Approvals
     | Audit
+    | Freeze
+    | Unfreeze
+    | Freezes
     | Canary
     | CanaryStatus
     | CanaryPromote
@@ -475,6 +531,7 @@ _FLAG_DISPLAY: Final = {
     "to-revision": "--to-revision",
     "limit": "--limit",
     "reason": "--reason",
+    "for": "--for",
     "weight": "--weight",
     "analysis": "--analysis",
     "auto-promote": "--auto-promote",
@@ -487,6 +544,7 @@ _FLAG_EXAMPLE: Final = {
     "to-revision": "--to-revision=2",
     "limit": "--limit=50",
     "reason": '--reason="fixes the login bug"',
+    "for": "--for=2h",
     "weight": "--weight 10%",
     "analysis": "--analysis 10m",
     "auto-promote": "--auto-promote",
@@ -500,6 +558,7 @@ _FLAG_SPELLINGS: Final = {
     "--to-revision": "to-revision",
     "--limit": "limit",
     "--reason": "reason",
+    "--for": "for",
     "--weight": "weight",
     "--analysis": "analysis",
     "--auto-promote": "auto-promote",
@@ -524,6 +583,9 @@ _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "restart": ("namespace", "reason"),
     "approvals": ("namespace",),
     "audit": ("namespace", "limit"),
+    "freeze": ("namespace", "for", "reason"),
+    "unfreeze": ("namespace",),
+    "freezes": ("namespace",),
     "canary": ("image", "replicas", "weight", "analysis", "auto-promote", "namespace"),
     "canary status": ("namespace",),
     "canary promote": ("namespace",),
@@ -937,6 +999,41 @@ def _parse_audit(args: _Args, max_replicas: int) -> Command:
     return Audit(deployment=deployment, namespace=args.namespace(), limit=limit)
 
 
+def _parse_freeze(args: _Args, max_replicas: int) -> Command:
+    from bot.domain.freezes import MAX_FREEZE, MIN_FREEZE, parse_duration
+
+    args.no_more_than(0)
+    namespace = args.namespace()
+    if namespace is None:
+        args.fail("`freeze` needs the namespace it freezes, as in `-n prod`.")
+    text = args.flag("for")
+    if text is None:
+        args.fail("`freeze` needs how long it lasts, as in `--for 2h`.")
+    duration = parse_duration(text)
+    if duration is None or not MIN_FREEZE <= duration <= MAX_FREEZE:
+        args.fail(
+            f"`--for` must be a duration from `1s` to `{MAX_FREEZE.days}d`, such as `90s`, "
+            f"`1m`, `2h` or `1d`; got `{_show(text)}`."
+        )
+    reason = args.reason()
+    if reason is None:
+        args.fail('`freeze` needs a reason people will read, as in `--reason "incident 4711"`.')
+    return Freeze(seconds=int(duration.total_seconds()), reason=reason, namespace=namespace)
+
+
+def _parse_unfreeze(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    namespace = args.namespace()
+    if namespace is None:
+        args.fail("`unfreeze` needs the namespace, as in `-n prod`.")
+    return Unfreeze(namespace=namespace)
+
+
+def _parse_freezes(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return Freezes(namespace=args.namespace())
+
+
 # --- canary ------------------------------------------------------------------------------------
 
 
@@ -1105,7 +1202,10 @@ def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Com
     if verb == "help":
         return _parse_help(rest)
     rest, context = _take_context(verb, rest)
+    rest, break_glass = _take_break_glass(verb, rest)
     command = _PARSERS[verb](_split_args(verb, rest), max_replicas)
+    if break_glass is not None:
+        command = dataclasses.replace(command, break_glass=break_glass)  # type: ignore[arg-type]
     if context is None:
         return command
     return dataclasses.replace(command, context=context)  # type: ignore[arg-type]
@@ -1153,6 +1253,51 @@ def _take_context(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | No
             )
         context = value
     return rest, context
+
+
+BREAK_GLASS_FLAG: Final = "--break-glass"
+
+
+def _take_break_glass(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | None]:
+    """``--break-glass=TEXT`` out of a change's arguments (a read has no freeze to break)."""
+    rest: list[str] = []
+    reason: str | None = None
+    i = 0
+    while i < len(tokens):
+        flag = _as_flag(tokens[i])
+        i += 1
+        if flag is None or flag[0] != BREAK_GLASS_FLAG:
+            rest.append(tokens[i - 1])
+            continue
+        if not _COMMAND_TYPES[verb].is_mutation:
+            raise CommandError(
+                f"`{verb}` does not change anything, so there is no freeze to break: "
+                "drop `--break-glass`.",
+                USAGE[verb],
+            )
+        value = flag[1]
+        if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
+            value = tokens[i]
+            i += 1
+        value = (value or "").strip(" ")
+        if reason is not None:
+            raise CommandError("`--break-glass` is given more than once.", USAGE[verb])
+        if not value:
+            raise CommandError(
+                "`--break-glass` needs the reason the change cannot wait, as in "
+                '`--break-glass "rolls back the outage fix"`.',
+                USAGE[verb],
+            )
+        if len(value) > MAX_REASON_LENGTH or any(
+            unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS for char in value
+        ):
+            raise CommandError(
+                f"`--break-glass` takes one line of text of at most {MAX_REASON_LENGTH} "
+                "characters.",
+                USAGE[verb],
+            )
+        reason = value
+    return rest, reason
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -1233,6 +1378,22 @@ def _render_audit(command: Audit) -> list[str]:
     return words
 
 
+def _render_freeze(command: Freeze) -> list[str]:
+    seconds = command.seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return ["freeze", f"--for={seconds // size}{unit}"]
+    return ["freeze", f"--for={seconds}s"]
+
+
+def _render_unfreeze(command: Unfreeze) -> list[str]:
+    return ["unfreeze"]
+
+
+def _render_freezes(command: Freezes) -> list[str]:
+    return ["freezes"]
+
+
 def _render_canary(command: Canary) -> list[str]:
     words = ["canary", f"deploy/{command.deployment}"]
     words += [f"--image={container}={image}" for container, image in command.images]
@@ -1271,6 +1432,9 @@ def render_command(command: Command) -> str:
     reason = getattr(command, "reason", None)
     if isinstance(reason, str):
         words.append("--reason=" + shlex.quote(reason))
+    break_glass = getattr(command, "break_glass", None)
+    if isinstance(break_glass, str):
+        words.append(f"{BREAK_GLASS_FLAG}=" + shlex.quote(break_glass))
     if not isinstance(command, Help) and command.context is not None:
         words += [CONTEXT_FLAG, command.context]
     text = " ".join(words)
@@ -1416,6 +1580,30 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
         render=_render_audit,
     ),
     VerbSpec(
+        verb="freeze",
+        usage="/rollout freeze -n NS --for=DURATION --reason=TEXT",
+        help="Stop changes in a namespace for `90s`, `1m`, `2h`, `1d`…; it ends on its own.",
+        command=Freeze,
+        parse=_parse_freeze,
+        render=_render_freeze,
+    ),
+    VerbSpec(
+        verb="unfreeze",
+        usage="/rollout unfreeze -n NS",
+        help="Lift the freeze set from Slack on a namespace.",
+        command=Unfreeze,
+        parse=_parse_unfreeze,
+        render=_render_unfreeze,
+    ),
+    VerbSpec(
+        verb="freezes",
+        usage="/rollout freezes [-n NS]",
+        help="List the freezes in force and the next ones to come, with who set them.",
+        command=Freezes,
+        parse=_parse_freezes,
+        render=_render_freezes,
+    ),
+    VerbSpec(
         verb="canary",
         usage=(
             "/rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%] "
@@ -1481,6 +1669,8 @@ def command_record(command: Command) -> dict[str, Any]:
     if fields.get("context", "") is None:
         # A command without `--context` keeps the record it had before the flag existed.
         del fields["context"]
+    if fields.get("break_glass", "") is None:
+        del fields["break_glass"]
     return {"verb": _SPEC_OF[type(command)].verb, "fields": fields}
 
 

@@ -29,6 +29,9 @@ Layout for the default prefix `rollout-bot`:
                                          (claimed before the write, confirmed after it)
     {rollout-bot}:auto-rollback:<id>     string: the rollout was rolled back automatically
     {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
+    {rollout-bot}:freeze:<ctx>:<ns>      string: a freeze set from Slack (sealed JSON), expiring
+                                         when the freeze ends
+    {rollout-bot}:freezes                set: `<ctx>:<ns>` of every freeze set from Slack
     {rollout-bot}:canary:<uid>           string: where a canary's message is and what the
                                          bot saw of it (the canary Deployment's uid)
     {rollout-bot}:canary-end:<uid>       string: how the canary ended (the first end wins)
@@ -145,6 +148,15 @@ class Keys:
         where = f"{context_part(context)}:" if context else ""
         return f"{self.tag}:notice:{where}{_part(uid, 'uid')}:{int(revision)}"
 
+    # -- change windows --------------------------------------------------------------------
+
+    def freeze(self, cluster: str, namespace: str) -> str:
+        return f"{self.tag}:freeze:{context_part(cluster)}:{_part(namespace, 'namespace')}"
+
+    @property
+    def freezes(self) -> str:
+        return f"{self.tag}:freezes"
+
     # -- canaries --------------------------------------------------------------------------
 
     def canary(self, canary_id: str) -> str:
@@ -168,6 +180,7 @@ class Keys:
             self.approvals_pending,
             self.approvals_active,
             self.rollouts_active,
+            self.freezes,
             self.canaries_active,
         )
 
