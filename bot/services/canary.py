@@ -83,6 +83,13 @@ class CanaryService:
         self.registry = registry
         self._clock = clock
 
+    def through(self, rollouts: Rollouts) -> CanaryService:
+        """The same canaries, their changes made through `rollouts` (as a person, in
+        impersonate mode)."""
+        if rollouts is self.rollouts:
+            return self
+        return CanaryService(rollouts, self.registry, self._clock)
+
     # -- reads -----------------------------------------------------------------------------------
 
     def canary_of(self, target: Target) -> Json | None:
