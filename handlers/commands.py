@@ -19,6 +19,7 @@ from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
+from bot.services.canary import CanaryView
 from bot.services.commands import (
     ApprovalList,
     ApprovalRequested,
@@ -31,9 +32,11 @@ from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
 from bot.services.progress.tracker import command_verb
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
+from handlers import canary
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
 from handlers.views import freezes as freeze_views
+from handlers.views.canary import canary_message
 from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             replier.ephemeral(blocks.approvals_list_message(namespace, requests, context))
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
+        case CanaryView():
+            replier.ephemeral(canary_message(outcome))
         case ApprovalRequested(request=request, rule=rule, target=target):
             # The rule may route its cards to the approvers' channel (a request made in a DM
             # or another channel is pointed there).
@@ -164,8 +169,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
                 replier.ephemeral(message)
                 return
             ts = replier.in_channel(message)
-            if ts is not None and change.starts_rollout and services.progress is not None:
-                services.progress.track(change, actor.channel_id, ts)
+            if ts is not None:
+                canary.follow(services, change, actor.channel_id, ts)
 
 
 def announce(services: Services, namespace: str, message: blocks.Message, replier: Replier) -> None:

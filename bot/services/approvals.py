@@ -198,6 +198,9 @@ class ApprovalFlow:
                 return "resume the rollout"
             case cmd.Restart():
                 return "restart: replace every pod with a rolling update"
+            case cmd.Canary() | cmd.CanaryPromote() if self.executor.canaries is not None:
+                target = target_of(command, deployment.get("metadata", {}).get("namespace", ""))
+                return self.executor.canaries.preview(command, deployment, target)
         return command.action
 
     # -- decisions -------------------------------------------------------------------------------
