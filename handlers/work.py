@@ -23,6 +23,7 @@ from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
+from bot.domain.errors import NotDurable
 from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
@@ -127,10 +128,18 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
     from handlers.commands import answer
 
     key = work.reply.request_key
-    if key is not None and not services.first_seen(key):
-        log.warning("ignored a replayed request")
-        return
     replier = work.reply.replier(client)
+    try:
+        if key is not None and not services.first_seen(key):
+            log.warning("ignored a replayed request")
+            return
+    except NotDurable as exc:
+        # The replay guard's record could be lost in a failover, and a replay then run the
+        # change again: a change or a decision waits for a confirmed record; a read does not.
+        if _changes_something(work):
+            log.warning("refused work: the replay record was not durable")
+            replier.ephemeral(blocks.error_message(exc.message + " Nothing was changed."))
+            return
     match work:
         case RunCommand(command=command, actor=actor):
             answer(services, command, actor, replier)
@@ -138,6 +147,10 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):
             replier.ephemeral(message)
+
+
+def _changes_something(work: Work) -> bool:
+    return isinstance(work, Decide) or (isinstance(work, RunCommand) and work.command.is_mutation)
 
 
 _CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}

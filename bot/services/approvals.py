@@ -18,13 +18,21 @@ from bot.adapters.redis.approvals import (
     ApprovalRequest,
     ApprovalState,
     RedisApprovalStore,
+    store_status,
 )
 from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.slack.directory import SlackDirectory
 from bot.domain import commands as cmd
 from bot.domain import rollout
 from bot.domain.approval import Approval
-from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
+from bot.domain.errors import (
+    NotDurable,
+    NotFound,
+    NotPermitted,
+    Refused,
+    RolloutBotError,
+    StoreError,
+)
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
@@ -200,7 +208,14 @@ class ApprovalFlow:
         now = self._now()
         vote = Approval(user_id=user_id, user_name=user_name, at=now)
         sig = self.sealer.seal("vote", vote.sealed_content(request.id))
-        outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
+        try:
+            outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
+        except NotDurable as exc:
+            # Had this vote decided the request, it would sit approved on the primary, and be
+            # resumed later: close it now, as the user is told, so it never runs.
+            if store_status(exc.reply) == "approved":
+                self._close_not_durable(approval_id, ApprovalState.APPROVED, exc)
+            raise
         current = outcome.request or request
         if outcome.status in ("recorded", "approved"):
             self._audit_quietly(AuditEventKind.APPROVAL, current, user_id, user_name)
@@ -297,7 +312,12 @@ class ApprovalFlow:
                 )
         if why is not None:
             return self._void(request, why)
-        running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
+        try:
+            running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
+        except NotDurable as exc:
+            if store_status(exc.reply) == "marked":  # this replica claimed it
+                self._close_not_durable(request.id, ApprovalState.RUNNING, exc)
+            raise
         if running.status != "marked":
             # Another replica or a void got there first; it owns the outcome.
             return Decision(running)
@@ -316,10 +336,24 @@ class ApprovalFlow:
                 request.id, ApprovalState.RUNNING, ApprovalState.FAILED, exc.user_message
             )
             return Decision(replace(outcome, request=failed.request), error=exc.user_message)
+        except NotDurable as exc:
+            # The execution entry was not confirmed, so nothing ran: the request fails now
+            # rather than waiting to be found "running" by the sweeper.
+            self._close_not_durable(request.id, ApprovalState.RUNNING, exc)
+            raise
         done = self.store.mark(
             request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
         )
         return Decision(replace(outcome, request=done.request), change=change)
+
+    def _close_not_durable(self, approval_id: str, state: ApprovalState, exc: NotDurable) -> None:
+        """Marks a request whose decision or start was not confirmed by enough Redis replicas
+        as failed (best effort: the primary takes the mark even when replicas lag), so neither
+        this replica nor the sweeper of another runs it later."""
+        try:
+            self.store.mark(approval_id, state, ApprovalState.FAILED, exc.message)
+        except StoreError:
+            log.warning("could not close request %s after a write was not durable", approval_id)
 
     # -- integrity and re-checks -----------------------------------------------------------------
 
