@@ -88,6 +88,8 @@ AUDIT_VERIFY_INTERVAL = 600.0
 # Asked before each acknowledged piece of work runs: a hung Redis delays a read's answer by a
 # quarter second at most, and never fails it (reads work without Redis).
 REPLAY_CHECK_TIMEOUT = 0.25
+# /readyz counts a replica that has not acknowledged the primary's stream for longer as lagging.
+REPLICA_LAG_SECONDS = 2
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -459,19 +461,22 @@ class Runtime:
         except redis.RedisError:
             details["redis_waiting_for"] = "the Redis primary to answer"
             return details
+        # A replica acknowledges every second; one silent for longer lags (or is frozen), and
+        # a WAIT on it would run out.
         online = sum(
             1
             for name, value in info.items()
             if str(name).startswith("slave")
             and isinstance(value, dict)
             and str(value.get("state", "")) == "online"
+            and int(value.get("lag", 0)) <= REPLICA_LAG_SECONDS
         )
         details["redis_replicas"] = online
         details["redis_min_replicas"] = needed
         if online < needed:
             details["redis_waiting_for"] = (
-                f"{needed - online} more Redis replica(s) to follow the primary: changes are "
-                f"refused until {needed} acknowledge what authorises them"
+                f"{needed - online} more Redis replica(s) to follow the primary and acknowledge "
+                f"its writes: changes are refused until {needed} do, reads still work"
             )
         return details
 
