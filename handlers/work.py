@@ -23,7 +23,7 @@ from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
-from bot.domain.errors import NotDurable
+from bot.domain.errors import StoreUnavailable
 from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
@@ -133,11 +133,12 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
         if key is not None and not services.first_seen(key):
             log.warning("ignored a replayed request")
             return
-    except NotDurable as exc:
-        # The replay guard's record could be lost in a failover, and a replay then run the
-        # change again: a change or a decision waits for a confirmed record; a read does not.
+    except StoreUnavailable as exc:
+        # Without a confirmed replay record (Redis cannot say, or too few replicas hold it,
+        # so a failover could lose it), a replay could run the change again later: a change
+        # or a decision is refused; a read is answered.
         if _changes_something(work):
-            log.warning("refused work: the replay record was not durable")
+            log.warning("refused work: the replay check could not be confirmed (%s)", exc.cause)
             replier.ephemeral(blocks.error_message(exc.message + " Nothing was changed."))
             return
     match work:

@@ -8,7 +8,6 @@ import redis
 
 from bot.adapters.redis.durability import NO_WAIT, Durability, NotDurable
 from bot.adapters.redis.keys import Keys
-from bot.domain.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,12 @@ class RedisSeenRequests:
         self._durability = durability
 
     def first_time(self, request_key: str) -> bool:
-        """True the first time `request_key` is seen within the window. When Redis cannot
-        say, the request is served: every change needs Redis for its audit entry anyway.
+        """True the first time `request_key` is seen within the window.
 
-        Raises `NotDurable` when the record was taken but too few replicas confirmed it: the
-        caller may still answer a read, but must not make a change on it."""
+        Raises `StoreUnavailable` when Redis cannot say, and `NotDurable` (one) when the record
+        was taken but too few replicas confirmed it: the caller may still answer a read, but
+        must not make a change on it. (Serving the change instead would let a replay run it
+        again once Redis is back, or after a failover lost the record.)"""
         key = self._keys.event_seen(request_key)
         try:
             return bool(
@@ -48,5 +48,3 @@ class RedisSeenRequests:
             if not exc.reply:
                 return False  # seen before: a replay, whatever the replicas say
             raise
-        except (redis.RedisError, StoreUnavailable):
-            return True
