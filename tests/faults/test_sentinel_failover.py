@@ -321,6 +321,28 @@ def executions(entries: list[AuditEntry]) -> list[AuditEntry]:
     return [e for e in entries if e.event == "execution"]
 
 
+def progress_verdict(slack: SlackStandin, tag: str) -> str | None:
+    """The verdict line of the progress message in the thread of the change that set `tag`."""
+    announcement = next(
+        (
+            str(call.response.get("ts", ""))
+            for call in slack.calls("chat.postMessage")
+            if call.ok
+            and not call.params.get("thread_ts")
+            and f"nginx:{tag}" in message_text(call.params)
+        ),
+        None,
+    )
+    if announcement is None:
+        return None
+    for message in slack.messages(CHANNEL):
+        if message.thread_ts == announcement or message.ts == announcement:
+            text = message_text({"text": message.text, "blocks": message.blocks})
+            if "rollout *succeeded*" in text or "rollout *failed*" in text:
+                return text
+    return None
+
+
 def executed_tags(group: SentinelGroup) -> Counter[str]:
     """How many execution entries name each change's image tag."""
     with group.primary().client(decode_responses=False) as client:
@@ -427,6 +449,7 @@ def check_invariants(
     assert figures.came_back_pending == 0
 
 
+@pytest.mark.timeout(1200)
 def test_changes_and_approvals_survive_repeated_primary_kills(
     sentinel_bot: BotProcess,
     settled: SentinelGroup,
@@ -472,6 +495,20 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
         figures.recovery.append(first.answered_at - killed_at)
         check_invariants(sentinel_bot, group, web, api, traffic, figures, approved_once)
 
+    # A rollout being tracked when the primary dies is still followed to its verdict.
+    traffic.stop()
+    tracked = traffic.typed()
+    assert tracked.ran, tracked.answer
+    killed = group.kill_primary()
+    figures.kills += 1
+    group.wait_for_failover(killed)
+    group.rejoin(killed)
+    verdict = driver.wait(
+        lambda: progress_verdict(slack, tracked.tag), timeout=60, what="the rollout's verdict"
+    )
+    assert "succeeded" in verdict, verdict
+    check_invariants(sentinel_bot, group, web, api, traffic, figures, approved_once)
+
     # An exact replay of every signed request (commands and clicks) runs nothing that ran
     # already: the replay guard's record survived every failover with the change it guards.
     # (A request that was refused and so never ran may run once on its replay.)
@@ -490,13 +527,14 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
     figures.refused = sum(a.refused for a in traffic.attempts)
     figures.unanswered = sum(a.answer.startswith("(no") for a in traffic.attempts)
     print(f"\n[sentinel failover] {figures.report()}")
-    assert figures.kills == KILLS
+    assert figures.kills == KILLS + 1
     assert figures.ran > figures.kills, figures.report()
     for attempt in traffic.attempts:
         assert_clean(attempt.answer)
     assert_clean(sentinel_bot.logs())
 
 
+@pytest.mark.timeout(300)
 def test_a_lagging_replica_makes_changes_wait_then_refuse_never_run_unaudited(
     sentinel_bot: BotProcess,
     settled: SentinelGroup,
