@@ -526,11 +526,17 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
     figures.ran = sum(a.ran for a in traffic.attempts)
     figures.refused = sum(a.refused for a in traffic.attempts)
     figures.unanswered = sum(a.answer.startswith("(no") for a in traffic.attempts)
-    print(f"\n[sentinel failover] {figures.report()}")
+    others = Counter(
+        a.answer.splitlines()[0][:80] if a.answer else "(empty)"
+        for a in traffic.attempts
+        if not a.ran and not a.refused
+    )
+    print(f"\n[sentinel failover] {figures.report()}\nneither run nor refused: {dict(others)}")
     assert figures.kills == KILLS + 1
     assert figures.ran > figures.kills, figures.report()
     for attempt in traffic.attempts:
         assert_clean(attempt.answer)
+        assert "Something went wrong" not in attempt.answer, attempt.answer
     assert_clean(sentinel_bot.logs())
 
 
