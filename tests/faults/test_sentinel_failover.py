@@ -540,9 +540,26 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
     assert_clean(sentinel_bot.logs())
 
 
+@pytest.fixture(params=["sentinel", "primary-url"])
+def lag_bot(request: pytest.FixtureRequest, start_bot: Any, settled: SentinelGroup) -> BotProcess:
+    """The bot through the Sentinels, or (no Sentinel) with REDIS_URL naming the primary and
+    ROLLOUT_BOT_REDIS_MIN_REPLICAS=1: the same durability either way."""
+    if request.param == "sentinel":
+        bot: BotProcess = request.getfixturevalue("sentinel_bot")
+        return bot
+    return start_bot(  # type: ignore[no-any-return]
+        env={
+            "REDIS_URL": settled.primary().url,
+            "ROLLOUT_BOT_REDIS_MIN_REPLICAS": "1",
+            "ROLLOUT_BOT_REDIS_WAIT_TIMEOUT": str(WAIT_TIMEOUT),
+            "ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "3",
+        }
+    )
+
+
 @pytest.mark.timeout(300)
 def test_a_lagging_replica_makes_changes_wait_then_refuse_never_run_unaudited(
-    sentinel_bot: BotProcess,
+    lag_bot: BotProcess,
     settled: SentinelGroup,
     slack: SlackStandin,
     kubectl: Kubectl,
@@ -554,7 +571,7 @@ def test_a_lagging_replica_makes_changes_wait_then_refuse_never_run_unaudited(
     deploy(kubectl, "web")
     api = admin_kubectl.in_namespace(prod_namespace)
     deploy(api, "api")
-    driver = SlackDriver(slack, sentinel_bot)
+    driver = SlackDriver(slack, lag_bot)
     traffic = Traffic(driver, granted_namespace, prod_namespace)
     # A card to approve while the replica lags.
     before_posts = len(slack.calls("chat.postMessage"))
@@ -581,7 +598,7 @@ def test_a_lagging_replica_makes_changes_wait_then_refuse_never_run_unaudited(
         click = traffic._click(card[0], card[1])
         refused_click = driver.wait(lambda: answer(slack, click.tag), what="the click's answer")
         # The bot's own readiness says what it waits for.
-        status, body = _readyz(sentinel_bot)
+        status, body = _readyz(lag_bot)
     finally:
         replica.resume()
 
