@@ -244,12 +244,13 @@ class Traffic:
         deadline = time.monotonic() + ANSWER_TIMEOUT
         while time.monotonic() < deadline and card is None:
             said = answer(self.driver.slack, sent.tag)
-            if said is not None and "request `" not in said:
-                attempt.answer, attempt.refused = said, REFUSED in said
+            if said is not None and REFUSED in said:
+                attempt.answer, attempt.refused = said, True
                 return attempt
             for call in self.driver.slack.calls("chat.postMessage")[before_posts:]:
-                found = re.search(r"request `([A-Za-z0-9_-]+)`", message_text(call.params))
-                if call.ok and found and f"nginx:{tag}" in message_text(call.params):
+                text = message_text(call.params)
+                found = re.search(r"request `([A-Za-z0-9_-]+)`", text)
+                if call.ok and found and f"nginx:{tag}" in text:
                     card = (found.group(1), str(call.response.get("ts", "")))
             time.sleep(0.05)
         if card is None:
@@ -531,7 +532,12 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
         for a in traffic.attempts
         if not a.ran and not a.refused
     )
-    print(f"\n[sentinel failover] {figures.report()}\nneither run nor refused: {dict(others)}")
+    approvals = [a for a in traffic.attempts if a.kind == "approval"]
+    print(
+        f"\n[sentinel failover] {figures.report()}\n"
+        f"of which approvals: attempted={len(approvals)} run={sum(a.ran for a in approvals)} "
+        f"refused={sum(a.refused for a in approvals)}; neither run nor refused: {dict(others)}"
+    )
     assert figures.kills == KILLS + 1
     assert figures.ran > figures.kills, figures.report()
     for attempt in traffic.attempts:
