@@ -355,6 +355,20 @@ def executed_tags(group: SentinelGroup) -> Counter[str]:
     )
 
 
+def quiet(group: SentinelGroup, timeout: float = 60) -> Counter[str]:
+    """The executions once no new one has appeared for 3 s (the bot has finished what it was
+    sent)."""
+    last = executed_tags(group)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(3.0)
+        now = executed_tags(group)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def audit_verify(bot: BotProcess) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROLLOUT_BOT), "audit", "verify"],
@@ -399,6 +413,14 @@ def check_invariants(
     figures: Figures,
     approved_once: set[str],
 ) -> None:
+    # The cluster first, the audit after: an entry is written before its change is made, so
+    # every change listed now has its entry by the time the audit is read.
+    shown: list[str] = []
+    for kubectl, deployment in ((web, "web"), (api, "api")):
+        tags, reused = images_the_cluster_shows(kubectl, deployment)
+        shown += [t for t in tags if t != FIRST_IMAGE.split(":", 1)[1]]
+        assert not reused, f"a template was applied twice: {reused}"
+
     verified = audit_verify(bot)
     assert verified.returncode == 0, f"audit verify failed:\n{verified.stdout}\n{verified.stderr}"
 
@@ -411,11 +433,6 @@ def check_invariants(
     runs = executions(entries)
 
     # Every change the cluster shows has its audit entry.
-    shown: list[str] = []
-    for kubectl, deployment in ((web, "web"), (api, "api")):
-        tags, reused = images_the_cluster_shows(kubectl, deployment)
-        shown += [t for t in tags if t != FIRST_IMAGE.split(":", 1)[1]]
-        assert not reused, f"a template was applied twice: {reused}"
     audited = {
         tag
         for tag in shown
@@ -517,8 +534,7 @@ def test_changes_and_approvals_survive_repeated_primary_kills(
     for attempt in traffic.attempts:
         for sent in attempt.requests:
             replay(driver, sent)
-    time.sleep(3.0)
-    ran_after = executed_tags(group)
+    ran_after = quiet(group)
     again = {tag for tag in ran_before if ran_after[tag] > ran_before[tag]}
     assert not again, f"a replayed request ran a change again: {sorted(again)}"
     check_invariants(sentinel_bot, group, web, api, traffic, figures, approved_once)
