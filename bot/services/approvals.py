@@ -32,13 +32,16 @@ from bot.domain.errors import (
     Refused,
     RolloutBotError,
     StoreError,
+    UnknownContext,
 )
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
+from bot.services.clusters import Contexts
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.freezes import FreezeService, break_glass_reason
+from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class ApprovalFlow:
         sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
+        contexts: Contexts | None = None,
         freezes: FreezeService | None = None,
     ) -> None:
         self.access = access
@@ -91,6 +95,7 @@ class ApprovalFlow:
         self.executor = executor
         self.directory = directory
         self.cluster_name = cluster_name
+        self.contexts = contexts
         self._now = clock or (lambda: datetime.now(UTC))
 
     # -- reads -----------------------------------------------------------------------------------
@@ -195,6 +200,9 @@ class ApprovalFlow:
                 return "resume the rollout"
             case cmd.Restart():
                 return "restart: replace every pod with a rolling update"
+            case cmd.Canary() | cmd.CanaryPromote() if self.executor.canaries is not None:
+                target = target_of(command, deployment.get("metadata", {}).get("namespace", ""))
+                return self.executor.canaries.preview(command, deployment, target)
         return command.action
 
     # -- decisions -------------------------------------------------------------------------------
@@ -274,7 +282,13 @@ class ApprovalFlow:
             if request.state != ApprovalState.APPROVED or now - claimed < min_age:
                 continue
             log.info("resuming approved request %s", request.id)
-            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+            decisions.append(
+                self._execute(
+                    request,
+                    ApprovalOutcome("approved", request, True),
+                    continued_by=BY_APPROVAL_SWEEPER,
+                )
+            )
         return decisions
 
     def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
@@ -292,7 +306,9 @@ class ApprovalFlow:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
+    def _execute(
+        self, request: ApprovalRequest, outcome: ApprovalOutcome, *, continued_by: str = ""
+    ) -> Decision:
         """Runs an approved request after checking it again, just before it runs: the record is
         the bot's own, the policy still allows it, enough current approvers agreed, it has not
         expired, and the object is still what the card showed."""
@@ -336,7 +352,9 @@ class ApprovalFlow:
                 requester,
                 approval_id=request.id,
                 expect=request.fingerprint or None,
-                context=request.cluster or None,
+                context=self._context_of(request),
+                approvers=[vote.user_id for vote in request.approvals],
+                continued_by=continued_by,
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
@@ -363,6 +381,16 @@ class ApprovalFlow:
             self.store.mark(approval_id, state, ApprovalState.FAILED, exc.message)
         except StoreError:
             log.warning("could not close request %s after a write was not durable", approval_id)
+
+    def _context_of(self, request: ApprovalRequest) -> str | None:
+        """The context the approved change runs in, as a typed command's would be: "" with one
+        cluster (so its announcement reads like every other one, without naming the cluster)."""
+        if self.contexts is None or not request.cluster:
+            return request.cluster or None
+        try:
+            return self.contexts.resolve(request.cluster) or None
+        except UnknownContext:
+            return request.cluster
 
     # -- integrity and re-checks -----------------------------------------------------------------
 
