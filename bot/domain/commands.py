@@ -1673,6 +1673,12 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
     "freeze": ('/rollout freeze -n prod --for=2h --reason="release night"',),
     "unfreeze": ("/rollout unfreeze -n prod",),
     "freezes": ("/rollout freezes", "/rollout freezes -n prod"),
+    "canary": (
+        "/rollout canary deploy/web --image nginx=nginx:1.27 --weight 10% --analysis 10m -n prod",
+    ),
+    "canary status": ("/rollout canary status web -n prod",),
+    "canary promote": ("/rollout canary promote web -n prod",),
+    "canary abort": ("/rollout canary abort web -n prod",),
 }
 # What a newcomer needs beside the usage, for the verbs that need more than one line.
 HELP_NOTES: Final[dict[str, str]] = {
@@ -1684,6 +1690,10 @@ HELP_NOTES: Final[dict[str, str]] = {
     ),
     "undo": "`/rollout history DEPLOY` lists the revisions; `diff` shows what an undo restores.",
     "create": "Makes a Deployment only; create StatefulSets and DaemonSets with kubectl.",
+    "canary": (
+        "Runs `DEPLOY-canary` beside the Deployment with the new images behind the same "
+        "Services; Promote sets them on the Deployment, Abort deletes the canary."
+    ),
 }
 # The action names a policy can grant, in grammar order. `help` is always allowed.
 ACTIONS: Final[tuple[str, ...]] = tuple(
