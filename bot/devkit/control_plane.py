@@ -85,12 +85,20 @@ def _kubeconfig(server: str, ca_file: Path, user: str, token: str) -> str:
     return json.dumps(config, indent=2)
 
 
+def kubectl_binary() -> Path:
+    """kubectl built from the same k8s.io/kubernetes version as the API server: the tests'
+    oracle speaks the cluster's version (a distribution's kubectl may be several behind)."""
+    return binaries_dir() / "kubectl"
+
+
 @dataclass
 class ClusterInfo:
     directory: Path
     server: str
     kubeconfig: Path
     bot_kubeconfig: Path
+    #: The kubectl of the cluster's version (see `kubectl_binary`).
+    kubectl: Path
 
     @classmethod
     def load(cls, directory: Path) -> ClusterInfo:
@@ -100,6 +108,7 @@ class ClusterInfo:
             server=meta["server"],
             kubeconfig=directory / "kubeconfig",
             bot_kubeconfig=directory / "bot.kubeconfig",
+            kubectl=Path(meta["kubectl"]) if meta.get("kubectl") else kubectl_binary(),
         )
 
     def is_ready(self) -> bool:
@@ -238,7 +247,14 @@ class ControlPlane:
             _kubeconfig(server, ca_file, "kcm", tokens["kcm"])
         )
         (self.directory / "cluster.json").write_text(
-            json.dumps({"server": server, "api_port": api_port, "etcd_port": etcd_port})
+            json.dumps(
+                {
+                    "server": server,
+                    "api_port": api_port,
+                    "etcd_port": etcd_port,
+                    "kubectl": str(bins / "kubectl"),
+                }
+            )
         )
 
         try:
@@ -328,7 +344,7 @@ class ControlPlane:
                 ],
                 cwd=REPO,
             )
-            self._smoke_rollout()
+            self._smoke_rollout(bins / "kubectl")
         except BaseException:
             self.down(remove=False)
             raise
@@ -383,7 +399,7 @@ class ControlPlane:
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready within {timeout:.0f}s; see {self.logs}/{name}.log")
 
-    def _smoke_rollout(self) -> None:
+    def _smoke_rollout(self, kubectl: Path) -> None:
         """Returns once a Deployment really rolls out: proves controllers and kubelet work."""
         kubeconfig = str(self.directory / "kubeconfig")
         manifest = {
@@ -402,7 +418,7 @@ class ControlPlane:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             applied = subprocess.run(
-                ["kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+                [str(kubectl), "--kubeconfig", kubeconfig, "apply", "-f", "-"],
                 input=json.dumps(manifest),
                 text=True,
                 capture_output=True,
@@ -414,7 +430,7 @@ class ControlPlane:
             time.sleep(0.5)
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "rollout",
@@ -427,7 +443,7 @@ class ControlPlane:
         )
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "delete",

@@ -1152,8 +1152,8 @@ def test_describe_template_with_annotations_env_mounts_and_volumes() -> None:
     assert "  Annotations:\tkubectl.kubernetes.io/restartedAt: now\n" in text
     assert "\tkubernetes.io/change-cause: deploy 2\n" in text
     assert text.index("  Init Containers:\n   migrate:") < text.index("  Containers:\n   web:")
-    # kubectl (the installed oracle) prints neither port names nor threshold names.
-    assert "    Ports:\t80/TCP, 443/TCP\n    Host Ports:\t0/TCP, 0/TCP\n" in text
+    # kubectl 1.34 and later name a named port, on both lines.
+    assert "    Ports:\t80/TCP (http), 443/TCP\n    Host Ports:\t0/TCP (http), 0/TCP\n" in text
     assert "    Limits:\n      cpu:\t500m\n      memory:\t256Mi\n" in text
     assert (
         "    Readiness:\thttp-get http://:8080/healthz delay=0s timeout=1s period=10s "
