@@ -20,8 +20,7 @@ The rules are kubectl's own (its polymorphichelpers and the deployment controlle
 Errors (every one is a refusal: nothing was changed)::
 
     RolloutRefused            .reason_code, .message
-    ├── UndoRefused           negative_revision | no_history | revision_not_found | paused
-    └── UnknownContainer      .name, .available
+    └── UndoRefused           negative_revision | no_history | revision_not_found | paused
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ __all__ = [
     "TemplateDiff",
     "UndoPlan",
     "UndoRefused",
-    "UnknownContainer",
     "check_pause",
     "check_restart",
     "check_resume",
@@ -78,8 +76,10 @@ __all__ = [
     "resume_patch",
     "revision_of",
     "rollout_status",
+    "set_image_pairs",
     "template_diff",
     "templates_equal_ignoring_hash",
+    "undo_warnings",
     "with_change_cause",
 ]
 
@@ -129,19 +129,6 @@ class RolloutRefused(Exception):
 
 class UndoRefused(RolloutRefused):
     """``rollout undo`` cannot proceed (reason codes listed in the module docstring)."""
-
-
-class UnknownContainer(RolloutRefused):
-    """``set image`` named a container that is neither a container nor an init container."""
-
-    def __init__(self, name: str, available: Sequence[str]) -> None:
-        self.name = name
-        self.available = list(available)
-        listed = ", ".join(self.available) if self.available else "none"
-        super().__init__(
-            "unknown_container",
-            f"unable to find container named {_go_quote(name)} (containers: {listed})",
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,14 +531,17 @@ def history(deployment: Json, replica_sets: Iterable[Json]) -> list[Revision]:
         number = revision_of(rs)
         if number is None:
             continue
-        cause = _annotations(rs).get(CHANGE_CAUSE_ANNOTATION) or None
         template = copy.deepcopy(dict(_template(rs)))
-        if cause is not None:
+        rs_cause = _annotations(rs).get(CHANGE_CAUSE_ANNOTATION)
+        if rs_cause:
             if not isinstance(template.get("metadata"), dict):
                 template["metadata"] = {}
             if not isinstance(template["metadata"].get("annotations"), dict):
                 template["metadata"]["annotations"] = {}
-            template["metadata"]["annotations"][CHANGE_CAUSE_ANNOTATION] = cause
+            template["metadata"]["annotations"][CHANGE_CAUSE_ANNOTATION] = rs_cause
+        # kubectl's column reads the template's annotations with the RS's cause laid over
+        # them, so a cause set in the pod template shows when the RS has none.
+        cause = _str(_annotations(template).get(CHANGE_CAUSE_ANNOTATION)) or None
         by_number[number] = Revision(
             number=number,
             change_cause=cause,
@@ -601,6 +591,20 @@ class UndoPlan:
         # Deliberate deviation from kubectl, in the change-cause text only: kubectl restores the
         # target RS's own change-cause; the bot records who rolled back and why.
         return replace(self, annotations={**self.annotations, CHANGE_CAUSE_ANNOTATION: text})
+
+
+def undo_warnings(obj: Json, resource: str) -> tuple[str, ...]:
+    """What ``kubectl rollout undo`` prints on stderr for an object once managed with
+    ``kubectl apply`` (any kind, ``resource`` as ``statefulsets``), before it plans anything:
+    so also when the rollback is skipped or refused."""
+    if LAST_APPLIED_ANNOTATION not in _annotations(obj):
+        return ()
+    return (
+        f"Warning: resource {resource}/{_name(obj)} was previously managed with 'kubectl "
+        f"apply'. Rolling back will not update the {LAST_APPLIED_ANNOTATION} annotation, which "
+        "may cause unexpected behavior on future 'kubectl apply' operations. Consider using "
+        "'kubectl apply' with your previous configuration file instead.",
+    )
 
 
 def _undo_target(name: str, ordered: Sequence[Json], to_revision: int) -> tuple[Json, int]:
@@ -654,14 +658,7 @@ def plan_undo(deployment: Json, replica_sets: Iterable[Json], to_revision: int =
     annotations.update(
         (k, v) for k, v in _annotations(target).items() if k not in ROLLBACK_KEPT_ANNOTATIONS
     )
-    warnings: tuple[str, ...] = ()
-    if LAST_APPLIED_ANNOTATION in current:
-        warnings = (
-            f"resource deployments/{name} was previously managed with 'kubectl apply'. "
-            f"Rolling back will not update the {LAST_APPLIED_ANNOTATION} annotation, which may "
-            "cause unexpected behavior on future 'kubectl apply' operations. Consider using "
-            "'kubectl apply' with your previous configuration file instead.",
-        )
+    warnings = undo_warnings(deployment, "deployments")
     message = (
         f"skipped rollback (current template already matches revision {to_revision})"
         if skipped
@@ -692,7 +689,10 @@ class ImageChange(NamedTuple):
 
 @dataclass(frozen=True)
 class SetImagePlan:
-    """``patch`` is a strategic-merge body, or None when no image changes (send nothing).
+    """``patch`` is a strategic-merge body, or None when no image changes (send nothing, and
+    kubectl prints nothing). ``errors`` are kubectl's errors for the containers it could not
+    find (``error: unable to find container named "x"``): kubectl still changes the ones it
+    found, and then exits 1 with these.
 
     kubectl's computed patch also carries ``$setElementOrder/...`` lists; they only pin the
     existing order, which a merge by container name keeps anyway, so they are left out.
@@ -700,24 +700,40 @@ class SetImagePlan:
 
     changes: tuple[ImageChange, ...]
     patch: dict[str, Any] | None
+    errors: tuple[str, ...] = ()
+
+
+def set_image_pairs(images: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """kubectl set image's CONTAINER=IMAGE pairs as it reads them: into a map, so a container
+    named twice keeps its last image; ``*`` beside any other container is refused."""
+    if not images:
+        raise RolloutRefused("no_images", "at least one image update is required")
+    wanted = dict(images)
+    if len(wanted) > 1 and "*" in wanted:
+        raise RolloutRefused(
+            "wildcard_with_pairs",
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs",
+        )
+    return wanted
 
 
 def plan_set_image(deployment: Json, images: Sequence[tuple[str, str]]) -> SetImagePlan:
     """kubectl set image: each (container, image) pair updates matching containers and init
-    containers; ``*`` matches all. Later pairs win. Raises UnknownContainer or RolloutRefused."""
-    if not images:
-        raise RolloutRefused("no_images", "at least one image update is required")
+    containers; ``*`` matches all. A container it cannot find is an error beside the changes
+    (``errors``), as in kubectl. Raises RolloutRefused for pairs kubectl refuses outright."""
+    wanted = set_image_pairs(images)
     pod_spec = _map(_template(deployment).get("spec"))
     lists = {key: _maps(pod_spec.get(key)) for key in ("containers", "initContainers")}
     names = [_str(c.get("name")) for key in lists for c in lists[key]]
-    wanted: dict[str, str] = {}
-    for container, image in images:
+    errors = []
+    for container, image in wanted.items():
         if not container or not image:
             raise RolloutRefused("invalid_image", f"invalid image update: {container}={image}")
         if not names or (container != "*" and container not in names):
-            raise UnknownContainer(container, names)
-        for name in names if container == "*" else [container]:
-            wanted[name] = image
+            errors.append(f"error: unable to find container named {_go_quote(container)}")
+    if "*" in wanted:
+        wanted = dict.fromkeys(names, wanted["*"])
 
     changes: list[ImageChange] = []
     pod_patch: dict[str, Any] = {}
@@ -732,7 +748,7 @@ def plan_set_image(deployment: Json, images: Sequence[tuple[str, str]]) -> SetIm
         if patched:
             pod_patch[key] = patched
     patch = {"spec": {"template": {"spec": pod_patch}}} if pod_patch else None
-    return SetImagePlan(changes=tuple(changes), patch=patch)
+    return SetImagePlan(changes=tuple(changes), patch=patch, errors=tuple(errors))
 
 
 def with_change_cause(patch: Json, text: str) -> dict[str, Any]:
@@ -778,7 +794,11 @@ def check_restart(deployment: Json, now: datetime | None = None) -> None:
     the same second, which kubectl reports because its patch would be empty."""
     name = _name(deployment)
     if _is_paused(deployment):
-        raise RolloutRefused("paused", "can't restart paused deployment (run rollout resume first)")
+        raise RolloutRefused(
+            "paused",
+            f"deployments.apps {_go_quote(name)} can't restart paused deployment (run rollout "
+            "resume first)",
+        )
     if now is not None:
         current = _str(
             _map(_map(_template(deployment).get("metadata")).get("annotations")).get(

@@ -322,7 +322,6 @@ class Stack:
         return pids
 
 
-
 def _stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
