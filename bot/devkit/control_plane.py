@@ -304,6 +304,10 @@ class ControlPlane:
                     "--disable-admission-plugins=ServiceAccount",
                     "--enable-priority-and-fairness=false",
                     "--allow-privileged=true",
+                    # Beta, off by default: with it off the server drops clusterTrustBundle
+                    # projected sources, and the describe tests could not show kubectl's text
+                    # for templates that carry one.
+                    "--feature-gates=ClusterTrustBundle=true,ClusterTrustBundleProjection=true",
                     "--profiling=false",
                     "--v=1",
                 ],
