@@ -1023,9 +1023,10 @@ class Rollouts:
 
 
 def _already_exists(target: Target) -> Refused:
+    # kubectl create's words, then what to do instead.
     return Refused(
-        f"Deployment `{target.name}` already exists in `{target.namespace}`. "
-        f"Nothing was changed; use `/rollout set image` to change it."
+        f'failed to create deployment: deployments.apps "{target.name}" already exists\n'
+        f"Nothing was changed in `{target.namespace}`; use `/rollout set image` to change it."
     )
 
 
