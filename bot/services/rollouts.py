@@ -344,14 +344,14 @@ class Rollouts:
 
     def diff(self, target: Target, old: int, new: int | None) -> DiffView:
         revisions = self.revisions(target)
-        before = _find_revision(revisions, old)
+        before = _find_revision(revisions, old, kubectl_verb=False)
         if new is None:
             current = next((r for r in revisions if r.is_current), None)
             if current is None:
                 raise Refused(f"`{target.name}` has no current revision yet to compare with.")
             after = current
         else:
-            after = _find_revision(revisions, new)
+            after = _find_revision(revisions, new, kubectl_verb=False)
         diff = rollout.template_diff(
             before.template,
             after.template,
@@ -1068,12 +1068,20 @@ def _current_number(revisions: Sequence[rollout.Revision]) -> int | None:
     return next((r.number for r in revisions if r.is_current), None)
 
 
-def _find_revision(revisions: Sequence[rollout.Revision], number: int) -> rollout.Revision:
+def _find_revision(
+    revisions: Sequence[rollout.Revision], number: int, *, kubectl_verb: bool = True
+) -> rollout.Revision:
     for revision in revisions:
         if revision.number == number:
             return revision
-    # kubectl's words (they do not repeat the number), then what there is on a line of its own.
-    raise Refused("unable to find the specified revision" + _revisions_line(revisions))
+    # kubectl's words for its own verb (they do not repeat the number); `diff` is the bot's
+    # own and names it. Then what there is, on a line of its own.
+    words = (
+        "unable to find the specified revision"
+        if kubectl_verb
+        else f"unable to find revision {number} in history"
+    )
+    raise Refused(words + _revisions_line(revisions))
 
 
 def _revisions_line(revisions: Sequence[rollout.Revision]) -> str:
