@@ -385,7 +385,7 @@ class Rollouts:
                 created = self.on(target.context).create_deployment(target.namespace, manifest)
             except Conflict:
                 raise _already_exists(target) from None
-        self._retire_cause(target, created, cause)
+        created = self._retire_cause(target, created, cause)
         return Change(
             target=target,
             action="create",
@@ -534,7 +534,7 @@ class Rollouts:
                     target.namespace, target.name, patch, field_manager="kubectl-rollout"
                 ),
             )
-            self._retire_cause(target, updated, cause)
+            updated = self._retire_cause(target, updated, cause)
             return self._changed(
                 target,
                 "undo",
@@ -769,37 +769,43 @@ class Rollouts:
             ),
         )
         if cause is not None:
-            self._retire_cause(target, updated, cause)
+            updated = self._retire_cause(target, updated, cause)
         return updated
 
-    def _retire_cause(self, target: Target, updated: Json, cause: str) -> None:
+    def _retire_cause(self, target: Target, updated: Json, cause: str) -> Json:
         """Takes the bot's change-cause off the object once the revision its change made
         carries it, so the next revision someone else makes (`kubectl rollout restart`, say)
         does not inherit it: the controllers copy the object's annotations onto a new revision
         (a Deployment's onto its current ReplicaSet on every sync) but never remove one.
 
         Bookkeeping only: it never fails the change. A paused Deployment makes no revision
-        until resumed; the cause then stays, for the revision that will carry the change."""
+        until resumed; the cause then stays, for the revision that will carry the change.
+
+        A Deployment's generation counts annotation changes too, so the removal makes one: it
+        is claimed as the bot's like any write, and the object it returns is the one the
+        change's progress follows."""
         if updated.get("spec", {}).get("paused") is True:
-            return
+            return updated
+        path = "/metadata/annotations/" + rollout.CHANGE_CAUSE_ANNOTATION.replace("/", "~1")
+        # Only if it is still the bot's text: a newer cause is someone else's to keep.
+        removal = [{"op": "test", "path": path, "value": cause}, {"op": "remove", "path": path}]
         try:
             deadline = time.monotonic() + CAUSE_SETTLE_SECONDS
             while not self._revision_has_cause(target, updated, cause):
                 if time.monotonic() > deadline:
                     log.info("no revision of %s carries the change-cause yet; kept", target)
-                    return
+                    return updated
                 time.sleep(0.1)
-            path = "/metadata/annotations/" + rollout.CHANGE_CAUSE_ANNOTATION.replace("/", "~1")
-            self.on(target.context).patch_workload(
-                target.kind,
-                target.namespace,
-                target.name,
-                # Only if it is still the bot's text: a newer cause is someone else's to keep.
-                [{"op": "test", "path": path, "value": cause}, {"op": "remove", "path": path}],
-                field_manager="rollout-bot",
+            return self._write(
+                target.context,
+                updated,
+                lambda: self.on(target.context).patch_workload(
+                    target.kind, target.namespace, target.name, removal, field_manager="rollout-bot"
+                ),
             )
         except Exception as exc:  # bookkeeping: the change itself is done and reported
             log.info("change-cause of %s left on the object: %s", target, type(exc).__name__)
+            return updated
 
     def _revision_has_cause(self, target: Target, updated: Json, cause: str) -> bool:
         """Whether the revision with `updated`'s pod template carries `cause`."""
