@@ -36,13 +36,16 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
+from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
+from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
+from bot.adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import RolloutBotError, StoreError
@@ -58,6 +61,8 @@ from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
+from bot.services.freezes import FreezeService
+from bot.services.identity import Identities
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
@@ -146,7 +151,7 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     random key serves."""
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals:
+    if policy.approvals or policy.break_glass is not None:
         raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
@@ -189,6 +194,24 @@ def clusters_of(settings: Settings) -> tuple[Contexts, dict[str, KubeCluster]]:
     }
     default = available.current if available.current in requested else requested[0]
     return Contexts(tuple(requested), default), clusters
+
+
+def identities_of(
+    settings: Settings,
+    policy: Policy,
+    slack: WebClient,
+    contexts: Contexts,
+    clusters: dict[str, KubeCluster],
+) -> Identities:
+    """As whom changes are made, per the policy's `identity`: clients that impersonate a
+    person are made on demand, one per person, over each cluster's own connection pool."""
+    impersonating = {
+        name: ImpersonatingClients(
+            cluster.api_client, name=name, timeout=settings.kube_timeout_seconds
+        )
+        for name, cluster in clusters.items()
+    }
+    return Identities(policy, SlackPeople(slack), impersonating, default_context=contexts.default)
 
 
 def replica_id() -> str:
@@ -240,7 +263,8 @@ class Runtime:
         )
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
-        executor = Executor(rollouts, audit, contexts.default)
+        self.identities = identities_of(settings, policy, self.slack, contexts, self.clusters)
+        executor = Executor(rollouts, audit, contexts.default, self.identities)
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
@@ -265,6 +289,14 @@ class Runtime:
             contexts.default,
         )
         access = Access(policy, directory, policy_loaded=loaded)
+        freezes = FreezeService(
+            access,
+            RedisFreezeStore(self.redis, keys),
+            audit,
+            self.sealer,
+            cluster_name=contexts.default,
+            shared_key=settings.state_key is not None,
+        )
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
             audit,
@@ -274,10 +306,18 @@ class Runtime:
             access=access,
             sealer=self.sealer,
             cluster_name=contexts.default,
+            freezes=freezes,
         )
         self.services = Services(
             commands=CommandService(
-                access, rollouts, executor, flow, AuditTrail(audit), contexts=contexts
+                access,
+                rollouts,
+                executor,
+                flow,
+                AuditTrail(audit),
+                contexts=contexts,
+                identities=self.identities,
+                freezes=freezes,
             ),
             access=access,
             rollouts=rollouts,
@@ -288,6 +328,7 @@ class Runtime:
             max_replicas=settings.max_replicas,
             readiness=self.readiness,
             first_seen=self.seen_requests.first_time,
+            freezes=freezes,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
@@ -300,7 +341,11 @@ class Runtime:
         if settings.policy_file is not None:
             self.policy_reloader = PolicyReloader(
                 settings.policy_file,
-                [self.services.access.use_policy, self.progress.use_policy],
+                [
+                    self.services.access.use_policy,
+                    self.progress.use_policy,
+                    self.identities.use_policy,
+                ],
                 audit,
                 metrics(),
                 cluster_name=settings.cluster_name,

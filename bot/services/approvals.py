@@ -30,6 +30,8 @@ from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
+from bot.services.freezes import FreezeService, break_glass_reason
+from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,12 @@ class ApprovalFlow:
         sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
+        freezes: FreezeService | None = None,
     ) -> None:
         self.access = access
+        #: Change windows: an approved request a freeze now stops is voided, and a break-glass
+        #: request waits for (and is re-checked against) the break-glass approvers.
+        self.freezes = freezes
         self.sealer = sealer
         self.store = store
         self.audit = audit
@@ -257,7 +263,13 @@ class ApprovalFlow:
             if request.state != ApprovalState.APPROVED or now - claimed < min_age:
                 continue
             log.info("resuming approved request %s", request.id)
-            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+            decisions.append(
+                self._execute(
+                    request,
+                    ApprovalOutcome("approved", request, True),
+                    continued_by=BY_APPROVAL_SWEEPER,
+                )
+            )
         return decisions
 
     def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
@@ -275,7 +287,9 @@ class ApprovalFlow:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
+    def _execute(
+        self, request: ApprovalRequest, outcome: ApprovalOutcome, *, continued_by: str = ""
+    ) -> Decision:
         """Runs an approved request after checking it again, just before it runs: the record is
         the bot's own, the policy still allows it, enough current approvers agreed, it has not
         expired, and the object is still what the card showed."""
@@ -285,6 +299,8 @@ class ApprovalFlow:
         mutation = _mutation_of(request)
         assert mutation is not None  # _tampering() checked it
         why = self._no_longer_allowed(request)
+        if why is None and self.freezes is not None:
+            why = self.freezes.void_reason(request)
         if why is None and request.fingerprint:
             try:
                 now_print = self.rollouts.binding(
@@ -313,6 +329,8 @@ class ApprovalFlow:
                 approval_id=request.id,
                 expect=request.fingerprint or None,
                 context=request.cluster or None,
+                approvers=[vote.user_id for vote in request.approvals],
+                continued_by=continued_by,
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
@@ -325,6 +343,8 @@ class ApprovalFlow:
             ApprovalState.DONE,
             change.summary or "; ".join(change.details),
         )
+        if self.freezes is not None and break_glass_reason(request):
+            self.freezes.audit_break_glass(request, change)
         return Decision(replace(outcome, request=done.request), change=change)
 
     # -- integrity and re-checks -----------------------------------------------------------------
@@ -371,9 +391,18 @@ class ApprovalFlow:
                 f"<@{request.requester_id}> may no longer *{request.action}* in "
                 f"`{request.namespace}` under the current policy, so the request did not run."
             )
-        rule = self.access.policy.approval_rule_for(
-            request.action, request.namespace, request.cluster
-        )
+        if break_glass_reason(request):
+            # Re-checked against the break-glass approvers, never the ordinary rule.
+            rule = self.freezes.break_glass_rule() if self.freezes is not None else None
+            if rule is None:
+                return (
+                    "The policy no longer names break-glass approvers, so this break-glass "
+                    "request did not run. Nothing was changed."
+                )
+        else:
+            rule = self.access.policy.approval_rule_for(
+                request.action, request.namespace, request.cluster
+            )
         if rule is None:
             return None  # the change no longer needs approval at all
         counted = {

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
-from bot.domain.errors import NotPermitted
+from bot.domain.errors import Forbidden, NotPermitted
 from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
+from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
+from bot.services.identity import Identities
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -88,6 +90,9 @@ Outcome = (
     | AuditList
     | ApprovalRequested
     | Changed
+    | FreezeSet
+    | FreezeLifted
+    | FreezeList
 )
 
 
@@ -100,13 +105,19 @@ class CommandService:
         approvals: ApprovalFlow,
         audit: AuditTrail,
         contexts: Contexts | None = None,
+        identities: Identities | None = None,
+        freezes: FreezeService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
+        #: As whom the bot acts in Kubernetes (None: always itself).
+        self.identities = identities
         self.access = access
         self.rollouts = rollouts
         self.executor = executor
         self.approvals = approvals
         self.audit = audit
+        #: Change windows; None: nothing is ever frozen (and the freeze verbs are refused).
+        self.freezes = freezes
 
     def run(self, command: cmd.Command, actor: Actor) -> Outcome:
         if isinstance(command, cmd.Help):
@@ -118,6 +129,7 @@ class CommandService:
         label = self.contexts.label(context)
         if isinstance(command, cmd.Approvals) and command.namespace is None:
             return self._approvals_everywhere(actor, context if command.context else None)
+        everywhere = isinstance(command, cmd.Freezes) and command.namespace is None
         namespace = self.access.namespace_for(actor.channel_id, command.namespace)
         try:
             self.access.check(actor.user_id, actor.channel_id, command.action, namespace, label)
@@ -126,10 +138,40 @@ class CommandService:
                 self.executor.audit_denial(command, namespace, actor, label)
             raise
         command = dataclasses.replace(command, namespace=namespace, context=context or None)
+        if isinstance(command, cmd.Freeze | cmd.Unfreeze | cmd.Freezes):
+            return self._change_windows(command, namespace, label, actor, everywhere)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
+            self._check_as_person(mutation, namespace, actor, label)
             return self._mutate(mutation, namespace, actor)
-        return self._read(command, namespace)
+        rollouts = self.rollouts
+        reads_cluster = (cmd.ListDeployments, cmd.Status, cmd.History, cmd.Diff)
+        if self.identities is not None and isinstance(command, reads_cluster):
+            rollouts = self.identities.reader(rollouts, actor.user_id, context)
+        return self._read(command, namespace, rollouts)
+
+    def _check_as_person(self, command: Mutation, namespace: str, actor: Actor, label: str) -> None:
+        """In impersonate mode, Kubernetes RBAC's answer for the person, before an approval
+        card is posted or anything is sent; a refusal is audited with the identity."""
+        if self.identities is None:
+            return
+        context = command.context or ""
+        try:
+            identity = self.identities.identity_for(actor.user_id, context)
+        except NotPermitted:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="no Kubernetes identity"
+            )
+            raise
+        if identity is None:
+            return
+        try:
+            self.identities.check_change(identity, command.action, target_of(command, namespace))
+        except Forbidden:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="denied by RBAC", identity=identity
+            )
+            raise
 
     def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
         """Every waiting request this user may see from this channel (of one cluster when
@@ -147,8 +189,7 @@ class CommandService:
         )
         return ApprovalList(None, visible, context or "")
 
-    def _read(self, command: cmd.Command, namespace: str) -> Outcome:
-        rollouts = self.rollouts
+    def _read(self, command: cmd.Command, namespace: str, rollouts: Rollouts) -> Outcome:
         context = getattr(command, "context", None) or ""
         match command:
             case cmd.ListDeployments():
@@ -183,9 +224,34 @@ class CommandService:
                 return AuditList(subject, tuple(entries))
         raise AssertionError(f"not a read: {command!r}")
 
+    def _change_windows(
+        self,
+        command: cmd.Freeze | cmd.Unfreeze | cmd.Freezes,
+        namespace: str,
+        label: str,
+        actor: Actor,
+        everywhere: bool,
+    ) -> Outcome:
+        if self.freezes is None:
+            raise NotPermitted("Freezes are not available in this bot. Nothing was changed.")
+        context = command.context or ""
+        match command:
+            case cmd.Freeze():
+                return self.freezes.freeze(command, namespace, label, actor, context)
+            case cmd.Unfreeze():
+                return self.freezes.unfreeze(namespace, label, actor, context)
+        # `freezes` without `-n`: every namespace (of one cluster when `--context` names one).
+        if everywhere:
+            return self.freezes.overview(None, label if command.context else None)
+        return self.freezes.overview(namespace, label)
+
     def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
         label = self.contexts.label(command.context or "")
-        rule = self.access.policy.approval_rule_for(command.action, namespace, label)
+        glass = None
+        if self.freezes is not None:
+            # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
+            glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
+        rule = glass or self.access.policy.approval_rule_for(command.action, namespace, label)
         if rule is not None:
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))

@@ -143,7 +143,8 @@ def help_message(verb: str | None = None) -> Message:
         ),
         _context(
             "`DEPLOY` is `NAME` (a Deployment), `deploy/NAME`, `sts/NAME` or `ds/NAME`; without "
-            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command."
+            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command. "
+            'During a freeze a change can take `--break-glass "why"`.'
         ),
     ]
     return _fit("rollout-bot commands", blocks)
@@ -449,6 +450,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
+    glass = fields.get("break_glass") if isinstance(fields, dict) else None
+    if isinstance(glass, str):
+        # Through a freeze: the card says so first, with the reason; the requester never counts.
+        lines.insert(1, f":fire_extinguisher: *Break-glass* during a freeze: {escape(glass)}")
     blocks: list[Block] = [_section("\n".join(lines))]
     preview = request.preview
     if preview:
@@ -571,7 +576,7 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
             (
                 e.time.strftime("%Y-%m-%d %H:%M:%S"),
                 e.event,
-                e.user_name or e.user_id or "-",
+                _audit_user(e),
                 e.action or "-",
                 f"{e.cluster}:{target}" if several and e.cluster else target,
                 (e.outcome or "-")[:40],
@@ -581,6 +586,13 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
         f"Audit trail for {what}",
         [_section(f"*Audit trail for {what}* (newest first)\n" + _code(table(rows)))],
     )
+
+
+def _audit_user(entry: AuditEntry) -> str:
+    """The Slack user, and the Kubernetes user the change was made as (impersonate mode)."""
+    user = entry.user_name or entry.user_id or "-"
+    kubernetes_user = entry.parameters.get("kubernetes_user")
+    return f"{user} as {kubernetes_user}" if kubernetes_user else user
 
 
 # -- progress --------------------------------------------------------------------------------
