@@ -102,12 +102,20 @@ def _kubeconfig(server: str, ca_file: Path, user: str, token: str) -> str:
     return json.dumps(config, indent=2)
 
 
+def kubectl_binary() -> Path:
+    """kubectl built from the same k8s.io/kubernetes version as the API server: the tests'
+    oracle speaks the cluster's version (a distribution's kubectl may be several behind)."""
+    return binaries_dir() / "kubectl"
+
+
 @dataclass
 class ClusterInfo:
     directory: Path
     server: str
     kubeconfig: Path
     bot_kubeconfig: Path
+    #: The kubectl of the cluster's version (see `kubectl_binary`).
+    kubectl: Path
 
     @classmethod
     def load(cls, directory: Path) -> ClusterInfo:
@@ -117,6 +125,7 @@ class ClusterInfo:
             server=meta["server"],
             kubeconfig=directory / "kubeconfig",
             bot_kubeconfig=directory / "bot.kubeconfig",
+            kubectl=Path(meta["kubectl"]) if meta.get("kubectl") else kubectl_binary(),
         )
 
     def is_ready(self) -> bool:
@@ -255,7 +264,14 @@ class ControlPlane:
             _kubeconfig(server, ca_file, "kcm", tokens["kcm"])
         )
         (self.directory / "cluster.json").write_text(
-            json.dumps({"server": server, "api_port": api_port, "etcd_port": etcd_port})
+            json.dumps(
+                {
+                    "server": server,
+                    "api_port": api_port,
+                    "etcd_port": etcd_port,
+                    "kubectl": str(bins / "kubectl"),
+                }
+            )
         )
 
         try:
@@ -306,6 +322,10 @@ class ControlPlane:
                     "--disable-admission-plugins=ServiceAccount",
                     "--enable-priority-and-fairness=false",
                     "--allow-privileged=true",
+                    # Beta, off by default: with it off the server drops clusterTrustBundle
+                    # projected sources, and the describe tests could not show kubectl's text
+                    # for templates that carry one.
+                    "--feature-gates=ClusterTrustBundle=true,ClusterTrustBundleProjection=true",
                     "--profiling=false",
                     "--v=1",
                 ],
@@ -346,7 +366,7 @@ class ControlPlane:
                 ],
                 cwd=REPO,
             )
-            self._smoke_rollout()
+            self._smoke_rollout(bins / "kubectl")
         except BaseException:
             self.down(remove=False)
             raise
@@ -415,7 +435,7 @@ class ControlPlane:
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready within {timeout:.0f}s; see {self.logs}/{name}.log")
 
-    def _smoke_rollout(self) -> None:
+    def _smoke_rollout(self, kubectl: Path) -> None:
         """Returns once a Deployment really rolls out: proves controllers and kubelet work."""
         kubeconfig = str(self.directory / "kubeconfig")
         manifest = {
@@ -434,7 +454,7 @@ class ControlPlane:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             applied = subprocess.run(
-                ["kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+                [str(kubectl), "--kubeconfig", kubeconfig, "apply", "-f", "-"],
                 input=json.dumps(manifest),
                 text=True,
                 capture_output=True,
@@ -446,7 +466,7 @@ class ControlPlane:
             time.sleep(0.5)
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "rollout",
@@ -459,7 +479,7 @@ class ControlPlane:
         )
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "delete",

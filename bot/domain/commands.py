@@ -744,6 +744,7 @@ _DNS_SUBDOMAIN: Final = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
+_SIGNED: Final = re.compile(r"[+-]?[0-9]{1,19}")
 
 # Docker's reference grammar: [domain[:port]/]path[:tag][@digest], path lowercase.
 _PATH_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -883,13 +884,14 @@ def _parse_set_image(args: _Args, max_replicas: int) -> Command:
     kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.positional(1, "at least one `CONTAINER=IMAGE`")
     pairs = [_set_image_pair(args, token) for token in args.positionals[1:]]
-    seen: set[str] = set()
-    for container, _ in pairs:
-        if container in seen:
-            args.fail(f"container `{_show(container)}` is given more than once.")
-        seen.add(container)
-    if "*" in seen and len(pairs) > 1:
-        args.fail("`*=IMAGE` sets every container; do not combine it with named containers.")
+    # kubectl reads the pairs into a map: a container named twice keeps its last image, and
+    # `*` beside another container is its error, word for word.
+    named = {container for container, _ in pairs}
+    if "*" in named and len(named) > 1:
+        args.fail(
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs"
+        )
     return SetImage(
         deployment=deployment,
         kind=kind,
@@ -914,16 +916,29 @@ def _parse_scale(args: _Args, max_replicas: int) -> Command:
     )
 
 
+def _signed_revision(args: _Args, value: str, what: str, usage: str) -> int:
+    """A revision flag as kubectl's int64 flag reads it: any whole number, negative too (what
+    a negative one means is kubectl's verb's own answer)."""
+    if not _SIGNED.fullmatch(value) or abs(int(value)) > _MAX_REVISION:
+        args.fail(f"{what} must be {usage}, got `{_show(value)}`.")
+    return int(value)
+
+
 def _parse_history(args: _Args, max_replicas: int) -> Command:
     kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    revision = args.flag("revision")
-    return History(
-        deployment=deployment,
-        kind=kind,
-        revision=None if revision is None else _revision(args, revision, "`--revision`"),
-        namespace=args.namespace(),
-    )
+    value = args.flag("revision")
+    revision = None
+    if value is not None:
+        number = _signed_revision(
+            args, value, "`--revision`", "a revision number (0 lists them all)"
+        )
+        if number < 0:
+            # kubectl's validation, word for word.
+            args.fail(f"revision must be a positive integer: {number}")
+        # kubectl treats --revision=0 as no revision: the whole list.
+        revision = number or None
+    return History(deployment=deployment, kind=kind, revision=revision, namespace=args.namespace())
 
 
 def _parse_diff(args: _Args, max_replicas: int) -> Command:
@@ -943,12 +958,11 @@ def _parse_undo(args: _Args, max_replicas: int) -> Command:
     value = args.flag("to-revision")
     to_revision = None
     if value is not None:
-        number = _number(value, 0, _MAX_REVISION)
-        if number is None:
-            args.fail(
-                "`--to-revision` must be a revision number (0 means the previous one), "
-                f"got `{_show(value)}`."
-            )
+        # A negative number is kubectl's rollbacker's to refuse ("unable to find specified
+        # revision -1 in history"), after the object is looked up, as kubectl does.
+        number = _signed_revision(
+            args, value, "`--to-revision`", "a revision number (0 means the previous one)"
+        )
         to_revision = number or None
     return Undo(
         deployment=deployment,

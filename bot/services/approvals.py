@@ -125,6 +125,7 @@ class ApprovalFlow:
         fingerprint = ""
         preview: str
         if isinstance(command, cmd.Create):
+            self.rollouts.check_create(target)
             preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
         else:
             deployment = self.rollouts.get(target)
@@ -170,10 +171,12 @@ class ApprovalFlow:
         current = deployment.get("spec", {}).get("template", {})
         match command:
             case cmd.SetImage():
-                plan = rollout.plan_set_image(deployment, command.images)
+                plan = self.rollouts.set_image_plan(deployment, command.images)
                 if plan.patch is None:
                     return "no image changes: the images are already set"
                 lines = [f"• `{c.container}`: `{c.old}` → `{c.new}`" for c in plan.changes]
+                # kubectl's errors for the containers it cannot find; it changes the others.
+                lines += [f"`{error}`" for error in plan.errors]
                 new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
                 diff = rollout.template_diff(current, new_spec, "current", "requested")
                 return "\n".join(lines) + "\n" + _code_block(diff)
@@ -367,7 +370,10 @@ class ApprovalFlow:
             self._close_not_durable(request.id, ApprovalState.RUNNING, exc)
             raise
         done = self.store.mark(
-            request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
+            request.id,
+            ApprovalState.RUNNING,
+            ApprovalState.DONE,
+            change.summary or "; ".join(change.details),
         )
         if self.freezes is not None and break_glass_reason(request):
             self.freezes.audit_break_glass(request, change)
