@@ -41,6 +41,7 @@ from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
+from bot.adapters.redis.promotions import RedisPromotionStore
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
@@ -65,6 +66,7 @@ from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
 from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
 from bot.services.progress.trackers import ProgressTrackers
+from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
@@ -80,6 +82,8 @@ log = logging.getLogger(__name__)
 
 # Approvals expire and orphans resume within a few seconds of being due.
 SWEEP_INTERVAL = 5.0
+# A promotion's next step (a gate opened, a wave healthy) is taken within this long.
+PROMOTION_STEP_INTERVAL = 1.0
 # Retention is cheap to check but need not run often.
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
@@ -148,7 +152,7 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     random key serves."""
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals or policy.break_glass is not None:
+    if policy.approvals or policy.break_glass is not None or policy.pipelines:
         raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
@@ -209,6 +213,7 @@ def keep_out_of_garbage_collection() -> None:
 class Runtime:
     def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
         from handlers.progress_publisher import SlackProgressPublisher
+        from handlers.promotions import SlackPromotionBoard
         from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
 
         self.settings = settings
@@ -274,6 +279,17 @@ class Runtime:
             self.sealer,
             cluster_name=contexts.default,
         )
+        promotions = PromotionService(
+            access,
+            rollouts,
+            executor,
+            RedisPromotionStore(self.redis, keys, self.sealer),
+            audit,
+            SlackPromotionBoard(self.slack),
+            contexts=contexts,
+            freezes=freezes,
+            progress=self.progress,
+        )
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
             audit,
@@ -294,6 +310,7 @@ class Runtime:
                 AuditTrail(audit),
                 contexts=contexts,
                 freezes=freezes,
+                promotions=promotions,
             ),
             access=access,
             rollouts=rollouts,
@@ -305,6 +322,7 @@ class Runtime:
             readiness=self.readiness,
             first_seen=self.seen_requests.first_time,
             freezes=freezes,
+            promotions=promotions,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
@@ -344,6 +362,7 @@ class Runtime:
         self._loops = [
             Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
             Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
+            Periodic("promotions", PROMOTION_STEP_INTERVAL, promotions.step),
         ]
         if self.policy_reloader is not None:
             self._loops.append(

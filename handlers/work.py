@@ -76,7 +76,7 @@ class RunCommand:
 
 @dataclass(frozen=True)
 class Decide:
-    verb: str  # approve | reject | cancel
+    verb: str  # approve | reject | cancel | promotion-approve | promotion-halt
     approval_id: str
     actor: Actor
     reason: str
@@ -123,6 +123,7 @@ def tell_not_taken(client: WebClient, work: Work) -> None:
 
 
 def perform(services: Services, client: WebClient, work: Work) -> None:
+    from handlers import promotions
     from handlers.approval_buttons import decide
     from handlers.commands import answer
 
@@ -134,13 +135,21 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
     match work:
         case RunCommand(command=command, actor=actor):
             answer(services, command, actor, replier)
+        case Decide(verb=verb, approval_id=value, actor=actor) if verb in promotions.VERBS:
+            promotions.decide(services, verb, value, actor, replier)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):
             replier.ephemeral(message)
 
 
-_CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
+_CLICKED = {
+    "approve": "approval",
+    "reject": "rejection",
+    "cancel": "cancellation",
+    "promotion-approve": "approval of the gate",
+    "promotion-halt": "halt",
+}
 
 
 def _described(work: Work) -> str:

@@ -19,6 +19,8 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout freeze -n NS --for=DURATION --reason=TEXT
     /rollout unfreeze -n NS
     /rollout freezes [-n NS]
+    /rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]
+    /rollout promotions
 
 Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
 that is the cluster, it works on. ``None`` means the channel's context, else the default one.
@@ -91,6 +93,8 @@ __all__ = [
     "History",
     "ListDeployments",
     "Pause",
+    "Promote",
+    "Promotions",
     "Restart",
     "Resume",
     "Scale",
@@ -339,6 +343,28 @@ class Freezes(CommandBase):
     context: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promote(CommandBase):
+    """Promote a pipeline of the policy (``bot.domain.promotion``). The changes it makes are
+    each target's own ``set image``, checked and made then; the command itself changes nothing."""
+
+    action: ClassVar[str] = "promote"
+    pipeline: str
+    #: (container, image) pairs to promote instead of the source's images.
+    images: tuple[tuple[str, str], ...] = ()
+    dry_run: bool = False
+    resume: bool = False
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promotions(CommandBase):
+    action: ClassVar[str] = "promotions"
+    namespace: str | None = None
+    context: str | None = None
+
+
 Command: TypeAlias = (
     Help
     | ListDeployments
@@ -357,6 +383,8 @@ Command: TypeAlias = (
     | Freeze
     | Unfreeze
     | Freezes
+    | Promote
+    | Promotions
 )
 
 # --- normalisation and tokenising ----------------------------------------------------------
@@ -463,6 +491,8 @@ _FLAG_DISPLAY: Final = {
     "limit": "--limit",
     "reason": "--reason",
     "for": "--for",
+    "dry-run": "--dry-run",
+    "resume": "--resume",
 }
 _FLAG_EXAMPLE: Final = {
     "namespace": "-n prod",
@@ -473,6 +503,8 @@ _FLAG_EXAMPLE: Final = {
     "limit": "--limit=50",
     "reason": '--reason="fixes the login bug"',
     "for": "--for=2h",
+    "dry-run": "--dry-run",
+    "resume": "--resume",
 }
 _FLAG_SPELLINGS: Final = {
     "-n": "namespace",
@@ -484,7 +516,13 @@ _FLAG_SPELLINGS: Final = {
     "--limit": "limit",
     "--reason": "reason",
     "--for": "for",
+    "--dry-run": "dry-run",
+    "--resume": "resume",
 }
+# Flags that take no value: present or not.
+_SWITCHES: Final = frozenset({"dry-run", "resume"})
+# Flags that may be given more than once (by verb); their values are kept in order, one per line.
+_REPEATABLE: Final = frozenset({("promote", "image")})
 _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "help": (),
     "list": ("namespace",),
@@ -503,6 +541,8 @@ _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "freeze": ("namespace", "for", "reason"),
     "unfreeze": ("namespace",),
     "freezes": ("namespace",),
+    "promote": ("image", "dry-run", "resume"),
+    "promotions": (),
 }
 
 
@@ -610,14 +650,19 @@ def _split_args(verb: str, tokens: Sequence[str]) -> _Args:
         if name is None or name not in allowed:
             args.fail(_unknown_flag_message(verb, spelling, name, allowed))
         display = _FLAG_DISPLAY[name]
-        if name in args.flags:
+        if name in _SWITCHES:
+            if value is not None:
+                args.fail(f"`{display}` takes no value.")
+            args.flags[name] = "yes"
+            continue
+        if name in args.flags and (verb, name) not in _REPEATABLE:
             args.fail(f"`{display}` is given more than once.")
         if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
             value = tokens[i]
             i += 1
         if not value:
             args.fail(f"`{display}` needs a value, as in `{_FLAG_EXAMPLE[name]}`.")
-        args.flags[name] = value
+        args.flags[name] = f"{args.flags[name]}\n{value}" if name in args.flags else value
     return args
 
 
@@ -939,6 +984,38 @@ def _parse_freezes(args: _Args, max_replicas: int) -> Command:
     return Freezes(namespace=args.namespace())
 
 
+_PIPELINE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+
+
+def _parse_promote(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(1)
+    name = args.positional(0, "the name of a pipeline from the policy, as in `promote web`")
+    if not _PIPELINE.fullmatch(name):
+        args.fail(
+            f"`{_show(name)}` is not a pipeline name: pipelines are named with lowercase "
+            "letters, digits and `-` in the policy's `pipelines`."
+        )
+    images = tuple(
+        _set_image_pair(args, pair) for pair in (args.flag("image") or "").split("\n") if pair
+    )
+    containers = [container for container, _ in images]
+    if "*" in containers:
+        args.fail("`--image` names a container, as in `--image app=repo:tag`; `*` is not one.")
+    if len(set(containers)) != len(containers):
+        args.fail("`--image` names the same container more than once.")
+    resume = args.flag("resume") is not None
+    if resume and images:
+        args.fail("`--resume` continues a halted promotion with its own images; drop `--image`.")
+    return Promote(
+        pipeline=name, images=images, dry_run=args.flag("dry-run") is not None, resume=resume
+    )
+
+
+def _parse_promotions(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return Promotions()
+
+
 # Words people reach for that the grammar spells differently.
 _VERB_HINTS: Final = {
     "rollback": "undo",
@@ -1202,6 +1279,20 @@ def _render_freezes(command: Freezes) -> list[str]:
     return ["freezes"]
 
 
+def _render_promote(command: Promote) -> list[str]:
+    words = ["promote", command.pipeline]
+    words += [f"--image={container}={image}" for container, image in command.images]
+    if command.dry_run:
+        words.append("--dry-run")
+    if command.resume:
+        words.append("--resume")
+    return words
+
+
+def _render_promotions(command: Promotions) -> list[str]:
+    return ["promotions"]
+
+
 def render_command(command: Command) -> str:
     """The canonical text of a command, as Slack would deliver it after ``/rollout``.
 
@@ -1384,6 +1475,22 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
         command=Freezes,
         parse=_parse_freezes,
         render=_render_freezes,
+    ),
+    VerbSpec(
+        verb="promote",
+        usage="/rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]",
+        help="Roll a pipeline's source images out to its targets, wave by wave, with gates.",
+        command=Promote,
+        parse=_parse_promote,
+        render=_render_promote,
+    ),
+    VerbSpec(
+        verb="promotions",
+        usage="/rollout promotions",
+        help="List the promotions running and the last ones finished.",
+        command=Promotions,
+        parse=_parse_promotions,
+        render=_render_promotions,
     ),
 )
 

@@ -16,6 +16,7 @@ from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.progress.ports import Tracking
+from bot.services.promotions import PromotionService
 from bot.services.rollouts import Rollouts
 
 
@@ -37,3 +38,5 @@ class Services:
     first_seen: Callable[[str], bool]
     #: Change windows (freezes and break-glass); None: nothing is ever frozen.
     freezes: FreezeService | None = None
+    #: Promotion pipelines (`/rollout promote`); None: not available.
+    promotions: PromotionService | None = None
