@@ -94,7 +94,7 @@ def promotion_message(
     heading = (
         f"*Plan of promotion* `{state.pipeline}` (dry run: nothing was changed)"
         if plan
-        else f"*Promotion* `{state.id}` of `{state.pipeline}` by <@{state.requester_id}>: "
+        else f"*Promotion `{state.id}`* of `{state.pipeline}` by <@{state.requester_id}>: "
         f"{_STATUS[state.status]}"
     )
     blocks: list[Block] = [_section(heading)]
