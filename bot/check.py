@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from bot.domain.policy import Policy
 
 
 def run_check(settings: Settings) -> int:
@@ -59,6 +63,45 @@ def run_check(settings: Settings) -> int:
         problems.append(f"slack: SLACK_BOT_TOKEN rejected ({exc.response.get('error')})")
     except (SlackClientError, OSError) as exc:
         problems.append(f"slack: cannot reach SLACK_API_URL ({type(exc).__name__})")
+    if policy is not None and any(rule.impersonates for rule in policy.identity):
+        problems.extend(_identities(settings, policy))
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0
+
+
+def _identities(settings: Settings, policy: Policy) -> list[str]:
+    """Impersonate mode: the Kubernetes identity each Slack user would act as (or why they
+    cannot), per identity rule. Returns the problems."""
+    from bot.adapters.slack.people import PeopleUnavailable, SlackPeople
+    from bot.domain.identity import identity_of, refusal_of
+    from bot.runtime import slack_client
+
+    try:
+        people = SlackPeople(slack_client(settings)).everyone()
+    except PeopleUnavailable:
+        return [
+            "identity: cannot list the workspace's users (the impersonate-mode Slack app "
+            "needs users:read and users:read.email: deploy/slack/manifest-*-impersonate.yaml)"
+        ]
+    for rule in policy.identity:
+        where = ", ".join(rule.contexts)
+        if not rule.impersonates:
+            print(f"identity ({where}): the bot's own")
+            continue
+        reads = "as the person" if rule.reads_as_person else "as the bot"
+        print(f"identity ({where}): impersonate, reads {reads}")
+        for person in sorted(people, key=lambda p: p.handle):
+            if person.deleted:
+                continue
+            refusal = refusal_of(rule, person)
+            if refusal is not None:
+                print(f"  {person.slack_id} @{person.handle}: refused: {refusal}")
+                continue
+            try:
+                identity = identity_of(rule, person)
+            except ValueError:
+                print(f"  {person.slack_id} @{person.handle}: refused: no usable user name")
+                continue
+            print(f"  {person.slack_id} @{person.handle} -> {identity.describe()}")
+    return []

@@ -36,6 +36,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
+from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.freezes import RedisFreezeStore
@@ -45,6 +46,7 @@ from bot.adapters.redis.promotions import RedisPromotionStore
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
+from bot.adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
 from bot.domain.errors import RolloutBotError, StoreError
@@ -61,6 +63,7 @@ from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
+from bot.services.identity import Identities
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
@@ -197,6 +200,24 @@ def clusters_of(settings: Settings) -> tuple[Contexts, dict[str, KubeCluster]]:
     return Contexts(tuple(requested), default), clusters
 
 
+def identities_of(
+    settings: Settings,
+    policy: Policy,
+    slack: WebClient,
+    contexts: Contexts,
+    clusters: dict[str, KubeCluster],
+) -> Identities:
+    """As whom changes are made, per the policy's `identity`: clients that impersonate a
+    person are made on demand, one per person, over each cluster's own connection pool."""
+    impersonating = {
+        name: ImpersonatingClients(
+            cluster.api_client, name=name, timeout=settings.kube_timeout_seconds
+        )
+        for name, cluster in clusters.items()
+    }
+    return Identities(policy, SlackPeople(slack), impersonating, default_context=contexts.default)
+
+
 def replica_id() -> str:
     return secrets.token_hex(6)
 
@@ -247,7 +268,8 @@ class Runtime:
         )
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
-        executor = Executor(rollouts, audit, contexts.default)
+        self.identities = identities_of(settings, policy, self.slack, contexts, self.clusters)
+        executor = Executor(rollouts, audit, contexts.default, self.identities)
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
@@ -278,6 +300,7 @@ class Runtime:
             audit,
             self.sealer,
             cluster_name=contexts.default,
+            shared_key=settings.state_key is not None,
         )
         promotions = PromotionService(
             access,
@@ -309,6 +332,7 @@ class Runtime:
                 flow,
                 AuditTrail(audit),
                 contexts=contexts,
+                identities=self.identities,
                 freezes=freezes,
                 promotions=promotions,
             ),
@@ -335,7 +359,11 @@ class Runtime:
         if settings.policy_file is not None:
             self.policy_reloader = PolicyReloader(
                 settings.policy_file,
-                [self.services.access.use_policy, self.progress.use_policy],
+                [
+                    self.services.access.use_policy,
+                    self.progress.use_policy,
+                    self.identities.use_policy,
+                ],
                 audit,
                 metrics(),
                 cluster_name=settings.cluster_name,

@@ -438,7 +438,7 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
         # Each worker applies a policy edit too (the main process audits it).
         reloader = PolicyReloader(
             settings.policy_file,
-            [runtime.services.access.use_policy],
+            [runtime.services.access.use_policy, runtime.identities.use_policy],
             None,
             cast(Metrics, recorded),
             cluster_name=settings.cluster_name,

@@ -89,6 +89,7 @@ from pydantic_core import ErrorDetails
 from bot.domain import freezes as windows
 from bot.domain import workloads
 from bot.domain.commands import ACTIONS, SPECS
+from bot.domain.identity import IdentityRule
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -256,6 +257,11 @@ def _matches(patterns: Sequence[str], name: str) -> bool:
 
 def _has_principal(principals: Sequence[str], user_id: str, user_groups: frozenset[str]) -> bool:
     return "*" in principals or user_id in principals or not user_groups.isdisjoint(principals)
+
+
+def _one_or_many(value: object) -> object:
+    """`identity:` is one mapping, or a list of them (per context)."""
+    return [value] if isinstance(value, dict) else value
 
 
 # --- models --------------------------------------------------------------------------------
@@ -595,6 +601,16 @@ class Policy(_Model):
     #: A change to an object an Argo CD or Flux application manages: `warn` (go ahead, and say
     #: that the tool may revert it) or `refuse`.
     gitops: Literal["warn", "refuse"] = "warn"
+    #: Whose Kubernetes identity changes are made with (`bot.domain.identity`): one rule, or
+    #: several with `contexts`, the first matching a context applies.
+    identity: Annotated[list[IdentityRule], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+
+    def identity_for(self, context: str = "") -> IdentityRule:
+        """The identity rule of a context (the bot's own identity when none matches)."""
+        return next((r for r in self.identity if _matches(r.contexts, context)), IdentityRule())
+
     freezes: list[FreezeRule] = Field(default_factory=list)
     break_glass: BreakGlassRule | None = None
     #: Promotion pipelines by name (`/rollout promote NAME`).
@@ -732,6 +748,7 @@ _FIELD_NAMES: Final = sorted(
         *ChannelBinding.model_fields,
         *PermissionRule.model_fields,
         *ApprovalRule.model_fields,
+        *IdentityRule.model_fields,
         *FreezeRule.model_fields,
         *WeeklyFreeze.model_fields,
         *BreakGlassRule.model_fields,

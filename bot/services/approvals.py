@@ -31,6 +31,7 @@ from bot.observability.metrics import metrics
 from bot.services.access import Access
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.freezes import FreezeService, break_glass_reason
+from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,13 @@ class ApprovalFlow:
             if request.state != ApprovalState.APPROVED or now - claimed < min_age:
                 continue
             log.info("resuming approved request %s", request.id)
-            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+            decisions.append(
+                self._execute(
+                    request,
+                    ApprovalOutcome("approved", request, True),
+                    continued_by=BY_APPROVAL_SWEEPER,
+                )
+            )
         return decisions
 
     def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
@@ -277,7 +284,9 @@ class ApprovalFlow:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
+    def _execute(
+        self, request: ApprovalRequest, outcome: ApprovalOutcome, *, continued_by: str = ""
+    ) -> Decision:
         """Runs an approved request after checking it again, just before it runs: the record is
         the bot's own, the policy still allows it, enough current approvers agreed, it has not
         expired, and the object is still what the card showed."""
@@ -317,6 +326,8 @@ class ApprovalFlow:
                 approval_id=request.id,
                 expect=request.fingerprint or None,
                 context=request.cluster or None,
+                approvers=[vote.user_id for vote in request.approvals],
+                continued_by=continued_by,
             )
         except RolloutBotError as exc:
             failed = self.store.mark(

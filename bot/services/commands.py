@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
-from bot.domain.errors import NotPermitted
+from bot.domain.errors import Forbidden, NotPermitted
 from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
@@ -31,6 +31,7 @@ from bot.services.audit_trail import AuditTrail
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
+from bot.services.identity import Identities
 from bot.services.promotions import (
     PromotionList,
     PromotionPlan,
@@ -113,10 +114,13 @@ class CommandService:
         approvals: ApprovalFlow,
         audit: AuditTrail,
         contexts: Contexts | None = None,
+        identities: Identities | None = None,
         freezes: FreezeService | None = None,
         promotions: PromotionService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
+        #: As whom the bot acts in Kubernetes (None: always itself).
+        self.identities = identities
         self.access = access
         self.rollouts = rollouts
         self.executor = executor
@@ -152,8 +156,36 @@ class CommandService:
             return self._change_windows(command, namespace, label, actor, everywhere)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
+            self._check_as_person(mutation, namespace, actor, label)
             return self._mutate(mutation, namespace, actor)
-        return self._read(command, namespace)
+        rollouts = self.rollouts
+        reads_cluster = (cmd.ListDeployments, cmd.Status, cmd.History, cmd.Diff)
+        if self.identities is not None and isinstance(command, reads_cluster):
+            rollouts = self.identities.reader(rollouts, actor.user_id, context)
+        return self._read(command, namespace, rollouts)
+
+    def _check_as_person(self, command: Mutation, namespace: str, actor: Actor, label: str) -> None:
+        """In impersonate mode, Kubernetes RBAC's answer for the person, before an approval
+        card is posted or anything is sent; a refusal is audited with the identity."""
+        if self.identities is None:
+            return
+        context = command.context or ""
+        try:
+            identity = self.identities.identity_for(actor.user_id, context)
+        except NotPermitted:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="no Kubernetes identity"
+            )
+            raise
+        if identity is None:
+            return
+        try:
+            self.identities.check_change(identity, command.action, target_of(command, namespace))
+        except Forbidden:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="denied by RBAC", identity=identity
+            )
+            raise
 
     def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
         """Every waiting request this user may see from this channel (of one cluster when
@@ -171,8 +203,7 @@ class CommandService:
         )
         return ApprovalList(None, visible, context or "")
 
-    def _read(self, command: cmd.Command, namespace: str) -> Outcome:
-        rollouts = self.rollouts
+    def _read(self, command: cmd.Command, namespace: str, rollouts: Rollouts) -> Outcome:
         context = getattr(command, "context", None) or ""
         match command:
             case cmd.ListDeployments():

@@ -47,6 +47,13 @@ FREEZE_EVENT = "freeze"
 UNFREEZE_EVENT = "unfreeze"
 BREAK_GLASS_EVENT = "break_glass"
 
+FREEZE_NEEDS_STATE_KEY = (
+    "Freezes from Slack are off: the bot has no ROLLOUT_BOT_STATE_KEY, so a freeze could not be "
+    "sealed with a key every replica and the next start share, and would silently stop holding. "
+    "Nothing was frozen. Ask whoever runs the bot to set ROLLOUT_BOT_STATE_KEY; scheduled "
+    "freezes in the policy work without it."
+)
+
 
 @dataclass(frozen=True)
 class FreezeSet:
@@ -89,9 +96,13 @@ class FreezeService:
         sealer: Sealer,
         *,
         cluster_name: str,
+        shared_key: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.access = access
+        #: Whether the seal key is the operator's ROLLOUT_BOT_STATE_KEY. A per-process key would
+        #: make a freeze that other processes, replicas and the next start ignore as forged.
+        self.shared_key = shared_key
         self.store = store
         self.audit = audit
         self.sealer = sealer
@@ -242,6 +253,8 @@ class FreezeService:
     def freeze(
         self, command: cmd.Freeze, namespace: str, cluster: str, actor: Actor, context: str
     ) -> FreezeSet:
+        if not self.shared_key:
+            raise Refused(FREEZE_NEEDS_STATE_KEY)
         now = self._now()
         record = AdHocFreeze(
             namespace=namespace,

@@ -561,7 +561,7 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
             (
                 e.time.strftime("%Y-%m-%d %H:%M:%S"),
                 e.event,
-                e.user_name or e.user_id or "-",
+                _audit_user(e),
                 e.action or "-",
                 f"{e.cluster}:{target}" if several and e.cluster else target,
                 (e.outcome or "-")[:40],
@@ -571,6 +571,13 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
         f"Audit trail for {what}",
         [_section(f"*Audit trail for {what}* (newest first)\n" + _code(table(rows)))],
     )
+
+
+def _audit_user(entry: AuditEntry) -> str:
+    """The Slack user, and the Kubernetes user the change was made as (impersonate mode)."""
+    user = entry.user_name or entry.user_id or "-"
+    kubernetes_user = entry.parameters.get("kubernetes_user")
+    return f"{user} as {kubernetes_user}" if kubernetes_user else user
 
 
 # -- progress --------------------------------------------------------------------------------

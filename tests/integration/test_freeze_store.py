@@ -18,7 +18,7 @@ from bot.adapters.redis.keys import Keys
 from bot.adapters.slack.directory import SlackDirectory
 from bot.devkit.redis_server import RedisServer
 from bot.domain import commands as cmd
-from bot.domain.errors import StoreUnavailable
+from bot.domain.errors import Refused, StoreUnavailable
 from bot.domain.freezes import Frozen
 from bot.domain.integrity import Sealer
 from bot.domain.policy import load_policy
@@ -110,3 +110,18 @@ def test_without_redis_a_change_is_refused_with_the_store_message(
     with pytest.raises(StoreUnavailable) as failed:
         freezes.gate(SET_IMAGE, "prod", "test", ALICE)
     assert "state store is unavailable" in failed.value.message
+
+
+def test_without_a_shared_state_key_a_slack_freeze_is_refused_not_silently_weak(
+    client: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    freezes = service(client, keys, tmp_path)
+    freezes.shared_key = False  # as the runtime builds it when ROLLOUT_BOT_STATE_KEY is unset
+
+    with pytest.raises(Refused) as refused:
+        freeze(freezes)
+
+    assert "ROLLOUT_BOT_STATE_KEY" in refused.value.user_message
+    assert "Nothing was frozen" in refused.value.user_message
+    assert freezes.blocking("set-image", "prod", "test") is None
+    assert [entry.event for entry in RedisAuditLog(client, keys).recent(10)] == []

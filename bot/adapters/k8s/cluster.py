@@ -130,6 +130,11 @@ class KubeCluster:
         # (connect, read): a dead address fails fast; a slow apiserver gets the full budget.
         self._timeout = (min(3.0, timeout), timeout)
 
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        """The client this cluster is reached with (its configuration and connection pool)."""
+        return self._api
+
     # -- reads -----------------------------------------------------------------------------------
 
     def get_deployment(self, namespace: str, name: str) -> Json:
@@ -520,7 +525,8 @@ def _translate(
         return Forbidden(
             f"The bot's Kubernetes identity is not allowed to *{verb}* `{resource}` in "
             f"namespace `{namespace}`. Nothing was changed. Ask a cluster admin to grant it "
-            f"(the Helm chart's `rbac.namespaces`)."
+            f"(the Helm chart's `rbac.namespaces`).",
+            detail=_status_message(exc),
         )
     if status == 401:
         return Forbidden(

@@ -219,6 +219,7 @@ class ProgressTracker:
             automatic=automatic,
             kind=change.target.kind,
             context=self.context,
+            requester=change.requester,
         )
         self._start_tracking(tracked, deployment)
 
