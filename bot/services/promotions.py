@@ -485,9 +485,10 @@ class PromotionService:
             t.model_copy(update={"step": "starting"}) if i in waiting else t
             for i, t in enumerate(wave.targets)
         ]
-        state = self.store.save(
-            _with_wave(state, index, wave.model_copy(update={"targets": claimed}))
-        )
+        if claimed != wave.targets:
+            state = self.store.save(
+                _with_wave(state, index, wave.model_copy(update={"targets": claimed}))
+            )
         if any(t.step == "waiting" for t in wave.targets):
             self._audit(state, "wave started", requester, wave=index)
         results: dict[int, TargetState] = {}
@@ -497,6 +498,8 @@ class PromotionService:
                 results[i] = future.result()
         targets = [results.get(i, t) for i, t in enumerate(claimed)]
         step = "rolling" if all(t.step != "starting" for t in targets) else "start"
+        if step == "start" and targets == claimed:
+            return None  # a cluster still does not answer: nothing new to store or show
         new_wave = state.current.model_copy(update={"targets": targets, "step": step})
         state = self.store.save(_with_wave(state, index, new_wave))
         self._show(state)
