@@ -96,14 +96,13 @@ def promotion_vs_one_by_one(bench: Bench) -> dict[str, Any]:
     log(f"phase 5: source, canary and {2 * per_context * len(CONTEXTS)} Deployments")
     _create(bench, admin, source_ns, ["src"])
     admin.in_namespace(source_ns).run("set", "image", "deployment/src", "src=app:2")
-    _create(bench, admin, canary_ns, ["canary"])
-    admin.in_namespace(canary_ns).run("set", "image", "deployment/canary", "canary=app:1")
+    _create_named(bench, canary_ns, ["canary"])
     for c in CONTEXTS:
         # Container names follow the source's (`src`), so the promotion has something to set.
         _create_named(bench, promo_ns[c], names)
         _create_named(bench, seq_ns[c], names)
-    for namespace in [source_ns, *promo_ns.values(), *seq_ns.values()]:
-        count = 1 if namespace == source_ns else len(names)
+    for namespace in [source_ns, canary_ns, *promo_ns.values(), *seq_ns.values()]:
+        count = len(names) if namespace in (*promo_ns.values(), *seq_ns.values()) else 1
         wait_until(
             lambda ns=namespace, n=count: _rolled_out(admin, ns, n),
             300,
@@ -148,7 +147,14 @@ def promotion_vs_one_by_one(bench: Bench) -> dict[str, Any]:
 
     # -- the promotion -----------------------------------------------------------------------------
     _send(bot, bench, "promote bench", "promo")
-    value = wait_until(lambda: _gate_value(bench), 120, "the gate before wave 2")
+
+    def gate_or_refusal() -> str | None:
+        replies = [c for c in bench.slack.calls("response_url") if c.params.get("_tag") == "promo"]
+        if replies:
+            raise RuntimeError(f"promote was refused: {message_text(replies[0].params)}")
+        return _gate_value(bench)
+
+    value = wait_until(gate_or_refusal, 120, "the gate before wave 2")
     log(f"phase 5: promotion to {len(targets)} targets; approving the gate")
     started = time.time()
     send_block_action(
