@@ -560,7 +560,7 @@ class PromotionService:
     def _judge_wave(self, state: PromotionState) -> PromotionState | None:
         index = state.wave
         wave = state.current
-        targets = [self._judge(t) if t.step == "rolling" else t for t in wave.targets]
+        targets = self._judge_all(wave.targets, "rolling")
         failed = [t for t in targets if t.step == "failed"]
         if failed:
             state = self.store.save(
@@ -591,17 +591,46 @@ class PromotionService:
             self._show(state)
         return None
 
-    def _judge(self, target: TargetState) -> TargetState:
-        try:
-            obj = self.rollouts.on(self.contexts.resolve(target.context)).get_workload(
-                target.kind, target.namespace, target.name
-            )
-        except ClusterUnavailable:
-            return target.model_copy(
-                update={"detail": f"waiting for cluster `{target.context}` to answer"}
-            )
-        except RolloutBotError as exc:
-            return target.model_copy(update={"step": "failed", "detail": exc.user_message})
+    def _judge_all(self, targets: list[TargetState], step: str) -> list[TargetState]:
+        """Each target at ``step`` judged again from the cluster: one LIST per namespace holding
+        several of them (a wave of many targets costs a few requests a step), else one GET."""
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for i, target in enumerate(targets):
+            if target.step == step:
+                groups.setdefault((target.context, target.namespace, target.kind), []).append(i)
+        judged = list(targets)
+        for (context, namespace, kind), members in groups.items():
+            try:
+                cluster = self.rollouts.on(self.contexts.resolve(context))
+                if len(members) > 1:
+                    listed = cluster.list_workloads(kind, namespace)
+                    found = {str(o.get("metadata", {}).get("name", "")): o for o in listed}
+                else:
+                    name = targets[members[0]].name
+                    found = {name: cluster.get_workload(kind, namespace, name)}
+            except ClusterUnavailable:
+                for i in members:
+                    judged[i] = targets[i].model_copy(
+                        update={"detail": f"waiting for cluster `{context}` to answer"}
+                    )
+                continue
+            except RolloutBotError as exc:
+                for i in members:
+                    judged[i] = targets[i].model_copy(
+                        update={"step": "failed", "detail": exc.user_message}
+                    )
+                continue
+            for i in members:
+                obj = found.get(targets[i].name)
+                if obj is None:
+                    judged[i] = targets[i].model_copy(
+                        update={"step": "failed", "detail": "the workload no longer exists"}
+                    )
+                else:
+                    judged[i] = self._judge(targets[i], obj)
+        return judged
+
+    def _judge(self, target: TargetState, obj: Mapping[str, object]) -> TargetState:
         status = _status_of(target.kind, obj)
         now = self._now()
         if status.done and int(status.observed_generation) >= target.generation:
@@ -667,7 +696,7 @@ class PromotionService:
         index = state.wave
         wave = state.current
         now = self._now()
-        judged = [self._judge(t) if t.step == "succeeded" else t for t in wave.targets]
+        judged = self._judge_all(wave.targets, "succeeded")
         if any(
             t.step != "succeeded"
             for t, was in zip(judged, wave.targets, strict=True)
