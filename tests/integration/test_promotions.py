@@ -20,7 +20,7 @@ from bot.adapters.redis.keys import Keys
 from bot.devkit.control_plane import ClusterInfo
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views.promotions import PROMOTION_APPROVE_ACTION
+from handlers.views.promotions import PROMOTION_APPROVE_ACTION, PROMOTION_HALT_ACTION
 from tests.conftest import grant_bot
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
@@ -313,3 +313,28 @@ def test_an_unhealthy_source_is_refused_saying_why(
     assert "not fully rolled out and healthy" in said and "Nothing was changed" in said
     assert promotion_message(slack) is None
     assert estate.image("prod-eu") == OLD and estate.image("prod-us") == OLD
+
+
+def test_one_promotion_per_pipeline_halt_stops_it_and_resume_continues(
+    estate: Estate, launch: Any, slack: SlackStandin
+) -> None:
+    driver = launch(estate.policy([["prod-eu"], ["prod-us"]]))
+    driver.command("promote web")
+    value = driver.wait(lambda: gate_button(slack), timeout=90, what="the gate before wave 2")
+
+    said = driver.ask("promote web", user="U0BOB", name="bob")
+    assert "is still running" in said and "one promotion at a time" in said
+
+    _, tag = driver.click(PROMOTION_HALT_ACTION, value, user="U0ALICE", name="alice")
+    assert "halted" in ephemeral(driver, tag)
+    driver.wait(lambda: "halted by <@U0ALICE>" in text_of(slack), what="the halt on the message")
+    _, tag = driver.click(PROMOTION_APPROVE_ACTION, value, user="U0BOB", name="bob")
+    assert "not open" in ephemeral(driver, tag)
+    assert estate.image("prod-us") == OLD
+
+    said = driver.ask("promote web --resume")
+    assert "resumes at wave 2" in said
+    _, tag = driver.click(PROMOTION_APPROVE_ACTION, value, user="U0BOB", name="bob")
+    assert "opened the gate" in ephemeral(driver, tag)
+    driver.wait(lambda: "finished" in text_of(slack), timeout=90, what="the promotion to finish")
+    assert estate.image("prod-us") == NEW
