@@ -39,6 +39,7 @@ from bot.adapters.k8s.cluster import KubeCluster, load_api_client
 from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
+from bot.adapters.redis.canaries import RedisCanaryRegistry
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
@@ -49,6 +50,8 @@ from bot.adapters.slack.directory import SlackDirectory
 from bot.adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
+from bot.domain.canary import CanaryRecord
+from bot.domain.canary import Settings as CanarySettings
 from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
 from bot.domain.policy import Policy, load_policy, read_only_default
@@ -58,6 +61,9 @@ from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService
+from bot.services.canary_monitor import INTERVAL as CANARY_INTERVAL
+from bot.services.canary_monitor import CanaryMonitor
 from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
 from bot.services.container import Services
@@ -269,7 +275,9 @@ class Runtime:
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
         self.identities = identities_of(settings, policy, self.slack, contexts, self.clusters)
-        executor = Executor(rollouts, audit, contexts.default, self.identities)
+        canary_registry = RedisCanaryRegistry(self.redis, keys)
+        canaries = CanaryService(rollouts, canary_registry)
+        executor = Executor(rollouts, audit, contexts.default, self.identities, canaries=canaries)
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
@@ -322,6 +330,7 @@ class Runtime:
             access=access,
             sealer=self.sealer,
             cluster_name=contexts.default,
+            contexts=contexts,
             freezes=freezes,
         )
         self.services = Services(
@@ -334,6 +343,7 @@ class Runtime:
                 contexts=contexts,
                 identities=self.identities,
                 freezes=freezes,
+                canaries=canaries,
                 promotions=promotions,
             ),
             access=access,
@@ -346,6 +356,7 @@ class Runtime:
             readiness=self.readiness,
             first_seen=self.seen_requests.first_time,
             freezes=freezes,
+            canaries=canaries,
             promotions=promotions,
         )
         self._flow = flow
@@ -387,9 +398,21 @@ class Runtime:
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
         self._sweeper = sweeper
+        from handlers.canary import SlackCanaryPublisher
+
+        self.canary_publisher = SlackCanaryPublisher(self.slack, settings.progress_update_interval)
+        self.canary_monitor = CanaryMonitor(
+            canaries,
+            canary_registry,
+            RedisLeases(self.redis, keys, LEASE_TTL),
+            self.canary_publisher,
+            promote=self._auto_promote,
+            audit=audit,
+        )
         self._loops = [
             Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
             Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
+            Periodic("canaries", CANARY_INTERVAL, self.canary_monitor.step),
             Periodic("promotions", PROMOTION_STEP_INTERVAL, promotions.step),
         ]
         if self.policy_reloader is not None:
@@ -416,6 +439,11 @@ class Runtime:
         from handlers.replies import Replier
 
         redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
+
+    def _auto_promote(self, record: CanaryRecord, settings: CanarySettings) -> None:
+        from handlers.canary import auto_promote
+
+        auto_promote(self.services, self.slack, record, settings)
 
     # -- background steps with metrics ----------------------------------------------------------
 
@@ -503,6 +531,7 @@ class Runtime:
             )
             self._workers.start()
         self.progress.start()
+        self.canary_publisher.start()
         for loop in self._loops:
             loop.start()
         threading.Thread(target=self._verify_once, name="audit-verify-first", daemon=True).start()
@@ -528,4 +557,6 @@ class Runtime:
         self.work.stop(timeout=min(2.0, max(0.5, timeout - 3.0 - elapsed)))
         for loop in self._loops:
             loop.stop()
+        self.canary_monitor.stop()
+        self.canary_publisher.stop()
         self.progress.stop(timeout=max(1.0, timeout - 2.0 - (time.monotonic() - started)))

@@ -19,6 +19,7 @@ from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
+from bot.services.canary import CanaryView
 from bot.services.commands import (
     ApprovalList,
     ApprovalRequested,
@@ -29,12 +30,15 @@ from bot.services.commands import (
 )
 from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
+from bot.services.progress.tracker import command_verb
 from bot.services.promotions import PromotionList, PromotionPlan, PromotionStarted
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
+from handlers import canary
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
 from handlers.views import freezes as freeze_views
 from handlers.views import promotions as promotion_views
+from handlers.views.canary import canary_message
 from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
 log = logging.getLogger(__name__)
@@ -85,12 +89,15 @@ def _parse(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command 
     return parsed
 
 
-def answer(services: Services, command: cmd.Command, actor: Actor, replier: Replier) -> None:
+def answer(
+    services: Services, command: cmd.Command, actor: Actor, replier: Replier
+) -> Outcome | None:
     """Runs the command for the actor and shows the outcome; any refusal or failure becomes a
-    short reply to the actor, never a trace."""
+    short reply to the actor, never a trace (and None)."""
     namespace = getattr(command, "namespace", None) or ""
     name = getattr(command, "deployment", None) or ""
     result = "failed"
+    outcome: Outcome | None = None
     with (
         log_context(
             request_id=uuid.uuid4().hex[:12],
@@ -101,12 +108,14 @@ def answer(services: Services, command: cmd.Command, actor: Actor, replier: Repl
         user_facing_errors(replier.ephemeral),
     ):
         try:
-            show(services, services.commands.run(command, actor), actor, replier)
+            outcome = services.commands.run(command, actor)
+            show(services, outcome, actor, replier)
             result = "ok"
         except NotPermitted:
             result = "denied"
             raise
     metrics().command(command.action, result)
+    return outcome
 
 
 def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -> None:
@@ -123,6 +132,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             replier.ephemeral(blocks.approvals_list_message(namespace, requests, context))
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
+        case CanaryView():
+            replier.ephemeral(canary_message(outcome))
         case ApprovalRequested(request=request, rule=rule, target=target):
             # The rule may route its cards to the approvers' channel (a request made in a DM
             # or another channel is pointed there).
@@ -134,9 +145,14 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{request.id}`): *{request.action}* on `{target}`"
-                    f"{blocks.in_cluster(target.context)} runs once {rule.required} "
-                    f"approver(s) agree.{pointer}"
+                    f"Approval requested (`{request.id}`): *{command_verb(request.action)}* on "
+                    f"`{target}`{blocks.in_cluster(target.context)} runs once "
+                    + (
+                        "one approver agrees."
+                        if rule.required == 1
+                        else f"{rule.required} approvers agree."
+                    )
+                    + pointer
                 )
             )
         case FreezeSet(namespace=namespace):
@@ -172,8 +188,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
                 replier.ephemeral(message)
                 return
             ts = replier.in_channel(message)
-            if ts is not None and change.starts_rollout and services.progress is not None:
-                services.progress.track(change, actor.channel_id, ts)
+            if ts is not None:
+                canary.follow(services, change, actor.channel_id, ts)
 
 
 def announce(services: Services, namespace: str, message: blocks.Message, replier: Replier) -> None:

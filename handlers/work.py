@@ -68,10 +68,21 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Clicked:
+    """The message whose button was clicked, so its used buttons can give way to what
+    happened: its channel, ts and blocks as Slack delivered them with the click."""
+
+    channel: str
+    ts: str
+    blocks: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class RunCommand:
     command: cmd.Command
     actor: Actor
     reply: Reply
+    clicked: Clicked | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,12 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
         return
     replier = work.reply.replier(client)
     match work:
+        case RunCommand(command=command, actor=actor, clicked=clicked):
+            outcome = answer(services, command, actor, replier)
+            if clicked is not None and outcome is not None:
+                from handlers.progress_buttons import replace_used_buttons
+
+                replace_used_buttons(replier, clicked, outcome, actor)
         case RunCommand(command=command, actor=actor):
             answer(services, command, actor, replier)
         case Decide(verb=verb, approval_id=value, actor=actor) if verb in promotions.VERBS:

@@ -28,6 +28,7 @@ from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService, CanaryView
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
@@ -99,6 +100,7 @@ Outcome = (
     | FreezeSet
     | FreezeLifted
     | FreezeList
+    | CanaryView
     | PromotionPlan
     | PromotionStarted
     | PromotionList
@@ -116,6 +118,7 @@ class CommandService:
         contexts: Contexts | None = None,
         identities: Identities | None = None,
         freezes: FreezeService | None = None,
+        canaries: CanaryService | None = None,
         promotions: PromotionService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
@@ -128,6 +131,7 @@ class CommandService:
         self.audit = audit
         #: Change windows; None: nothing is ever frozen (and the freeze verbs are refused).
         self.freezes = freezes
+        self.canaries = canaries
         #: Promotion pipelines; None: `promote` and `promotions` are refused.
         self.promotions = promotions
 
@@ -236,6 +240,8 @@ class CommandService:
                 if context:
                     subject += f" in cluster `{context}`"
                 return AuditList(subject, tuple(entries))
+            case cmd.CanaryStatus() if self.canaries is not None:
+                return self.canaries.status(Target(namespace, command.deployment, context=context))
         raise AssertionError(f"not a read: {command!r}")
 
     def _promotion(self, command: cmd.Promote | cmd.Promotions, actor: Actor) -> Outcome:
@@ -272,10 +278,16 @@ class CommandService:
     def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
         label = self.contexts.label(command.context or "")
         glass = None
-        if self.freezes is not None:
+        # A change that only removes what the bot added (aborting a canary) waits for no
+        # approver and no freeze.
+        if self.freezes is not None and command.needs_approval:
             # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
             glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
-        rule = glass or self.access.policy.approval_rule_for(command.action, namespace, label)
+        rule = glass or (
+            self.access.policy.approval_rule_for(command.action, namespace, label)
+            if command.needs_approval
+            else None
+        )
         if rule is not None:
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))

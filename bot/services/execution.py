@@ -15,6 +15,7 @@ from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
 from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted, RolloutBotError
+from bot.services.canary import CanaryService
 from bot.services.rollouts import Actor, Change, Rollouts, Target
 
 if TYPE_CHECKING:
@@ -23,7 +24,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Mutation = cmd.Create | cmd.SetImage | cmd.Scale | cmd.Undo | cmd.Pause | cmd.Resume | cmd.Restart
+Mutation = (
+    cmd.Create
+    | cmd.SetImage
+    | cmd.Scale
+    | cmd.Undo
+    | cmd.Pause
+    | cmd.Resume
+    | cmd.Restart
+    | cmd.Canary
+    | cmd.CanaryPromote
+    | cmd.CanaryAbort
+)
 
 
 def target_of(command: Mutation, namespace: str, context: str | None = None) -> Target:
@@ -57,6 +69,7 @@ class Executor:
     cluster_name: str
     #: As whom changes are made (the policy's `identity`); None: always the bot itself.
     identities: Identities | None = None
+    canaries: CanaryService | None = None
 
     def run(
         self,
@@ -164,7 +177,27 @@ class Executor:
                 return rollouts.resume(target, actor, reason, expect=expect)
             case cmd.Restart():
                 return rollouts.restart(target, actor, reason, expect=expect)
+            case cmd.Canary() | cmd.CanaryPromote() | cmd.CanaryAbort():
+                return self._canary(rollouts, command, target, actor, expect)
         raise AssertionError(f"not a mutation: {command!r}")
+
+    def _canary(
+        self,
+        rollouts: Rollouts,
+        command: cmd.Canary | cmd.CanaryPromote | cmd.CanaryAbort,
+        target: Target,
+        actor: Actor,
+        expect: str | None,
+    ) -> Change:
+        assert self.canaries is not None, "canary commands need the canary service"
+        # As whom the change is made (impersonate mode): the same Rollouts as any change.
+        canaries = self.canaries.through(rollouts)
+        match command:
+            case cmd.Canary():
+                return canaries.start(command, target, actor, expect=expect)
+            case cmd.CanaryPromote():
+                return canaries.promote(target, actor, expect=expect)
+        return canaries.abort(target, actor, f"Aborted by <@{actor.user_id}>.")
 
     def _audit_outcome(self, base: dict[str, Any], outcome: str, change: Change | None) -> None:
         extra: dict[str, Any] = {}

@@ -316,9 +316,12 @@ class Rollouts:
         lines = []
         for event in events[-limit:]:
             obj = event.get("involvedObject", {})
+            # `[Failed] Pod/web-1: Error: ImagePullBackOff`: the reason apart from the message,
+            # which often starts with a word of its own.
+            reason = f"[{event['reason']}] " if event.get("reason") else ""
             lines.append(
-                f"{obj.get('kind', '')}/{obj.get('name', '')}: {event.get('reason', '')}"
-                f" {event.get('message', '')}".strip()
+                f"{reason}{obj.get('kind', '')}/{obj.get('name', '')}: "
+                f"{event.get('message', '')}".strip()
             )
         return tuple(lines)
 

@@ -63,6 +63,11 @@ CONTRACT = """\
 /rollout freeze -n NS --for=DURATION --reason=TEXT
 /rollout unfreeze -n NS
 /rollout freezes [-n NS]
+/rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%] \
+[--analysis 10m] [--auto-promote] [-n NS]
+/rollout canary status DEPLOY [-n NS]
+/rollout canary promote DEPLOY [-n NS]
+/rollout canary abort DEPLOY [-n NS]
 /rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]
 /rollout promotions"""
 
@@ -409,7 +414,7 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
             "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`, "
-            "`promote`, `promotions`.",
+            "`canary`, `promote`, `promotions`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),

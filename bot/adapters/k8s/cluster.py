@@ -68,6 +68,8 @@ class Cluster(Protocol):
     def patch_deployment(
         self, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
     ) -> Json: ...
+    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None: ...
+    def list_services(self, namespace: str) -> list[Json]: ...
     def namespace_exists(self, namespace: str) -> bool | None: ...
     def ready(self) -> bool: ...
 
@@ -193,6 +195,9 @@ class KubeCluster:
             "pods", namespace, self._core.list_namespaced_pod, label_selector=selector
         )
 
+    def list_services(self, namespace: str) -> list[Json]:
+        return self._paged("services", namespace, self._core.list_namespaced_service)
+
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]:
         events = self._paged(
             "events", namespace, self._core.list_namespaced_event, field_selector="type=Warning"
@@ -300,6 +305,26 @@ class KubeCluster:
                 _request_timeout=self._timeout,
             ),
             name=manifest.get("metadata", {}).get("name"),
+        )
+
+    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None:
+        """Deletes the Deployment with this uid only (a new one under the same name is another
+        object: 409), its ReplicaSets and pods in the background, as `kubectl delete` does."""
+        self._call(
+            "delete",
+            "deployments",
+            namespace,
+            lambda: self._apps.delete_namespaced_deployment(
+                name,
+                namespace,
+                body=k8s.V1DeleteOptions(
+                    preconditions=k8s.V1Preconditions(uid=uid),
+                    propagation_policy="Background",
+                ),
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            name=name,
         )
 
     def patch_deployment(

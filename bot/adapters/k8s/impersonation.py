@@ -257,6 +257,9 @@ class PersonCluster:
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]:
         return self._reads.list_events(namespace, involved_names)
 
+    def list_services(self, namespace: str) -> list[Json]:
+        return self._reads.list_services(namespace)
+
     def namespace_exists(self, namespace: str) -> bool | None:
         # Whether a namespace exists is the bot's question, for a clearer reply.
         return self._bot.namespace_exists(namespace)
@@ -272,6 +275,12 @@ class PersonCluster:
     def create_deployment(self, namespace: str, manifest: Json) -> Json:
         try:
             return self._person.create_deployment(namespace, manifest)
+        except Forbidden as exc:
+            raise self._as_person(exc) from None
+
+    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None:
+        try:
+            self._person.delete_deployment(namespace, name, uid=uid)
         except Forbidden as exc:
             raise self._as_person(exc) from None
 

@@ -32,6 +32,11 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:freeze:<ctx>:<ns>      string: a freeze set from Slack (sealed JSON), expiring
                                          when the freeze ends
     {rollout-bot}:freezes                set: `<ctx>:<ns>` of every freeze set from Slack
+    {rollout-bot}:canary:<uid>           string: where a canary's message is and what the
+                                         bot saw of it (the canary Deployment's uid)
+    {rollout-bot}:canary-end:<uid>       string: how the canary ended (the first end wins)
+    {rollout-bot}:canaries:active        set: ids of canaries still running (found again and
+                                         resumed after a restart; leases as rollout-lease:)
     {rollout-bot}:promotion:<id>         string: a promotion's state (sealed JSON)
     {rollout-bot}:promotion-of:<name>    string: the id of the pipeline's live promotion
     {rollout-bot}:promotion-step:<id>    lock: the replica driving the promotion's next step
@@ -157,6 +162,18 @@ class Keys:
     def freezes(self) -> str:
         return f"{self.tag}:freezes"
 
+    # -- canaries --------------------------------------------------------------------------
+
+    def canary(self, canary_id: str) -> str:
+        return f"{self.tag}:canary:{_part(canary_id, 'canary id')}"
+
+    def canary_end(self, canary_id: str) -> str:
+        return f"{self.tag}:canary-end:{_part(canary_id, 'canary id')}"
+
+    @property
+    def canaries_active(self) -> str:
+        return f"{self.tag}:canaries:active"
+
     # -- promotions ------------------------------------------------------------------------
 
     def promotion(self, promotion_id: str) -> str:
@@ -188,6 +205,7 @@ class Keys:
             self.approvals_active,
             self.rollouts_active,
             self.freezes,
+            self.canaries_active,
             self.promotions,
             self.promotions_live,
         )
