@@ -46,6 +46,7 @@ from bot.adapters.redis.durability import Durability
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
+from bot.adapters.redis.promotions import RedisPromotionStore
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
@@ -77,6 +78,7 @@ from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
 from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
 from bot.services.progress.trackers import ProgressTrackers
+from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
@@ -92,6 +94,8 @@ log = logging.getLogger(__name__)
 
 # Approvals expire and orphans resume within a few seconds of being due.
 SWEEP_INTERVAL = 5.0
+# A promotion's next step (a gate opened, a wave healthy) is taken within this long.
+PROMOTION_STEP_INTERVAL = 1.0
 # Retention is cheap to check but need not run often.
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
@@ -208,7 +212,7 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     random key serves."""
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals or policy.break_glass is not None:
+    if policy.approvals or policy.break_glass is not None or policy.pipelines:
         raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
@@ -287,6 +291,7 @@ def keep_out_of_garbage_collection() -> None:
 class Runtime:
     def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
         from handlers.progress_publisher import SlackProgressPublisher
+        from handlers.promotions import SlackPromotionBoard
         from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
 
         self.settings = settings
@@ -360,6 +365,17 @@ class Runtime:
             cluster_name=contexts.default,
             shared_key=settings.state_key is not None,
         )
+        promotions = PromotionService(
+            access,
+            rollouts,
+            executor,
+            RedisPromotionStore(self.redis, keys, self.sealer),
+            audit,
+            SlackPromotionBoard(self.slack),
+            contexts=contexts,
+            freezes=freezes,
+            progress=self.progress,
+        )
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys, durability=durability_of(settings)),
             audit,
@@ -383,6 +399,7 @@ class Runtime:
                 identities=self.identities,
                 freezes=freezes,
                 canaries=canaries,
+                promotions=promotions,
             ),
             access=access,
             rollouts=rollouts,
@@ -395,6 +412,7 @@ class Runtime:
             first_seen=self.seen_requests.first_time,
             freezes=freezes,
             canaries=canaries,
+            promotions=promotions,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
@@ -450,6 +468,7 @@ class Runtime:
             Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
             Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
             Periodic("canaries", CANARY_INTERVAL, self.canary_monitor.step),
+            Periodic("promotions", PROMOTION_STEP_INTERVAL, promotions.step),
         ]
         if self.policy_reloader is not None:
             self._loops.append(

@@ -88,7 +88,7 @@ class RunCommand:
 
 @dataclass(frozen=True)
 class Decide:
-    verb: str  # approve | reject | cancel
+    verb: str  # approve | reject | cancel | promotion-approve | promotion-halt
     approval_id: str
     actor: Actor
     reason: str
@@ -135,6 +135,7 @@ def tell_not_taken(client: WebClient, work: Work) -> None:
 
 
 def perform(services: Services, client: WebClient, work: Work) -> None:
+    from handlers import promotions
     from handlers.approval_buttons import decide
     from handlers.commands import answer
 
@@ -159,6 +160,10 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
                 from handlers.progress_buttons import replace_used_buttons
 
                 replace_used_buttons(replier, clicked, outcome, actor)
+        case RunCommand(command=command, actor=actor):
+            answer(services, command, actor, replier)
+        case Decide(verb=verb, approval_id=value, actor=actor) if verb in promotions.VERBS:
+            promotions.decide(services, verb, value, actor, replier)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):
@@ -169,7 +174,13 @@ def _changes_something(work: Work) -> bool:
     return isinstance(work, Decide) or (isinstance(work, RunCommand) and work.command.is_mutation)
 
 
-_CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
+_CLICKED = {
+    "approve": "approval",
+    "reject": "rejection",
+    "cancel": "cancellation",
+    "promotion-approve": "approval of the gate",
+    "promotion-halt": "halt",
+}
 
 
 def _described(work: Work) -> str:

@@ -43,6 +43,9 @@ BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plan
 # purpose: with a fake node they would evict or delete the pods the fake kubelet made Ready.
 # statefulset-controller: the Helm chart's bundled Redis is a StatefulSet; the chart tests check
 # that its pod is admitted under Pod Security "restricted".
+# resourcequota-controller: keeps a ResourceQuota's `status.used`, which the (default-on)
+# ResourceQuota admission plugin checks new pods against; without it a quota has no status and
+# admission refuses every pod in its namespace. It only acts in namespaces that have a quota.
 CONTROLLERS = ",".join(
     [
         "deployment-controller",
@@ -52,6 +55,7 @@ CONTROLLERS = ",".join(
         "garbage-collector-controller",
         "namespace-controller",
         "serviceaccount-controller",
+        "resourcequota-controller",
     ]
 )
 

@@ -67,7 +67,9 @@ CONTRACT = """\
 [--analysis 10m] [--auto-promote] [-n NS]
 /rollout canary status DEPLOY [-n NS]
 /rollout canary promote DEPLOY [-n NS]
-/rollout canary abort DEPLOY [-n NS]"""
+/rollout canary abort DEPLOY [-n NS]
+/rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]
+/rollout promotions"""
 
 
 def error_of(text: str, **kwargs: int) -> CommandError:
@@ -107,6 +109,8 @@ def test_actions_are_the_policy_names_in_grammar_order() -> None:
         "audit",
         "freeze",
         "freezes",
+        "promote",
+        "promotions",
     )
 
 
@@ -416,7 +420,7 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
             "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`, "
-            "`canary`.",
+            "`canary`, `promote`, `promotions`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),
@@ -875,3 +879,36 @@ def test_rendering_is_canonical() -> None:
     assert render_command(Undo(deployment="web", reason="a & b")) == (
         "undo web --reason='a &amp; b'"
     )
+
+
+# --- promote -----------------------------------------------------------------------------------
+
+
+def test_promote_takes_a_pipeline_named_images_and_switches() -> None:
+    from bot.domain.commands import Promote, Promotions
+
+    assert parse_command("promote web") == Promote(pipeline="web")
+    both = parse_command("promote web --image app=r/app:2 --image side=s:1 --dry-run")
+    assert both == Promote(
+        pipeline="web", images=(("app", "r/app:2"), ("side", "s:1")), dry_run=True
+    )
+    assert parse_command(render_command(both)) == both
+    assert parse_command("promote web --resume") == Promote(pipeline="web", resume=True)
+    assert parse_command("promotions") == Promotions()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("promote", "needs the name of a pipeline"),
+        ("promote Web_1", "is not a pipeline name"),
+        ("promote web --resume=yes", "`--resume` takes no value"),
+        ("promote web --image *=x:1", "`*` is not one"),
+        ("promote web --image app=x:1 --image app=x:2", "same container more than once"),
+        ("promote web --resume --image app=x:1", "drop `--image`"),
+        ("promote web -n prod", "does not take `-n`"),
+        ("create web --image=a:1 --image=b:1", "given more than once"),
+    ],
+)
+def test_promote_refuses_what_it_cannot_mean(text: str, says: str) -> None:
+    assert says in error_of(text).message
