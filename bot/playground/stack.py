@@ -188,7 +188,6 @@ class Stack:
             if info.is_ready():
                 self.say(f"reusing the control plane in {cluster_dir} (it keeps running)")
                 return info.kubeconfig
-        _require("kubectl", "the local control plane checks itself with it", _KUBECTL_HINT)
         _require("openssl", "it makes the control plane's certificates", "apt-get install openssl")
         self.say(
             "starting a local Kubernetes control plane (etcd, kube-apiserver, "
@@ -321,11 +320,6 @@ class Stack:
         if self.control_plane is not None:
             pids.extend(self.control_plane.pids.values())
         return pids
-
-
-_KUBECTL_HINT = (
-    "see https://kubernetes.io/docs/tasks/tools/ (or `apt-get install kubectl` where packaged)"
-)
 
 
 def _stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:

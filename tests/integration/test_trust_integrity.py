@@ -435,7 +435,7 @@ def test_a_replayed_change_is_refused_when_redis_cannot_confirm_it_is_new(
                 message_text(c.params)
                 for c in slack.calls("response_url")
                 if c.params.get("_tag") == "captured"
-                and "could not confirm" in message_text(c.params)
+                and "state store" in message_text(c.params)
             ],
             timeout=15,
         )

@@ -74,6 +74,7 @@ from typing import Any, Final
 import redis
 from redis.commands.core import Script
 
+from bot.adapters.redis.durability import NO_WAIT, Durability
 from bot.adapters.redis.errors import (
     AuditTrailUntrusted,
     StoreCorrupt,
@@ -328,8 +329,11 @@ class RedisAuditLog:
         hmac_key: bytes | None = None,
         keyring: AuditKeyring | None = None,
         append_timeout: float = _APPEND_TIMEOUT,
+        durability: Durability = NO_WAIT,
         unsigned_before: int = 1,
     ) -> None:
+        """`durability`: how many replicas must acknowledge each entry before it counts as
+        written (see `bot.adapters.redis.durability`)."""
         if unsigned_before < 1:
             raise ValueError("unsigned_before must be >= 1")
         if hmac_key is not None and keyring is not None:
@@ -342,6 +346,7 @@ class RedisAuditLog:
         self._keyring = keyring
         self._append_timeout = append_timeout
         self._unsigned_before = unsigned_before
+        self._durability = durability
         self._tip_script = redis_client.register_script(_TIP_LUA)
         self._append_script = redis_client.register_script(audited_lua(_APPEND_BODY))
         self._trim_script = redis_client.register_script(_TRIM_LUA)
@@ -385,7 +390,10 @@ class RedisAuditLog:
         the script changes nothing and returns at once, and the entries are prepared again
         (for at most `append_timeout` seconds). So the body runs to completion exactly once
         per call, unless Redis fails: then `StoreUnavailable` is raised, and after a timeout
-        the body and its entry may or may not have been stored (together).
+        the body and its entry may or may not have been stored (together). With a
+        `durability` that needs replicas, the reply only returns once they hold the change and
+        its entry; `NotDurable` (a `StoreUnavailable`) says they did not in time, and the
+        caller must not act on it.
         """
         all_keys = [*keys, *self.chain_keys]
         tip = self._tip
@@ -394,8 +402,12 @@ class RedisAuditLog:
             if tip is None:
                 tip = self._read_tip(operation)
             plan, prepared = self._prepare(tip, events, operation)
-            with redis_errors(operation):
-                reply = script(keys=all_keys, args=[*args, plan])
+            script_args = [*args, plan]
+
+            def write(client: Any, script_args: list[Any] = script_args) -> Any:
+                return script(keys=all_keys, args=script_args, client=client)
+
+            reply = self._durability.write(self._redis, operation, write)
             if not isinstance(reply, list) or len(reply) < 2:
                 raise StoreCorrupt(operation, cause="UnexpectedReply")
             status = _text(reply[0])
