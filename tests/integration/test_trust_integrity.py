@@ -434,8 +434,7 @@ def test_a_replayed_change_is_refused_when_redis_cannot_confirm_it_is_new(
             lambda: [
                 message_text(c.params)
                 for c in slack.calls("response_url")
-                if c.params.get("_tag") == "captured"
-                and "state store" in message_text(c.params)
+                if c.params.get("_tag") == "captured" and "state store" in message_text(c.params)
             ],
             timeout=15,
         )
