@@ -82,6 +82,10 @@ SWEEP_INTERVAL = 5.0
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
 AUDIT_VERIFY_INTERVAL = 600.0
+# What /readyz says on the Slack port, which anyone who can reach the bot can ask: whether the
+# policy is valid and which clusters answer, never the policy file's problems (they are in the
+# log, `rollout-bot check` and the Socket Mode health port).
+PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable")
 # Asked before each acknowledged piece of work runs: a hung Redis delays a read's answer by a
 # quarter second at most, and never fails it (reads work without Redis).
 REPLAY_CHECK_TIMEOUT = 0.25
@@ -127,10 +131,13 @@ def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
     return RedisAuditLog(store, Keys(settings.redis_prefix), keyring=settings.audit_keyring())
 
 
-def policy_of(settings: Settings) -> tuple[Policy, bool]:
+def policy_of(settings: Settings, contexts: Contexts | None = None) -> tuple[Policy, bool]:
+    """The policy in force at start-up; with ``contexts``, a `contexts:` pattern that matches
+    none of them is a PolicyError."""
     if settings.policy_file is None:
         return read_only_default(), False
-    return load_policy(settings.policy_file), True
+    served = contexts.names if contexts is not None else None
+    return load_policy(settings.policy_file, served_contexts=served), True
 
 
 STATE_KEY_REQUIRED = (
@@ -211,12 +218,12 @@ class Runtime:
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
-        policy, loaded = policy_of(settings)
+        self.contexts, self.clusters = clusters_of(settings)
+        contexts = self.contexts
+        policy, loaded = policy_of(settings, contexts)
         self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
         keys = Keys(settings.redis_prefix)
-        self.contexts, self.clusters = clusters_of(settings)
-        contexts = self.contexts
         #: The default context's cluster.
         self.cluster = self.clusters[contexts.default]
         self.replica = replica_id()
@@ -264,7 +271,7 @@ class Runtime:
             },
             contexts.default,
         )
-        access = Access(policy, directory, policy_loaded=loaded)
+        access = Access(policy, directory, policy_loaded=loaded, context_aliases=contexts.aliases)
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
             audit,
@@ -296,14 +303,21 @@ class Runtime:
         self._workers: WorkerProcesses | None = None
         metrics().count_rollouts_tracked_with(self.progress.tracked_count)
         self._audit = audit
+        #: What puts a reloaded policy in force in any process (worker processes too): every
+        #: check of a change reads the policy through these.
+        self.policy_users: list[Callable[[Policy], None]] = [
+            self.services.access.use_policy,
+            rollouts.use_policy,
+        ]
         self.policy_reloader: PolicyReloader | None = None
         if settings.policy_file is not None:
             self.policy_reloader = PolicyReloader(
                 settings.policy_file,
-                [self.services.access.use_policy, self.progress.use_policy],
+                [*self.policy_users, self.progress.use_policy],
                 audit,
                 metrics(),
                 cluster_name=settings.cluster_name,
+                served_contexts=contexts.names,
             )
         # /readyz: ready when the Kubernetes API answers; Redis and the policy are reported.
         self.health = ReadinessProbe(
@@ -386,7 +400,7 @@ class Runtime:
 
     def health_route(self) -> Callable[[dict[str, Any], StartResponse], list[bytes] | None]:
         """/healthz, /readyz and /metrics, for mounting into the HTTP-mode server."""
-        return health_routes(self.health, metrics())
+        return health_routes(self.health, metrics(), shown_details=PUBLIC_READINESS_DETAILS)
 
     def start_health_listener(self, host: str, port: int) -> HealthServer:
         """Socket Mode has no HTTP server of its own: the probes and /metrics get a small one."""

@@ -438,10 +438,11 @@ def _worker_main(work: Any, results: Any, threads: int, main_pid: int) -> None:
         # Each worker applies a policy edit too (the main process audits it).
         reloader = PolicyReloader(
             settings.policy_file,
-            [runtime.services.access.use_policy],
+            list(runtime.policy_users),
             None,
             cast(Metrics, recorded),
             cluster_name=settings.cluster_name,
+            served_contexts=runtime.contexts.names,
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
     keep_out_of_garbage_collection()

@@ -81,9 +81,16 @@ def _parse(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command 
     return parsed
 
 
-def answer(services: Services, command: cmd.Command, actor: Actor, replier: Replier) -> None:
+def answer(
+    services: Services,
+    command: cmd.Command,
+    actor: Actor,
+    replier: Replier,
+    *,
+    at_revision: int | None = None,
+) -> None:
     """Runs the command for the actor and shows the outcome; any refusal or failure becomes a
-    short reply to the actor, never a trace."""
+    short reply to the actor, never a trace. ``at_revision``: a button's, see `RunCommand`."""
     namespace = getattr(command, "namespace", None) or ""
     name = getattr(command, "deployment", None) or ""
     result = "failed"
@@ -97,7 +104,8 @@ def answer(services: Services, command: cmd.Command, actor: Actor, replier: Repl
         user_facing_errors(replier.ephemeral),
     ):
         try:
-            show(services, services.commands.run(command, actor), actor, replier)
+            outcome = services.commands.run(command, actor, at_revision=at_revision)
+            show(services, outcome, actor, replier)
             result = "ok"
         except NotPermitted:
             result = "denied"
@@ -130,7 +138,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{request.id}`): *{request.action}* on `{target}`"
+                    f"Approval requested (`{blocks.code(request.id)}`): *{request.action}* on "
+                    f"`{blocks.code(target)}`"
                     f"{blocks.in_cluster(target.context)} runs once {rule.required} "
                     f"approver(s) agree.{pointer}"
                 )

@@ -72,6 +72,9 @@ class RunCommand:
     command: cmd.Command
     actor: Actor
     reply: Reply
+    #: A Roll back / Pause click: the revision its button was posted for; the change runs only
+    #: while the workload is still at it.
+    at_revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
         return
     replier = work.reply.replier(client)
     match work:
-        case RunCommand(command=command, actor=actor):
-            answer(services, command, actor, replier)
+        case RunCommand(command=command, actor=actor, at_revision=at_revision):
+            answer(services, command, actor, replier, at_revision=at_revision)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):

@@ -26,6 +26,7 @@ from bot.domain import rollout
 from bot.domain.approval import Approval
 from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
+from bot.domain.mrkdwn import code, escape
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
@@ -107,7 +108,10 @@ class ApprovalFlow:
         fingerprint = ""
         preview: str
         if isinstance(command, cmd.Create):
-            preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
+            preview = (
+                f"create `{code(target)}` with image `{code(command.image)}`, "
+                f"{command.replicas} replicas"
+            )
         else:
             deployment = self.rollouts.get(target)
             # kubectl's refusals (and `gitops: refuse`) answer at once: no card is posted for
@@ -155,7 +159,10 @@ class ApprovalFlow:
                 plan = rollout.plan_set_image(deployment, command.images)
                 if plan.patch is None:
                     return "no image changes: the images are already set"
-                lines = [f"• `{c.container}`: `{c.old}` → `{c.new}`" for c in plan.changes]
+                lines = [
+                    f"• `{code(c.container)}`: `{code(c.old)}` → `{code(c.new)}`"
+                    for c in plan.changes
+                ]
                 new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
                 diff = rollout.template_diff(current, new_spec, "current", "requested")
                 return "\n".join(lines) + "\n" + _code_block(diff)
@@ -170,7 +177,7 @@ class ApprovalFlow:
                     target, deployment, command.to_revision or 0
                 )
                 if skipped:
-                    return message
+                    return escape(message)
                 diff = rollout.template_diff(current, template, "current", f"revision {number}")
                 return f"roll back to revision {number}\n" + _code_block(diff)
             case cmd.Scale():
@@ -334,7 +341,7 @@ class ApprovalFlow:
             return "its stored command is not one the bot can run"
         for vote in request.approvals:
             if not self.sealer.valid(vote.sig, "vote", vote.sealed_content(request.id)):
-                return f"the vote recorded for <@{vote.user_id}> was not made by the bot"
+                return f"the vote recorded for `{code(vote.user_id)}` was not made by the bot"
         return None
 
     def _refuse_tampered(self, request: ApprovalRequest, problem: str) -> Decision:
@@ -484,7 +491,7 @@ def _mention(principal: str) -> str:
 def _code_block(diff: rollout.TemplateDiff) -> str:
     if not diff.changed:
         return ""
-    text = diff.text.replace("```", "'''")
+    text = escape(diff.text).replace("```", "'''")
     note = f"\n… {diff.lines_omitted} more diff lines" if diff.lines_omitted else ""
     budget = PREVIEW_LIMIT - 200
     if len(text) > budget:

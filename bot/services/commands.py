@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
-from bot.domain.errors import NotPermitted
+from bot.domain.errors import NotPermitted, Refused
 from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
@@ -39,7 +39,14 @@ from bot.services.rollouts import (
     Rollouts,
     StatusView,
     Target,
+    binding,
 )
+
+
+def _typed(target: Target) -> str:
+    """The target as a command names it: `web`, `sts/db`, `ds/agent`."""
+    short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
+    return f"{short}/{target.name}" if short else target.name
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,9 @@ class CommandService:
         self.approvals = approvals
         self.audit = audit
 
-    def run(self, command: cmd.Command, actor: Actor) -> Outcome:
+    def run(self, command: cmd.Command, actor: Actor, *, at_revision: int | None = None) -> Outcome:
+        """``at_revision``: the change was asked for by a button posted for that revision of
+        the workload, and runs only while the workload is still at it."""
         if isinstance(command, cmd.Help):
             raise ValueError("help is answered by the grammar, not run")
         # "" with one cluster; with several, the context named, the channel's, or the default.
@@ -128,7 +137,7 @@ class CommandService:
         command = dataclasses.replace(command, namespace=namespace, context=context or None)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
-            return self._mutate(mutation, namespace, actor)
+            return self._mutate(mutation, namespace, actor, at_revision)
         return self._read(command, namespace)
 
     def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
@@ -183,11 +192,34 @@ class CommandService:
                 return AuditList(subject, tuple(entries))
         raise AssertionError(f"not a read: {command!r}")
 
-    def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
+    def _mutate(
+        self, command: Mutation, namespace: str, actor: Actor, at_revision: int | None
+    ) -> Outcome:
         label = self.contexts.label(command.context or "")
+        expect = None
+        if at_revision is not None:
+            expect = self._still_at(command, namespace, at_revision)
         rule = self.access.policy.approval_rule_for(command.action, namespace, label)
         if rule is not None:
+            # The request is bound to the object as it is now (checked just above).
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))
-        change = self.executor.run(command, namespace, actor)
+        change = self.executor.run(command, namespace, actor, expect=expect)
         return Changed(change, getattr(command, "reason", None))
+
+    def _still_at(self, command: Mutation, namespace: str, revision: int) -> str:
+        """Refuses a button's change unless the workload is still at the revision the button
+        was posted for; else what the write is pinned to (`binding`), so a deploy landing
+        between this read and the write refuses it too."""
+        target = target_of(command, namespace)
+        obj = self.rollouts.get(target)
+        now = self.rollouts.current_revision(target, obj)
+        if now != revision:
+            button = "Roll back" if command.action == "undo" else "Pause"
+            at = f"revision {now}" if now is not None else "a revision the bot cannot read"
+            raise Refused(
+                f"This {button} button was for revision {revision}; `{target.name}` is now at "
+                f"{at}, so it did nothing. Nothing was changed: `/rollout history "
+                f"{_typed(target)} -n {target.namespace}` shows what changed since."
+            )
+        return binding(obj, command.action)

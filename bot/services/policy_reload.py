@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,12 @@ class PolicyReloader:
         metrics: Metrics,
         *,
         cluster_name: str,
+        served_contexts: Collection[str] | None = None,
     ) -> None:
         self.path = path
+        #: A version whose `contexts:` patterns match none of these is refused like any
+        #: other invalid one: the last good policy stays.
+        self._served = served_contexts
         self._apply = list(apply)
         self._audit = audit
         self._metrics = metrics
@@ -60,7 +64,7 @@ class PolicyReloader:
                 return False
             self._digest = digest
             try:
-                policy = load_policy(self.path)
+                policy = load_policy(self.path, served_contexts=self._served)
             except PolicyError as exc:
                 self._problems = [str(problem) for problem in exc.problems]
                 for problem in self._problems:

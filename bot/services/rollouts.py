@@ -161,6 +161,13 @@ class Ownership(Protocol):
     def release(self, uid: str, generation: int) -> None: ...
 
 
+class PolicyLike(Protocol):
+    """What the verbs read from the policy in force."""
+
+    @property
+    def gitops(self) -> str: ...
+
+
 class Rollouts:
     """kubectl's verbs on one or several clusters: a `Target`'s `context` picks the cluster."""
 
@@ -183,6 +190,10 @@ class Rollouts:
         self.gitops = gitops
         self._now = clock or (lambda: datetime.now(UTC))
         self._claims = claims
+
+    def use_policy(self, policy: PolicyLike) -> None:
+        """A reloaded policy: its `gitops` setting applies to every change from now on."""
+        self.gitops = policy.gitops
 
     @property
     def cluster(self) -> Cluster:
@@ -589,6 +600,8 @@ class Rollouts:
 
         def attempt(deployment: Json) -> Change:
             _refusal_to_error(lambda: check(target.kind, deployment))
+            # Pausing or resuming a GitOps-managed object is a change to it like any other.
+            notices = self._ownership(target, deployment, action)
             return self._simple_patch(
                 target,
                 deployment,
@@ -597,6 +610,7 @@ class Rollouts:
                 None,
                 "paused" if paused else "resumed",
                 starts_rollout=not paused,
+                notices=notices,
             )
 
         return self._with_fresh_state(target, attempt, expect, action)
@@ -857,6 +871,10 @@ class Rollouts:
             images_after=_images(deployment),
             deployment=deployment,
         )
+
+    def current_revision(self, target: Target, obj: Json | None = None) -> int | None:
+        """The workload's current revision, as `history` marks it (None when unreadable)."""
+        return self._revision(target, self.get(target) if obj is None else obj)
 
     def _revision(self, target: Target, obj: Json) -> int | None:
         """The current revision: the annotation of a Deployment, the ControllerRevision whose

@@ -3,11 +3,14 @@
 Every builder returns a `Message` (fallback text plus blocks). Blocks are built with
 `slack_sdk.models.blocks`, which raises on a per-field limit, and `_fit` enforces the rest
 (at most 50 blocks, 3000 characters per section) by cutting with a note, never by failing.
-User-supplied text is escaped so a reason cannot ping `<!channel>` or forge a link.
+Text from outside the bot (the cluster, Redis, a user) is escaped where it enters a message
+(`escape`, `code`, `mention`; every code block), so an annotation, an image name or a reason
+cannot ping `<!channel>` or forge a link.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +26,8 @@ from slack_sdk.models.blocks import (
 from bot.domain import commands
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
+from bot.domain.mrkdwn import code as code
+from bot.domain.mrkdwn import escape as escape
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.tracker import command_verb as verb
@@ -50,9 +55,17 @@ class Message:
     blocks: list[dict[str, Any]]
 
 
-def escape(text: str) -> str:
-    """Slack's three control characters; anything a user typed goes through this."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{1,20}")
+
+
+def mention(principal: str) -> str:
+    """A user (or user-group) id as a mention; anything else, as text that pings nobody."""
+    if _USER_ID.fullmatch(principal):
+        return f"<@{principal}>"
+    if _GROUP_ID.fullmatch(principal):
+        return f"<!subteam^{principal}>"
+    return f"`{code(principal)}`"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -67,7 +80,7 @@ def _code(lines: Sequence[str], *, limit: int = CODE_LIMIT) -> str:
     kept: list[str] = []
     size = 0
     for index, line in enumerate(lines):
-        line = line.replace("```", "'''")
+        line = escape(line).replace("```", "'''")
         if size + len(line) + 1 > limit:
             kept.append(f"… {len(lines) - index} more lines not shown")
             break
@@ -90,7 +103,8 @@ def _fit(text: str, blocks: Sequence[Block]) -> Message:
         dropped = len(rendered) - (MAX_BLOCKS - 1)
         rendered = rendered[: MAX_BLOCKS - 1]
         rendered.append(_context(f"… {dropped} more blocks not shown").to_dict())
-    return Message(text=_cut(text, 3000), blocks=rendered)
+    # The fallback text is shown in notifications, where `<!channel>` would ping too.
+    return Message(text=_cut(escape(text), 3000), blocks=rendered)
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -168,7 +182,7 @@ _KIND_COLUMN = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemo
 def word(target: Any) -> str:
     """The target as typed in a command: `NAME` for a Deployment, `sts/NAME`, `ds/NAME`."""
     short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
-    return f"{short}/{target.name}" if short else str(target.name)
+    return code(f"{short}/{target.name}" if short else str(target.name))
 
 
 def in_cluster(context: str) -> str:
@@ -180,7 +194,7 @@ def in_cluster(context: str) -> str:
 def _flags(target: Any) -> str:
     """`-n NS`, and `--context NAME` for a target in one of several clusters."""
     context = getattr(target, "context", "")
-    return f"-n {target.namespace}" + (f" --context {context}" if context else "")
+    return code(f"-n {target.namespace}" + (f" --context {context}" if context else ""))
 
 
 def deployments_message(
@@ -190,7 +204,7 @@ def deployments_message(
     if not rows:
         return info_message(
             "No Deployments, StatefulSets or DaemonSets found in namespace "
-            f"`{namespace}`{in_cluster(context)}."
+            f"`{code(namespace)}`{in_cluster(context)}."
         )
     lines = table(
         [("KIND", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
@@ -209,7 +223,8 @@ def deployments_message(
     )
     blocks = [
         _section(
-            f"*Workloads in `{namespace}`*{in_cluster(context)} ({len(rows)})\n" + _code(lines)
+            f"*Workloads in `{code(namespace)}`*{in_cluster(context)} ({len(rows)})\n"
+            + _code(lines)
         )
     ]
     where = f" ({context})" if context else ""
@@ -220,7 +235,7 @@ def status_message(view: StatusView) -> Message:
     status = view.status
     blocks: list[Block] = [
         _section(
-            f"{_verdict_emoji(status)} *{view.target}*{in_cluster(view.target.context)} — "
+            f"{_verdict_emoji(status)} *{escape(view.target)}*{in_cluster(view.target.context)} — "
             f"{escape(status.message)}"
         ),
     ]
@@ -281,14 +296,14 @@ def history_message(view: HistoryView) -> Message:
             f"No rollout history found. ({view.target})",
             [
                 _section("No rollout history found."),
-                _context(f"`{view.target}`{in_cluster(view.target.context)}"),
+                _context(f"`{code(view.target)}`{in_cluster(view.target.context)}"),
             ],
         )
     if view.detail is not None and view.described is not None:
         detail = view.detail
         # kubectl's header: `statefulset.apps/web with revision #2`.
         title = (
-            f"*{view.target.ref}* with revision #{detail.number}"
+            f"*{escape(view.target.ref)}* with revision #{detail.number}"
             + (" (current)" if detail.is_current else "")
             + in_cluster(view.target.context)
         )
@@ -304,7 +319,7 @@ def history_message(view: HistoryView) -> Message:
         )
     blocks = [
         _section(
-            f"*Rollout history of `{view.target}`*{in_cluster(view.target.context)}\n"
+            f"*Rollout history of `{code(view.target)}`*{in_cluster(view.target.context)}\n"
             + _code(table(rows))
         ),
         _context(
@@ -318,13 +333,14 @@ def history_message(view: HistoryView) -> Message:
 def diff_message(view: DiffView) -> Message:
     if not view.diff.changed:
         return info_message(
-            f"Revisions {view.old} and {view.new} of `{view.target}`"
+            f"Revisions {view.old} and {view.new} of `{code(view.target)}`"
             f"{in_cluster(view.target.context)} have the same pod template."
         )
     lines = view.diff.text.splitlines()
     blocks: list[Block] = [
         _section(
-            f"*Diff of `{view.target}`{in_cluster(view.target.context)}: revision {view.old} → "
+            f"*Diff of `{code(view.target)}`{in_cluster(view.target.context)}: revision "
+            f"{view.old} → "
             f"{view.new}*\n" + _code(lines)
         )
     ]
@@ -336,9 +352,10 @@ def diff_message(view: DiffView) -> Message:
 # -- mutations -------------------------------------------------------------------------------
 
 
-def cluster_note(cluster: str) -> str | None:
-    """Which cluster, only when one is named: the default single cluster goes unsaid."""
-    if not cluster or cluster == DEFAULT_CLUSTER:
+def cluster_note(cluster: str, *, several: bool = False) -> str | None:
+    """Which cluster, only when one is named: the default single cluster goes unsaid. With
+    ``several`` clusters served, every one is named, one called `default` too."""
+    if not cluster or (cluster == DEFAULT_CLUSTER and not several):
         return None
     return f"cluster `{escape(cluster)}`"
 
@@ -347,17 +364,17 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
     """The in-channel announcement: who did what, where."""
     if not change.changed:
         text = (
-            f":information_source: `{change.summary}`{in_cluster(change.target.context)} "
-            f"(requested by <@{actor.user_id}>)"
+            f":information_source: `{code(change.summary)}`{in_cluster(change.target.context)} "
+            f"(requested by {mention(actor.user_id)})"
         )
         return _fit(change.summary, [_section(text)])
     lines = [
-        f":rocket: <@{actor.user_id}> ran `{verb(change.action)}` on `{change.target}`"
-        + in_cluster(change.target.context),
-        f"`{change.summary}`",
+        f":rocket: {mention(actor.user_id)} ran `{verb(change.action)}` on "
+        f"`{code(change.target)}`" + in_cluster(change.target.context),
+        f"`{code(change.summary)}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
-    lines.extend(change.notices)
+    lines.extend(escape(notice) for notice in change.notices)
     if reason:
         lines.append(f"Reason: {escape(reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
@@ -428,40 +445,40 @@ def approval_card(request: ApprovalRequest) -> Message:
     name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
     target = f"{request.namespace}/{name}"
     lines = [
-        f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
-        f"<@{request.requester_id}> wants to run *{verb(request.action)}* on `{target}`",
-        "```\n" + request_command(request).replace("```", "'''") + "\n```",
+        f"{_STATE_LINES.get(state, state)} · request `{code(request.id)}`",
+        f"{mention(request.requester_id)} wants to run *{escape(verb(request.action))}* on "
+        f"`{code(target)}`",
+        "```\n" + escape(request_command(request)).replace("```", "'''") + "\n```",
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
     preview = request.preview
     if preview:
-        blocks.append(_section("*What will change*\n" + preview))
-    approvers = ", ".join(
-        f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in request.approvers
-    )
+        # Composed by the bot, its outside parts escaped; escaped again (it changes nothing
+        # then) because it comes back from Redis.
+        blocks.append(_section("*What will change*\n" + escape(preview)))
+    approvers = ", ".join(mention(a) for a in request.approvers)
     facts = [f"needs {request.required} of: {approvers}", f"expires {_when(request.expires_at)}"]
-    cluster = cluster_note(str(request.cluster or ""))
+    # A request of a bot serving several clusters records its `--context`.
+    several = isinstance(fields, dict) and bool(fields.get("context"))
+    cluster = cluster_note(str(request.cluster or ""), several=several)
     if cluster:
         facts.insert(0, cluster)
     if request.approvals:
         facts.append(
-            "approved by " + ", ".join(f"<@{a.user_id}> {_when(a.at)}" for a in request.approvals)
+            "approved by "
+            + ", ".join(f"{mention(a.user_id)} {_when(a.at)}" for a in request.approvals)
         )
     blocks.append(_context(*facts))
     if state == "rejected":
         when = _when(request.decided_at) if request.decided_at else ""
-        note = f"Rejected by <@{request.decided_by}> {when}".rstrip()
+        note = f"Rejected by {mention(request.decided_by or '')} {when}".rstrip()
         if request.reject_reason:
             note += f": {escape(request.reject_reason)}"
         blocks.append(_section(note))
     elif state in ("failed", "done", "voided") and request.result_message:
-        blocks.append(
-            _section(
-                escape(request.result_message) if state != "voided" else request.result_message
-            )
-        )
+        blocks.append(_section(_result(request)))
     elif state == "expired":
         blocks.append(_context(f"expired {_when(request.expires_at)}; nothing was changed"))
     if state == "pending":
@@ -486,8 +503,8 @@ def approval_card(request: ApprovalRequest) -> Message:
                         confirm=ConfirmObject(
                             title="Approve this change?",
                             text=_cut(
-                                f"{verb(request.action)} on {target} will run as soon as "
-                                f"{request.required} approver(s) agree.",
+                                f"{escape(verb(request.action))} on {escape(target)} will run "
+                                f"as soon as {request.required} approver(s) agree.",
                                 300,
                             ),
                             confirm="Approve",
@@ -518,10 +535,19 @@ def approval_card(request: ApprovalRequest) -> Message:
     )
 
 
+def _result(request: ApprovalRequest) -> str:
+    """How the request ended, from Redis: escaped, except that a void reason may name the
+    requester (the bot writes it so), who is mentioned."""
+    text = escape(request.result_message)
+    if str(request.state) == "voided" and _USER_ID.fullmatch(request.requester_id):
+        text = text.replace(f"&lt;@{request.requester_id}&gt;", f"<@{request.requester_id}>")
+    return text
+
+
 def approvals_list_message(
     namespace: str | None, requests: Sequence[ApprovalRequest], context: str = ""
 ) -> Message:
-    where = (f" in `{namespace}`" if namespace else "") + in_cluster(context)
+    where = (f" in `{code(namespace)}`" if namespace else "") + in_cluster(context)
     if not requests:
         return info_message(f"No approval requests are waiting{where}.")
     # Requests of several clusters: the target says which.
@@ -546,7 +572,7 @@ def approvals_list_message(
 
 def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
-        return info_message(f"No audit entries for {what}.")
+        return info_message(f"No audit entries for {escape(what)}.")
     rows = [("TIME (UTC)", "EVENT", "USER", "ACTION", "TARGET", "OUTCOME")]
     # Entries of several clusters: the target says which.
     several = len({e.cluster for e in entries if e.cluster}) > 1
@@ -564,7 +590,7 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
         )
     return _fit(
         f"Audit trail for {what}",
-        [_section(f"*Audit trail for {what}* (newest first)\n" + _code(table(rows)))],
+        [_section(f"*Audit trail for {escape(what)}* (newest first)\n" + _code(table(rows)))],
     )
 
 
@@ -601,8 +627,10 @@ def progress_message(
     verdict: str | None = None,
     reasons: Sequence[str] = (),
     warnings: Sequence[str] = (),
+    revision: int | None = None,
 ) -> Message:
-    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict."""
+    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict.
+    A failed rollout offers Roll back and Pause, tied to ``revision`` (none when unknown)."""
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 
     desired = status.desired if status.desired is not None else 0
@@ -651,17 +679,17 @@ def progress_message(
             + ("progress deadline" if kind == "deployment" else "limit the bot waits")
         )
     if reasons:
-        lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
+        lines.append("Pods are waiting on: " + ", ".join(f"`{code(r)}`" for r in reasons))
     blocks_: list[Block] = [_section("\n".join(lines))]
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
-    if verdict == "failed" and tracked.automatic:
+    if verdict == "failed" and revision is None:
+        pass  # a button not tied to a revision could act on a later one: none is offered
+    elif verdict == "failed" and tracked.automatic:
         # The bot does not undo its own undo: a person decides, Pause is at hand.
-        blocks_.append(_pause_actions(tracked))
+        blocks_.append(_pause_actions(tracked, revision))
     elif verdict == "failed":
-        # The clicked button must act on the same object: the value carries the kind (and,
-        # with several clusters, the context: `CONTEXT|NAMESPACE/...`).
-        value = f"{tracked.context}|{target}" if tracked.context else target
+        value = button_value(tracked, revision)
         blocks_.append(
             ActionsBlock(
                 block_id=f"failed:{tracked.id}"[:255],
@@ -674,7 +702,7 @@ def progress_message(
                         confirm=ConfirmObject(
                             title="Roll back?",
                             text=_cut(
-                                f"Undo {target} to its previous revision "
+                                f"Undo {escape(target)} to its previous revision "
                                 "(same policy and approvals as a typed undo).",
                                 300,
                             ),
@@ -697,29 +725,42 @@ def progress_message(
     return _fit(text, blocks_)
 
 
-def _pause_actions(tracked: TrackedRollout) -> Block:
+def button_value(tracked: TrackedRollout, revision: int | None) -> str:
+    """What a Roll back or Pause button carries: the same object (its kind and, with several
+    clusters, its context: `CONTEXT|NAMESPACE/KIND/NAME`) and the revision it was posted for
+    (`@7`), so a click after a newer deploy does not act on that one."""
+    target = (
+        f"{tracked.namespace}/{tracked.deployment}"
+        if tracked.kind == "deployment"
+        else f"{tracked.namespace}/{tracked.kind}/{tracked.deployment}"
+    )
+    value = f"{tracked.context}|{target}" if tracked.context else target
+    return f"{value}@{revision}" if revision is not None else value
+
+
+def _pause_actions(tracked: TrackedRollout, revision: int | None) -> Block:
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
-    value = f"{tracked.namespace}/{tracked.deployment}"
-    if tracked.context:
-        value = f"{tracked.context}|{value}"
+    value = button_value(tracked, revision)
     return ActionsBlock(
         block_id=f"person:{tracked.id}"[:255],
         elements=[ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)],
     )
 
 
-def needs_person_message(tracked: TrackedRollout) -> Message:
-    """The automatic rollback failed too: the bot stops here and asks for a person."""
+def needs_person_message(tracked: TrackedRollout, revision: int | None = None) -> Message:
+    """The automatic rollback failed too: the bot stops here and asks for a person (Pause is
+    offered while the workload is at ``revision``)."""
     target = f"{tracked.namespace}/{tracked.deployment}"
     text = (
-        f":sos: The automatic rollback of `{target}` failed too, so the bot stops here and "
+        f":sos: The automatic rollback of `{code(target)}` failed too, so the bot stops here and "
         "rolls nothing back again: *a person is needed*. Pause it to keep it from changing "
         "while you look, then fix it with `/rollout set image` or `/rollout undo`."
     )
+    actions = [_pause_actions(tracked, revision)] if revision is not None else []
     return _fit(
         f"The automatic rollback of {target} failed too: a person is needed",
-        [_section(text), _pause_actions(tracked)],
+        [_section(text), *actions],
     )
 
 
@@ -733,8 +774,8 @@ def outside_change_message(
     previous_revision: int | None,
 ) -> Message:
     lines = [
-        f":eyes: `{target}`{in_cluster(target.context)} got revision *{revision}* from outside "
-        "the bot",
+        f":eyes: `{code(target)}`{in_cluster(target.context)} got revision *{revision}* from "
+        "outside the bot",
         f"Changed by: {escape(who)}",
     ]
     if images_before != images_after:
