@@ -280,8 +280,9 @@ def test_only_the_page_with_this_runs_token_may_use_its_api(
     eventually(
         "the refusal outside the demo namespaces",
         lambda: (
-            "not allowed to *restart* in namespace `kube-system`"
-            in playground_replies(token, playground)
+            (seen := playground_replies(token, playground))
+            and "not allowed" in seen
+            and "kube-system" in seen
         ),
         30,
     )
