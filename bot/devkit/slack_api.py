@@ -430,12 +430,19 @@ class SlackStandin:
         tz: str = "Europe/London",
         is_bot: bool = False,
         deleted: bool = False,
+        *,
+        guest: str | None = None,
+        team_id: str = TEAM_ID,
     ) -> None:
+        """``guest``: "multi-channel" or "single-channel" (Slack's `is_restricted` and
+        `is_ultra_restricted`); ``team_id``: another workspace's, for a Slack Connect user."""
         offset = ZoneInfo(tz).utcoffset(datetime.now(UTC).replace(tzinfo=None))
         real = real_name or name
         user = {
             "id": user_id,
-            "team_id": TEAM_ID,
+            "team_id": team_id,
+            "is_restricted": guest is not None,
+            "is_ultra_restricted": guest == "single-channel",
             "name": name,
             "real_name": real,
             "deleted": deleted,
