@@ -10,6 +10,7 @@ cannot ping `<!channel>` or forge a link.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,8 +104,19 @@ def _fit(text: str, blocks: Sequence[Block]) -> Message:
         dropped = len(rendered) - (MAX_BLOCKS - 1)
         rendered = rendered[: MAX_BLOCKS - 1]
         rendered.append(_context(f"… {dropped} more blocks not shown").to_dict())
-    # The fallback text is shown in notifications, where `<!channel>` would ping too.
-    return Message(text=_cut(escape(text), 3000), blocks=rendered)
+    return Message(text=_cut(_fallback(text, rendered), 3000), blocks=rendered)
+
+
+_MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|#[CG][A-Z0-9]+)>")
+
+
+def _fallback(text: str, rendered: list[dict[str, Any]]) -> str:
+    """The notification text, escaped (`<!channel>` would ping there too); a mention the
+    blocks make (the bot's own: outside text in them is escaped) pings there as well."""
+    text = escape(text)
+    for token in set(_MENTION.findall(json.dumps(rendered))):
+        text = text.replace(escape(token), token)
+    return text
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
