@@ -23,6 +23,11 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         on_failure: notify                # or rollback
         contexts: [prod-*]                # default "*": every context
     gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
+    wildcard_users: members               # `*` is full members of the workspace; or anyone
+
+A channel bound to a ``context`` reaches only that context unless it lists ``contexts``.
+``load_policy(path, served_contexts=…)`` also refuses a ``contexts`` pattern that matches none
+of the contexts served.
 
 Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
 the first that matches applies. Namespace patterns are shell globs matched against the whole
