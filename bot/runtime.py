@@ -38,6 +38,7 @@ from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
+from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.replay import RedisSeenRequests
@@ -58,6 +59,7 @@ from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
+from bot.services.freezes import FreezeService
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
@@ -153,7 +155,7 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     random key serves."""
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals:
+    if policy.approvals or policy.break_glass is not None:
         raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
@@ -272,6 +274,14 @@ class Runtime:
             contexts.default,
         )
         access = Access(policy, directory, policy_loaded=loaded, context_aliases=contexts.aliases)
+        freezes = FreezeService(
+            access,
+            RedisFreezeStore(self.redis, keys),
+            audit,
+            self.sealer,
+            cluster_name=contexts.default,
+            shared_key=settings.state_key is not None,
+        )
         flow = ApprovalFlow(
             RedisApprovalStore(self.redis, keys),
             audit,
@@ -281,10 +291,17 @@ class Runtime:
             access=access,
             sealer=self.sealer,
             cluster_name=contexts.default,
+            freezes=freezes,
         )
         self.services = Services(
             commands=CommandService(
-                access, rollouts, executor, flow, AuditTrail(audit), contexts=contexts
+                access,
+                rollouts,
+                executor,
+                flow,
+                AuditTrail(audit),
+                contexts=contexts,
+                freezes=freezes,
             ),
             access=access,
             rollouts=rollouts,
@@ -295,6 +312,7 @@ class Runtime:
             max_replicas=settings.max_replicas,
             readiness=self.readiness,
             first_seen=self.seen_requests.first_time,
+            freezes=freezes,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst

@@ -19,6 +19,7 @@ from bot.domain.errors import StoreError
 from bot.observability.logs import log_context
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
+from bot.services.freezes import break_glass_reason
 from bot.services.rollouts import Actor
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
@@ -152,6 +153,13 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
             requester = Actor(request.requester_id, request.requester_name, request.channel)
             message = blocks.change_message(decision.change, requester, request.reason or None)
             ts = replier.in_channel(message, thread_ts=request.message_ts)
+            if break_glass_reason(request):
+                # A change through a freeze is announced in the channel, not only in the thread.
+                from handlers.commands import announce
+                from handlers.views.freezes import break_glass_message
+
+                glass = break_glass_message(request, decision.change)
+                announce(services, request.namespace, glass, replier)
             if (
                 ts is not None
                 and decision.change.changed

@@ -28,9 +28,11 @@ from bot.services.commands import (
     Outcome,
 )
 from bot.services.container import Services
+from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
+from handlers.views import freezes as freeze_views
 from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,16 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
                     f"approver(s) agree.{pointer}"
                 )
             )
+        case FreezeSet(namespace=namespace):
+            announce(services, namespace, freeze_views.freeze_set_message(outcome), replier)
+        case FreezeLifted(namespace=namespace, lifted=lifted):
+            message = freeze_views.freeze_lifted_message(outcome, actor.user_id)
+            if lifted is None:
+                replier.ephemeral(message)
+            else:
+                announce(services, namespace, message, replier)
+        case FreezeList():
+            replier.ephemeral(freeze_views.freezes_message(outcome))
         case Changed(change=change, reason=reason):
             message = blocks.change_message(change, actor, reason)
             if not change.changed:
@@ -152,3 +164,12 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             ts = replier.in_channel(message)
             if ts is not None and change.starts_rollout and services.progress is not None:
                 services.progress.track(change, actor.channel_id, ts)
+
+
+def announce(services: Services, namespace: str, message: blocks.Message, replier: Replier) -> None:
+    """In the channel the command came from and in every channel bound to the namespace."""
+    replier.in_channel(message)
+    elsewhere = services.freezes.channels_for(namespace) if services.freezes else ()
+    for channel in elsewhere:
+        if channel != replier.channel_id:
+            replier.elsewhere(channel).in_channel(message)

@@ -16,9 +16,14 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout restart DEPLOY [-n NS] [--reason=TEXT]
     /rollout approvals [-n NS]
     /rollout audit [DEPLOY] [-n NS] [--limit=N]
+    /rollout freeze -n NS --for=DURATION --reason=TEXT
+    /rollout unfreeze -n NS
+    /rollout freezes [-n NS]
 
 Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
 that is the cluster, it works on. ``None`` means the channel's context, else the default one.
+Every change (``is_mutation``) also takes ``--break-glass=TEXT``: during a freeze it asks the
+policy's break-glass approvers to let this one change through (``bot.domain.freezes``).
 
 ``DEPLOY`` names a workload as kubectl writes it: a bare ``NAME`` is a Deployment;
 ``deploy/NAME``, ``sts/NAME``, ``ds/NAME`` (singular, plural, ``….apps``) name a Deployment,
@@ -80,6 +85,8 @@ __all__ = [
     "CommandError",
     "Create",
     "Diff",
+    "Freeze",
+    "Freezes",
     "Help",
     "History",
     "ListDeployments",
@@ -90,6 +97,7 @@ __all__ = [
     "SetImage",
     "Status",
     "Undo",
+    "Unfreeze",
     "command_record",
     "from_record",
     "parse_command",
@@ -175,6 +183,8 @@ class Create(CommandBase):
     replicas: int = 1
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +199,8 @@ class SetImage(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +214,8 @@ class Scale(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +254,8 @@ class Undo(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +267,8 @@ class Pause(CommandBase):
     kind: str = "deployment"
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,6 +280,8 @@ class Resume(CommandBase):
     kind: str = "deployment"
     namespace: str | None = None
     context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +294,8 @@ class Restart(CommandBase):
     namespace: str | None = None
     context: str | None = None
     reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,6 +314,31 @@ class Audit(CommandBase):
     limit: int = DEFAULT_AUDIT_LIMIT
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Freeze(CommandBase):
+    action: ClassVar[str] = "freeze"
+    #: How long the freeze lasts from now, in seconds.
+    seconds: int
+    reason: str
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unfreeze(CommandBase):
+    # Whoever may freeze may lift a freeze.
+    action: ClassVar[str] = "freeze"
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Freezes(CommandBase):
+    action: ClassVar[str] = "freezes"
+    namespace: str | None = None
+    context: str | None = None
+
+
 Command: TypeAlias = (
     Help
     | ListDeployments
@@ -307,6 +354,9 @@ Command: TypeAlias = (
     | Restart
     | Approvals
     | Audit
+    | Freeze
+    | Unfreeze
+    | Freezes
 )
 
 # --- normalisation and tokenising ----------------------------------------------------------
@@ -412,6 +462,7 @@ _FLAG_DISPLAY: Final = {
     "to-revision": "--to-revision",
     "limit": "--limit",
     "reason": "--reason",
+    "for": "--for",
 }
 _FLAG_EXAMPLE: Final = {
     "namespace": "-n prod",
@@ -421,6 +472,7 @@ _FLAG_EXAMPLE: Final = {
     "to-revision": "--to-revision=2",
     "limit": "--limit=50",
     "reason": '--reason="fixes the login bug"',
+    "for": "--for=2h",
 }
 _FLAG_SPELLINGS: Final = {
     "-n": "namespace",
@@ -431,6 +483,7 @@ _FLAG_SPELLINGS: Final = {
     "--to-revision": "to-revision",
     "--limit": "limit",
     "--reason": "reason",
+    "--for": "for",
 }
 _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "help": (),
@@ -447,6 +500,9 @@ _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "restart": ("namespace", "reason"),
     "approvals": ("namespace",),
     "audit": ("namespace", "limit"),
+    "freeze": ("namespace", "for", "reason"),
+    "unfreeze": ("namespace",),
+    "freezes": ("namespace",),
 }
 
 
@@ -848,6 +904,41 @@ def _parse_audit(args: _Args, max_replicas: int) -> Command:
     return Audit(deployment=deployment, namespace=args.namespace(), limit=limit)
 
 
+def _parse_freeze(args: _Args, max_replicas: int) -> Command:
+    from bot.domain.freezes import MAX_FREEZE, MIN_FREEZE, parse_duration
+
+    args.no_more_than(0)
+    namespace = args.namespace()
+    if namespace is None:
+        args.fail("`freeze` needs the namespace it freezes, as in `-n prod`.")
+    text = args.flag("for")
+    if text is None:
+        args.fail("`freeze` needs how long it lasts, as in `--for 2h`.")
+    duration = parse_duration(text)
+    if duration is None or not MIN_FREEZE <= duration <= MAX_FREEZE:
+        args.fail(
+            f"`--for` must be a duration from `1s` to `{MAX_FREEZE.days}d`, such as `90s`, "
+            f"`1m`, `2h` or `1d`; got `{_show(text)}`."
+        )
+    reason = args.reason()
+    if reason is None:
+        args.fail('`freeze` needs a reason people will read, as in `--reason "incident 4711"`.')
+    return Freeze(seconds=int(duration.total_seconds()), reason=reason, namespace=namespace)
+
+
+def _parse_unfreeze(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    namespace = args.namespace()
+    if namespace is None:
+        args.fail("`unfreeze` needs the namespace, as in `-n prod`.")
+    return Unfreeze(namespace=namespace)
+
+
+def _parse_freezes(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return Freezes(namespace=args.namespace())
+
+
 # Words people reach for that the grammar spells differently.
 _VERB_HINTS: Final = {
     "rollback": "undo",
@@ -919,7 +1010,10 @@ def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Com
     if verb == "help":
         return _parse_help(rest)
     rest, context = _take_context(verb, rest)
+    rest, break_glass = _take_break_glass(verb, rest)
     command = _PARSERS[verb](_split_args(verb, rest), max_replicas)
+    if break_glass is not None:
+        command = dataclasses.replace(command, break_glass=break_glass)  # type: ignore[arg-type]
     if context is None:
         return command
     return dataclasses.replace(command, context=context)  # type: ignore[arg-type]
@@ -967,6 +1061,51 @@ def _take_context(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | No
             )
         context = value
     return rest, context
+
+
+BREAK_GLASS_FLAG: Final = "--break-glass"
+
+
+def _take_break_glass(verb: str, tokens: Sequence[str]) -> tuple[list[str], str | None]:
+    """``--break-glass=TEXT`` out of a change's arguments (a read has no freeze to break)."""
+    rest: list[str] = []
+    reason: str | None = None
+    i = 0
+    while i < len(tokens):
+        flag = _as_flag(tokens[i])
+        i += 1
+        if flag is None or flag[0] != BREAK_GLASS_FLAG:
+            rest.append(tokens[i - 1])
+            continue
+        if not _COMMAND_TYPES[verb].is_mutation:
+            raise CommandError(
+                f"`{verb}` does not change anything, so there is no freeze to break: "
+                "drop `--break-glass`.",
+                USAGE[verb],
+            )
+        value = flag[1]
+        if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
+            value = tokens[i]
+            i += 1
+        value = (value or "").strip(" ")
+        if reason is not None:
+            raise CommandError("`--break-glass` is given more than once.", USAGE[verb])
+        if not value:
+            raise CommandError(
+                "`--break-glass` needs the reason the change cannot wait, as in "
+                '`--break-glass "rolls back the outage fix"`.',
+                USAGE[verb],
+            )
+        if len(value) > MAX_REASON_LENGTH or any(
+            unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS for char in value
+        ):
+            raise CommandError(
+                f"`--break-glass` takes one line of text of at most {MAX_REASON_LENGTH} "
+                "characters.",
+                USAGE[verb],
+            )
+        reason = value
+    return rest, reason
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -1047,6 +1186,22 @@ def _render_audit(command: Audit) -> list[str]:
     return words
 
 
+def _render_freeze(command: Freeze) -> list[str]:
+    seconds = command.seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return ["freeze", f"--for={seconds // size}{unit}"]
+    return ["freeze", f"--for={seconds}s"]
+
+
+def _render_unfreeze(command: Unfreeze) -> list[str]:
+    return ["unfreeze"]
+
+
+def _render_freezes(command: Freezes) -> list[str]:
+    return ["freezes"]
+
+
 def render_command(command: Command) -> str:
     """The canonical text of a command, as Slack would deliver it after ``/rollout``.
 
@@ -1059,6 +1214,9 @@ def render_command(command: Command) -> str:
     reason = getattr(command, "reason", None)
     if isinstance(reason, str):
         words.append("--reason=" + shlex.quote(reason))
+    break_glass = getattr(command, "break_glass", None)
+    if isinstance(break_glass, str):
+        words.append(f"{BREAK_GLASS_FLAG}=" + shlex.quote(break_glass))
     if not isinstance(command, Help) and command.context is not None:
         words += [CONTEXT_FLAG, command.context]
     text = " ".join(words)
@@ -1203,6 +1361,30 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
         parse=_parse_audit,
         render=_render_audit,
     ),
+    VerbSpec(
+        verb="freeze",
+        usage="/rollout freeze -n NS --for=DURATION --reason=TEXT",
+        help="Stop changes in a namespace for `90s`, `1m`, `2h`, `1d`…; it ends on its own.",
+        command=Freeze,
+        parse=_parse_freeze,
+        render=_render_freeze,
+    ),
+    VerbSpec(
+        verb="unfreeze",
+        usage="/rollout unfreeze -n NS",
+        help="Lift the freeze set from Slack on a namespace.",
+        command=Unfreeze,
+        parse=_parse_unfreeze,
+        render=_render_unfreeze,
+    ),
+    VerbSpec(
+        verb="freezes",
+        usage="/rollout freezes [-n NS]",
+        help="List the freezes in force and the next ones to come, with who set them.",
+        command=Freezes,
+        parse=_parse_freezes,
+        render=_render_freezes,
+    ),
 )
 
 _SPEC_OF: Final[dict[type[CommandBase], VerbSpec]] = {spec.command: spec for spec in SPECS}
@@ -1216,7 +1398,7 @@ GRAMMAR: Final = "\n".join(spec.usage for spec in SPECS)
 HELP_TEXT: Final[dict[str, str]] = {spec.verb: spec.help for spec in SPECS}
 # The action names a policy can grant, in grammar order. `help` is always allowed.
 ACTIONS: Final[tuple[str, ...]] = tuple(
-    spec.command.action for spec in SPECS if spec.verb != "help"
+    dict.fromkeys(spec.command.action for spec in SPECS if spec.verb != "help")
 )
 
 
@@ -1234,6 +1416,8 @@ def command_record(command: Command) -> dict[str, Any]:
     if fields.get("context", "") is None:
         # A command without `--context` keeps the record it had before the flag existed.
         del fields["context"]
+    if fields.get("break_glass", "") is None:
+        del fields["break_glass"]
     return {"verb": _SPEC_OF[type(command)].verb, "fields": fields}
 
 

@@ -24,6 +24,18 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         contexts: [prod-*]                # default "*": every context
     gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
     wildcard_users: members               # `*` is full members of the workspace; or anyone
+    freezes:                              # change windows (bot.domain.freezes)
+      - name: weekend
+        namespaces: ["prod"]              # globs; contexts: [...] as elsewhere
+        weekly: {from: "Fri 18:00", to: "Mon 08:00", timezone: "Europe/Berlin"}
+      - name: black-friday
+        namespaces: ["*"]
+        from: "2026-11-26T00:00:00Z"      # or a fixed window, ISO timestamps with a zone
+        to: "2026-11-30T00:00:00Z"
+        allow: [undo, pause]              # what still runs during it (this is the default)
+    break_glass:                          # who may let a change through a freeze
+      approvers: [S0ONCALL]
+      approvals: 1
 
 A channel bound to a ``context`` reaches only that context unless it lists ``contexts``.
 ``load_policy(path, served_contexts=…)`` also refuses a ``contexts`` pattern that matches none
@@ -52,7 +64,7 @@ import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -70,7 +82,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from bot.domain.commands import ACTIONS
+from bot.domain import freezes as windows
+from bot.domain.commands import ACTIONS, SPECS
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -80,7 +93,9 @@ __all__ = [
     "READ_ONLY_ACTIONS",
     "READ_ONLY_NOTICE",
     "ApprovalRule",
+    "BreakGlassRule",
     "ChannelBinding",
+    "FreezeRule",
     "PermissionRule",
     "Policy",
     "PolicyError",
@@ -358,6 +373,120 @@ class ApprovalRule(_Model):
         return _has_principal(self.approvers, user_id, user_groups)
 
 
+# --- change windows (the arithmetic is bot.domain.freezes) ---------------------------------
+
+# What a freeze may let through: the actions that change the cluster.
+_CHANGE_ACTIONS: Final = tuple(spec.command.action for spec in SPECS if spec.command.is_mutation)
+
+
+def _change_action(value: str) -> str:
+    if value not in _CHANGE_ACTIONS:
+        raise ValueError(
+            f"`{value}` is not a change a freeze could stop; `allow` lists some of "
+            + ", ".join(_CHANGE_ACTIONS)
+        )
+    return value
+
+
+def _weekly_point(value: str) -> str:
+    windows.parse_weekly_point(value)
+    return value
+
+
+def _time_zone(value: str) -> str:
+    windows.zone(value)
+    return value
+
+
+WeeklyPoint = Annotated[str, AfterValidator(_weekly_point)]
+Instant = Annotated[datetime, BeforeValidator(windows.parse_instant)]
+
+
+class WeeklyFreeze(_Model):
+    """``{from: "Fri 18:00", to: "Mon 08:00", timezone: "Europe/Berlin"}``."""
+
+    start: WeeklyPoint = Field(alias="from")
+    end: WeeklyPoint = Field(alias="to")
+    timezone: Annotated[str, AfterValidator(_time_zone)]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WeeklyFreeze:
+        if windows.parse_weekly_point(self.start) == windows.parse_weekly_point(self.end):
+            raise ValueError("`from` and `to` are the same moment, so the window is empty")
+        return self
+
+    def window(self) -> windows.WeeklyWindow:
+        start_day, start = windows.parse_weekly_point(self.start)
+        end_day, end = windows.parse_weekly_point(self.end)
+        return windows.WeeklyWindow(start_day, start, end_day, end, self.timezone)
+
+
+class FreezeRule(_Model):
+    """No changes in these namespaces during the window, except what ``allow`` lists."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w .-]*$")]
+    namespaces: Annotated[list[NamespacePattern], Field(min_length=1)]
+    contexts: ContextPatterns = Field(default_factory=lambda: ["*"])
+    weekly: WeeklyFreeze | None = None
+    start: Instant | None = Field(default=None, alias="from")
+    end: Instant | None = Field(default=None, alias="to")
+    allow: list[Annotated[str, AfterValidator(_change_action)]] = Field(
+        default_factory=lambda: list(windows.DEFAULT_ALLOW)
+    )
+    #: Shown to whoever the freeze stops.
+    reason: Annotated[str, Field(max_length=300)] = ""
+
+    @model_validator(mode="after")
+    def _one_window(self) -> FreezeRule:
+        fixed = self.start is not None or self.end is not None
+        if self.weekly is not None and fixed:
+            raise ValueError("give either `weekly` or `from` and `to`, not both")
+        if self.weekly is None and not fixed:
+            raise ValueError("needs a window: `weekly: {from, to, timezone}` or `from` and `to`")
+        if fixed and (self.start is None or self.end is None):
+            raise ValueError("a fixed window needs both `from` and `to`")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("`from` must be before `to`")
+        return self
+
+    def window(self) -> windows.WeeklyWindow | windows.FixedWindow:
+        if self.weekly is not None:
+            return self.weekly.window()
+        assert self.start is not None and self.end is not None  # _one_window
+        return windows.FixedWindow(self.start, self.end)
+
+    def covers(self, namespace: str, context: str = "") -> bool:
+        return _matches(self.namespaces, namespace) and _matches(self.contexts, context)
+
+
+class BreakGlassRule(_Model):
+    """Who may let one change through a freeze (never the person asking)."""
+
+    approvers: Annotated[list[Principal], Field(min_length=1)]
+    approvals: Annotated[int, Field(ge=1, strict=True)] = 1
+    ttl: Ttl = _DEFAULT_TTL
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> BreakGlassRule:
+        self.as_approval_rule()
+        return self
+
+    def as_approval_rule(self) -> ApprovalRule:
+        """The break-glass request waits like any other approval, for these approvers."""
+        try:
+            return ApprovalRule(
+                namespaces=["*"],
+                actions=["*"],
+                required=self.approvals,
+                approvers=self.approvers,
+                ttl=self.ttl,
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = str((first.get("ctx") or {}).get("error", first["msg"]))
+            raise ValueError(message.replace("`required`", "`approvals`")) from None
+
+
 class Policy(_Model):
     channels: dict[ChannelId, ChannelBinding] = Field(default_factory=dict)
     permissions: list[PermissionRule] = Field(default_factory=list)
@@ -369,6 +498,17 @@ class Policy(_Model):
     #: the bot is installed in (no guests, no Slack Connect users of other workspaces), or
     #: `anyone` who can reach the bot.
     wildcard_users: Literal["members", "anyone"] = "members"
+    freezes: list[FreezeRule] = Field(default_factory=list)
+    break_glass: BreakGlassRule | None = None
+
+    @field_validator("freezes")
+    @classmethod
+    def _distinct_freeze_names(cls, freezes: list[FreezeRule]) -> list[FreezeRule]:
+        names = [freeze.name for freeze in freezes]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"freeze names must differ; `{twice[0]}` is used more than once")
+        return freezes
 
     def default_namespace(self, channel_id: str) -> str:
         """The namespace a command in this channel uses when it names none."""
@@ -449,6 +589,7 @@ class Policy(_Model):
         """Every user-group id the policy names; empty means groups never need resolving."""
         principals = [user for rule in self.permissions for user in rule.users]
         principals += [approver for rule in self.approvals for approver in rule.approvers]
+        principals += self.break_glass.approvers if self.break_glass is not None else []
         return {principal for principal in principals if _GROUP_ID.fullmatch(principal)}
 
 
@@ -506,7 +647,13 @@ _FIELD_NAMES: Final = sorted(
         *ChannelBinding.model_fields,
         *PermissionRule.model_fields,
         *ApprovalRule.model_fields,
+        *FreezeRule.model_fields,
+        *WeeklyFreeze.model_fields,
+        *BreakGlassRule.model_fields,
+        "from",
+        "to",
     }
+    - {"start", "end"}
 )
 
 
@@ -577,8 +724,8 @@ def load_policy(
 def _unserved_context_patterns(
     file: str, root: yaml.Node, policy: Policy, served: Collection[str]
 ) -> list[PolicyProblem]:
-    """One problem per `contexts:` pattern (of a channel, permission or approval rule) that
-    matches no served context, at its own line."""
+    """One problem per `contexts:` pattern (of a channel, permission, approval or freeze rule)
+    that matches no served context, at its own line."""
     lists: list[tuple[tuple[str | int, ...], Sequence[str] | None]] = [
         (("channels", channel, "contexts"), binding.contexts)
         for channel, binding in policy.channels.items()
@@ -587,6 +734,7 @@ def _unserved_context_patterns(
         (("permissions", i, "contexts"), r.contexts) for i, r in enumerate(policy.permissions)
     ]
     lists += [(("approvals", i, "contexts"), r.contexts) for i, r in enumerate(policy.approvals)]
+    lists += [(("freezes", i, "contexts"), rule.contexts) for i, rule in enumerate(policy.freezes)]
     known = ", ".join(f"`{name}`" for name in sorted(served)) or "none"
     problems = []
     for loc, patterns in lists:

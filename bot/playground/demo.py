@@ -69,6 +69,17 @@ approvals:
     approvers: [U0BOB]
     ttl: 30m
     on_failure: rollback
+# A change window: prod is frozen for an hour every Sunday night (Berlin time); undo and pause
+# still work. `/rollout freeze` adds one from Slack, and `/rollout freezes` lists them.
+freezes:
+  - name: maintenance-hour
+    namespaces: [prod]
+    weekly: {from: "Sun 03:00", to: "Sun 04:00", timezone: "Europe/Berlin"}
+    reason: "the database is being maintained"
+# Who may let one change through a freeze (never the person asking).
+break_glass:
+  approvers: [U0BOB]
+  approvals: 1
 """
 
 DEPLOYMENTS = (
@@ -147,6 +158,42 @@ TOUR = (
         "Reject): the rollout and its progress appear in the card's thread.",
         "",
         "U0BOB",
+        "C0PROD",
+    ),
+    Step(
+        "Freeze prod for an incident",
+        "Alice stops changes in prod for 15 minutes; #prod is told why and until when.",
+        '/rollout freeze -n prod --for 15m --reason "incident 4711: payments are flaky"',
+        "U0ALICE",
+        "C0PROD",
+    ),
+    Step(
+        "A change during the freeze",
+        "Refused, with the freeze's reason, when it ends and how to break glass. Reads work.",
+        "/rollout scale web --replicas=4",
+        "U0ALICE",
+        "C0PROD",
+    ),
+    Step(
+        "Break glass",
+        "The same change with a reason: a break-glass card for bob (alice can never approve it).",
+        '/rollout scale web --replicas=4 --break-glass "more capacity is the fix for 4711"',
+        "U0ALICE",
+        "C0PROD",
+    ),
+    Step(
+        "Approve the break-glass as bob",
+        "This step only switches to bob. Approve the card: the change runs once, is announced "
+        "in #prod as break-glass and audited with the reason and both names.",
+        "",
+        "U0BOB",
+        "C0PROD",
+    ),
+    Step(
+        "Lift the freeze",
+        "Freezes end on their own; this ends it now. `/rollout freezes` lists what is left.",
+        "/rollout unfreeze -n prod",
+        "U0ALICE",
         "C0PROD",
     ),
     Step(

@@ -31,6 +31,7 @@ from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
+from bot.services.freezes import FreezeService, break_glass_reason
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,12 @@ class ApprovalFlow:
         sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
+        freezes: FreezeService | None = None,
     ) -> None:
         self.access = access
+        #: Change windows: an approved request a freeze now stops is voided, and a break-glass
+        #: request waits for (and is re-checked against) the break-glass approvers.
+        self.freezes = freezes
         self.sealer = sealer
         self.store = store
         self.audit = audit
@@ -289,6 +294,8 @@ class ApprovalFlow:
         mutation = _mutation_of(request)
         assert mutation is not None  # _tampering() checked it
         why = self._no_longer_allowed(request)
+        if why is None and self.freezes is not None:
+            why = self.freezes.void_reason(request)
         if why is None and request.fingerprint:
             try:
                 now_print = self.rollouts.binding(
@@ -326,6 +333,8 @@ class ApprovalFlow:
         done = self.store.mark(
             request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
         )
+        if self.freezes is not None and break_glass_reason(request):
+            self.freezes.audit_break_glass(request, change)
         return Decision(replace(outcome, request=done.request), change=change)
 
     # -- integrity and re-checks -----------------------------------------------------------------
@@ -372,9 +381,18 @@ class ApprovalFlow:
                 f"<@{request.requester_id}> may no longer *{request.action}* in "
                 f"`{request.namespace}` under the current policy, so the request did not run."
             )
-        rule = self.access.policy.approval_rule_for(
-            request.action, request.namespace, request.cluster
-        )
+        if break_glass_reason(request):
+            # Re-checked against the break-glass approvers, never the ordinary rule.
+            rule = self.freezes.break_glass_rule() if self.freezes is not None else None
+            if rule is None:
+                return (
+                    "The policy no longer names break-glass approvers, so this break-glass "
+                    "request did not run. Nothing was changed."
+                )
+        else:
+            rule = self.access.policy.approval_rule_for(
+                request.action, request.namespace, request.cluster
+            )
         if rule is None:
             return None  # the change no longer needs approval at all
         counted = {

@@ -30,6 +30,7 @@ from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
+from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -95,6 +96,9 @@ Outcome = (
     | AuditList
     | ApprovalRequested
     | Changed
+    | FreezeSet
+    | FreezeLifted
+    | FreezeList
 )
 
 
@@ -107,6 +111,7 @@ class CommandService:
         approvals: ApprovalFlow,
         audit: AuditTrail,
         contexts: Contexts | None = None,
+        freezes: FreezeService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
         self.access = access
@@ -114,6 +119,8 @@ class CommandService:
         self.executor = executor
         self.approvals = approvals
         self.audit = audit
+        #: Change windows; None: nothing is ever frozen (and the freeze verbs are refused).
+        self.freezes = freezes
 
     def run(self, command: cmd.Command, actor: Actor, *, at_revision: int | None = None) -> Outcome:
         """``at_revision``: the change was asked for by a button posted for that revision of
@@ -127,6 +134,7 @@ class CommandService:
         label = self.contexts.label(context)
         if isinstance(command, cmd.Approvals) and command.namespace is None:
             return self._approvals_everywhere(actor, context if command.context else None)
+        everywhere = isinstance(command, cmd.Freezes) and command.namespace is None
         namespace = self.access.namespace_for(actor.channel_id, command.namespace)
         try:
             self.access.check(actor.user_id, actor.channel_id, command.action, namespace, label)
@@ -135,6 +143,8 @@ class CommandService:
                 self.executor.audit_denial(command, namespace, actor, label)
             raise
         command = dataclasses.replace(command, namespace=namespace, context=context or None)
+        if isinstance(command, cmd.Freeze | cmd.Unfreeze | cmd.Freezes):
+            return self._change_windows(command, namespace, label, actor, everywhere)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
             return self._mutate(mutation, namespace, actor, at_revision)
@@ -192,6 +202,27 @@ class CommandService:
                 return AuditList(subject, tuple(entries))
         raise AssertionError(f"not a read: {command!r}")
 
+    def _change_windows(
+        self,
+        command: cmd.Freeze | cmd.Unfreeze | cmd.Freezes,
+        namespace: str,
+        label: str,
+        actor: Actor,
+        everywhere: bool,
+    ) -> Outcome:
+        if self.freezes is None:
+            raise NotPermitted("Freezes are not available in this bot. Nothing was changed.")
+        context = command.context or ""
+        match command:
+            case cmd.Freeze():
+                return self.freezes.freeze(command, namespace, label, actor, context)
+            case cmd.Unfreeze():
+                return self.freezes.unfreeze(namespace, label, actor, context)
+        # `freezes` without `-n`: every namespace (of one cluster when `--context` names one).
+        if everywhere:
+            return self.freezes.overview(None, label if command.context else None)
+        return self.freezes.overview(namespace, label)
+
     def _mutate(
         self, command: Mutation, namespace: str, actor: Actor, at_revision: int | None
     ) -> Outcome:
@@ -199,7 +230,11 @@ class CommandService:
         expect = None
         if at_revision is not None:
             expect = self._still_at(command, namespace, at_revision)
-        rule = self.access.policy.approval_rule_for(command.action, namespace, label)
+        glass = None
+        if self.freezes is not None:
+            # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
+            glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
+        rule = glass or self.access.policy.approval_rule_for(command.action, namespace, label)
         if rule is not None:
             # The request is bound to the object as it is now (checked just above).
             request = self.approvals.request(command, namespace, actor, rule)

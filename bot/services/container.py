@@ -14,6 +14,7 @@ from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
+from bot.services.freezes import FreezeService
 from bot.services.progress.ports import Tracking
 from bot.services.rollouts import Rollouts
 
@@ -34,3 +35,5 @@ class Services:
     readiness: Callable[[], dict[str, bool]]
     #: True the first time a signed request's key is seen inside Slack's replay window.
     first_seen: Callable[[str], bool]
+    #: Change windows (freezes and break-glass); None: nothing is ever frozen.
+    freezes: FreezeService | None = None

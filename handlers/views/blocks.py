@@ -169,7 +169,8 @@ def help_message(verb: str | None = None) -> Message:
         ),
         _context(
             "`DEPLOY` is `NAME` (a Deployment), `deploy/NAME`, `sts/NAME` or `ds/NAME`; without "
-            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command."
+            "`-n` the channel's namespace applies. `/rollout help VERB` explains one command. "
+            'During a freeze a change can take `--break-glass "why"`.'
         ),
     ]
     return _fit("rollout-bot commands", blocks)
@@ -464,6 +465,10 @@ def approval_card(request: ApprovalRequest) -> Message:
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
+    glass = fields.get("break_glass") if isinstance(fields, dict) else None
+    if isinstance(glass, str):
+        # Through a freeze: the card says so first, with the reason; the requester never counts.
+        lines.insert(1, f":fire_extinguisher: *Break-glass* during a freeze: {escape(glass)}")
     blocks: list[Block] = [_section("\n".join(lines))]
     preview = request.preview
     if preview:

@@ -59,7 +59,10 @@ CONTRACT = """\
 /rollout resume DEPLOY [-n NS]
 /rollout restart DEPLOY [-n NS] [--reason=TEXT]
 /rollout approvals [-n NS]
-/rollout audit [DEPLOY] [-n NS] [--limit=N]"""
+/rollout audit [DEPLOY] [-n NS] [--limit=N]
+/rollout freeze -n NS --for=DURATION --reason=TEXT
+/rollout unfreeze -n NS
+/rollout freezes [-n NS]"""
 
 
 def error_of(text: str, **kwargs: int) -> CommandError:
@@ -97,6 +100,8 @@ def test_actions_are_the_policy_names_in_grammar_order() -> None:
         "restart",
         "approvals",
         "audit",
+        "freeze",
+        "freezes",
     )
 
 
@@ -399,7 +404,7 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "rollback web",
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
-            "`resume`, `restart`, `approvals`, `audit`.",
+            "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),

@@ -368,7 +368,8 @@ def test_a_misspelt_key_is_reported_on_its_line_with_a_suggestion(tmp_path: Path
             "actions: [list, deploy]",
             "permissions[0].actions[1]",
             "unknown action `deploy`; actions are list, status, create, set-image, scale, "
-            "history, diff, undo, pause, resume, restart, approvals, audit, or `*` for all",
+            "history, diff, undo, pause, resume, restart, approvals, audit, freeze, freezes, "
+            "or `*` for all",
         ),
         (
             "actions: [list, set_image]",

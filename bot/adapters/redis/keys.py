@@ -29,6 +29,9 @@ Layout for the default prefix `rollout-bot`:
                                          (claimed before the write, confirmed after it)
     {rollout-bot}:auto-rollback:<id>     string: the rollout was rolled back automatically
     {rollout-bot}:notice:<uid>:<rev>     string: an outside-change notice was posted
+    {rollout-bot}:freeze:<ctx>:<ns>      string: a freeze set from Slack (sealed JSON), expiring
+                                         when the freeze ends
+    {rollout-bot}:freezes                set: `<ctx>:<ns>` of every freeze set from Slack
 
 With several clusters (kubeconfig contexts) the same namespace in two clusters is two places:
 what belongs to one cluster carries its context, `<ctx>` (`context_part`):
@@ -141,6 +144,15 @@ class Keys:
         where = f"{context_part(context)}:" if context else ""
         return f"{self.tag}:notice:{where}{_part(uid, 'uid')}:{int(revision)}"
 
+    # -- change windows --------------------------------------------------------------------
+
+    def freeze(self, cluster: str, namespace: str) -> str:
+        return f"{self.tag}:freeze:{context_part(cluster)}:{_part(namespace, 'namespace')}"
+
+    @property
+    def freezes(self) -> str:
+        return f"{self.tag}:freezes"
+
     # -- introspection ---------------------------------------------------------------------
 
     def fixed(self) -> tuple[str, ...]:
@@ -152,6 +164,7 @@ class Keys:
             self.approvals_pending,
             self.approvals_active,
             self.rollouts_active,
+            self.freezes,
         )
 
     def owns(self, key: str) -> bool:
