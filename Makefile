@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
 PLAYGROUND_PORT ?= 8080
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests image lock playground
+.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests slack-manifests image lock playground
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ manifests: helm
 	  '# and the Secret: see "Install in a cluster" in README.md.'; \
 	  $(HELM) template rollout-bot deploy/helm/rollout-bot --namespace rollout-bot; } \
 	  > deploy/manifests/rollout-bot.yaml
+
+# deploy/slack/manifest-*-impersonate.yaml: the Slack app manifests with the scopes that
+# policy `identity.mode: impersonate` needs; tests/unit/test_slack_manifests.py keeps them current.
+slack-manifests: setup
+	$(BIN)/python -m bot.devkit.slack_manifests
 
 # requirements.lock: the runtime dependencies with hashes, for the image (same pins as
 # constraints.txt). Regenerate after changing either.

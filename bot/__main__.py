@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default=None, help="bind address (default ROLLOUT_BOT_HTTP_HOST or 127.0.0.1)"
     )
-    sub.add_parser("check", help="validate the policy and the connections; non-zero on problems")
+    check = sub.add_parser(
+        "check",
+        help="validate the policy and the connections; non-zero on problems",
+        description="Validate the policy and, with the bot's settings in the environment, "
+        "the connections to Redis, the cluster and Slack. Without SLACK_BOT_TOKEN, "
+        "`check --policy FILE` checks the file alone: no network, no cluster.",
+    )
+    check.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the policy file to check (instead of ROLLOUT_BOT_POLICY)",
+    )
     from bot.playground import add_arguments as playground_arguments
 
     playground_arguments(
@@ -77,16 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         from bot.playground import run as run_playground
 
         return run_playground(args)
+    if args.command == "check":
+        from bot.check import check_policy_file, has_credentials
+
+        # Without the bot's credentials there is nothing to connect to: the file alone.
+        if args.policy is not None and not has_credentials():
+            return check_policy_file(args.policy)
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"rollout-bot: {exc}", file=sys.stderr)
+        hint = ""
+        if args.command == "check" and args.policy is None:
+            hint = "; `rollout-bot check --policy FILE` checks a policy file without them"
+        print(f"rollout-bot: {exc}{hint}", file=sys.stderr)
         return 2
     # Text or JSON lines at ROLLOUT_BOT_LOG_LEVEL, with anything shaped like a token redacted.
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "check":
         from bot.check import run_check
 
+        if args.policy is not None:
+            settings = settings.model_copy(update={"policy_file": args.policy})
         return run_check(settings)
     if args.command == "audit":
         return _audit(settings, args)

@@ -36,16 +36,21 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
+from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
+from bot.adapters.redis.canaries import RedisCanaryRegistry
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
+from bot.adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
+from bot.domain.canary import CanaryRecord
+from bot.domain.canary import Settings as CanarySettings
 from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.integrity import Sealer
 from bot.domain.policy import Policy, load_policy, read_only_default
@@ -55,11 +60,15 @@ from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService
+from bot.services.canary_monitor import INTERVAL as CANARY_INTERVAL
+from bot.services.canary_monitor import CanaryMonitor
 from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
 from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
+from bot.services.identity import Identities
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
@@ -200,6 +209,24 @@ def clusters_of(settings: Settings) -> tuple[Contexts, dict[str, KubeCluster]]:
     return Contexts(tuple(requested), default), clusters
 
 
+def identities_of(
+    settings: Settings,
+    policy: Policy,
+    slack: WebClient,
+    contexts: Contexts,
+    clusters: dict[str, KubeCluster],
+) -> Identities:
+    """As whom changes are made, per the policy's `identity`: clients that impersonate a
+    person are made on demand, one per person, over each cluster's own connection pool."""
+    impersonating = {
+        name: ImpersonatingClients(
+            cluster.api_client, name=name, timeout=settings.kube_timeout_seconds
+        )
+        for name, cluster in clusters.items()
+    }
+    return Identities(policy, SlackPeople(slack), impersonating, default_context=contexts.default)
+
+
 def replica_id() -> str:
     return secrets.token_hex(6)
 
@@ -249,7 +276,10 @@ class Runtime:
         )
         directory = SlackDirectory(self.slack)
         audit = audit_log(settings, self.redis)
-        executor = Executor(rollouts, audit, contexts.default)
+        self.identities = identities_of(settings, policy, self.slack, contexts, self.clusters)
+        canary_registry = RedisCanaryRegistry(self.redis, keys)
+        canaries = CanaryService(rollouts, canary_registry)
+        executor = Executor(rollouts, audit, contexts.default, self.identities, canaries=canaries)
         self.seen_requests = RedisSeenRequests(
             redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
         )
@@ -291,6 +321,7 @@ class Runtime:
             access=access,
             sealer=self.sealer,
             cluster_name=contexts.default,
+            contexts=contexts,
             freezes=freezes,
         )
         self.services = Services(
@@ -301,7 +332,9 @@ class Runtime:
                 flow,
                 AuditTrail(audit),
                 contexts=contexts,
+                identities=self.identities,
                 freezes=freezes,
+                canaries=canaries,
             ),
             access=access,
             rollouts=rollouts,
@@ -313,6 +346,7 @@ class Runtime:
             readiness=self.readiness,
             first_seen=self.seen_requests.first_time,
             freezes=freezes,
+            canaries=canaries,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
@@ -326,6 +360,7 @@ class Runtime:
         self.policy_users: list[Callable[[Policy], None]] = [
             self.services.access.use_policy,
             rollouts.use_policy,
+            self.identities.use_policy,
         ]
         self.policy_reloader: PolicyReloader | None = None
         if settings.policy_file is not None:
@@ -356,9 +391,21 @@ class Runtime:
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
         self._sweeper = sweeper
+        from handlers.canary import SlackCanaryPublisher
+
+        self.canary_publisher = SlackCanaryPublisher(self.slack, settings.progress_update_interval)
+        self.canary_monitor = CanaryMonitor(
+            canaries,
+            canary_registry,
+            RedisLeases(self.redis, keys, LEASE_TTL),
+            self.canary_publisher,
+            promote=self._auto_promote,
+            audit=audit,
+        )
         self._loops = [
             Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
             Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
+            Periodic("canaries", CANARY_INTERVAL, self.canary_monitor.step),
         ]
         if self.policy_reloader is not None:
             self._loops.append(
@@ -384,6 +431,11 @@ class Runtime:
         from handlers.replies import Replier
 
         redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
+
+    def _auto_promote(self, record: CanaryRecord, settings: CanarySettings) -> None:
+        from handlers.canary import auto_promote
+
+        auto_promote(self.services, self.slack, record, settings)
 
     # -- background steps with metrics ----------------------------------------------------------
 
@@ -471,6 +523,7 @@ class Runtime:
             )
             self._workers.start()
         self.progress.start()
+        self.canary_publisher.start()
         for loop in self._loops:
             loop.start()
         threading.Thread(target=self._verify_once, name="audit-verify-first", daemon=True).start()
@@ -496,4 +549,6 @@ class Runtime:
         self.work.stop(timeout=min(2.0, max(0.5, timeout - 3.0 - elapsed)))
         for loop in self._loops:
             loop.stop()
+        self.canary_monitor.stop()
+        self.canary_publisher.stop()
         self.progress.stop(timeout=max(1.0, timeout - 2.0 - (time.monotonic() - started)))

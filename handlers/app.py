@@ -18,7 +18,7 @@ def build_app(
 ) -> App:
     """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
     authenticated by the app-level token, and no request signature is checked)."""
-    from handlers import approval_buttons, commands, progress_buttons
+    from handlers import approval_buttons, canary, commands, progress_buttons
 
     app = App(
         client=client,
@@ -37,4 +37,5 @@ def build_app(
     commands.register(app, services, dispatch)
     approval_buttons.register(app, dispatch)
     progress_buttons.register(app, dispatch)
+    canary.register(app, dispatch)
     return app

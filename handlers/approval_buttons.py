@@ -21,6 +21,7 @@ from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
 from bot.services.freezes import break_glass_reason
 from bot.services.rollouts import Actor
+from handlers import canary
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
@@ -151,7 +152,12 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
     elif status == "approved" and request is not None:
         if decision.change is not None:
             requester = Actor(request.requester_id, request.requester_name, request.channel)
-            message = blocks.change_message(decision.change, requester, request.reason or None)
+            message = blocks.change_message(
+                decision.change,
+                requester,
+                request.reason or None,
+                approved_by=[a.user_id for a in request.approvals],
+            )
             ts = replier.in_channel(message, thread_ts=request.message_ts)
             if break_glass_reason(request):
                 # A change through a freeze is announced in the channel, not only in the thread.
@@ -160,13 +166,8 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
 
                 glass = break_glass_message(request, decision.change)
                 announce(services, request.namespace, glass, replier)
-            if (
-                ts is not None
-                and decision.change.changed
-                and decision.change.starts_rollout
-                and services.progress is not None
-            ):
-                services.progress.track(decision.change, request.channel, request.message_ts or ts)
+            if ts is not None:
+                canary.follow(services, decision.change, request.channel, request.message_ts or ts)
         elif decision.error:
             replier.in_channel(blocks.error_message(decision.error), thread_ts=request.message_ts)
 

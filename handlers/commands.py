@@ -19,6 +19,7 @@ from bot.domain import commands as cmd
 from bot.domain.errors import NotPermitted
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
+from bot.services.canary import CanaryView
 from bot.services.commands import (
     ApprovalList,
     ApprovalRequested,
@@ -29,10 +30,13 @@ from bot.services.commands import (
 )
 from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
+from bot.services.progress.tracker import command_verb
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
+from handlers import canary
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
 from handlers.views import freezes as freeze_views
+from handlers.views.canary import canary_message
 from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
 log = logging.getLogger(__name__)
@@ -90,12 +94,14 @@ def answer(
     replier: Replier,
     *,
     at_revision: int | None = None,
-) -> None:
+) -> Outcome | None:
     """Runs the command for the actor and shows the outcome; any refusal or failure becomes a
-    short reply to the actor, never a trace. ``at_revision``: a button's, see `RunCommand`."""
+    short reply to the actor, never a trace (and None). ``at_revision``: a button's, see
+    `RunCommand`."""
     namespace = getattr(command, "namespace", None) or ""
     name = getattr(command, "deployment", None) or ""
     result = "failed"
+    outcome: Outcome | None = None
     with (
         log_context(
             request_id=uuid.uuid4().hex[:12],
@@ -113,6 +119,7 @@ def answer(
             result = "denied"
             raise
     metrics().command(command.action, result)
+    return outcome
 
 
 def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -> None:
@@ -129,6 +136,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             replier.ephemeral(blocks.approvals_list_message(namespace, requests, context))
         case AuditList(subject=subject, entries=entries):
             replier.ephemeral(blocks.audit_message(entries, subject))
+        case CanaryView():
+            replier.ephemeral(canary_message(outcome))
         case ApprovalRequested(request=request, rule=rule, target=target):
             # The rule may route its cards to the approvers' channel (a request made in a DM
             # or another channel is pointed there).
@@ -140,10 +149,15 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{blocks.code(request.id)}`): *{request.action}* on "
-                    f"`{blocks.code(target)}`"
-                    f"{blocks.in_cluster(target.context)} runs once {rule.required} "
-                    f"approver(s) agree.{pointer}"
+                    f"Approval requested (`{blocks.code(request.id)}`): "
+                    f"*{command_verb(request.action)}* on "
+                    f"`{blocks.code(target)}`{blocks.in_cluster(target.context)} runs once "
+                    + (
+                        "one approver agrees."
+                        if rule.required == 1
+                        else f"{rule.required} approvers agree."
+                    )
+                    + pointer
                 )
             )
         case FreezeSet(namespace=namespace):
@@ -162,8 +176,8 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
                 replier.ephemeral(message)
                 return
             ts = replier.in_channel(message)
-            if ts is not None and change.starts_rollout and services.progress is not None:
-                services.progress.track(change, actor.channel_id, ts)
+            if ts is not None:
+                canary.follow(services, change, actor.channel_id, ts)
 
 
 def announce(services: Services, namespace: str, message: blocks.Message, replier: Replier) -> None:

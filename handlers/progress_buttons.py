@@ -18,9 +18,21 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
+from bot.services.commands import ApprovalRequested, Changed, Outcome
+from bot.services.rollouts import Actor
 from handlers.actors import clicker
+from handlers.replies import Replier
 from handlers.views import blocks
-from handlers.work import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
+from handlers.work import (
+    Clicked,
+    Dispatch,
+    Notify,
+    Reply,
+    RunCommand,
+    Work,
+    hand_on,
+    tell_not_taken,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +74,9 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
                 )
                 work = Notify(message, reply)
             else:
-                work = RunCommand(command, actor, reply, at_revision=revision)
+                work = RunCommand(
+                    command, actor, reply, clicked=_clicked(body), at_revision=revision
+                )
         if not hand_on(dispatch, work):
             tell_not_taken(client, work)
 
@@ -96,3 +110,39 @@ def rollback_or_pause(value: str, *, rollback: bool) -> tuple[cmd.Command, int |
     if rollback:
         words.append(shlex.quote("--reason=rollout failed (Roll back button)"))
     return cmd.parse_command(" ".join(words)), revision
+
+
+def _clicked(body: dict[str, Any]) -> Clicked | None:
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or message.get("ts")
+    found = message.get("blocks")
+    if not (channel and ts and isinstance(found, list)):
+        return None
+    return Clicked(str(channel), str(ts), tuple(b for b in found if isinstance(b, dict)))
+
+
+def replace_used_buttons(
+    replier: Replier, clicked: Clicked, outcome: Outcome, actor: Actor
+) -> None:
+    """After a click did something, its message says what instead of offering the buttons
+    again: "rolled back by @alice", "paused by @alice", "roll back waits for approval"."""
+    match outcome:
+        case Changed(change=change) if change.changed:
+            done = {"undo": "Rolled back", "pause": "Paused"}.get(change.action, "Done")
+            note = f"{done} by <@{actor.user_id}> {blocks.time_of_day_now()}"
+            if change.action == "undo":
+                note += ": its progress follows in this thread"
+        case Changed(change=change):
+            note = f"<@{actor.user_id}> clicked: `{blocks.code(change.summary)}` (nothing changed)"
+        case ApprovalRequested(request=request):
+            what = "Roll back" if request.action == "undo" else "Pause"
+            note = (
+                f"{what} requested by <@{actor.user_id}>: waiting for approval "
+                f"(request `{request.id}`)"
+            )
+        case _:
+            return
+    kept = [b for b in clicked.blocks if b.get("type") != "actions"]
+    replier.elsewhere(clicked.channel).update(clicked.ts, blocks.with_note(kept, note, text=note))

@@ -60,6 +60,7 @@ class SlackProgressPublisher:
             change.target,
             change.revision,
             who=change.who,
+            changed_at=change.changed_at,
             images_before=change.images_before,
             images_after=change.images_after,
             previous_revision=change.previous_revision,

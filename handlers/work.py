@@ -68,10 +68,21 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Clicked:
+    """The message whose button was clicked, so its used buttons can give way to what
+    happened: its channel, ts and blocks as Slack delivered them with the click."""
+
+    channel: str
+    ts: str
+    blocks: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class RunCommand:
     command: cmd.Command
     actor: Actor
     reply: Reply
+    clicked: Clicked | None = None
     #: A Roll back / Pause click: the revision its button was posted for; the change runs only
     #: while the workload is still at it.
     at_revision: int | None = None
@@ -135,8 +146,12 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
         return
     replier = work.reply.replier(client)
     match work:
-        case RunCommand(command=command, actor=actor, at_revision=at_revision):
-            answer(services, command, actor, replier, at_revision=at_revision)
+        case RunCommand(command=command, actor=actor, clicked=clicked, at_revision=at_revision):
+            outcome = answer(services, command, actor, replier, at_revision=at_revision)
+            if clicked is not None and outcome is not None:
+                from handlers.progress_buttons import replace_used_buttons
+
+                replace_used_buttons(replier, clicked, outcome, actor)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):

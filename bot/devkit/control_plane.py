@@ -9,6 +9,8 @@ kube-apiserver, kube-controller-manager and a fake kubelet, all on 127.0.0.1.
     bot.kubeconfig    the identity `slack-bot`, which has no rights of its own
     pids              one `name pid` line per process it started
     logs/             each process's output
+    audit.log         the API server's audit log (JSON lines): who changed a workload, and as
+                      whom (impersonation), and the access reviews asked
 
 The binaries come from bot/devkit/cluster/build-control-plane.sh (built once, cached outside
 the repository).
@@ -52,6 +54,21 @@ CONTROLLERS = ",".join(
         "serviceaccount-controller",
     ]
 )
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: apps
+        resources: [deployments, statefulsets, daemonsets]
+      - group: authorization.k8s.io
+        resources: [selfsubjectaccessreviews]
+  - level: None
+"""
 
 # Bring-up on 2 cores takes ~10-30 s; a generous bound keeps a slow CI machine from flaking.
 STARTUP_TIMEOUT_S = 120.0
@@ -283,6 +300,7 @@ class ControlPlane:
                     f"--service-account-signing-key-file={sa_key}",
                     f"--token-auth-file={self.directory / 'tokens.csv'}",
                     "--authorization-mode=RBAC",
+                    *self._audit_flags(),
                     # Pods are created by the RS controller the moment a namespace exists; the
                     # ServiceAccount admission would reject them until the SA controller caught up.
                     "--disable-admission-plugins=ServiceAccount",
@@ -353,6 +371,20 @@ class ControlPlane:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _audit_flags(self) -> list[str]:
+        """The API server's audit log, kept in the cluster directory: metadata of every write
+        to a workload and of every access review (what the impersonation tests read). The
+        controllers' status updates are writes too, but to subresources, which stay out."""
+        policy = self.directory / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.directory / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=50",
+            "--audit-log-maxbackup=1",
+        ]
 
     def _spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child

@@ -347,6 +347,7 @@ class SlackStandin:
         self._messages: dict[str, list[PostedMessage]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._usergroup_handles: dict[str, str] = {}
         self._channels: dict[str, dict[str, Any]] = {}
         self._missing_channels: set[str] = set()
         self._faults: dict[str, deque[_Fault]] = {}
@@ -364,7 +365,9 @@ class SlackStandin:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "users.info": self._users_info,
+            "users.list": self._users_list,
             "usergroups.users.list": self._usergroups_users_list,
+            "usergroups.list": self._usergroups_list,
             "conversations.info": self._conversations_info,
             "apps.connections.open": self._apps_connections_open,
         }
@@ -430,19 +433,18 @@ class SlackStandin:
         tz: str = "Europe/London",
         is_bot: bool = False,
         deleted: bool = False,
+        email: str | None = None,
+        guest: bool | str = False,
         *,
-        guest: str | None = None,
         team_id: str = TEAM_ID,
     ) -> None:
-        """``guest``: "multi-channel" or "single-channel" (Slack's `is_restricted` and
+        """``guest``: True or "multi-channel" (Slack's `is_restricted`), "single-channel" (and
         `is_ultra_restricted`); ``team_id``: another workspace's, for a Slack Connect user."""
         offset = ZoneInfo(tz).utcoffset(datetime.now(UTC).replace(tzinfo=None))
         real = real_name or name
-        user = {
+        user: dict[str, Any] = {
             "id": user_id,
             "team_id": team_id,
-            "is_restricted": guest is not None,
-            "is_ultra_restricted": guest == "single-channel",
             "name": name,
             "real_name": real,
             "deleted": deleted,
@@ -450,13 +452,18 @@ class SlackStandin:
             "tz": tz,
             "tz_offset": int(offset.total_seconds()) if offset else 0,
             "profile": {"real_name": real, "display_name": name},
+            "is_restricted": bool(guest),
+            "is_ultra_restricted": guest == "single-channel",
         }
+        if email is not None:
+            user["profile"]["email"] = email
         with self._lock:
             self._users[user_id] = user
 
-    def set_usergroup(self, group_id: str, user_ids: list[str]) -> None:
+    def set_usergroup(self, group_id: str, user_ids: list[str], handle: str | None = None) -> None:
         with self._lock:
             self._usergroups[group_id] = list(user_ids)
+            self._usergroup_handles[group_id] = handle or group_id.lower()
 
     def add_channel(
         self, channel_id: str, name: str, is_private: bool = False, is_member: bool = True
@@ -730,6 +737,26 @@ class SlackStandin:
         if members is None:
             return _error("no_such_subteam")
         return {"ok": True, "users": list(members)}
+
+    def _users_list(self, params: Params) -> dict[str, Any]:
+        members = [copy.deepcopy(user) for user in self._users.values()]
+        return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
+
+    def _usergroups_list(self, params: Params) -> dict[str, Any]:
+        with_users = str(params.get("include_users", "")).lower() in ("1", "true")
+        groups = []
+        for group_id, members in self._usergroups.items():
+            group: dict[str, Any] = {
+                "id": group_id,
+                "team_id": TEAM_ID,
+                "handle": self._usergroup_handles.get(group_id, group_id.lower()),
+                "date_delete": 0,
+                "user_count": len(members),
+            }
+            if with_users:
+                group["users"] = list(members)
+            groups.append(group)
+        return {"ok": True, "usergroups": groups}
 
     def _conversations_info(self, params: Params) -> dict[str, Any]:
         channel_id = params.get("channel", "")

@@ -19,6 +19,9 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout freeze -n NS --for=DURATION --reason=TEXT
     /rollout unfreeze -n NS
     /rollout freezes [-n NS]
+    /rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%]
+        [--analysis 10m] [--auto-promote] [-n NS]
+    /rollout canary status|promote|abort DEPLOY [-n NS]
 
 Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
 that is the cluster, it works on. ``None`` means the channel's context, else the default one.
@@ -64,13 +67,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NoReturn, TypeAlias
 
+from bot.domain import canary as canary_rules
 from bot.domain import workloads
 
 __all__ = [
     "ACTIONS",
     "DEFAULT_AUDIT_LIMIT",
     "DEFAULT_MAX_REPLICAS",
+    "EXAMPLES",
     "GRAMMAR",
+    "HELP_NOTES",
     "HELP_TEXT",
     "MAX_AUDIT_LIMIT",
     "MAX_IMAGE_LENGTH",
@@ -80,6 +86,10 @@ __all__ = [
     "VERBS",
     "Approvals",
     "Audit",
+    "Canary",
+    "CanaryAbort",
+    "CanaryPromote",
+    "CanaryStatus",
     "Command",
     "CommandBase",
     "CommandError",
@@ -148,6 +158,9 @@ class CommandBase:
     __slots__ = ()
     action: ClassVar[str]
     is_mutation: ClassVar[bool] = False
+    #: False for a change that runs as soon as the policy permits it, whatever approval rule or
+    #: freeze covers its action (aborting a canary only removes what the canary added).
+    needs_approval: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,6 +352,60 @@ class Freezes(CommandBase):
     context: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Canary(CommandBase):
+    """A canary of a Deployment: `web-canary` with the new images beside `web`. It needs what
+    `set image` on `web` needs (the same permission, approvals and GitOps rules)."""
+
+    action: ClassVar[str] = "set-image"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    images: tuple[tuple[str, str], ...]
+    #: At most one of `replicas` and `weight` (a percentage); neither means one replica.
+    replicas: int | None = None
+    weight: int | None = None
+    analysis_seconds: int = canary_rules.DEFAULT_ANALYSIS_SECONDS
+    auto_promote: bool = False
+    namespace: str | None = None
+    context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CanaryStatus(CommandBase):
+    action: ClassVar[str] = "status"
+    deployment: str
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CanaryPromote(CommandBase):
+    """`set image` on the Deployment with its canary's images: the same permission and
+    approvals (four-eyes where the policy asks for it)."""
+
+    action: ClassVar[str] = "set-image"
+    is_mutation: ClassVar[bool] = True
+    deployment: str
+    namespace: str | None = None
+    context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CanaryAbort(CommandBase):
+    action: ClassVar[str] = "set-image"
+    is_mutation: ClassVar[bool] = True
+    needs_approval: ClassVar[bool] = False
+    deployment: str
+    namespace: str | None = None
+    context: str | None = None
+    #: Accepted like every change's; an abort waits for no freeze anyway.
+    break_glass: str | None = None
+
+
 Command: TypeAlias = (
     Help
     | ListDeployments
@@ -357,6 +424,10 @@ Command: TypeAlias = (
     | Freeze
     | Unfreeze
     | Freezes
+    | Canary
+    | CanaryStatus
+    | CanaryPromote
+    | CanaryAbort
 )
 
 # --- normalisation and tokenising ----------------------------------------------------------
@@ -463,6 +534,9 @@ _FLAG_DISPLAY: Final = {
     "limit": "--limit",
     "reason": "--reason",
     "for": "--for",
+    "weight": "--weight",
+    "analysis": "--analysis",
+    "auto-promote": "--auto-promote",
 }
 _FLAG_EXAMPLE: Final = {
     "namespace": "-n prod",
@@ -473,6 +547,9 @@ _FLAG_EXAMPLE: Final = {
     "limit": "--limit=50",
     "reason": '--reason="fixes the login bug"',
     "for": "--for=2h",
+    "weight": "--weight 10%",
+    "analysis": "--analysis 10m",
+    "auto-promote": "--auto-promote",
 }
 _FLAG_SPELLINGS: Final = {
     "-n": "namespace",
@@ -484,7 +561,15 @@ _FLAG_SPELLINGS: Final = {
     "--limit": "limit",
     "--reason": "reason",
     "--for": "for",
+    "--weight": "weight",
+    "--analysis": "analysis",
+    "--auto-promote": "auto-promote",
 }
+# Flags that take no value (present or not).
+_SWITCHES: Final = frozenset({"auto-promote"})
+# (verb, flag) pairs that may be given more than once; the values are joined with commas
+# (which no value of theirs can contain).
+_REPEATABLE: Final = frozenset({("canary", "image")})
 _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "help": (),
     "list": ("namespace",),
@@ -503,6 +588,10 @@ _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "freeze": ("namespace", "for", "reason"),
     "unfreeze": ("namespace",),
     "freezes": ("namespace",),
+    "canary": ("image", "replicas", "weight", "analysis", "auto-promote", "namespace"),
+    "canary status": ("namespace",),
+    "canary promote": ("namespace",),
+    "canary abort": ("namespace",),
 }
 
 
@@ -610,13 +699,21 @@ def _split_args(verb: str, tokens: Sequence[str]) -> _Args:
         if name is None or name not in allowed:
             args.fail(_unknown_flag_message(verb, spelling, name, allowed))
         display = _FLAG_DISPLAY[name]
-        if name in args.flags:
+        repeatable = (verb, name) in _REPEATABLE
+        if name in args.flags and not repeatable:
             args.fail(f"`{display}` is given more than once.")
+        if name in _SWITCHES:
+            if value is not None:
+                args.fail(f"`{display}` takes no value.")
+            args.flags[name] = "yes"
+            continue
         if value is None and i < len(tokens) and not _looks_like_flag(tokens[i]):
             value = tokens[i]
             i += 1
         if not value:
             args.fail(f"`{display}` needs a value, as in `{_FLAG_EXAMPLE[name]}`.")
+        if repeatable and name in args.flags:
+            value = args.flags[name] + "," + value
         args.flags[name] = value
     return args
 
@@ -939,6 +1036,97 @@ def _parse_freezes(args: _Args, max_replicas: int) -> Command:
     return Freezes(namespace=args.namespace())
 
 
+# --- canary ------------------------------------------------------------------------------------
+
+
+def _canary_target(args: _Args, token: str) -> str:
+    kind, name = _target(args, token)
+    if kind != "deployment":
+        display = workloads.info(kind).display
+        args.fail(
+            f"a canary is for Deployments only. A {display} rolls out pod by pod: "
+            + (
+                "its canary is a partition (`spec.updateStrategy.rollingUpdate.partition`), "
+                "then `set image`."
+                if kind == "statefulset"
+                else "limit how many pods change at once with `maxUnavailable`, then `set image`."
+            )
+        )
+    if len(name) > canary_rules.MAX_NAME_LENGTH:
+        args.fail(f"`{_show(name)}` is too long a name to add `{canary_rules.SUFFIX}` to.")
+    return name
+
+
+def _parse_canary(args: _Args, max_replicas: int) -> Command:
+    deployment = _canary_target(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    value = args.flag("image")
+    if value is None:
+        args.fail("`canary` needs `--image CONTAINER=IMAGE`, as in `--image app=nginx:1.27`.")
+    pairs = [_set_image_pair(args, token) for token in value.split(",")]
+    containers = [container for container, _ in pairs]
+    if len(set(containers)) != len(containers):
+        args.fail("a container is given more than once in `--image`.")
+    if "*" in containers and len(pairs) > 1:
+        args.fail("`*=IMAGE` sets every container; do not combine it with named containers.")
+    replicas_text, weight_text = args.flag("replicas"), args.flag("weight")
+    if replicas_text is not None and weight_text is not None:
+        args.fail("give `--replicas` or `--weight`, not both.")
+    replicas = None
+    if replicas_text is not None:
+        replicas = _number(replicas_text, 1, max(1, max_replicas))
+        if replicas is None:
+            args.fail(
+                f"`--replicas` must be a whole number from 1 to {max(1, max_replicas)}, "
+                f"got `{_show(replicas_text)}`."
+            )
+    weight = None
+    if weight_text is not None:
+        weight = _number(weight_text.removesuffix("%"), 1, 99)
+        if weight is None:
+            args.fail(
+                f"`--weight` is a share of the pods from 1% to 99%, got `{_show(weight_text)}`."
+            )
+    analysis = canary_rules.DEFAULT_ANALYSIS_SECONDS
+    analysis_text = args.flag("analysis")
+    if analysis_text is not None:
+        seconds = canary_rules.parse_duration(analysis_text)
+        low, high = canary_rules.MIN_ANALYSIS_SECONDS, canary_rules.MAX_ANALYSIS_SECONDS
+        if seconds is None or not low <= seconds <= high:
+            args.fail(
+                f"`--analysis` is how long the canary must stay healthy, from {low}s to "
+                f"{high // 3600}h (`90s`, `10m`, `1h`), got `{_show(analysis_text)}`."
+            )
+        analysis = seconds
+    return Canary(
+        deployment=deployment,
+        images=tuple(pairs),
+        replicas=replicas,
+        weight=weight,
+        analysis_seconds=analysis,
+        auto_promote=args.flag("auto-promote") is not None,
+        namespace=args.namespace(),
+    )
+
+
+def _parse_canary_status(args: _Args, max_replicas: int) -> Command:
+    deployment = _canary_target(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return CanaryStatus(deployment=deployment, namespace=args.namespace())
+
+
+def _parse_canary_promote(args: _Args, max_replicas: int) -> Command:
+    deployment = _canary_target(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return CanaryPromote(deployment=deployment, namespace=args.namespace())
+
+
+def _parse_canary_abort(args: _Args, max_replicas: int) -> Command:
+    deployment = _canary_target(args, args.positional(0, _DEPLOY))
+    args.no_more_than(1)
+    return CanaryAbort(deployment=deployment, namespace=args.namespace())
+
+
 # Words people reach for that the grammar spells differently.
 _VERB_HINTS: Final = {
     "rollback": "undo",
@@ -961,7 +1149,9 @@ def _unknown_verb(word: str) -> CommandError:
     )
     if hint:
         message += f" Did you mean `{hint}`?"
-    message += " Commands: " + ", ".join(f"`{verb}`" for verb in VERBS) + "."
+    # `canary status|promote|abort` are named by `canary`'s usage.
+    verbs = (verb for verb in VERBS if not verb.startswith("canary "))
+    message += " Commands: " + ", ".join(f"`{verb}`" for verb in verbs) + "."
     return CommandError(message, GRAMMAR)
 
 
@@ -971,6 +1161,8 @@ def _verb(tokens: Sequence[str]) -> tuple[str, Sequence[str]]:
         if len(tokens) > 1 and tokens[1].lower() == "image":
             return "set image", tokens[2:]
         raise CommandError("`set` is followed by `image`.", USAGE["set image"])
+    if word == "canary" and len(tokens) > 1 and f"canary {tokens[1].lower()}" in _PARSERS:
+        return f"canary {tokens[1].lower()}", tokens[2:]
     if word in _PARSERS or word == "help":
         return word, tokens[1:]
     raise _unknown_verb(word)
@@ -984,6 +1176,8 @@ def _parse_help(tokens: Sequence[str]) -> Command:
     if words[:2] == ["set", "image"]:
         args.no_more_than(2)
         return Help(verb="set image")
+    if len(words) == 2 and " ".join(words) in USAGE:
+        return Help(verb=" ".join(words))
     args.no_more_than(1)
     if words[0] in ("set", "set-image"):
         return Help(verb="set image")
@@ -1202,6 +1396,32 @@ def _render_freezes(command: Freezes) -> list[str]:
     return ["freezes"]
 
 
+def _render_canary(command: Canary) -> list[str]:
+    words = ["canary", f"deploy/{command.deployment}"]
+    words += [f"--image={container}={image}" for container, image in command.images]
+    if command.replicas is not None:
+        words.append(f"--replicas={command.replicas}")
+    if command.weight is not None:
+        words.append(f"--weight={command.weight}%")
+    if command.analysis_seconds != canary_rules.DEFAULT_ANALYSIS_SECONDS:
+        words.append(f"--analysis={canary_rules.describe_duration(command.analysis_seconds)}")
+    if command.auto_promote:
+        words.append("--auto-promote")
+    return words
+
+
+def _render_canary_status(command: CanaryStatus) -> list[str]:
+    return ["canary status", command.deployment]
+
+
+def _render_canary_promote(command: CanaryPromote) -> list[str]:
+    return ["canary promote", command.deployment]
+
+
+def _render_canary_abort(command: CanaryAbort) -> list[str]:
+    return ["canary abort", command.deployment]
+
+
 def render_command(command: Command) -> str:
     """The canonical text of a command, as Slack would deliver it after ``/rollout``.
 
@@ -1385,6 +1605,41 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
         parse=_parse_freezes,
         render=_render_freezes,
     ),
+    VerbSpec(
+        verb="canary",
+        usage=(
+            "/rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%] "
+            "[--analysis 10m] [--auto-promote] [-n NS]"
+        ),
+        help="Run new images in a few pods beside a Deployment first; then Promote or Abort.",
+        command=Canary,
+        parse=_parse_canary,
+        render=_render_canary,
+    ),
+    VerbSpec(
+        verb="canary status",
+        usage="/rollout canary status DEPLOY [-n NS]",
+        help="Show a Deployment's canary: its pods, the Services routing to it, its state.",
+        command=CanaryStatus,
+        parse=_parse_canary_status,
+        render=_render_canary_status,
+    ),
+    VerbSpec(
+        verb="canary promote",
+        usage="/rollout canary promote DEPLOY [-n NS]",
+        help="Set the Deployment's images to its canary's, then remove the canary.",
+        command=CanaryPromote,
+        parse=_parse_canary_promote,
+        render=_render_canary_promote,
+    ),
+    VerbSpec(
+        verb="canary abort",
+        usage="/rollout canary abort DEPLOY [-n NS]",
+        help="Remove a Deployment's canary; the Deployment stays as it is.",
+        command=CanaryAbort,
+        parse=_parse_canary_abort,
+        render=_render_canary_abort,
+    ),
 )
 
 _SPEC_OF: Final[dict[type[CommandBase], VerbSpec]] = {spec.command: spec for spec in SPECS}
@@ -1396,6 +1651,50 @@ VERBS: Final[tuple[str, ...]] = tuple(spec.verb for spec in SPECS)
 USAGE: Final[dict[str, str]] = {spec.verb: spec.usage for spec in SPECS}
 GRAMMAR: Final = "\n".join(spec.usage for spec in SPECS)
 HELP_TEXT: Final[dict[str, str]] = {spec.verb: spec.help for spec in SPECS}
+# `/rollout help VERB` shows these under the usage; each one parses (tests check it).
+EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
+    "help": ("/rollout help set image",),
+    "list": ("/rollout list -n staging",),
+    "status": ("/rollout status web -n prod", "/rollout status sts/db -n prod"),
+    "create": ("/rollout create web --image=nginx:1.27-alpine --replicas=2 -n staging",),
+    "set image": (
+        '/rollout set image web nginx=nginx:1.27-alpine -n prod --reason="CVE-2026-1234"',
+        "/rollout set image web *=registry.example.com/web:2.4.1 -n staging",
+    ),
+    "scale": ('/rollout scale web --replicas=5 -n prod --reason="launch traffic"',),
+    "history": ("/rollout history web -n prod", "/rollout history web --revision=3 -n prod"),
+    "diff": ("/rollout diff web 2 -n prod", "/rollout diff web 2 3 -n prod"),
+    "undo": ("/rollout undo web -n prod", "/rollout undo web --to-revision=2 -n prod"),
+    "pause": ("/rollout pause web -n prod",),
+    "resume": ("/rollout resume web -n prod",),
+    "restart": ('/rollout restart web -n prod --reason="pick up the new ConfigMap"',),
+    "approvals": ("/rollout approvals", "/rollout approvals -n prod"),
+    "audit": ("/rollout audit web -n prod --limit=20", "/rollout audit -n prod"),
+    "freeze": ('/rollout freeze -n prod --for=2h --reason="release night"',),
+    "unfreeze": ("/rollout unfreeze -n prod",),
+    "freezes": ("/rollout freezes", "/rollout freezes -n prod"),
+    "canary": (
+        "/rollout canary deploy/web --image nginx=nginx:1.27 --weight 10% --analysis 10m -n prod",
+    ),
+    "canary status": ("/rollout canary status web -n prod",),
+    "canary promote": ("/rollout canary promote web -n prod",),
+    "canary abort": ("/rollout canary abort web -n prod",),
+}
+# What a newcomer needs beside the usage, for the verbs that need more than one line.
+HELP_NOTES: Final[dict[str, str]] = {
+    "set image": (
+        "`CONTAINER` is the container's name in the pod template, not the image: "
+        "`/rollout status DEPLOY` lists the images as `NAME=IMAGE`, and "
+        "`kubectl get deploy DEPLOY -o jsonpath='{.spec.template.spec.containers[*].name}'` "
+        "prints the names. `*=IMAGE` sets every container."
+    ),
+    "undo": "`/rollout history DEPLOY` lists the revisions; `diff` shows what an undo restores.",
+    "create": "Makes a Deployment only; create StatefulSets and DaemonSets with kubectl.",
+    "canary": (
+        "Runs `DEPLOY-canary` beside the Deployment with the new images behind the same "
+        "Services; Promote sets them on the Deployment, Abort deletes the canary."
+    ),
+}
 # The action names a policy can grant, in grammar order. `help` is always allowed.
 ACTIONS: Final[tuple[str, ...]] = tuple(
     dict.fromkeys(spec.command.action for spec in SPECS if spec.verb != "help")

@@ -4,7 +4,7 @@
     ├── NotPermitted                the policy does not allow this user/action/namespace
     ├── ClusterError                anything the Kubernetes API said or failed to say
     │   ├── NotFound                deployment (with close names) or namespace missing
-    │   ├── Forbidden               the bot's own RBAC lacks a verb on a resource
+    │   ├── Forbidden               RBAC lacks a verb on a resource (the bot's, or the person's)
     │   ├── Conflict                the object kept changing under us (after retries)
     │   ├── Invalid                 the API server rejected the change (422/400)
     │   └── ClusterUnavailable      unreachable, timed out or 5xx: nothing was changed
@@ -66,7 +66,12 @@ class NotFound(ClusterError):
 
 
 class Forbidden(ClusterError):
-    pass
+    """`detail` is the API server's own message (`deployments.apps "web" is forbidden: User
+    "..." cannot patch ...`): it names the identity refused, which impersonation shows."""
+
+    def __init__(self, user_message: str, *, detail: str = "") -> None:
+        super().__init__(user_message)
+        self.detail = detail
 
 
 class Conflict(ClusterError):

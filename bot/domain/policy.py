@@ -84,6 +84,7 @@ from pydantic_core import ErrorDetails
 
 from bot.domain import freezes as windows
 from bot.domain.commands import ACTIONS, SPECS
+from bot.domain.identity import IdentityRule
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -256,6 +257,11 @@ def _has_principal(principals: Sequence[str], user_id: str, user_groups: frozens
     """``*`` is matched like a group: only when the caller put ``EVERYONE`` in
     ``user_groups``, having checked who the user is."""
     return user_id in principals or not user_groups.isdisjoint(principals)
+
+
+def _one_or_many(value: object) -> object:
+    """`identity:` is one mapping, or a list of them (per context)."""
+    return [value] if isinstance(value, dict) else value
 
 
 # --- models --------------------------------------------------------------------------------
@@ -498,6 +504,16 @@ class Policy(_Model):
     #: the bot is installed in (no guests, no Slack Connect users of other workspaces), or
     #: `anyone` who can reach the bot.
     wildcard_users: Literal["members", "anyone"] = "members"
+    #: Whose Kubernetes identity changes are made with (`bot.domain.identity`): one rule, or
+    #: several with `contexts`, the first matching a context applies.
+    identity: Annotated[list[IdentityRule], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+
+    def identity_for(self, context: str = "") -> IdentityRule:
+        """The identity rule of a context (the bot's own identity when none matches)."""
+        return next((r for r in self.identity if _matches(r.contexts, context)), IdentityRule())
+
     freezes: list[FreezeRule] = Field(default_factory=list)
     break_glass: BreakGlassRule | None = None
 
@@ -647,6 +663,7 @@ _FIELD_NAMES: Final = sorted(
         *ChannelBinding.model_fields,
         *PermissionRule.model_fields,
         *ApprovalRule.model_fields,
+        *IdentityRule.model_fields,
         *FreezeRule.model_fields,
         *WeeklyFreeze.model_fields,
         *BreakGlassRule.model_fields,
@@ -682,9 +699,8 @@ def load_policy(
     try:
         root, duplicates, data = _parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise problem(line, "", _yaml_message(exc)) from None
+        line, message = _yaml_problem(exc)
+        raise problem(line, "", message) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise problem(line, "", f"YAML error: {exc.reason}") from None
@@ -712,7 +728,9 @@ def load_policy(
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from_error(file, root, error) for error in exc.errors()]
+        problems += [
+            _problem_from_error(file, root, error) for error in _without_echoes(exc.errors())
+        ]
     else:
         if served_contexts is not None:
             problems += _unserved_context_patterns(file, root, policy, served_contexts)
@@ -769,6 +787,38 @@ def _parse_yaml(
         return root, duplicates, loader.construct_document(root)
     finally:
         loader.dispose()
+
+
+# Constructs that YAML only notices are unfinished where the next thing starts: the mistake
+# is where they were opened, which is the error's context mark.
+_UNCLOSED: Final = {
+    "while parsing a flow mapping": "`{`",
+    "while parsing a flow sequence": "`[`",
+    "while scanning a quoted scalar": "quote",
+}
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line a YAML syntax error is on, and what it is, as the person who wrote it sees it."""
+    problem_line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+    opened = _UNCLOSED.get(exc.context or "")
+    if opened is not None and exc.context_mark is not None:
+        line = exc.context_mark.line + 1
+        if problem_line is None or problem_line == line:
+            return line, f"YAML error: {exc.problem or 'not valid YAML'}"
+        if opened == "quote":
+            return line, "YAML error: the quote opened on this line is never closed"
+        closer = "`}`" if opened == "`{`" else "`]`"
+        return line, (
+            f"YAML error: the {opened} opened on this line is not closed by a {closer} "
+            f"(line {problem_line} starts something else)"
+        )
+    if (exc.problem or "").startswith("expected <block end>"):
+        return problem_line, (
+            "YAML error: this line is indented differently from the lines above it "
+            "(keys of one mapping start in the same column)"
+        )
+    return problem_line, _yaml_message(exc)
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -857,9 +907,70 @@ def _problem_from_error(file: str, root: yaml.Node, error: ErrorDetails) -> Poli
         elif kind == "value_error":
             message = str(error["ctx"]["error"])
         else:
-            text = str(error["msg"])
-            message = text[:1].lower() + text[1:]
+            message = _in_policy_terms(error)
     return PolicyProblem(file, line, _field_path(loc), message)
+
+
+def _without_echoes(errors: Sequence[ErrorDetails]) -> list[ErrorDetails]:
+    """A mistyped key is one mistake: its "unknown key, did you mean `x`?" already says that
+    `x` is missing, so the "missing required key `x`" beside it goes."""
+    suggested = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc = tuple(error["loc"])
+            close = difflib.get_close_matches(str(loc[-1]), _FIELD_NAMES, n=1)
+            if close:
+                suggested.add((*loc[:-1], close[0]))
+    return [
+        error
+        for error in errors
+        if not (error["type"] == "missing" and tuple(error["loc"]) in suggested)
+    ]
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "an empty value"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"`{value}`"
+
+
+def _in_policy_terms(error: ErrorDetails) -> str:
+    """pydantic's phrases ("input should be greater than or equal to 1") said about the policy."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    given = _shown(error.get("input"))
+    if kind == "greater_than_equal":
+        return f"{given} is too small: use {ctx['ge']} or more"
+    if kind == "less_than_equal":
+        return f"{given} is too large: use {ctx['le']} or less"
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        raw = error.get("input")
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return f"{given} is quoted: write the number without quotes"
+        return f"{given} is not a whole number: write a number such as `1`"
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"{given} is not `true` or `false`"
+    if kind in {"string_type", "string_sub_type"}:
+        return f"{given} is not text: write it in quotes"
+    if kind in {"list_type", "tuple_type", "set_type"}:
+        return f"{given} is not a list: write `[a, b]` or one `- item` per line"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"{given} is not a mapping: write `key: value` pairs"
+    if kind == "too_short":
+        return "the list is empty: name at least one"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        message = f"{given} is not allowed here: use {expected.replace(chr(39), '`')}"
+        raw = error.get("input")
+        choices = re.findall(r"'([^']*)'", expected)
+        close = difflib.get_close_matches(raw, choices, n=1) if isinstance(raw, str) else []
+        return message + (f"; did you mean `{close[0]}`?" if close else "")
+    text = str(error["msg"])
+    return text[:1].lower() + text[1:]
 
 
 def _key_line(mapping: yaml.Node, key: str) -> int:

@@ -28,3 +28,6 @@ class TrackedRollout:
     automatic: bool = False
     #: The kubeconfig context (cluster) the object lives in; "" in a one-cluster installation.
     context: str = ""
+    #: The Slack user whose change started it: an automatic rollback acts as them (in
+    #: impersonate mode); "" when unknown (outside changes, records from before).
+    requester: str = ""

@@ -17,6 +17,7 @@ from typing import Any
 # The shortcodes the bot uses, and a few more people type. Unknown ones stay as `:name:`.
 EMOJI = {
     "rocket": "🚀",
+    "hatching_chick": "🐣",
     "white_check_mark": "✅",
     "heavy_check_mark": "✔️",
     "x": "❌",

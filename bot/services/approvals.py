@@ -24,14 +24,23 @@ from bot.adapters.slack.directory import SlackDirectory
 from bot.domain import commands as cmd
 from bot.domain import rollout
 from bot.domain.approval import Approval
-from bot.domain.errors import NotFound, NotPermitted, Refused, RolloutBotError, StoreError
+from bot.domain.errors import (
+    NotFound,
+    NotPermitted,
+    Refused,
+    RolloutBotError,
+    StoreError,
+    UnknownContext,
+)
 from bot.domain.integrity import Sealer
 from bot.domain.mrkdwn import code, escape
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
+from bot.services.clusters import Contexts
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.freezes import FreezeService, break_glass_reason
+from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -71,6 +80,7 @@ class ApprovalFlow:
         sealer: Sealer,
         cluster_name: str,
         clock: Callable[[], datetime] | None = None,
+        contexts: Contexts | None = None,
         freezes: FreezeService | None = None,
     ) -> None:
         self.access = access
@@ -84,6 +94,7 @@ class ApprovalFlow:
         self.executor = executor
         self.directory = directory
         self.cluster_name = cluster_name
+        self.contexts = contexts
         self._now = clock or (lambda: datetime.now(UTC))
 
     # -- reads -----------------------------------------------------------------------------------
@@ -194,6 +205,9 @@ class ApprovalFlow:
                 return "resume the rollout"
             case cmd.Restart():
                 return "restart: replace every pod with a rolling update"
+            case cmd.Canary() | cmd.CanaryPromote() if self.executor.canaries is not None:
+                target = target_of(command, deployment.get("metadata", {}).get("namespace", ""))
+                return self.executor.canaries.preview(command, deployment, target)
         return command.action
 
     # -- decisions -------------------------------------------------------------------------------
@@ -266,7 +280,13 @@ class ApprovalFlow:
             if request.state != ApprovalState.APPROVED or now - claimed < min_age:
                 continue
             log.info("resuming approved request %s", request.id)
-            decisions.append(self._execute(request, ApprovalOutcome("approved", request, True)))
+            decisions.append(
+                self._execute(
+                    request,
+                    ApprovalOutcome("approved", request, True),
+                    continued_by=BY_APPROVAL_SWEEPER,
+                )
+            )
         return decisions
 
     def _orphaned_while_running(self, request: ApprovalRequest) -> Decision:
@@ -284,7 +304,9 @@ class ApprovalFlow:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _execute(self, request: ApprovalRequest, outcome: ApprovalOutcome) -> Decision:
+    def _execute(
+        self, request: ApprovalRequest, outcome: ApprovalOutcome, *, continued_by: str = ""
+    ) -> Decision:
         """Runs an approved request after checking it again, just before it runs: the record is
         the bot's own, the policy still allows it, enough current approvers agreed, it has not
         expired, and the object is still what the card showed."""
@@ -323,7 +345,9 @@ class ApprovalFlow:
                 requester,
                 approval_id=request.id,
                 expect=request.fingerprint or None,
-                context=request.cluster or None,
+                context=self._context_of(request),
+                approvers=[vote.user_id for vote in request.approvals],
+                continued_by=continued_by,
             )
         except RolloutBotError as exc:
             failed = self.store.mark(
@@ -336,6 +360,16 @@ class ApprovalFlow:
         if self.freezes is not None and break_glass_reason(request):
             self.freezes.audit_break_glass(request, change)
         return Decision(replace(outcome, request=done.request), change=change)
+
+    def _context_of(self, request: ApprovalRequest) -> str | None:
+        """The context the approved change runs in, as a typed command's would be: "" with one
+        cluster (so its announcement reads like every other one, without naming the cluster)."""
+        if self.contexts is None or not request.cluster:
+            return request.cluster or None
+        try:
+            return self.contexts.resolve(request.cluster) or None
+        except UnknownContext:
+            return request.cluster
 
     # -- integrity and re-checks -----------------------------------------------------------------
 

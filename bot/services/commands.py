@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
-from bot.domain.errors import NotPermitted, Refused
+from bot.domain.errors import Forbidden, NotPermitted, Refused
 from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService, CanaryView
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
+from bot.services.identity import Identities
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -99,6 +101,7 @@ Outcome = (
     | FreezeSet
     | FreezeLifted
     | FreezeList
+    | CanaryView
 )
 
 
@@ -111,9 +114,13 @@ class CommandService:
         approvals: ApprovalFlow,
         audit: AuditTrail,
         contexts: Contexts | None = None,
+        identities: Identities | None = None,
         freezes: FreezeService | None = None,
+        canaries: CanaryService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
+        #: As whom the bot acts in Kubernetes (None: always itself).
+        self.identities = identities
         self.access = access
         self.rollouts = rollouts
         self.executor = executor
@@ -121,6 +128,7 @@ class CommandService:
         self.audit = audit
         #: Change windows; None: nothing is ever frozen (and the freeze verbs are refused).
         self.freezes = freezes
+        self.canaries = canaries
 
     def run(self, command: cmd.Command, actor: Actor, *, at_revision: int | None = None) -> Outcome:
         """``at_revision``: the change was asked for by a button posted for that revision of
@@ -147,8 +155,36 @@ class CommandService:
             return self._change_windows(command, namespace, label, actor, everywhere)
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
+            self._check_as_person(mutation, namespace, actor, label)
             return self._mutate(mutation, namespace, actor, at_revision)
-        return self._read(command, namespace)
+        rollouts = self.rollouts
+        reads_cluster = (cmd.ListDeployments, cmd.Status, cmd.History, cmd.Diff)
+        if self.identities is not None and isinstance(command, reads_cluster):
+            rollouts = self.identities.reader(rollouts, actor.user_id, context)
+        return self._read(command, namespace, rollouts)
+
+    def _check_as_person(self, command: Mutation, namespace: str, actor: Actor, label: str) -> None:
+        """In impersonate mode, Kubernetes RBAC's answer for the person, before an approval
+        card is posted or anything is sent; a refusal is audited with the identity."""
+        if self.identities is None:
+            return
+        context = command.context or ""
+        try:
+            identity = self.identities.identity_for(actor.user_id, context)
+        except NotPermitted:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="no Kubernetes identity"
+            )
+            raise
+        if identity is None:
+            return
+        try:
+            self.identities.check_change(identity, command.action, target_of(command, namespace))
+        except Forbidden:
+            self.executor.audit_denial(
+                command, namespace, actor, label, outcome="denied by RBAC", identity=identity
+            )
+            raise
 
     def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
         """Every waiting request this user may see from this channel (of one cluster when
@@ -166,8 +202,7 @@ class CommandService:
         )
         return ApprovalList(None, visible, context or "")
 
-    def _read(self, command: cmd.Command, namespace: str) -> Outcome:
-        rollouts = self.rollouts
+    def _read(self, command: cmd.Command, namespace: str, rollouts: Rollouts) -> Outcome:
         context = getattr(command, "context", None) or ""
         match command:
             case cmd.ListDeployments():
@@ -200,6 +235,8 @@ class CommandService:
                 if context:
                     subject += f" in cluster `{context}`"
                 return AuditList(subject, tuple(entries))
+            case cmd.CanaryStatus() if self.canaries is not None:
+                return self.canaries.status(Target(namespace, command.deployment, context=context))
         raise AssertionError(f"not a read: {command!r}")
 
     def _change_windows(
@@ -231,10 +268,16 @@ class CommandService:
         if at_revision is not None:
             expect = self._still_at(command, namespace, at_revision)
         glass = None
-        if self.freezes is not None:
+        # A change that only removes what the bot added (aborting a canary) waits for no
+        # approver and no freeze.
+        if self.freezes is not None and command.needs_approval:
             # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
             glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
-        rule = glass or self.access.policy.approval_rule_for(command.action, namespace, label)
+        rule = glass or (
+            self.access.policy.approval_rule_for(command.action, namespace, label)
+            if command.needs_approval
+            else None
+        )
         if rule is not None:
             # The request is bound to the object as it is now (checked just above).
             request = self.approvals.request(command, namespace, actor, rule)

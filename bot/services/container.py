@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
+from bot.services.canary import CanaryService
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
@@ -37,3 +38,5 @@ class Services:
     first_seen: Callable[[str], bool]
     #: Change windows (freezes and break-glass); None: nothing is ever frozen.
     freezes: FreezeService | None = None
+    #: Canaries of Deployments (`/rollout canary`).
+    canaries: CanaryService | None = None

@@ -12,6 +12,7 @@ audit trail. kubectl's refusals (`bot.domain.rollout.RolloutRefused`) become
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -97,6 +98,9 @@ class Change:
     deployment: Json = field(default_factory=dict, repr=False, compare=False)
     #: Who else changes this object (a GitOps tool, an autoscaler), for the reply.
     notices: tuple[str, ...] = ()
+    #: The Slack user the change was made for (whose identity it used in impersonate mode),
+    #: so what continues it (an automatic rollback) acts as them too.
+    requester: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,13 @@ class Rollouts:
     def cluster(self) -> Cluster:
         """The default context's cluster."""
         return self.clusters[self.default_context]
+
+    def through(self, context: str, cluster: Cluster) -> Rollouts:
+        """The same verbs with `context`'s cluster reached through another client (as a
+        person, `bot.services.identity`); the ownership records are shared."""
+        twin = copy.copy(self)
+        twin.clusters = {**self.clusters, (context or self.default_context): cluster}
+        return twin
 
     def on(self, context: str) -> Cluster:
         """The cluster of a context ("" is the default one)."""
@@ -316,9 +327,12 @@ class Rollouts:
         lines = []
         for event in events[-limit:]:
             obj = event.get("involvedObject", {})
+            # `[Failed] Pod/web-1: Error: ImagePullBackOff`: the reason apart from the message,
+            # which often starts with a word of its own.
+            reason = f"[{event['reason']}] " if event.get("reason") else ""
             lines.append(
-                f"{obj.get('kind', '')}/{obj.get('name', '')}: {event.get('reason', '')}"
-                f" {event.get('message', '')}".strip()
+                f"{reason}{obj.get('kind', '')}/{obj.get('name', '')}: "
+                f"{event.get('message', '')}".strip()
             )
         return tuple(lines)
 

@@ -3,9 +3,7 @@
 Every builder returns a `Message` (fallback text plus blocks). Blocks are built with
 `slack_sdk.models.blocks`, which raises on a per-field limit, and `_fit` enforces the rest
 (at most 50 blocks, 3000 characters per section) by cutting with a note, never by failing.
-Text from outside the bot (the cluster, Redis, a user) is escaped where it enters a message
-(`escape`, `code`, `mention`; every code block), so an annotation, an image name or a reason
-cannot ping `<!channel>` or forge a link.
+User-supplied text is escaped so a reason cannot ping `<!channel>` or forge a link.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -69,6 +67,18 @@ def mention(principal: str) -> str:
     return f"`{code(principal)}`"
 
 
+_MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|#[CG][A-Z0-9]+)>")
+
+
+def _fallback(text: str, rendered: list[dict[str, Any]]) -> str:
+    """The notification text, escaped (`<!channel>` would ping there too); a mention the
+    blocks make (the bot's own: outside text in them is escaped) pings there as well."""
+    text = escape(text)
+    for token in set(_MENTION.findall(json.dumps(rendered))):
+        text = text.replace(escape(token), token)
+    return text
+
+
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -107,18 +117,6 @@ def _fit(text: str, blocks: Sequence[Block]) -> Message:
     return Message(text=_cut(_fallback(text, rendered), 3000), blocks=rendered)
 
 
-_MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|#[CG][A-Z0-9]+)>")
-
-
-def _fallback(text: str, rendered: list[dict[str, Any]]) -> str:
-    """The notification text, escaped (`<!channel>` would ping there too); a mention the
-    blocks make (the bot's own: outside text in them is escaped) pings there as well."""
-    text = escape(text)
-    for token in set(_MENTION.findall(json.dumps(rendered))):
-        text = text.replace(escape(token), token)
-    return text
-
-
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns two spaces apart, like kubectl's tabwriter."""
     if not rows:
@@ -128,6 +126,33 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+# What a Slack message pane shows of a code block's line without wrapping, about.
+PANE_WIDTH = 80
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_time(stamp: str) -> str:
+    """`2026-12-07T03:08:12Z` as `12-07 03:08`: the year and seconds only widen a table."""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp or "-"
+    return moment.astimezone(UTC).strftime("%m-%d %H:%M")
+
+
+def _informative_outcome(event: str, outcome: str) -> str:
+    """The outcome, unless it repeats the event (`approval` / `approved`, `expiry` /
+    `expired`)."""
+    if not outcome or outcome == "-":
+        return ""
+    if " " not in outcome and outcome[:4] == event[:4]:
+        return ""
+    return outcome
 
 
 def _images(images: Sequence[tuple[str, str]]) -> str:
@@ -159,7 +184,11 @@ def info_message(message: str) -> Message:
 
 def help_message(verb: str | None = None) -> Message:
     if verb is not None:
+        # The purpose, the usage, an example or two, and what else a first use needs.
         text = f"*{verb}* — {commands.HELP_TEXT[verb]}\n" + _code([commands.USAGE[verb]])
+        text += "\nExample:\n" + _code(list(commands.EXAMPLES.get(verb, ())))
+        if verb in commands.HELP_NOTES:
+            text += "\n" + commands.HELP_NOTES[verb]
         return _fit(commands.USAGE[verb], [_section(text)])
     lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
     blocks: list[Block] = [
@@ -322,22 +351,34 @@ def history_message(view: HistoryView) -> Message:
         )
         blocks: list[Block] = [_section(title + "\n" + _code(view.described.splitlines()))]
         return _fit(f"{view.target} revision {detail.number}", blocks)
-    rows = [("REVISION", "CHANGE-CAUSE", "IMAGES", "CREATED")]
+    rows = [("REVISION", "CREATED", "IMAGES")]
+    causes = ["CHANGE-CAUSE"]
     for revision in view.revisions:
         number = str(revision.number) + (" *" if revision.is_current else "")
         if revision.revision_history:
             number += " (was " + ",".join(str(n) for n in revision.revision_history) + ")"
+        cause = revision.change_cause
+        # The images once: not beside a change-cause that already names them.
+        named = bool(cause) and all(image in str(cause) for _, image in revision.images)
         rows.append(
-            (number, revision.change_cause or "<none>", _images(revision.images), revision.created)
+            (number, _short_time(revision.created), "" if named else _images(revision.images))
         )
+        causes.append(cause or "<none>")
+    # Two lines a revision, so the table fits a message pane (about 80 characters): the
+    # change-cause, in kubectl's words, goes under its revision.
+    lines: list[str] = []
+    indent = max(len(row[0]) for row in rows) + 2
+    for line, cause in zip(table(rows), causes, strict=True):
+        lines.append(_clip(line, PANE_WIDTH))
+        lines.append(" " * indent + cause)
     blocks = [
         _section(
             f"*Rollout history of `{code(view.target)}`*{in_cluster(view.target.context)}\n"
-            + _code(table(rows))
+            + _code(lines)
         ),
         _context(
             "`*` marks the current revision. `/rollout history "
-            f"{word(view.target)} --revision=N {_flags(view.target)}` shows one."
+            f"{word(view.target)} --revision=N {_flags(view.target)}` shows one in full."
         ),
     ]
     return _fit(f"Rollout history of {view.target}", blocks)
@@ -373,17 +414,25 @@ def cluster_note(cluster: str, *, several: bool = False) -> str | None:
     return f"cluster `{escape(cluster)}`"
 
 
-def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
-    """The in-channel announcement: who did what, where."""
+def change_message(
+    change: Change, actor: Actor, reason: str | None, approved_by: Sequence[str] = ()
+) -> Message:
+    """The in-channel announcement: who did what, where, and who approved it."""
+    approval = (
+        " · approved by " + ", ".join(f"{mention(user)}" for user in approved_by)
+        if approved_by
+        else ""
+    )
     if not change.changed:
         text = (
             f":information_source: `{code(change.summary)}`{in_cluster(change.target.context)} "
-            f"(requested by {mention(actor.user_id)})"
+            f"(requested by {mention(actor.user_id)}{approval})"
         )
         return _fit(change.summary, [_section(text)])
     lines = [
-        f":rocket: {mention(actor.user_id)} ran `{verb(change.action)}` on "
-        f"`{code(change.target)}`" + in_cluster(change.target.context),
+        f":rocket: {mention(actor.user_id)} ran `{verb(change.action)}` on `{code(change.target)}`"
+        + in_cluster(change.target.context)
+        + approval,
         f"`{code(change.summary)}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
@@ -391,13 +440,13 @@ def change_message(change: Change, actor: Actor, reason: str | None) -> Message:
     if reason:
         lines.append(f"Reason: {escape(reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
-    if change.images_before != change.images_after:
-        blocks.append(
-            _context(
-                f"images: {escape(_images(change.images_before))} → "
-                f"{escape(_images(change.images_after))}"
-            )
-        )
+    # The images once: set image lists each container's change above already.
+    if change.images_before != change.images_after and change.action != "set-image":
+        if change.images_before:
+            images = f"images: {escape(_images(change.images_before))} → "
+        else:
+            images = "images: "
+        blocks.append(_context(images + escape(_images(change.images_after))))
     return _fit(
         f"{actor.user_name} ran {verb(change.action)} on {change.target}"
         + (f" ({change.target.context})" if change.target.context else "")
@@ -433,6 +482,23 @@ def _when(moment: datetime) -> str:
     return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{moment.isoformat()}>"
 
 
+def _time_of_day(moment: datetime) -> str:
+    """A Slack time token (`03:08 AM` in each reader's zone), for something that just happened."""
+    stamp = int(moment.timestamp())
+    return f"<!date^{stamp}^{{time}}|{moment.strftime('%H:%M UTC')}>"
+
+
+def time_of_day_now() -> str:
+    return _time_of_day(datetime.now(UTC))
+
+
+def with_note(kept: Sequence[dict[str, Any]], note: str, *, text: str) -> Message:
+    """A message as it was, its buttons replaced by a note of what happened."""
+    rendered = [*kept, _context(f":information_source: {note}").to_dict()]
+    kept = rendered[-MAX_BLOCKS:]
+    return Message(text=_cut(_fallback(text, kept), 3000), blocks=kept)
+
+
 def request_command(request: ApprovalRequest) -> str:
     """The command the request runs, as the grammar writes it."""
     try:
@@ -457,9 +523,14 @@ def approval_card(request: ApprovalRequest) -> Message:
     kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
     name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
     target = f"{request.namespace}/{name}"
+    # A request of a bot serving several clusters records its `--context`.
+    several = isinstance(fields, dict) and bool(fields.get("context"))
+    cluster = cluster_note(str(request.cluster or ""), several=several)
+    if state != "pending":
+        return _finished_card(request, state, target, cluster)
     lines = [
         f"{_STATE_LINES.get(state, state)} · request `{code(request.id)}`",
-        f"{mention(request.requester_id)} wants to run *{escape(verb(request.action))}* on "
+        f"{mention(request.requester_id)} wants to run *{verb(request.action)}* on "
         f"`{code(target)}`",
         "```\n" + escape(request_command(request)).replace("```", "'''") + "\n```",
     ]
@@ -477,9 +548,6 @@ def approval_card(request: ApprovalRequest) -> Message:
         blocks.append(_section("*What will change*\n" + escape(preview)))
     approvers = ", ".join(mention(a) for a in request.approvers)
     facts = [f"needs {request.required} of: {approvers}", f"expires {_when(request.expires_at)}"]
-    # A request of a bot serving several clusters records its `--context`.
-    several = isinstance(fields, dict) and bool(fields.get("context"))
-    cluster = cluster_note(str(request.cluster or ""), several=several)
     if cluster:
         facts.insert(0, cluster)
     if request.approvals:
@@ -488,16 +556,6 @@ def approval_card(request: ApprovalRequest) -> Message:
             + ", ".join(f"{mention(a.user_id)} {_when(a.at)}" for a in request.approvals)
         )
     blocks.append(_context(*facts))
-    if state == "rejected":
-        when = _when(request.decided_at) if request.decided_at else ""
-        note = f"Rejected by {mention(request.decided_by or '')} {when}".rstrip()
-        if request.reject_reason:
-            note += f": {escape(request.reject_reason)}"
-        blocks.append(_section(note))
-    elif state in ("failed", "done", "voided") and request.result_message:
-        blocks.append(_section(_result(request)))
-    elif state == "expired":
-        blocks.append(_context(f"expired {_when(request.expires_at)}; nothing was changed"))
     if state == "pending":
         # Reject reads its reason from this field (the click's `state.values`).
         blocks.append(
@@ -521,7 +579,12 @@ def approval_card(request: ApprovalRequest) -> Message:
                             title="Approve this change?",
                             text=_cut(
                                 f"{escape(verb(request.action))} on {escape(target)} will run "
-                                f"as soon as {request.required} approver(s) agree.",
+                                "as soon as "
+                                + (
+                                    "one approver agrees."
+                                    if request.required == 1
+                                    else f"{request.required} approvers agree."
+                                ),
                                 300,
                             ),
                             confirm="Approve",
@@ -546,6 +609,13 @@ def approval_card(request: ApprovalRequest) -> Message:
                 ],
             )
         )
+        # Slack shows a channel message's buttons to everyone alike: say whose they are.
+        blocks.append(
+            _context(
+                f"Approve or Reject: {approvers} · Cancel: {mention(request.requester_id)} "
+                "(the requester's own approval does not count)"
+            )
+        )
     return _fit(
         f"Approval {state}: {verb(request.action)} on {target} by {request.requester_name}",
         blocks,
@@ -561,6 +631,46 @@ def _result(request: ApprovalRequest) -> str:
     return text
 
 
+def _finished_card(
+    request: ApprovalRequest, state: str, target: str, cluster: str | None
+) -> Message:
+    """A decided request collapsed to what happened: no pending words, no buttons."""
+    lines = [
+        f"{_STATE_LINES.get(state, state)} · request `{code(request.id)}`",
+        f"*{verb(request.action)}* on `{code(target)}`"
+        + (f" ({cluster})" if cluster else "")
+        + f", requested by {mention(request.requester_id)}",
+    ]
+    if request.reason:
+        lines.append(f"Reason: {escape(request.reason)}")
+    if request.approvals:
+        lines.append(
+            "Approved by "
+            + ", ".join(f"{mention(a.user_id)} {_when(a.at)}" for a in request.approvals)
+        )
+    when = _when(request.decided_at) if request.decided_at else ""
+    if state == "rejected":
+        note = f"Rejected by {mention(request.decided_by or '')} {when}".rstrip()
+        if request.reject_reason:
+            note += f": {escape(request.reject_reason)}"
+        lines.append(note)
+    elif state == "cancelled":
+        lines.append(
+            f"Cancelled by {mention(request.requester_id)} {when}; nothing was changed".strip()
+        )
+    elif state == "expired":
+        lines.append(f"Expired {_when(request.expires_at)}; nothing was changed")
+    # Done says what changed in the announcement in the thread; said here too, it repeats.
+    if state in ("failed", "voided") and request.result_message:
+        lines.append(_result(request))
+    if state in ("running", "done") and request.message_ts:
+        lines.append("_What changed and the rollout's progress: in this thread._")
+    return _fit(
+        f"Approval {state}: {verb(request.action)} on {target} by {request.requester_name}",
+        [_section("\n".join(lines))],
+    )
+
+
 def approvals_list_message(
     namespace: str | None, requests: Sequence[ApprovalRequest], context: str = ""
 ) -> Message:
@@ -574,7 +684,7 @@ def approvals_list_message(
         rows.append(
             (
                 r.id,
-                r.action,
+                verb(r.action),
                 (f"{r.cluster}:" if several else "") + f"{r.namespace}/{r.deployment}",
                 r.requester_name or r.requester_id,
                 f"{len(r.approvals)}/{r.required}",
@@ -590,25 +700,34 @@ def approvals_list_message(
 def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
         return info_message(f"No audit entries for {escape(what)}.")
-    rows = [("TIME (UTC)", "EVENT", "USER", "ACTION", "TARGET", "OUTCOME")]
+    rows = [("TIME (UTC)", "USER", "EVENT")]
+    details = ["  ACTION TARGET → OUTCOME"]
     # Entries of several clusters: the target says which.
     several = len({e.cluster for e in entries if e.cluster}) > 1
     for e in entries:
         target = f"{e.namespace}/{e.deployment}".strip("/") or "-"
-        rows.append(
-            (
-                e.time.strftime("%Y-%m-%d %H:%M:%S"),
-                e.event,
-                e.user_name or e.user_id or "-",
-                e.action or "-",
-                f"{e.cluster}:{target}" if several and e.cluster else target,
-                (e.outcome or "-")[:40],
-            )
-        )
+        rows.append((e.time.strftime("%m-%d %H:%M:%S"), _clip(_audit_user(e), 24), e.event))
+        detail = f"  {verb(e.action) if e.action else '-'} "
+        detail += f"{e.cluster}:{target}" if several and e.cluster else target
+        outcome = _informative_outcome(e.event, e.outcome or "")
+        details.append(detail + (f" → {outcome}" if outcome else ""))
+    # Two short lines an entry: who and what happened, then to what and with which outcome
+    # (unless the event already says it: "approval" / "approved"). It fits a message pane,
+    # and a narrow one (a phone) wraps the second line only.
+    lines: list[str] = []
+    for line, detail in zip(table(rows), details, strict=True):
+        lines += [_clip(line, PANE_WIDTH), _clip(detail, PANE_WIDTH)]
     return _fit(
         f"Audit trail for {what}",
-        [_section(f"*Audit trail for {escape(what)}* (newest first)\n" + _code(table(rows)))],
+        [_section(f"*Audit trail for {escape(what)}* (newest first)\n" + _code(lines))],
     )
+
+
+def _audit_user(entry: AuditEntry) -> str:
+    """The Slack user, and the Kubernetes user the change was made as (impersonate mode)."""
+    user = entry.user_name or entry.user_id or "-"
+    kubernetes_user = entry.parameters.get("kubernetes_user")
+    return f"{user} as {kubernetes_user}" if kubernetes_user else user
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -696,15 +815,26 @@ def progress_message(
             + ("progress deadline" if kind == "deployment" else "limit the bot waits")
         )
     if reasons:
-        lines.append("Pods are waiting on: " + ", ".join(f"`{code(r)}`" for r in reasons))
+        lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
     blocks_: list[Block] = [_section("\n".join(lines))]
     if warnings:
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
-    if verdict == "failed" and revision is None:
-        pass  # a button not tied to a revision could act on a later one: none is offered
-    elif verdict == "failed" and tracked.automatic:
+    if verdict == "failed" and tracked.automatic:
         # The bot does not undo its own undo: a person decides, Pause is at hand.
-        blocks_.append(_pause_actions(tracked, revision))
+        if revision is not None:
+            blocks_.append(_pause_actions(tracked, revision))
+    elif verdict == "failed" and tracked.on_failure == "rollback":
+        # The bot rolls it back by itself: a Roll back button would offer it a second time.
+        blocks_.append(
+            _context(
+                ":rewind: Rolling back automatically (the approval rule's `on_failure: "
+                "rollback`); what it does follows in this thread."
+            )
+        )
+        if kind == "deployment" and revision is not None:
+            blocks_.append(_pause_actions(tracked, revision))
+    elif verdict == "failed" and revision is None:
+        pass  # a button not tied to a revision could act on a later one: none is offered
     elif verdict == "failed":
         value = button_value(tracked, revision)
         blocks_.append(
@@ -789,11 +919,15 @@ def outside_change_message(
     images_before: Sequence[tuple[str, str]],
     images_after: Sequence[tuple[str, str]],
     previous_revision: int | None,
+    changed_at: datetime | None = None,
 ) -> Message:
+    """`who` is what the cluster recorded (a field manager such as `kubectl-set`), never a
+    Slack user: the bot cannot know who ran kubectl."""
+    at = f" at {_time_of_day(changed_at)}" if changed_at is not None else ""
     lines = [
         f":eyes: `{code(target)}`{in_cluster(target.context)} got revision *{revision}* from "
         "outside the bot",
-        f"Changed by: {escape(who)}",
+        f"Changed by: field manager `{escape(who)}`{at}",
     ]
     if images_before != images_after:
         lines.append(f"Images: {escape(_images(images_before))} → {escape(_images(images_after))}")

@@ -177,7 +177,7 @@ def test_request_approve_and_watch_the_rollout(
         card = page.locator(".msg", has_text="Waiting for approval").first
         expect(card).to_be_visible(timeout=30_000)
         expect(card).to_contain_text("nginx:1.19-alpine")
-        expect(card.locator(".mention", has_text="@alice")).to_be_visible()
+        expect(card.locator(".mention", has_text="@alice").first).to_be_visible()
         card_id = card.get_attribute("data-id")
 
         page.click("#switcher button[data-user=U0BOB]")
@@ -207,6 +207,9 @@ def test_request_approve_and_watch_the_rollout(
         expect(progress_messages).to_have_count(1)
         expect(progress.locator(".msg-edited")).to_be_visible()
         expect(card).to_contain_text("approved by")
+        # The finished card says what happened, not what was pending; no buttons are left.
+        expect(card).not_to_contain_text("wants to run")
+        expect(card.locator("button[data-action-id=rollout_approve]")).to_have_count(0)
 
         assert prod.images("web") == {"nginx": "nginx:1.19-alpine"}
         assert prod.rollout_status("web").returncode == 0

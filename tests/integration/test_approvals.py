@@ -329,7 +329,7 @@ def test_approver_outside_the_list_is_refused_and_a_group_member_counts(
     click(driver, blocks.APPROVE_ACTION, card, "U0ERIN")  # in S0SRE
 
     text = wait_for_card(driver, card, "*Done*")
-    assert "approved by <@U0ERIN>" in text
+    assert "Approved by <@U0ERIN>" in text
     assert prod.rollout_status("web").returncode == 0
     assert prod.images("web") == {"nginx": NEW_IMAGE}
     assert prod.history_revisions("web") == [1, 2]
@@ -375,7 +375,7 @@ def test_ten_concurrent_approvals_run_the_change_exactly_once(
     approvals = [e for e in audit.export() if e.event == "approval" and e.approval_id == card.id]
     assert len(approvals) == 1
     winner = approvals[0].user_id
-    assert f"approved by <@{winner}>" in text
+    assert f"Approved by <@{winner}>" in text
     # The winning click is answered in the card's thread; the nine others are each told
     # that it was already decided, and by whom.
     driver.wait(
@@ -736,7 +736,7 @@ def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
 
     listed = driver.ask(f"approvals -n {prod_namespace}", user="U0MALLORY", name="mallory")
 
-    assert image.id in listed and "set-image" in listed and f"{prod_namespace}/web" in listed
+    assert image.id in listed and "set image" in listed and f"{prod_namespace}/web" in listed
     assert "carol" in listed and "0/1" in listed
     assert scale.id not in listed
     # Without -n: every waiting request, whatever the channel's default namespace.
@@ -746,9 +746,14 @@ def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
     trail = driver.ask(f"audit web -n {prod_namespace}", user="U0MALLORY", name="mallory")
 
     assert f"Audit trail for `{prod_namespace}/web`" in trail
-    rows = [line for line in trail.splitlines() if line.endswith(("request", "rejection"))]
-    assert [row.split()[2] for row in rows] == ["rejection", "request", "request"], trail
-    assert "bob" in rows[0] and "carol" in rows[1] and "alice" in rows[2]
+    # TIME (two words), USER, EVENT, ACTION, TARGET
+    rows = [
+        words
+        for words in (line.split() for line in trail.splitlines())
+        if len(words) > 3 and words[3] in ("request", "rejection")
+    ]
+    assert [row[3] for row in rows] == ["rejection", "request", "request"], trail
+    assert [row[2] for row in rows] == ["bob", "carol", "alice"], trail
 
 
 # -- Redis is not a trust root ------------------------------------------------------------------

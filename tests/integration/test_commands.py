@@ -248,9 +248,12 @@ def test_set_image_history_and_diff_agree_with_kubectl(
     oracle = kubectl.history_table("web")
     assert list(oracle) == [1, 2, 3]
     shown = {}
-    for row in code_rows(history, "REVISION"):
-        number, cause = row[0], row[1]
-        shown[int(number.split()[0])] = cause
+    # Two lines a revision: REVISION CREATED [IMAGES], then its CHANGE-CAUSE in kubectl's words.
+    rows = code_rows(history, "REVISION")
+    assert rows[0] == ["CHANGE-CAUSE"]
+    for line, cause in zip(rows[1::2], rows[2::2], strict=True):
+        number = line[0]
+        shown[int(number.split()[0])] = "  ".join(cause)
         assert number.endswith("*") == (number.split()[0] == "3"), "only rev 3 is current"
     assert shown == oracle
     assert oracle[2] == "set image nginx=nginx:1.19-alpine by @alice via Slack: CVE-1"

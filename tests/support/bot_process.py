@@ -217,7 +217,11 @@ class SlackDriver:
         state: dict[str, Any] | None = None,
     ) -> tuple[Response, str]:
         tag = f"act{next(_tags)}"
-        message = {"ts": message_ts, "type": "message"}
+        # As Slack does: the clicked message as it is now, blocks included.
+        message: dict[str, Any] = {"ts": message_ts, "type": "message"}
+        posted = [m for m in self.slack.messages(self.channel) if m.ts == message_ts]
+        if message_ts and posted:
+            message = posted[0].as_api_dict()
         response = send_block_action(
             self.bot.events_url,
             SIGNING_SECRET,

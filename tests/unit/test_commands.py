@@ -62,7 +62,12 @@ CONTRACT = """\
 /rollout audit [DEPLOY] [-n NS] [--limit=N]
 /rollout freeze -n NS --for=DURATION --reason=TEXT
 /rollout unfreeze -n NS
-/rollout freezes [-n NS]"""
+/rollout freezes [-n NS]
+/rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%] \
+[--analysis 10m] [--auto-promote] [-n NS]
+/rollout canary status DEPLOY [-n NS]
+/rollout canary promote DEPLOY [-n NS]
+/rollout canary abort DEPLOY [-n NS]"""
 
 
 def error_of(text: str, **kwargs: int) -> CommandError:
@@ -404,7 +409,8 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "rollback web",
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
-            "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`.",
+            "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`, "
+            "`canary`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),

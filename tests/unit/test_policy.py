@@ -355,8 +355,8 @@ def test_a_misspelt_key_is_reported_on_its_line_with_a_suggestion(tmp_path: Path
             ttl: 30m
         """,
     )
+    # One mistake, one problem: the suggestion already says `approvers` is what is missing.
     assert problems_of(path) == [
-        (2, "approvals[0].approvers", "missing required key `approvers`"),
         (4, "approvals[0].approver", "unknown key `approver`; did you mean `approvers`?"),
     ]
 
@@ -376,8 +376,8 @@ def test_a_misspelt_key_is_reported_on_its_line_with_a_suggestion(tmp_path: Path
             "permissions[0].actions[1]",
             "unknown action `set_image` (did you mean `set-image`?); actions are ",
         ),
-        ("actions: []", "permissions[0].actions", "list should have at least 1 item"),
-        ("actions: list", "permissions[0].actions", "input should be a valid list"),
+        ("actions: []", "permissions[0].actions", "the list is empty: name at least one"),
+        ("actions: list", "permissions[0].actions", "`list` is not a list: write `[a, b]`"),
     ],
 )
 def test_a_bad_action_is_reported_on_its_line(
@@ -400,11 +400,11 @@ def test_a_bad_action_is_reported_on_its_line(
 @pytest.mark.parametrize(
     ("required", "message"),
     [
-        ("0", "input should be greater than or equal to 1"),
-        ("-1", "input should be greater than or equal to 1"),
-        ('"2"', "input should be a valid integer"),
-        ("true", "input should be a valid integer"),
-        ("1.5", "input should be a valid integer"),
+        ("0", "`0` is too small: use 1 or more"),
+        ("-1", "`-1` is too small: use 1 or more"),
+        ('"2"', "`2` is quoted: write the number without quotes"),
+        ("true", "true is not a whole number"),
+        ("1.5", "`1.5` is not a whole number"),
     ],
 )
 def test_required_is_a_whole_number_of_at_least_one(
@@ -469,7 +469,7 @@ def test_a_group_can_supply_any_number_of_approvers(tmp_path: Path) -> None:
         ("['@bob']", "`@bob` is not a Slack user id"),
         ("[C0PROD]", "`C0PROD` is not a Slack user id"),
         ("[U0-BOB]", "`U0-BOB` is not a Slack user id"),
-        ("[123]", "input should be a valid string"),
+        ("[123]", "`123` is not text: write it in quotes"),
     ],
 )
 def test_a_bad_user_id_is_reported_on_its_line(tmp_path: Path, users: str, message: str) -> None:
@@ -519,14 +519,14 @@ def test_a_bad_user_id_is_reported_on_its_line(tmp_path: Path, users: str, messa
             "C0PROD: {namespaces: []}",
             2,
             "channels.C0PROD.namespaces",
-            "list should have at least 1 item",
+            "the list is empty: name at least one",
         ),
         ("C0PROD: {namespce: prod}", 2, "channels.C0PROD.namespce", "unknown key `namespce`"),
         (
             "C0PROD: {namespace: prod, follow_outside: sometimes}",
             2,
             "channels.C0PROD.follow_outside",
-            "input should be a valid boolean",
+            "`sometimes` is not `true` or `false`",
         ),
         (
             "C0PROD: {namespaces: [prod], follow_outside: true}",
@@ -534,7 +534,7 @@ def test_a_bad_user_id_is_reported_on_its_line(tmp_path: Path, users: str, messa
             "channels.C0PROD",
             "`follow_outside` needs the channel's `namespace`",
         ),
-        ("C0PROD: prod", 2, "channels.C0PROD", "input should be a valid dictionary"),
+        ("C0PROD: prod", 2, "channels.C0PROD", "`prod` is not a mapping: write `key: value` pairs"),
     ],
 )
 def test_a_bad_channel_binding_is_reported_on_its_line(
@@ -555,11 +555,41 @@ def test_a_yaml_syntax_error_gives_its_line(tmp_path: Path) -> None:
             actions: [list]
         """,
     )
+    # The `[` left open on line 2 is the mistake; YAML only notices on line 3.
     [(line, field, message)] = problems_of(path)
-    assert (line, field) == (3, "")
+    assert (line, field) == (2, "")
     assert message == (
-        "YAML error while parsing a flow sequence: expected ',' or ']', but got '<scalar>'"
+        "YAML error: the `[` opened on this line is not closed by a `]` "
+        "(line 3 starts something else)"
     )
+
+
+def test_a_missing_closing_brace_is_reported_on_the_line_that_lacks_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        channels:
+          C0DEPLOYS: {namespace: default
+        permissions:
+          - users: [U0ALICE]
+        """,
+    )
+    [(line, _, message)] = problems_of(path)
+    assert line == 2
+    assert "`{` opened on this line is not closed by a `}`" in message
+
+
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
+    path = write(tmp_path, 'channels:\n  C0A: {namespace: "prod}\npermissions: []\n')
+    [(line, _, message)] = problems_of(path)
+    assert (line, message) == (2, "YAML error: the quote opened on this line is never closed")
+
+
+def test_a_misindented_key_is_reported_on_its_line_in_plain_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "channels:\n  C0A: {namespace: prod}\n   permissions: []\n")
+    [(line, _, message)] = problems_of(path)
+    assert line == 3
+    assert message.startswith("YAML error: this line is indented differently")
 
 
 def test_an_unquoted_wildcard_gets_a_hint(tmp_path: Path) -> None:
@@ -673,9 +703,7 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
     assert (
         lines[0] == f"{path}:3: permisions: unknown key `permisions`; did you mean `permissions`?"
     )
-    assert lines[3] == (
-        f"{path}:11: approvals[0].required: input should be greater than or equal to 1"
-    )
+    assert lines[3] == (f"{path}:11: approvals[0].required: `0` is too small: use 1 or more")
 
 
 def test_a_problem_renders_as_file_line_field_message() -> None:
@@ -706,4 +734,4 @@ def test_a_bad_gitops_setting_is_reported_on_its_line(tmp_path: Path, value: str
     path = write(tmp_path, f"permissions: []\n\ngitops: {value}\n")
     [(line, field, text)] = problems_of(path)
     assert (line, field) == (3, "gitops")
-    assert text == "input should be 'warn' or 'refuse'"
+    assert "is not allowed here: use `warn` or `refuse`" in text

@@ -1,7 +1,10 @@
 """The Slack app manifests ask for exactly the scopes the code needs: the Web API methods are
 found by scanning the source (every call of a WebClient API method in bot/ and handlers/), each
 method is mapped to the scopes Slack documents for it, and the union (plus `commands` for the
-slash command) must equal what each manifest asks for."""
+slash command) must equal what each manifest asks for.
+
+What only impersonate mode calls (asking Slack who a person is) is left out of the base
+manifests and asked for by their `-impersonate` variants, which `make slack-manifests` renders."""
 
 from __future__ import annotations
 
@@ -28,13 +31,19 @@ SCOPES_OF_METHOD: dict[str, set[str]] = {
     "chat.update": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
     "usergroups.users.list": {"usergroups:read"},
+    "usergroups.list": {"usergroups:read"},
     "users.info": {"users:read"},
+    "users.list": {"users:read"},
     "conversations.info": {"channels:read", "groups:read"},
 }
 # The slash command itself; response_url answers need no scope.
 ALWAYS = {"commands"}
 # Tools around the bot (test stand-ins, the local control plane) are not the bot.
 NOT_THE_BOT = ("bot/devkit/",)
+# Called only in impersonate mode (policy `identity.mode: impersonate`).
+IMPERSONATE_ONLY = ("bot/adapters/slack/people.py",)
+# The email in users.info's answer needs its own scope.
+IMPERSONATE_EXTRA = {"users:read.email"}
 
 _NOT_API = set(dir(BaseClient))
 
@@ -76,7 +85,11 @@ def test_the_scan_would_notice_a_new_method() -> None:
 
 @pytest.mark.parametrize("mode", sorted(MANIFESTS))
 def test_manifest_scopes_are_exactly_what_the_code_calls(mode: str) -> None:
-    called = methods_called()
+    called = {
+        method: files
+        for method, files in methods_called().items()
+        if any(not f.startswith(IMPERSONATE_ONLY) for f in files)
+    }
     unknown = sorted(set(called) - set(SCOPES_OF_METHOD))
     assert not unknown, f"add the scopes of {unknown} (called in {[called[m] for m in unknown]})"
     needed = set(ALWAYS).union(*(SCOPES_OF_METHOD[m] for m in called))
@@ -96,3 +109,21 @@ def test_socket_and_http_manifests_differ_only_in_transport() -> None:
     assert http["settings"]["interactivity"]["request_url"] == command["url"]
     assert "url" not in socket["features"]["slash_commands"][0]
     assert "request_url" not in socket["settings"]["interactivity"]
+
+
+@pytest.mark.parametrize("mode", sorted(MANIFESTS))
+def test_impersonate_manifests_add_exactly_what_that_mode_calls(mode: str) -> None:
+    from bot.devkit.slack_manifests import impersonate_path, impersonate_variant
+
+    called = methods_called()
+    unknown = sorted(set(called) - set(SCOPES_OF_METHOD))
+    assert not unknown, f"add the scopes of {unknown}"
+    needed = set(ALWAYS).union(*(SCOPES_OF_METHOD[m] for m in called)) | IMPERSONATE_EXTRA
+    path = impersonate_path(mode)
+    assert path.read_text() == impersonate_variant(MANIFESTS[mode].read_text(), mode), (
+        f"{path.name} is stale: run `make slack-manifests`"
+    )
+    asked = set(yaml.safe_load(path.read_text())["oauth_config"]["scopes"]["bot"])
+    assert asked == needed, f"missing {needed - asked}, unused {asked - needed}"
+    base = set(yaml.safe_load(MANIFESTS[mode].read_text())["oauth_config"]["scopes"]["bot"])
+    assert "users:read.email" not in base, "only impersonate mode may ask for emails"

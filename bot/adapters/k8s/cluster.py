@@ -68,6 +68,8 @@ class Cluster(Protocol):
     def patch_deployment(
         self, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
     ) -> Json: ...
+    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None: ...
+    def list_services(self, namespace: str) -> list[Json]: ...
     def namespace_exists(self, namespace: str) -> bool | None: ...
     def ready(self) -> bool: ...
 
@@ -130,6 +132,11 @@ class KubeCluster:
         # (connect, read): a dead address fails fast; a slow apiserver gets the full budget.
         self._timeout = (min(3.0, timeout), timeout)
 
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        """The client this cluster is reached with (its configuration and connection pool)."""
+        return self._api
+
     # -- reads -----------------------------------------------------------------------------------
 
     def get_deployment(self, namespace: str, name: str) -> Json:
@@ -187,6 +194,9 @@ class KubeCluster:
         return self._paged(
             "pods", namespace, self._core.list_namespaced_pod, label_selector=selector
         )
+
+    def list_services(self, namespace: str) -> list[Json]:
+        return self._paged("services", namespace, self._core.list_namespaced_service)
 
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]:
         events = self._paged(
@@ -295,6 +305,26 @@ class KubeCluster:
                 _request_timeout=self._timeout,
             ),
             name=manifest.get("metadata", {}).get("name"),
+        )
+
+    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None:
+        """Deletes the Deployment with this uid only (a new one under the same name is another
+        object: 409), its ReplicaSets and pods in the background, as `kubectl delete` does."""
+        self._call(
+            "delete",
+            "deployments",
+            namespace,
+            lambda: self._apps.delete_namespaced_deployment(
+                name,
+                namespace,
+                body=k8s.V1DeleteOptions(
+                    preconditions=k8s.V1Preconditions(uid=uid),
+                    propagation_policy="Background",
+                ),
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            name=name,
         )
 
     def patch_deployment(
@@ -520,7 +550,8 @@ def _translate(
         return Forbidden(
             f"The bot's Kubernetes identity is not allowed to *{verb}* `{resource}` in "
             f"namespace `{namespace}`. Nothing was changed. Ask a cluster admin to grant it "
-            f"(the Helm chart's `rbac.namespaces`)."
+            f"(the Helm chart's `rbac.namespaces`).",
+            detail=_status_message(exc),
         )
     if status == 401:
         return Forbidden(

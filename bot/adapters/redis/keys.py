@@ -32,6 +32,11 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:freeze:<ctx>:<ns>      string: a freeze set from Slack (sealed JSON), expiring
                                          when the freeze ends
     {rollout-bot}:freezes                set: `<ctx>:<ns>` of every freeze set from Slack
+    {rollout-bot}:canary:<uid>           string: where a canary's message is and what the
+                                         bot saw of it (the canary Deployment's uid)
+    {rollout-bot}:canary-end:<uid>       string: how the canary ended (the first end wins)
+    {rollout-bot}:canaries:active        set: ids of canaries still running (found again and
+                                         resumed after a restart; leases as rollout-lease:)
 
 With several clusters (kubeconfig contexts) the same namespace in two clusters is two places:
 what belongs to one cluster carries its context, `<ctx>` (`context_part`):
@@ -153,6 +158,18 @@ class Keys:
     def freezes(self) -> str:
         return f"{self.tag}:freezes"
 
+    # -- canaries --------------------------------------------------------------------------
+
+    def canary(self, canary_id: str) -> str:
+        return f"{self.tag}:canary:{_part(canary_id, 'canary id')}"
+
+    def canary_end(self, canary_id: str) -> str:
+        return f"{self.tag}:canary-end:{_part(canary_id, 'canary id')}"
+
+    @property
+    def canaries_active(self) -> str:
+        return f"{self.tag}:canaries:active"
+
     # -- introspection ---------------------------------------------------------------------
 
     def fixed(self) -> tuple[str, ...]:
@@ -165,6 +182,7 @@ class Keys:
             self.approvals_active,
             self.rollouts_active,
             self.freezes,
+            self.canaries_active,
         )
 
     def owns(self, key: str) -> bool:

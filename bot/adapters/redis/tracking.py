@@ -140,9 +140,11 @@ class RedisRolloutRegistry:
 
 
 def _sealed(tracked: TrackedRollout) -> dict[str, object]:
-    """What a record's seal covers: every field, the context too once there is one (a record
-    written before contexts existed has none, and keeps its seal)."""
+    """What a record's seal covers: every field, the context (and requester) too once there
+    is one (a record written before they existed has none, and keeps its seal)."""
     content: dict[str, object] = dict(asdict(tracked))
     if not tracked.context:
         content.pop("context", None)
+    if not tracked.requester:
+        content.pop("requester", None)
     return content

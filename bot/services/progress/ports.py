@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from bot.domain.rollout import RolloutStatus
@@ -34,10 +35,14 @@ class OutsideChange:
 
     target: Target
     revision: int
+    # The field manager that wrote the template (`kubectl-set`), never a Slack user: the
+    # change-cause an outside tool leaves alone still names the previous change's author.
     who: str
     images_before: tuple[tuple[str, str], ...]
     images_after: tuple[tuple[str, str], ...]
     previous_revision: int | None
+    # When the field manager wrote it (managedFields' time), when the cluster says.
+    changed_at: datetime | None = None
 
 
 class Tracking(Protocol):

@@ -147,6 +147,9 @@ class ProgressTracker:
         # rollout id -> when its own deadline passes, for rollouts whose failure is held back
         # (no watch event comes when nothing changes, so the lease loop looks again then).
         self._held: dict[str, float] = {}
+        # rollout id -> the status last shown, so the elapsed time can count up while nothing
+        # else moves (no watch event comes while a rollout waits).
+        self._shown: dict[str, RolloutStatus] = {}
         self._stop = threading.Event()
         self._lease_thread = threading.Thread(
             target=self._lease_loop, name="rollout-leases", daemon=True
@@ -219,6 +222,7 @@ class ProgressTracker:
             automatic=automatic,
             kind=change.target.kind,
             context=self.context,
+            requester=change.requester,
         )
         self._start_tracking(tracked, deployment)
 
@@ -342,6 +346,8 @@ class ProgressTracker:
             if now - tracked.started_at > tracked.deadline_seconds + GIVE_UP_AFTER:
                 self._finish(ProgressFrame(tracked, status, now, verdict="gave up"))
                 return
+            with self._lock:
+                self._shown[rollout_id] = status
             self.publisher.update(
                 ProgressFrame(tracked, status, now), final=False, on_delivered=_nothing
             )
@@ -490,6 +496,7 @@ class ProgressTracker:
             done = replace(current, finished=True, verdict=verdict)
             self._tracked[tracked.id] = done
             self._held.pop(tracked.id, None)
+            self._shown.pop(tracked.id, None)
         metrics().rollout_verdict(verdict)
 
         def delivered() -> None:
@@ -577,8 +584,25 @@ class ProgressTracker:
                 self.renew_leases()
                 self._recheck_held()
                 self.recheck_workloads()
+                self.count_up()
             except Exception as exc:  # the loop must outlive any one rollout
                 log.warning("lease loop: %s", type(exc).__name__)
+
+    def count_up(self) -> None:
+        """Redraw the rollouts this replica drives with the time elapsed now. The message shows
+        it in 5 s steps and the publisher skips unchanged messages and paces the rest, so this
+        costs one chat.update per rollout every 5 s at most, well within Slack's limits."""
+        now = self._clock()
+        with self._lock:
+            for rollout_id, status in list(self._shown.items()):
+                tracked = self._tracked.get(rollout_id)
+                if tracked is None or tracked.finished or rollout_id not in self._owned:
+                    del self._shown[rollout_id]
+                    continue
+                # Under the lock: a verdict being recorded now is not overtaken by this frame.
+                self.publisher.update(
+                    ProgressFrame(tracked, status, now), final=False, on_delivered=_nothing
+                )
 
     def recheck_workloads(self) -> None:
         """StatefulSet and DaemonSet rollouts fail by their pods, which their own watch does not
@@ -686,12 +710,14 @@ class ProgressTracker:
         current = next((r for r in revisions if r.number == revision), None)
         previous = [r for r in revisions if r.number < revision]
         before = previous[-1] if previous else None
+        who, changed_at = _who_changed(deployment)
         thread_ts = self.publisher.notice(
             channel,
             OutsideChange(
                 target=target,
                 revision=revision,
-                who=_who_changed(deployment),
+                who=who,
+                changed_at=changed_at,
                 images_before=tuple(before.images) if before else (),
                 images_after=tuple(current.images) if current else (),
                 previous_revision=before.number if before else None,
@@ -744,21 +770,29 @@ def _without_deadline_exceeded(deployment: Json) -> Json:
     return judged
 
 
-def _who_changed(deployment: Json) -> str:
-    """The change-cause if one was recorded, else the field manager of the latest update."""
-    annotations = deployment.get("metadata", {}).get("annotations") or {}
-    cause = annotations.get(rollout.CHANGE_CAUSE_ANNOTATION)
-    if cause:
-        return str(cause)
-    updates = [
+def _who_changed(deployment: Json) -> tuple[str, datetime | None]:
+    """The field manager that last wrote the pod template, and when, from `managedFields`.
+
+    Never the change-cause: kubectl leaves it alone, so after `kubectl set image` it still
+    names the previous (Slack) change and its user. The controller's own writes (the revision
+    annotation, status) are not the change either: the template is what made the revision."""
+    entries = [
         m
         for m in deployment.get("metadata", {}).get("managedFields") or []
         if m.get("operation") in ("Update", "Apply") and m.get("subresource") != "status"
     ]
-    updates.sort(key=lambda m: m.get("time") or "")
-    if updates:
-        return f"field manager `{updates[-1].get('manager', 'unknown')}`"
-    return "someone outside the bot"
+    entries.sort(key=lambda m: m.get("time") or "")
+    spec_writers = [m for m in entries if "f:spec" in (m.get("fieldsV1") or {})]
+    template_writers = [
+        m for m in spec_writers if "f:template" in (m["fieldsV1"].get("f:spec") or {})
+    ]
+    latest = (template_writers or spec_writers or entries or [None])[-1]
+    if latest is None:
+        return "someone outside the bot", None
+    at: datetime | None = None
+    with contextlib.suppress(TypeError, ValueError):
+        at = datetime.fromisoformat(str(latest.get("time")).replace("Z", "+00:00"))
+    return str(latest.get("manager") or "an unnamed field manager"), at
 
 
 __all__ = ["LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]

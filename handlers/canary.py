@@ -1,0 +1,171 @@
+"""The canary on the Slack surface: its Promote / Abort buttons, its message's Slack calls,
+and what follows a change that started a canary.
+
+Promote and Abort run exactly as the typed `/rollout canary promote|abort` would, for the user
+who clicked: same policy, same approvals (four-eyes on Promote where the policy asks for it),
+same audit. `--auto-promote` runs Promote the same way, for the user who started the canary.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.domain import canary as rules
+from bot.domain import commands as cmd
+from bot.domain.canary import CanaryRecord
+from bot.services.canary import CANARY_ACTION, CanaryView
+from bot.services.container import Services
+from bot.services.progress.coalescer import Coalescer
+from bot.services.rollouts import Actor, Change
+from handlers.actors import clicker
+from handlers.replies import Replier
+from handlers.views import blocks
+from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION, canary_message
+from handlers.work import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, dispatch: Dispatch) -> None:
+    app.action(PROMOTE_ACTION)(_click_handler(dispatch, "promote"))
+    app.action(ABORT_ACTION)(_click_handler(dispatch, "abort"))
+
+
+def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
+    def handle_click(
+        ack: Ack,
+        action: dict[str, Any],
+        body: dict[str, Any],
+        context: BoltContext,
+        request: BoltRequest,
+        respond: Respond,
+        client: WebClient,
+    ) -> None:
+        ack()
+        actor = clicker(body, context)
+        reply = Reply.to(respond, actor.channel_id, request)
+        work: Work
+        try:
+            command = button_command(str(action.get("value") or ""), verb)
+        except cmd.CommandError:
+            message = blocks.error_message(
+                "This button does not name a canary the bot can act on. Nothing was changed."
+            )
+            work = Notify(message, reply)
+        else:
+            work = RunCommand(command, actor, reply)
+        if not hand_on(dispatch, work):
+            tell_not_taken(client, work)
+
+    handle_click.__name__ = f"handle_canary_{verb}_click"
+    return handle_click
+
+
+def button_command(value: str, verb: str) -> cmd.Command:
+    """The typed command a button stands for: its value is NAMESPACE/NAME, after `CONTEXT|`
+    with several clusters, read through the grammar so a forged value is refused like
+    mistyped text."""
+    context, _, value = value.rpartition("|")
+    namespace, _, name = value.partition("/")
+    words = ["canary", verb, shlex.quote(name), "-n", shlex.quote(namespace)]
+    if context:
+        words += ["--context", shlex.quote(context)]
+    return cmd.parse_command(" ".join(words))
+
+
+def follow(services: Services, change: Change, channel: str, thread_ts: str) -> None:
+    """What follows a change announced in `thread_ts`: a canary's message, or a rollout's
+    progress."""
+    if change.action == CANARY_ACTION and services.canaries is not None:
+        services.canaries.follow(change, channel, thread_ts)
+    elif change.changed and change.starts_rollout and services.progress is not None:
+        services.progress.track(change, channel, thread_ts)
+
+
+def auto_promote(
+    services: Services, client: WebClient, record: CanaryRecord, settings: rules.Settings
+) -> None:
+    """`--auto-promote`: Promote for the user who started the canary, as their click would run
+    (an approval rule still asks its approvers), answered in the canary's thread."""
+    from handlers.commands import answer
+
+    actor = Actor(settings.requester_id, settings.requester_name, record.channel)
+    command = cmd.CanaryPromote(
+        deployment=record.deployment,
+        namespace=record.namespace,
+        context=record.context or None,
+    )
+    answer(services, command, actor, _ThreadReplier(client, record.channel, record.thread_ts))
+
+
+class _ThreadReplier(Replier):
+    """Answers for nobody's click: everything goes into the canary's thread."""
+
+    def __init__(self, client: WebClient, channel: str, thread_ts: str) -> None:
+        super().__init__(None, client, channel)
+        self._thread_ts = thread_ts
+
+    def ephemeral(self, message: blocks.Message) -> None:
+        self.in_channel(message, thread_ts=self._thread_ts)
+
+    def in_channel(self, message: blocks.Message, *, thread_ts: str | None = None) -> str | None:
+        return super().in_channel(message, thread_ts=thread_ts or self._thread_ts)
+
+
+class SlackCanaryPublisher:
+    """The canary message's Slack calls; updates are paced like progress (one per message per
+    interval, the latest wins)."""
+
+    def __init__(self, client: WebClient, min_interval: float) -> None:
+        self._client = client
+        self.coalescer: Coalescer[blocks.Message] = Coalescer(self._send_update, min_interval)
+
+    def start(self) -> None:
+        self.coalescer.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.coalescer.flush(timeout)
+        self.coalescer.stop()
+
+    def post(self, record: CanaryRecord, view: CanaryView) -> str | None:
+        message = canary_message(view)
+        try:
+            response = self._client.chat_postMessage(
+                channel=record.channel,
+                thread_ts=record.thread_ts or None,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except SlackApiError as exc:
+            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.postMessage failed: %s", type(exc).__name__)
+            return None
+        ts = str(response["ts"])
+        self.coalescer.note_posted(record.channel, ts, message)
+        return ts
+
+    def update(self, record: CanaryRecord, view: CanaryView) -> None:
+        self.coalescer.submit(
+            record.channel, record.message_ts, canary_message(view), final=view.finished
+        )
+
+    def _send_update(self, channel: str, ts: str, message: blocks.Message) -> bool:
+        try:
+            self._client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            )
+            return True
+        except SlackApiError as exc:
+            log.warning("chat.update failed: %s", exc.response.get("error"))
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.update failed: %s", type(exc).__name__)
+        return False
