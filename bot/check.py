@@ -69,11 +69,14 @@ def run_check(settings: Settings) -> int:
                 print("state key: set (approval requests, votes and tracked rollouts are sealed)")
         except PolicyError as exc:
             problems.extend(str(p) for p in exc.problems)
+    where = "REDIS_URL"
+    if settings.redis_sentinels:
+        where = f"the primary of `{settings.redis_sentinel_master}` through REDIS_SENTINELS"
     try:
         redis_client(settings).ping()
         print("redis: OK")
     except Exception as exc:  # report the class only: the message may contain the URL
-        problems.append(f"redis: cannot reach REDIS_URL ({type(exc).__name__})")
+        problems.append(f"redis: cannot reach {where} ({type(exc).__name__})")
     try:
         contexts, clusters = clusters_of(settings)
         if policy is not None and settings.policy_file is not None:

@@ -80,6 +80,68 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=60, validation_alias="ROLLOUT_BOT_REDIS_TIMEOUT"
     )
     redis_prefix: str = Field(default="rollout-bot", validation_alias="ROLLOUT_BOT_REDIS_PREFIX")
+    # Sentinel: `host:port,host:port,...`. When set, the Sentinels name the primary (and follow
+    # a failover); REDIS_URL then only supplies the password and the database number.
+    redis_sentinels: str | None = Field(default=None, validation_alias="REDIS_SENTINELS")
+    redis_sentinel_master: str | None = Field(
+        default=None, validation_alias="REDIS_SENTINEL_MASTER", validate_default=True
+    )
+    # The Sentinels' own password (`requirepass` in sentinel.conf), if they have one.
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, validation_alias="REDIS_SENTINEL_PASSWORD"
+    )
+    # Replicas that must acknowledge (Redis WAIT) what authorises a change before the bot
+    # touches the cluster: a failover then cannot lose an audit entry or a decision. Unset: 1
+    # with Sentinel, 0 (no WAIT at all) with a single Redis.
+    redis_min_replicas: int | None = Field(
+        default=None, ge=0, le=16, validation_alias="ROLLOUT_BOT_REDIS_MIN_REPLICAS"
+    )
+    # How long a write waits for those acknowledgements before the change is refused. Well
+    # inside the time a user waits for an answer; a healthy replica acknowledges in a
+    # millisecond.
+    redis_wait_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=10, validation_alias="ROLLOUT_BOT_REDIS_WAIT_TIMEOUT"
+    )
+
+    @field_validator("redis_sentinels", mode="after")
+    @classmethod
+    def _sentinel_list(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        addresses = [part.strip() for part in value.split(",") if part.strip()]
+        for position, address in enumerate(addresses, start=1):
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"entry {position} is not `host:port`")
+        return ",".join(addresses)
+
+    @field_validator("redis_sentinel_master", mode="after")
+    @classmethod
+    def _master_named(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value else None
+        if info.data.get("redis_sentinels") and not value:
+            raise ValueError(
+                "is required when REDIS_SENTINELS is set (the name the Sentinels monitor, "
+                "e.g. `mymaster`)"
+            )
+        return value
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
+        if not self.redis_sentinels:
+            return []
+        pairs = []
+        for address in self.redis_sentinels.split(","):
+            host, _, port = address.rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
+
+    def min_replicas(self) -> int:
+        """ROLLOUT_BOT_REDIS_MIN_REPLICAS, or its default: 1 with Sentinel, 0 without."""
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if self.redis_sentinels else 0
+
     # chat.update is Tier 3; one update per progress message every 2 s stays well inside it.
     progress_update_interval: float = Field(
         default=2.0, ge=0.2, le=60, validation_alias="ROLLOUT_BOT_PROGRESS_INTERVAL"

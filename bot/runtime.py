@@ -25,8 +25,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -40,9 +42,11 @@ from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.canaries import RedisCanaryRegistry
+from bot.adapters.redis.durability import Durability
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
+from bot.adapters.redis.promotions import RedisPromotionStore
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
@@ -74,6 +78,7 @@ from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
 from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
 from bot.services.progress.trackers import ProgressTrackers
+from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
@@ -89,6 +94,8 @@ log = logging.getLogger(__name__)
 
 # Approvals expire and orphans resume within a few seconds of being due.
 SWEEP_INTERVAL = 5.0
+# A promotion's next step (a gate opened, a wave healthy) is taken within this long.
+PROMOTION_STEP_INTERVAL = 1.0
 # Retention is cheap to check but need not run often.
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
@@ -100,6 +107,8 @@ PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable")
 # Asked before each acknowledged piece of work runs: a hung Redis delays a read's answer by a
 # quarter second at most, and never fails it (reads work without Redis).
 REPLAY_CHECK_TIMEOUT = 0.25
+# /readyz counts a replica that has not acknowledged the primary's stream for longer as lagging.
+REPLICA_LAG_SECONDS = 2
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -119,27 +128,73 @@ def slack_client(settings: Settings) -> WebClient:
 
 
 def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
+    """The client for the bot's state. With REDIS_SENTINELS it is redis-py's own Sentinel
+    client for the primary (`master_for`): every new connection asks the Sentinels which node
+    is the primary, a connection to a demoted one is dropped, so the bot follows a failover and
+    never writes to a replica. REDIS_URL then only supplies the password and the database."""
     timeout = timeout if timeout is not None else settings.redis_timeout_seconds
-    return redis.Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+    if settings.min_replicas() > 0:
+        # A durable write waits up to the WAIT bound for its reply on the same socket.
+        timeout += settings.redis_wait_timeout_seconds
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         # One quick retry rides out a dropped connection; redis-py's default of 10 would hold a
         # listener thread for many timeouts. The stores make retried commands idempotent.
         # Timeouts are not retried: a frozen Redis would cost ~4x the timeout (the retry's
         # reconnect handshake times out too), and a stuck server is not a blip.
-        retry=Retry(
+        "retry": Retry(
             ExponentialBackoff(cap=0.5, base=0.05),
             retries=1,
             supported_errors=(redis.ConnectionError,),
         ),
-        health_check_interval=30,
-        decode_responses=False,
+        "health_check_interval": 30,
+        "decode_responses": False,
+    }
+    sentinels = sentinel_of(settings)
+    if sentinels is None:
+        return redis.Redis.from_url(settings.redis_url.get_secret_value(), **options)
+    url = parse_url(settings.redis_url.get_secret_value())  # type: ignore[no-untyped-call]
+    credentials = {k: url[k] for k in ("username", "password", "db") if url.get(k) is not None}
+    if "connection_class" in url:  # rediss://: TLS to the primary too
+        options["ssl"] = True
+    assert settings.redis_sentinel_master is not None  # Settings requires it with sentinels
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        settings.redis_sentinel_master, **options, **credentials
     )
+    return client
+
+
+def sentinel_of(settings: Settings) -> Sentinel | None:
+    """The Sentinels of REDIS_SENTINELS, or None without. They are asked quickly and once: a
+    Sentinel that is down costs a refused connection, never a retry loop, so a change asked
+    for mid-failover is refused at once instead of waiting."""
+    addresses = settings.sentinel_addresses()
+    if not addresses:
+        return None
+    quick = min(settings.redis_timeout_seconds, 1.0)
+    sentinel_options: dict[str, Any] = {
+        "socket_timeout": quick,
+        "socket_connect_timeout": quick,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+    }
+    if settings.redis_sentinel_password is not None:
+        sentinel_options["password"] = settings.redis_sentinel_password.get_secret_value()
+    return Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+
+
+def durability_of(settings: Settings) -> Durability:
+    return Durability(settings.min_replicas(), settings.redis_wait_timeout_seconds)
 
 
 def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
-    return RedisAuditLog(store, Keys(settings.redis_prefix), keyring=settings.audit_keyring())
+    return RedisAuditLog(
+        store,
+        Keys(settings.redis_prefix),
+        keyring=settings.audit_keyring(),
+        durability=durability_of(settings),
+    )
 
 
 def policy_of(settings: Settings, contexts: Contexts | None = None) -> tuple[Policy, bool]:
@@ -164,7 +219,7 @@ def sealer_for(settings: Settings, policy: Policy) -> Sealer:
     random key serves."""
     if settings.state_key is not None:
         return Sealer(settings.state_key.get_secret_value().encode())
-    if policy.approvals or policy.break_glass is not None:
+    if policy.approvals or policy.break_glass is not None or policy.pipelines:
         raise RolloutBotError(STATE_KEY_REQUIRED)
     return Sealer(secrets.token_bytes(32))
 
@@ -243,6 +298,7 @@ def keep_out_of_garbage_collection() -> None:
 class Runtime:
     def __init__(self, settings: Settings, *, slack: WebClient | None = None) -> None:
         from handlers.progress_publisher import SlackProgressPublisher
+        from handlers.promotions import SlackPromotionBoard
         from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
 
         self.settings = settings
@@ -252,6 +308,7 @@ class Runtime:
         policy, loaded = policy_of(settings, contexts)
         self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
+        self._sentinel = sentinel_of(settings)
         keys = Keys(settings.redis_prefix)
         #: The default context's cluster.
         self.cluster = self.clusters[contexts.default]
@@ -281,7 +338,10 @@ class Runtime:
         canaries = CanaryService(rollouts, canary_registry)
         executor = Executor(rollouts, audit, contexts.default, self.identities, canaries=canaries)
         self.seen_requests = RedisSeenRequests(
-            redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT), keys, REPLAY_WINDOW_SECONDS
+            redis_client(settings, timeout=REPLAY_CHECK_TIMEOUT),
+            keys,
+            REPLAY_WINDOW_SECONDS,
+            durability_of(settings),
         )
         # One tracker per context: its own watches, leases and publisher thread.
         self.progress = ProgressTrackers(
@@ -312,8 +372,19 @@ class Runtime:
             cluster_name=contexts.default,
             shared_key=settings.state_key is not None,
         )
+        promotions = PromotionService(
+            access,
+            rollouts,
+            executor,
+            RedisPromotionStore(self.redis, keys, self.sealer),
+            audit,
+            SlackPromotionBoard(self.slack),
+            contexts=contexts,
+            freezes=freezes,
+            progress=self.progress,
+        )
         flow = ApprovalFlow(
-            RedisApprovalStore(self.redis, keys),
+            RedisApprovalStore(self.redis, keys, durability=durability_of(settings)),
             audit,
             rollouts,
             executor,
@@ -335,6 +406,7 @@ class Runtime:
                 identities=self.identities,
                 freezes=freezes,
                 canaries=canaries,
+                promotions=promotions,
             ),
             access=access,
             rollouts=rollouts,
@@ -347,6 +419,7 @@ class Runtime:
             first_seen=self.seen_requests.first_time,
             freezes=freezes,
             canaries=canaries,
+            promotions=promotions,
         )
         self._flow = flow
         # Where acknowledged work runs, so Bolt's listener threads only parse and ack: a burst
@@ -406,6 +479,7 @@ class Runtime:
             Periodic("approval-sweeper", SWEEP_INTERVAL, self._sweep),
             Periodic("audit-verify", AUDIT_VERIFY_INTERVAL, self._verify_audit),
             Periodic("canaries", CANARY_INTERVAL, self.canary_monitor.step),
+            Periodic("promotions", PROMOTION_STEP_INTERVAL, promotions.step),
         ]
         if self.policy_reloader is not None:
             self._loops.append(
@@ -461,9 +535,52 @@ class Runtime:
             if self.policy_reloader is None
             else dict(self.policy_reloader.status())
         )
+        details.update(self._redis_details())
         if self.contexts.multi:
             details["clusters"] = dict(self._clusters_up)
             details["unreachable"] = sorted(n for n, up in self._clusters_up.items() if not up)
+        return details
+
+    def _redis_details(self) -> dict[str, object]:
+        """With Sentinel or required replicas: which node is the primary, how many replicas
+        follow it, and, when changes are refused, what the bot is waiting for."""
+        needed = self.settings.min_replicas()
+        details: dict[str, object] = {}
+        if self._sentinel is not None:
+            master = self.settings.redis_sentinel_master or ""
+            try:
+                host, port = self._sentinel.discover_master(master)  # type: ignore[no-untyped-call]
+            except redis.RedisError:
+                details["redis_waiting_for"] = (
+                    f"the Sentinels to name a primary for `{master}` (a failover is under way, "
+                    "or no Sentinel answers): changes are refused until then, reads still work"
+                )
+                return details
+            details["redis_primary"] = f"{host}:{port}"
+        if needed == 0:
+            return details
+        try:
+            info = self.redis.info("replication")
+        except redis.RedisError:
+            details["redis_waiting_for"] = "the Redis primary to answer"
+            return details
+        # A replica acknowledges every second; one silent for longer lags (or is frozen), and
+        # a WAIT on it would run out.
+        online = sum(
+            1
+            for name, value in info.items()
+            if str(name).startswith("slave")
+            and isinstance(value, dict)
+            and str(value.get("state", "")) == "online"
+            and int(value.get("lag", 0)) <= REPLICA_LAG_SECONDS
+        )
+        details["redis_replicas"] = online
+        details["redis_min_replicas"] = needed
+        if online < needed:
+            details["redis_waiting_for"] = (
+                f"{needed - online} more Redis replica(s) to follow the primary and acknowledge "
+                f"its writes: changes are refused until {needed} do, reads still work"
+            )
         return details
 
     # -- health ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def build_app(
 ) -> App:
     """The App for HTTP mode (`signing_secret` set) or Socket Mode (None: Slack's WebSocket is
     authenticated by the app-level token, and no request signature is checked)."""
-    from handlers import approval_buttons, canary, commands, progress_buttons
+    from handlers import approval_buttons, canary, commands, progress_buttons, promotions
 
     app = App(
         client=client,
@@ -38,4 +38,5 @@ def build_app(
     approval_buttons.register(app, dispatch)
     progress_buttons.register(app, dispatch)
     canary.register(app, dispatch)
+    promotions.register(app, dispatch)
     return app

@@ -31,11 +31,13 @@ from bot.services.commands import (
 from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
 from bot.services.progress.tracker import command_verb
+from bot.services.promotions import PromotionList, PromotionPlan, PromotionStarted
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers import canary
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
 from handlers.views import freezes as freeze_views
+from handlers.views import promotions as promotion_views
 from handlers.views.canary import canary_message
 from handlers.work import Dispatch, Reply, RunCommand, hand_on, not_taken_message
 
@@ -170,6 +172,23 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
                 announce(services, namespace, message, replier)
         case FreezeList():
             replier.ephemeral(freeze_views.freezes_message(outcome))
+        case PromotionPlan():
+            replier.ephemeral(promotion_views.plan_message(outcome))
+        case PromotionStarted(state=state, resumed=resumed, posted=posted):
+            # The promotion message itself is in the channel (the service's board posts it).
+            if resumed:
+                replier.ephemeral(
+                    blocks.info_message(f"Promotion `{state.id}` resumes at wave {state.wave + 1}.")
+                )
+            elif not posted:
+                replier.ephemeral(
+                    blocks.info_message(
+                        f"Promotion `{state.id}` started, but its message could not be posted "
+                        "here (is the bot in this channel?); `/rollout promotions` follows it."
+                    )
+                )
+        case PromotionList():
+            replier.ephemeral(promotion_views.promotions_message(outcome))
         case Changed(change=change, reason=reason):
             message = blocks.change_message(change, actor, reason)
             if not change.changed:

@@ -23,6 +23,7 @@ from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
 from bot.domain import commands as cmd
+from bot.domain.errors import StoreUnavailable
 from bot.services.container import Services
 from bot.services.rollouts import Actor
 from handlers.replies import Replier
@@ -90,7 +91,7 @@ class RunCommand:
 
 @dataclass(frozen=True)
 class Decide:
-    verb: str  # approve | reject | cancel
+    verb: str  # approve | reject | cancel | promotion-approve | promotion-halt
     approval_id: str
     actor: Actor
     reason: str
@@ -137,14 +138,24 @@ def tell_not_taken(client: WebClient, work: Work) -> None:
 
 
 def perform(services: Services, client: WebClient, work: Work) -> None:
+    from handlers import promotions
     from handlers.approval_buttons import decide
     from handlers.commands import answer
 
     key = work.reply.request_key
-    if key is not None and not services.first_seen(key):
-        log.warning("ignored a replayed request")
-        return
     replier = work.reply.replier(client)
+    try:
+        if key is not None and not services.first_seen(key):
+            log.warning("ignored a replayed request")
+            return
+    except StoreUnavailable as exc:
+        # Without a confirmed replay record (Redis cannot say, or too few replicas hold it,
+        # so a failover could lose it), a replay could run the change again later: a change
+        # or a decision is refused; a read is answered.
+        if _changes_something(work):
+            log.warning("refused work: the replay check could not be confirmed (%s)", exc.cause)
+            replier.ephemeral(blocks.error_message(exc.message + " Nothing was changed."))
+            return
     match work:
         case RunCommand(command=command, actor=actor, clicked=clicked, at_revision=at_revision):
             outcome = answer(services, command, actor, replier, at_revision=at_revision)
@@ -152,13 +163,27 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
                 from handlers.progress_buttons import replace_used_buttons
 
                 replace_used_buttons(replier, clicked, outcome, actor)
+        case RunCommand(command=command, actor=actor):
+            answer(services, command, actor, replier)
+        case Decide(verb=verb, approval_id=value, actor=actor) if verb in promotions.VERBS:
+            promotions.decide(services, verb, value, actor, replier)
         case Decide(verb=verb, approval_id=approval_id, actor=actor, reason=reason):
             decide(services, verb, approval_id, actor, reason, replier)
         case Notify(message=message):
             replier.ephemeral(message)
 
 
-_CLICKED = {"approve": "approval", "reject": "rejection", "cancel": "cancellation"}
+def _changes_something(work: Work) -> bool:
+    return isinstance(work, Decide) or (isinstance(work, RunCommand) and work.command.is_mutation)
+
+
+_CLICKED = {
+    "approve": "approval",
+    "reject": "rejection",
+    "cancel": "cancellation",
+    "promotion-approve": "approval of the gate",
+    "promotion-halt": "halt",
+}
 
 
 def _described(work: Work) -> str:

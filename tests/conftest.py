@@ -37,7 +37,7 @@ def cluster() -> Iterator[ClusterInfo]:
 
 @pytest.fixture(scope="session")
 def admin_kubectl(cluster: ClusterInfo) -> Kubectl:
-    return Kubectl(cluster.kubeconfig)
+    return Kubectl(cluster.kubeconfig, executable=cluster.kubectl)
 
 
 @pytest.fixture

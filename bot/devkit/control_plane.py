@@ -43,6 +43,9 @@ BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plan
 # purpose: with a fake node they would evict or delete the pods the fake kubelet made Ready.
 # statefulset-controller: the Helm chart's bundled Redis is a StatefulSet; the chart tests check
 # that its pod is admitted under Pod Security "restricted".
+# resourcequota-controller: keeps a ResourceQuota's `status.used`, which the (default-on)
+# ResourceQuota admission plugin checks new pods against; without it a quota has no status and
+# admission refuses every pod in its namespace. It only acts in namespaces that have a quota.
 CONTROLLERS = ",".join(
     [
         "deployment-controller",
@@ -52,6 +55,7 @@ CONTROLLERS = ",".join(
         "garbage-collector-controller",
         "namespace-controller",
         "serviceaccount-controller",
+        "resourcequota-controller",
     ]
 )
 
@@ -102,12 +106,20 @@ def _kubeconfig(server: str, ca_file: Path, user: str, token: str) -> str:
     return json.dumps(config, indent=2)
 
 
+def kubectl_binary() -> Path:
+    """kubectl built from the same k8s.io/kubernetes version as the API server: the tests'
+    oracle speaks the cluster's version (a distribution's kubectl may be several behind)."""
+    return binaries_dir() / "kubectl"
+
+
 @dataclass
 class ClusterInfo:
     directory: Path
     server: str
     kubeconfig: Path
     bot_kubeconfig: Path
+    #: The kubectl of the cluster's version (see `kubectl_binary`).
+    kubectl: Path
 
     @classmethod
     def load(cls, directory: Path) -> ClusterInfo:
@@ -117,6 +129,7 @@ class ClusterInfo:
             server=meta["server"],
             kubeconfig=directory / "kubeconfig",
             bot_kubeconfig=directory / "bot.kubeconfig",
+            kubectl=Path(meta["kubectl"]) if meta.get("kubectl") else kubectl_binary(),
         )
 
     def is_ready(self) -> bool:
@@ -255,7 +268,14 @@ class ControlPlane:
             _kubeconfig(server, ca_file, "kcm", tokens["kcm"])
         )
         (self.directory / "cluster.json").write_text(
-            json.dumps({"server": server, "api_port": api_port, "etcd_port": etcd_port})
+            json.dumps(
+                {
+                    "server": server,
+                    "api_port": api_port,
+                    "etcd_port": etcd_port,
+                    "kubectl": str(bins / "kubectl"),
+                }
+            )
         )
 
         try:
@@ -306,6 +326,10 @@ class ControlPlane:
                     "--disable-admission-plugins=ServiceAccount",
                     "--enable-priority-and-fairness=false",
                     "--allow-privileged=true",
+                    # Beta, off by default: with it off the server drops clusterTrustBundle
+                    # projected sources, and the describe tests could not show kubectl's text
+                    # for templates that carry one.
+                    "--feature-gates=ClusterTrustBundle=true,ClusterTrustBundleProjection=true",
                     "--profiling=false",
                     "--v=1",
                 ],
@@ -346,7 +370,7 @@ class ControlPlane:
                 ],
                 cwd=REPO,
             )
-            self._smoke_rollout()
+            self._smoke_rollout(bins / "kubectl")
         except BaseException:
             self.down(remove=False)
             raise
@@ -415,7 +439,7 @@ class ControlPlane:
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready within {timeout:.0f}s; see {self.logs}/{name}.log")
 
-    def _smoke_rollout(self) -> None:
+    def _smoke_rollout(self, kubectl: Path) -> None:
         """Returns once a Deployment really rolls out: proves controllers and kubelet work."""
         kubeconfig = str(self.directory / "kubeconfig")
         manifest = {
@@ -434,7 +458,7 @@ class ControlPlane:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             applied = subprocess.run(
-                ["kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+                [str(kubectl), "--kubeconfig", kubeconfig, "apply", "-f", "-"],
                 input=json.dumps(manifest),
                 text=True,
                 capture_output=True,
@@ -446,7 +470,7 @@ class ControlPlane:
             time.sleep(0.5)
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "rollout",
@@ -459,7 +483,7 @@ class ControlPlane:
         )
         subprocess.run(
             [
-                "kubectl",
+                str(kubectl),
                 "--kubeconfig",
                 kubeconfig,
                 "delete",

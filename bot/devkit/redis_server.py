@@ -80,8 +80,11 @@ class RedisServer:
         executable: str | None = None,
         port: int | None = None,
         ends_with_caller: bool = False,
+        extra_args: list[str] | None = None,
     ) -> None:
-        """`ends_with_caller`: redis-server stops when this process dies, even by SIGKILL."""
+        """`ends_with_caller`: redis-server stops when this process dies, even by SIGKILL.
+        `extra_args`: further command-line settings (e.g. `--replicaof HOST PORT`); the
+        attribute may be changed before a restart."""
         self._executable = _find_executable(executable or os.environ.get("REDIS_SERVER"))
         self._ends_with_caller = ends_with_caller
         self.port = port or _free_port()
@@ -89,6 +92,7 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="rollout-bot-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._paused = False
+        self.extra_args = list(extra_args or [])
         atexit.register(self._atexit)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -244,6 +248,7 @@ class RedisServer:
             "yes",
             "--loglevel",
             "notice",
+            *self.extra_args,
         ]
 
     def _wait_ready(self) -> None:

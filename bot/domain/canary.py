@@ -166,9 +166,15 @@ def canary_manifest(
 ) -> tuple[Json, tuple[rollout.ImageChange, ...]]:
     """The canary Deployment: `web`'s live pod template with the new images and the track
     label, a selector of its own, and annotations that name `web` and the canary's settings.
-    Raises CanaryRefused (and rollout.UnknownContainer for a container `web` does not have)."""
+    Raises CanaryRefused, also for a container `web` does not have: unlike kubectl's set
+    image, a canary with only some of the images asked for would test something else."""
     check_target(web)
     plan = rollout.plan_set_image(web, images)
+    if plan.errors:
+        raise CanaryRefused(
+            "; ".join(error.removeprefix("error: ") for error in plan.errors)
+            + ": nothing was created. `/rollout status` lists the containers as NAME=IMAGE."
+        )
     if plan.patch is None:
         raise CanaryRefused(
             "the canary would run the images the Deployment already runs: name a new image."

@@ -22,6 +22,8 @@ The grammar is a contract (the help text is built from ``USAGE``; the README lis
     /rollout canary deploy/NAME --image CONTAINER=IMAGE [--replicas N | --weight P%]
         [--analysis 10m] [--auto-promote] [-n NS]
     /rollout canary status|promote|abort DEPLOY [-n NS]
+    /rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]
+    /rollout promotions
 
 Every verb but ``help`` also takes ``--context NAME`` (kubectl's flag): the kubeconfig context,
 that is the cluster, it works on. ``None`` means the channel's context, else the default one.
@@ -101,6 +103,8 @@ __all__ = [
     "History",
     "ListDeployments",
     "Pause",
+    "Promote",
+    "Promotions",
     "Restart",
     "Resume",
     "Scale",
@@ -353,6 +357,21 @@ class Freezes(CommandBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Promote(CommandBase):
+    """Promote a pipeline of the policy (``bot.domain.promotion``). The changes it makes are
+    each target's own ``set image``, checked and made then; the command itself changes nothing."""
+
+    action: ClassVar[str] = "promote"
+    pipeline: str
+    #: (container, image) pairs to promote instead of the source's images.
+    images: tuple[tuple[str, str], ...] = ()
+    dry_run: bool = False
+    resume: bool = False
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Canary(CommandBase):
     """A canary of a Deployment: `web-canary` with the new images beside `web`. It needs what
     `set image` on `web` needs (the same permission, approvals and GitOps rules)."""
@@ -376,6 +395,13 @@ class Canary(CommandBase):
 class CanaryStatus(CommandBase):
     action: ClassVar[str] = "status"
     deployment: str
+    namespace: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promotions(CommandBase):
+    action: ClassVar[str] = "promotions"
     namespace: str | None = None
     context: str | None = None
 
@@ -428,6 +454,8 @@ Command: TypeAlias = (
     | CanaryStatus
     | CanaryPromote
     | CanaryAbort
+    | Promote
+    | Promotions
 )
 
 # --- normalisation and tokenising ----------------------------------------------------------
@@ -537,6 +565,8 @@ _FLAG_DISPLAY: Final = {
     "weight": "--weight",
     "analysis": "--analysis",
     "auto-promote": "--auto-promote",
+    "dry-run": "--dry-run",
+    "resume": "--resume",
 }
 _FLAG_EXAMPLE: Final = {
     "namespace": "-n prod",
@@ -550,6 +580,8 @@ _FLAG_EXAMPLE: Final = {
     "weight": "--weight 10%",
     "analysis": "--analysis 10m",
     "auto-promote": "--auto-promote",
+    "dry-run": "--dry-run",
+    "resume": "--resume",
 }
 _FLAG_SPELLINGS: Final = {
     "-n": "namespace",
@@ -564,12 +596,14 @@ _FLAG_SPELLINGS: Final = {
     "--weight": "weight",
     "--analysis": "analysis",
     "--auto-promote": "auto-promote",
+    "--dry-run": "dry-run",
+    "--resume": "resume",
 }
 # Flags that take no value (present or not).
-_SWITCHES: Final = frozenset({"auto-promote"})
+_SWITCHES: Final = frozenset({"auto-promote", "dry-run", "resume"})
 # (verb, flag) pairs that may be given more than once; the values are joined with commas
 # (which no value of theirs can contain).
-_REPEATABLE: Final = frozenset({("canary", "image")})
+_REPEATABLE: Final = frozenset({("canary", "image"), ("promote", "image")})
 _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "help": (),
     "list": ("namespace",),
@@ -592,6 +626,8 @@ _VERB_FLAGS: Final[dict[str, tuple[str, ...]]] = {
     "canary status": ("namespace",),
     "canary promote": ("namespace",),
     "canary abort": ("namespace",),
+    "promote": ("image", "dry-run", "resume"),
+    "promotions": (),
 }
 
 
@@ -744,6 +780,7 @@ _DNS_SUBDOMAIN: Final = re.compile(
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
+_SIGNED: Final = re.compile(r"[+-]?[0-9]{1,19}")
 
 # Docker's reference grammar: [domain[:port]/]path[:tag][@digest], path lowercase.
 _PATH_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -883,13 +920,14 @@ def _parse_set_image(args: _Args, max_replicas: int) -> Command:
     kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.positional(1, "at least one `CONTAINER=IMAGE`")
     pairs = [_set_image_pair(args, token) for token in args.positionals[1:]]
-    seen: set[str] = set()
-    for container, _ in pairs:
-        if container in seen:
-            args.fail(f"container `{_show(container)}` is given more than once.")
-        seen.add(container)
-    if "*" in seen and len(pairs) > 1:
-        args.fail("`*=IMAGE` sets every container; do not combine it with named containers.")
+    # kubectl reads the pairs into a map: a container named twice keeps its last image, and
+    # `*` beside another container is its error, word for word.
+    named = {container for container, _ in pairs}
+    if "*" in named and len(named) > 1:
+        args.fail(
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs"
+        )
     return SetImage(
         deployment=deployment,
         kind=kind,
@@ -914,16 +952,29 @@ def _parse_scale(args: _Args, max_replicas: int) -> Command:
     )
 
 
+def _signed_revision(args: _Args, value: str, what: str, usage: str) -> int:
+    """A revision flag as kubectl's int64 flag reads it: any whole number, negative too (what
+    a negative one means is kubectl's verb's own answer)."""
+    if not _SIGNED.fullmatch(value) or abs(int(value)) > _MAX_REVISION:
+        args.fail(f"{what} must be {usage}, got `{_show(value)}`.")
+    return int(value)
+
+
 def _parse_history(args: _Args, max_replicas: int) -> Command:
     kind, deployment = _target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
-    revision = args.flag("revision")
-    return History(
-        deployment=deployment,
-        kind=kind,
-        revision=None if revision is None else _revision(args, revision, "`--revision`"),
-        namespace=args.namespace(),
-    )
+    value = args.flag("revision")
+    revision = None
+    if value is not None:
+        number = _signed_revision(
+            args, value, "`--revision`", "a revision number (0 lists them all)"
+        )
+        if number < 0:
+            # kubectl's validation, word for word.
+            args.fail(f"revision must be a positive integer: {number}")
+        # kubectl treats --revision=0 as no revision: the whole list.
+        revision = number or None
+    return History(deployment=deployment, kind=kind, revision=revision, namespace=args.namespace())
 
 
 def _parse_diff(args: _Args, max_replicas: int) -> Command:
@@ -943,12 +994,11 @@ def _parse_undo(args: _Args, max_replicas: int) -> Command:
     value = args.flag("to-revision")
     to_revision = None
     if value is not None:
-        number = _number(value, 0, _MAX_REVISION)
-        if number is None:
-            args.fail(
-                "`--to-revision` must be a revision number (0 means the previous one), "
-                f"got `{_show(value)}`."
-            )
+        # A negative number is kubectl's rollbacker's to refuse ("unable to find specified
+        # revision -1 in history"), after the object is looked up, as kubectl does.
+        number = _signed_revision(
+            args, value, "`--to-revision`", "a revision number (0 means the previous one)"
+        )
         to_revision = number or None
     return Undo(
         deployment=deployment,
@@ -1125,6 +1175,38 @@ def _parse_canary_abort(args: _Args, max_replicas: int) -> Command:
     deployment = _canary_target(args, args.positional(0, _DEPLOY))
     args.no_more_than(1)
     return CanaryAbort(deployment=deployment, namespace=args.namespace())
+
+
+_PIPELINE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+
+
+def _parse_promote(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(1)
+    name = args.positional(0, "the name of a pipeline from the policy, as in `promote web`")
+    if not _PIPELINE.fullmatch(name):
+        args.fail(
+            f"`{_show(name)}` is not a pipeline name: pipelines are named with lowercase "
+            "letters, digits and `-` in the policy's `pipelines`."
+        )
+    images = tuple(
+        _set_image_pair(args, pair) for pair in (args.flag("image") or "").split(",") if pair
+    )
+    containers = [container for container, _ in images]
+    if "*" in containers:
+        args.fail("`--image` names a container, as in `--image app=repo:tag`; `*` is not one.")
+    if len(set(containers)) != len(containers):
+        args.fail("`--image` names the same container more than once.")
+    resume = args.flag("resume") is not None
+    if resume and images:
+        args.fail("`--resume` continues a halted promotion with its own images; drop `--image`.")
+    return Promote(
+        pipeline=name, images=images, dry_run=args.flag("dry-run") is not None, resume=resume
+    )
+
+
+def _parse_promotions(args: _Args, max_replicas: int) -> Command:
+    args.no_more_than(0)
+    return Promotions()
 
 
 # Words people reach for that the grammar spells differently.
@@ -1422,6 +1504,20 @@ def _render_canary_abort(command: CanaryAbort) -> list[str]:
     return ["canary abort", command.deployment]
 
 
+def _render_promote(command: Promote) -> list[str]:
+    words = ["promote", command.pipeline]
+    words += [f"--image={container}={image}" for container, image in command.images]
+    if command.dry_run:
+        words.append("--dry-run")
+    if command.resume:
+        words.append("--resume")
+    return words
+
+
+def _render_promotions(command: Promotions) -> list[str]:
+    return ["promotions"]
+
+
 def render_command(command: Command) -> str:
     """The canonical text of a command, as Slack would deliver it after ``/rollout``.
 
@@ -1640,6 +1736,22 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
         parse=_parse_canary_abort,
         render=_render_canary_abort,
     ),
+    VerbSpec(
+        verb="promote",
+        usage="/rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]",
+        help="Roll a pipeline's source images out to its targets, wave by wave, with gates.",
+        command=Promote,
+        parse=_parse_promote,
+        render=_render_promote,
+    ),
+    VerbSpec(
+        verb="promotions",
+        usage="/rollout promotions",
+        help="List the promotions running and the last ones finished.",
+        command=Promotions,
+        parse=_parse_promotions,
+        render=_render_promotions,
+    ),
 )
 
 _SPEC_OF: Final[dict[type[CommandBase], VerbSpec]] = {spec.command: spec for spec in SPECS}
@@ -1679,6 +1791,12 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
     "canary status": ("/rollout canary status web -n prod",),
     "canary promote": ("/rollout canary promote web -n prod",),
     "canary abort": ("/rollout canary abort web -n prod",),
+    "promote": (
+        "/rollout promote web --dry-run",
+        "/rollout promote web --image web=registry.example.com/web:2.4.1",
+        "/rollout promote web --resume",
+    ),
+    "promotions": ("/rollout promotions",),
 }
 # What a newcomer needs beside the usage, for the verbs that need more than one line.
 HELP_NOTES: Final[dict[str, str]] = {

@@ -14,6 +14,7 @@
 
     StoreError                      the state store (Redis) failed; .message is safe to show
     ├── StoreUnavailable            Redis refused, timed out, or errored: retryable later
+    │   └── NotDurable              written, but too few replicas confirmed it: not acted on
     └── StoreCorrupt                a stored record could not be read back: not retryable
 
 Raw exception text from the kubernetes or redis libraries never reaches `user_message`: it may
@@ -130,3 +131,23 @@ class StoreCorrupt(StoreError):
             operation=operation,
             cause=cause,
         )
+
+
+class NotDurable(StoreUnavailable):
+    """Redis took a write that authorises a change, but fewer replicas than
+    ROLLOUT_BOT_REDIS_MIN_REPLICAS acknowledged it in time (Redis WAIT): a failover now could
+    lose it. The change it would authorise is not made, now or later."""
+
+    def __init__(self, operation: str = "", *, required: int = 0, acknowledged: int = 0) -> None:
+        super().__init__(operation, cause="NotDurable")
+        self.message = (
+            "The audit trail could not be made durable: "
+            f"{acknowledged} of the {required} Redis replica(s) it needs confirmed it in time "
+            "(a Redis failover or a lagging replica). The change was not made and will not "
+            "be made later; try again in a minute."
+        )
+        self.args = (self.message,)
+        self.required = required
+        self.acknowledged = acknowledged
+        #: What Redis answered to the write itself (it was taken, only not confirmed).
+        self.reply: object = None

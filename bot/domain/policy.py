@@ -36,6 +36,15 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
     break_glass:                          # who may let a change through a freeze
       approvers: [S0ONCALL]
       approvals: 1
+    pipelines:                            # `/rollout promote web` (bot.domain.promotion)
+      web:
+        from: {context: staging, namespace: web, workload: deploy/web}
+        waves:
+          - [{context: prod-eu, namespace: web, workload: deploy/web}]
+          - [{context: prod-us, namespace: web, workload: deploy/web}]
+        gate: approval                    # or auto; approvers: the approval rules of the wave
+        soak: 5m                          # healthy this long before the gate opens
+        on_failure: halt                  # or rollback: undo the failed wave, then halt
 
 A channel bound to a ``context`` reaches only that context unless it lists ``contexts``.
 ``load_policy(path, served_contexts=…)`` also refuses a ``contexts`` pattern that matches none
@@ -83,6 +92,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from bot.domain import freezes as windows
+from bot.domain import workloads
 from bot.domain.commands import ACTIONS, SPECS
 from bot.domain.identity import IdentityRule
 
@@ -98,6 +108,8 @@ __all__ = [
     "ChannelBinding",
     "FreezeRule",
     "PermissionRule",
+    "Pipeline",
+    "PipelineTarget",
     "Policy",
     "PolicyError",
     "PolicyProblem",
@@ -493,6 +505,107 @@ class BreakGlassRule(_Model):
             raise ValueError(message.replace("`required`", "`approvals`")) from None
 
 
+# --- promotion pipelines (the plan and state machine are bot.domain.promotion) ------------
+
+_PIPELINE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+# A soak longer than a day is a calendar entry, not a wave.
+_MAX_SOAK: Final = timedelta(days=1)
+
+
+def _pipeline_name(value: str) -> str:
+    if not _PIPELINE_NAME.fullmatch(value):
+        raise ValueError(
+            f"`{value}` is not a valid pipeline name: use at most 40 lowercase letters, digits "
+            "and `-`, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _workload_ref(value: str) -> str:
+    """``deploy/web``, ``sts/db``, ``ds/agent`` or a bare Deployment name, as kubectl writes it."""
+    spelling, slash, name = value.partition("/")
+    if slash and workloads.parse_kind(spelling) is None:
+        raise ValueError(
+            f"`{value}` is not a Deployment, StatefulSet or DaemonSet: write `deploy/NAME`, "
+            "`sts/NAME` or `ds/NAME`"
+        )
+    name = name if slash else value
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ValueError(
+            f"`{name}` is not a valid workload name: use at most 253 lowercase letters, digits, "
+            "`-` and `.`, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _soak(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= _MAX_SOAK:
+        raise ValueError("must be between `0s` and `1d`")
+    return value
+
+
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+PipelineName = Annotated[str, AfterValidator(_pipeline_name)]
+WorkloadRef = Annotated[str, AfterValidator(_workload_ref)]
+Soak = Annotated[timedelta, BeforeValidator(_ttl), AfterValidator(_soak)]
+
+
+class PipelineTarget(_Model):
+    """One workload in one cluster: where a promotion reads its images, or writes them."""
+
+    context: Context
+    namespace: Namespace
+    workload: WorkloadRef
+
+    @property
+    def kind(self) -> str:
+        spelling, slash, _ = self.workload.partition("/")
+        return (workloads.parse_kind(spelling) or "deployment") if slash else "deployment"
+
+    @property
+    def name(self) -> str:
+        spelling, slash, name = self.workload.partition("/")
+        return name if slash else spelling
+
+    def where(self) -> str:
+        """`prod-eu/web/deploy/web`: context, namespace, workload."""
+        return f"{self.context}/{self.namespace}/{self.workload}"
+
+
+class Pipeline(_Model):
+    """Promote what runs at ``from`` to ``waves`` of targets, one wave after another: each must
+    stay healthy for ``soak`` before the ``gate`` (a person's approval, or ``auto``) lets the
+    next start; a failure halts the line (``on_failure: rollback`` first undoes the wave)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: PipelineTarget = Field(alias="from")
+    waves: Annotated[
+        list[Annotated[list[PipelineTarget], Field(min_length=1)]], Field(min_length=1)
+    ]
+    gate: Literal["approval", "auto"] = "approval"
+    soak: Soak = timedelta(minutes=5)
+    on_failure: Literal["halt", "rollback"] = "halt"
+
+    @model_validator(mode="after")
+    def _distinct_targets(self) -> Pipeline:
+        def key(target: PipelineTarget) -> tuple[str, str, str, str]:
+            return (target.context, target.namespace, target.kind, target.name)
+
+        seen = {key(self.source)}
+        for wave in self.waves:
+            for target in wave:
+                if key(target) in seen:
+                    raise ValueError(
+                        f"`{target.where()}` is named twice (as the source or in two waves); a "
+                        "pipeline promotes to each workload once, and never from itself"
+                    )
+                seen.add(key(target))
+        return self
+
+
 class Policy(_Model):
     channels: dict[ChannelId, ChannelBinding] = Field(default_factory=dict)
     permissions: list[PermissionRule] = Field(default_factory=list)
@@ -516,6 +629,8 @@ class Policy(_Model):
 
     freezes: list[FreezeRule] = Field(default_factory=list)
     break_glass: BreakGlassRule | None = None
+    #: Promotion pipelines by name (`/rollout promote NAME`).
+    pipelines: dict[PipelineName, Pipeline] = Field(default_factory=dict)
 
     @field_validator("freezes")
     @classmethod
@@ -667,6 +782,8 @@ _FIELD_NAMES: Final = sorted(
         *FreezeRule.model_fields,
         *WeeklyFreeze.model_fields,
         *BreakGlassRule.model_fields,
+        *PipelineTarget.model_fields,
+        *Pipeline.model_fields,
         "from",
         "to",
     }

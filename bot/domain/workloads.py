@@ -22,6 +22,7 @@ except that only a Deployment can be paused.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, NamedTuple
@@ -50,12 +51,14 @@ __all__ = [
     "check_resume",
     "check_scale",
     "deleted_status",
+    "go_json",
     "info",
     "owned_revisions",
     "parse_kind",
     "plan_workload_undo",
     "pods_by_revision",
     "revision_template",
+    "stored_patch_matches",
     "workload_history",
     "workload_status",
 ]
@@ -406,6 +409,38 @@ def _without_creation(template: Json) -> dict[str, Any]:
 # undo
 
 
+def go_json(value: Any) -> str:
+    """``json.Marshal`` of a decoded JSON value as Go writes it: map keys sorted, no spaces,
+    ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, other text as UTF-8."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for raw, escaped in _GO_HTML_ESCAPES:
+        text = text.replace(raw, escaped)
+    return text
+
+
+_GO_HTML_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def stored_patch_matches(obj: Json, cr: Json) -> bool:
+    """kubectl's statefulsetMatch / daemonSetMatch: the object's template, serialised as the
+    controller stores a revision (``{"spec":{"template":{..., "$patch":"replace"}}}``), equals
+    the revision's stored bytes. A byte comparison, so a revision stored by an older version
+    (with ``"creationTimestamp":null``, say) never matches, and kubectl patches it back.
+
+    The stored bytes are read back through JSON; the controller writes them in this same
+    canonical form, so re-serialising them gives the bytes it stored.
+    """
+    template = dict(copy.deepcopy(dict(_template(obj))))
+    template["$patch"] = "replace"
+    return go_json({"spec": {"template": template}}) == go_json(cr.get("data"))
+
+
 @dataclass(frozen=True)
 class WorkloadUndoPlan:
     """What kubectl's StatefulSetRollbacker / DaemonSetRollbacker would send: the revision's
@@ -446,7 +481,7 @@ def plan_workload_undo(
             "revision_not_found", f"unable to find specified revision {to_revision} in history"
         )
     template = revision_template(target)
-    skipped = _same_template(template, _template(obj))
+    skipped = stored_patch_matches(obj, target)
     message = (
         f"skipped rollback (current template already matches revision {to_revision})"
         if skipped
@@ -491,13 +526,11 @@ def check_resume(kind: str, obj: Json) -> None:
 
 def check_scale(kind: str, name: str) -> None:
     """A DaemonSet runs one pod per eligible node and has no scale subresource: kubectl scale
-    fails with the API server's NotFound for it."""
+    fails with the API server's NotFound for it, in these words."""
     if kind == "daemonset":
         raise RolloutRefused(
             "not_scalable",
-            f"daemonsets.apps {_go_quote(name)} cannot be scaled: a DaemonSet runs one pod on "
-            "each eligible node (kubectl scale: the server could not find the requested "
-            "resource)",
+            "Error from server (NotFound): the server could not find the requested resource",
         )
 
 

@@ -195,7 +195,6 @@ class Stack:
             if info.is_ready():
                 self.say(f"reusing the control plane in {cluster_dir} (it keeps running)")
                 return info.kubeconfig
-        _require("kubectl", "the local control plane checks itself with it", _KUBECTL_HINT)
         _require("openssl", "it makes the control plane's certificates", "apt-get install openssl")
         self.say(
             "starting a local Kubernetes control plane (etcd, kube-apiserver, "

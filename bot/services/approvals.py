@@ -18,6 +18,7 @@ from bot.adapters.redis.approvals import (
     ApprovalRequest,
     ApprovalState,
     RedisApprovalStore,
+    store_status,
 )
 from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.slack.directory import SlackDirectory
@@ -25,6 +26,7 @@ from bot.domain import commands as cmd
 from bot.domain import rollout
 from bot.domain.approval import Approval
 from bot.domain.errors import (
+    NotDurable,
     NotFound,
     NotPermitted,
     Refused,
@@ -124,6 +126,7 @@ class ApprovalFlow:
         fingerprint = ""
         preview: str
         if isinstance(command, cmd.Create):
+            self.rollouts.check_create(target)
             preview = (
                 f"create `{code(target)}` with image `{code(command.image)}`, "
                 f"{command.replicas} replicas"
@@ -172,13 +175,15 @@ class ApprovalFlow:
         current = deployment.get("spec", {}).get("template", {})
         match command:
             case cmd.SetImage():
-                plan = rollout.plan_set_image(deployment, command.images)
+                plan = self.rollouts.set_image_plan(deployment, command.images)
                 if plan.patch is None:
                     return "no image changes: the images are already set"
                 lines = [
                     f"• `{code(c.container)}`: `{code(c.old)}` → `{code(c.new)}`"
                     for c in plan.changes
                 ]
+                # kubectl's errors for the containers it cannot find; it changes the others.
+                lines += [f"`{code(error)}`" for error in plan.errors]
                 new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
                 diff = rollout.template_diff(current, new_spec, "current", "requested")
                 return "\n".join(lines) + "\n" + _code_block(diff)
@@ -226,7 +231,14 @@ class ApprovalFlow:
         now = self._now()
         vote = Approval(user_id=user_id, user_name=user_name, at=now)
         sig = self.sealer.seal("vote", vote.sealed_content(request.id))
-        outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
+        try:
+            outcome = self.store.approve(approval_id, user_id, user_name, now, sig=sig)
+        except NotDurable as exc:
+            # Had this vote decided the request, it would sit approved on the primary, and be
+            # resumed later: close it now, as the user is told, so it never runs.
+            if store_status(exc.reply) == "approved":
+                self._close_not_durable(approval_id, ApprovalState.APPROVED, exc)
+            raise
         current = outcome.request or request
         if outcome.status in ("recorded", "approved"):
             self._audit_quietly(AuditEventKind.APPROVAL, current, user_id, user_name)
@@ -333,7 +345,12 @@ class ApprovalFlow:
                 )
         if why is not None:
             return self._void(request, why)
-        running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
+        try:
+            running = self.store.mark(request.id, ApprovalState.APPROVED, ApprovalState.RUNNING)
+        except NotDurable as exc:
+            if store_status(exc.reply) == "marked":  # this replica claimed it
+                self._close_not_durable(request.id, ApprovalState.RUNNING, exc)
+            raise
         if running.status != "marked":
             # Another replica or a void got there first; it owns the outcome.
             return Decision(running)
@@ -354,12 +371,29 @@ class ApprovalFlow:
                 request.id, ApprovalState.RUNNING, ApprovalState.FAILED, exc.user_message
             )
             return Decision(replace(outcome, request=failed.request), error=exc.user_message)
+        except NotDurable as exc:
+            # The execution entry was not confirmed, so nothing ran: the request fails now
+            # rather than waiting to be found "running" by the sweeper.
+            self._close_not_durable(request.id, ApprovalState.RUNNING, exc)
+            raise
         done = self.store.mark(
-            request.id, ApprovalState.RUNNING, ApprovalState.DONE, change.summary
+            request.id,
+            ApprovalState.RUNNING,
+            ApprovalState.DONE,
+            change.summary or "; ".join(change.details),
         )
         if self.freezes is not None and break_glass_reason(request):
             self.freezes.audit_break_glass(request, change)
         return Decision(replace(outcome, request=done.request), change=change)
+
+    def _close_not_durable(self, approval_id: str, state: ApprovalState, exc: NotDurable) -> None:
+        """Marks a request whose decision or start was not confirmed by enough Redis replicas
+        as failed (best effort: the primary takes the mark even when replicas lag), so neither
+        this replica nor the sweeper of another runs it later."""
+        try:
+            self.store.mark(approval_id, state, ApprovalState.FAILED, exc.message)
+        except StoreError:
+            log.warning("could not close request %s after a write was not durable", approval_id)
 
     def _context_of(self, request: ApprovalRequest) -> str | None:
         """The context the approved change runs in, as a typed command's would be: "" with one

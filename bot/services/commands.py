@@ -33,6 +33,12 @@ from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
 from bot.services.identity import Identities
+from bot.services.promotions import (
+    PromotionList,
+    PromotionPlan,
+    PromotionService,
+    PromotionStarted,
+)
 from bot.services.rollouts import (
     Actor,
     Change,
@@ -102,6 +108,9 @@ Outcome = (
     | FreezeLifted
     | FreezeList
     | CanaryView
+    | PromotionPlan
+    | PromotionStarted
+    | PromotionList
 )
 
 
@@ -117,6 +126,7 @@ class CommandService:
         identities: Identities | None = None,
         freezes: FreezeService | None = None,
         canaries: CanaryService | None = None,
+        promotions: PromotionService | None = None,
     ) -> None:
         self.contexts = contexts or single(executor.cluster_name)
         #: As whom the bot acts in Kubernetes (None: always itself).
@@ -129,12 +139,16 @@ class CommandService:
         #: Change windows; None: nothing is ever frozen (and the freeze verbs are refused).
         self.freezes = freezes
         self.canaries = canaries
+        #: Promotion pipelines; None: `promote` and `promotions` are refused.
+        self.promotions = promotions
 
     def run(self, command: cmd.Command, actor: Actor, *, at_revision: int | None = None) -> Outcome:
         """``at_revision``: the change was asked for by a button posted for that revision of
         the workload, and runs only while the workload is still at it."""
         if isinstance(command, cmd.Help):
             raise ValueError("help is answered by the grammar, not run")
+        if isinstance(command, cmd.Promote | cmd.Promotions):
+            return self._promotion(command, actor)
         # "" with one cluster; with several, the context named, the channel's, or the default.
         context = self.contexts.resolve(
             command.context, self.access.policy.default_context(actor.channel_id)
@@ -238,6 +252,16 @@ class CommandService:
             case cmd.CanaryStatus() if self.canaries is not None:
                 return self.canaries.status(Target(namespace, command.deployment, context=context))
         raise AssertionError(f"not a read: {command!r}")
+
+    def _promotion(self, command: cmd.Promote | cmd.Promotions, actor: Actor) -> Outcome:
+        """A pipeline names its own clusters and namespaces: the service checks each."""
+        if self.promotions is None:
+            raise NotPermitted("Promotions are not available in this bot. Nothing was changed.")
+        if isinstance(command, cmd.Promote):
+            return self.promotions.run(command, actor)
+        namespace = self.access.namespace_for(actor.channel_id, None)
+        self.access.check(actor.user_id, actor.channel_id, "promotions", namespace)
+        return self.promotions.overview()
 
     def _change_windows(
         self,

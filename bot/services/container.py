@@ -17,6 +17,7 @@ from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.progress.ports import Tracking
+from bot.services.promotions import PromotionService
 from bot.services.rollouts import Rollouts
 
 
@@ -40,3 +41,5 @@ class Services:
     freezes: FreezeService | None = None
     #: Canaries of Deployments (`/rollout canary`).
     canaries: CanaryService | None = None
+    #: Promotion pipelines (`/rollout promote`); None: not available.
+    promotions: PromotionService | None = None

@@ -1,7 +1,8 @@
 """Running a mutation: the one path shared by a typed command and an approved request.
 
 The audit entry for the execution is written *before* the cluster is touched: if Redis cannot
-take it, `StoreUnavailable` propagates and nothing runs. The outcome is audited afterwards.
+take it, `StoreUnavailable` propagates and nothing runs; with ROLLOUT_BOT_REDIS_MIN_REPLICAS,
+that includes enough replicas confirming it (`NotDurable`). The outcome is audited afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.redis.errors import StoreError
 from bot.domain import commands as cmd
-from bot.domain.errors import NotPermitted, RolloutBotError
+from bot.domain.errors import NotDurable, NotPermitted, RolloutBotError
 from bot.services.canary import CanaryService
 from bot.services.rollouts import Actor, Change, Rollouts, Target
 
@@ -114,7 +115,12 @@ class Executor:
             "reason": reason_of(command) or "",
             "approval_id": approval_id,
         }
-        self.audit.append(AuditEvent(event=AuditEventKind.EXECUTION, **base))
+        try:
+            self.audit.append(AuditEvent(event=AuditEventKind.EXECUTION, **base))
+        except NotDurable:
+            # The entry may stand on the primary: say beside it that nothing ran.
+            self._audit_outcome(base, "not run: the audit trail could not be made durable", None)
+            raise
         try:
             change = self._dispatch(rollouts, command, target, actor, expect)
         except RolloutBotError as exc:

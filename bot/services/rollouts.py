@@ -45,6 +45,9 @@ T = TypeVar("T")
 # writes in bursts (status after every pod change), so the attempts are spread out a little.
 CONFLICT_ATTEMPTS = 5
 CONFLICT_BACKOFF = 0.1
+# How long a template change waits for its revision (the controller makes it within a second
+# or so) before taking its change-cause off the object; see `Rollouts._retire_cause`.
+CAUSE_SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class Change:
     deployment: Json = field(default_factory=dict, repr=False, compare=False)
     #: Who else changes this object (a GitOps tool, an autoscaler), for the reply.
     notices: tuple[str, ...] = ()
+    #: What kubectl prints on stderr beside its line (its undo warning for an object once
+    #: managed with `kubectl apply`, its errors for containers set image could not find).
+    warnings: tuple[str, ...] = ()
     #: The Slack user the change was made for (whose identity it used in impersonate mode),
     #: so what continues it (an automatic rollback) acts as them too.
     requester: str = ""
@@ -135,6 +141,8 @@ class HistoryView:
     revisions: tuple[rollout.Revision, ...]
     detail: rollout.Revision | None = None
     described: str | None = None
+    #: The revision asked for with `--revision=N` (kubectl's header names it).
+    requested: int | None = None
 
 
 @dataclass(frozen=True)
@@ -345,21 +353,30 @@ class Rollouts:
 
     def history(self, target: Target, revision: int | None = None) -> HistoryView:
         revisions = self.revisions(target)
-        if revision is None:
+        if not revision:
             return HistoryView(target, revisions)
+        if not revisions:
+            # kubectl says there is no history before it looks for the revision.
+            return HistoryView(target, revisions, requested=revision)
         detail = _find_revision(revisions, revision)
-        return HistoryView(target, revisions, detail, rollout.describe_template(detail.template))
+        return HistoryView(
+            target,
+            revisions,
+            detail,
+            rollout.describe_template(detail.template),
+            requested=revision,
+        )
 
     def diff(self, target: Target, old: int, new: int | None) -> DiffView:
         revisions = self.revisions(target)
-        before = _find_revision(revisions, old)
+        before = _find_revision(revisions, old, kubectl_verb=False)
         if new is None:
             current = next((r for r in revisions if r.is_current), None)
             if current is None:
                 raise Refused(f"`{target.name}` has no current revision yet to compare with.")
             after = current
         else:
-            after = _find_revision(revisions, new)
+            after = _find_revision(revisions, new, kubectl_verb=False)
         diff = rollout.template_diff(
             before.template,
             after.template,
@@ -392,10 +409,8 @@ class Rollouts:
             try:
                 created = self.on(target.context).create_deployment(target.namespace, manifest)
             except Conflict:
-                raise Refused(
-                    f"Deployment `{target.name}` already exists in `{target.namespace}`. "
-                    f"Nothing was changed; use `/rollout set image` to change it."
-                ) from None
+                raise _already_exists(target) from None
+        created = self._retire_cause(target, created, cause)
         return Change(
             target=target,
             action="create",
@@ -420,11 +435,16 @@ class Rollouts:
         description = "set image " + " ".join(f"{c}={i}" for c, i in images)
 
         def attempt(deployment: Json) -> Change:
-            plan = _refusal_to_error(lambda: rollout.plan_set_image(deployment, images))
+            plan = self.set_image_plan(deployment, images)
             notices = self._ownership(target, deployment, "set-image")
             if plan.patch is None:
+                # kubectl prints nothing at all for an image that is already set.
                 return self._no_change(
-                    target, "set-image", deployment, "image already set: no change, no new revision"
+                    target,
+                    "set-image",
+                    deployment,
+                    "",
+                    details=("image already set: no change, no new revision",),
                 )
             updated = self._apply(
                 target,
@@ -441,6 +461,7 @@ class Rollouts:
                 "image updated",
                 details=tuple(f"{c.container}: {c.old} → {c.new}" for c in plan.changes),
                 notices=notices,
+                warnings=plan.errors,
             )
 
         return self._with_fresh_state(target, attempt, expect, "set-image")
@@ -459,8 +480,14 @@ class Rollouts:
             notices = self._ownership(target, deployment, "scale")
             current = deployment.get("spec", {}).get("replicas", 1)
             if current == replicas:
+                # kubectl sends a patch the server finds empty and prints its usual line; the
+                # bot sends nothing (the cluster ends the same) and says there was nothing to do.
                 return self._no_change(
-                    target, "scale", deployment, f"already at {replicas} replicas: no change"
+                    target,
+                    "scale",
+                    deployment,
+                    "scaled",
+                    details=(f"already at {replicas} replicas: nothing changed",),
                 )
             # The effect of `kubectl scale`: replicas only. The change-cause is kubectl's record
             # of template changes (it labels revisions), so scaling leaves it alone; who scaled
@@ -506,14 +533,15 @@ class Rollouts:
             except rollout.UndoRefused as exc:
                 message = exc.message
                 if exc.reason_code == "revision_not_found":
-                    known = rollout.history(deployment, replica_sets)
-                    listed = ", ".join(str(r.number) for r in known) or "none"
-                    message += f" (revisions: {listed})."
+                    message += _revisions_line(rollout.history(deployment, replica_sets))
                 raise Refused(message) from None
             if plan.skipped:
-                return self._no_change(target, "undo", deployment, plan.message)
+                return self._no_change(
+                    target, "undo", deployment, plan.message, warnings=plan.warnings
+                )
             flag = f" --to-revision={to_revision}" if to_revision else ""
-            plan = plan.with_change_cause(change_cause(f"undo{flag}", actor, reason))
+            cause = change_cause(f"undo{flag}", actor, reason)
+            plan = plan.with_change_cause(cause)
             # kubectl's two ops, plus the resourceVersion the plan was computed from: the API
             # server then answers 409 if the Deployment changed since, and we plan again.
             patch = [
@@ -531,6 +559,7 @@ class Rollouts:
                     target.namespace, target.name, patch, field_manager="kubectl-rollout"
                 ),
             )
+            updated = self._retire_cause(target, updated, cause)
             return self._changed(
                 target,
                 "undo",
@@ -539,6 +568,7 @@ class Rollouts:
                 "rolled back",
                 details=(f"to the template of revision {plan.target_revision}",),
                 notices=notices,
+                warnings=plan.warnings,
             )
 
         return self._with_fresh_state(target, attempt, expect, "undo")
@@ -547,8 +577,12 @@ class Rollouts:
         self, target: Target, to_revision: int, actor: Actor, reason: str | None, expect: str | None
     ) -> Change:
         """kubectl's StatefulSetRollbacker / DaemonSetRollbacker: the revision's stored
-        template patch, sent as a strategic-merge patch (with the change-cause and the
-        resourceVersion it was planned from)."""
+        template patch, sent as a strategic-merge patch pinned to the resourceVersion it was
+        planned from.
+
+        No change-cause: the controller reuses the old ControllerRevision, whose annotations
+        are set only when a revision is first made, so a cause written on the object would
+        never show on it, and would label the next revision anyone makes instead."""
 
         def attempt(obj: Json) -> Change:
             notices = self._ownership(target, obj, "undo")
@@ -558,21 +592,15 @@ class Rollouts:
             except rollout.UndoRefused as exc:
                 message = exc.message
                 if exc.reason_code == "revision_not_found":
-                    known = workloads.workload_history(obj, revisions)
-                    listed = ", ".join(str(r.number) for r in known) or "none"
-                    message += f" (revisions: {listed})."
+                    message += _revisions_line(workloads.workload_history(obj, revisions))
                 raise Refused(message) from None
             before = _current_number(workloads.workload_history(obj, revisions))
+            warnings = rollout.undo_warnings(obj, workloads.info(target.kind).resource)
             if plan.skipped:
-                return self._no_change(target, "undo", obj, plan.message, revision=before)
-            flag = f" --to-revision={to_revision}" if to_revision else ""
-            updated = self._apply(
-                target,
-                obj,
-                plan.patch,
-                change_cause(f"undo{flag}", actor, reason),
-                field_manager="kubectl-rollout",
-            )
+                return self._no_change(
+                    target, "undo", obj, plan.message, revision=before, warnings=warnings
+                )
+            updated = self._apply(target, obj, plan.patch, None, field_manager="kubectl-rollout")
             return self._changed(
                 target,
                 "undo",
@@ -582,6 +610,7 @@ class Rollouts:
                 details=(f"to the template of revision {plan.target_revision}",),
                 notices=notices,
                 revision=before,
+                warnings=warnings,
             )
 
         return self._with_fresh_state(target, attempt, expect, "undo")
@@ -661,8 +690,33 @@ class Rollouts:
             _refusal_to_error(lambda: workloads.check_scale(target.kind, target.name))
         elif action == "undo":
             self.undo_plan(target, obj, to_revision)
+        elif action == "restart":
+            _refusal_to_error(lambda: rollout.check_restart(obj))
         if action != "create":
             self._ownership(target, obj, "")
+
+    def check_create(self, target: Target) -> None:
+        """kubectl create's refusal, before anything is asked: the Deployment exists."""
+        try:
+            self.on(target.context).get_workload(target.kind, target.namespace, target.name)
+        except NotFound:
+            return
+        raise _already_exists(target)
+
+    def set_image_plan(self, obj: Json, images: Sequence[tuple[str, str]]) -> rollout.SetImagePlan:
+        """kubectl set image's plan; Refused where kubectl changes nothing and fails: pairs it
+        rejects, or only containers it cannot find (its errors, then the containers there are
+        on a line of their own)."""
+        plan = _refusal_to_error(lambda: rollout.plan_set_image(obj, images))
+        if plan.patch is None and plan.errors:
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            names = [
+                c.get("name", "")
+                for key in ("containers", "initContainers")
+                for c in spec.get(key) or []
+            ]
+            raise Refused("\n".join([*plan.errors, "containers: " + ", ".join(names)]))
+        return plan
 
     def undo_plan(
         self, target: Target, obj: Json, to_revision: int
@@ -681,8 +735,7 @@ class Rollouts:
         except rollout.UndoRefused as exc:
             message = exc.message
             if exc.reason_code == "revision_not_found":
-                listed = ", ".join(str(r.number) for r in self.revisions(target, obj)) or "none"
-                message += f" (revisions: {listed})."
+                message += _revisions_line(self.revisions(target, obj))
             raise Refused(message) from None
 
     def binding(self, target: Target, action: str) -> str:
@@ -736,13 +789,67 @@ class Rollouts:
         metadata = dict(body.get("metadata") or {})
         metadata["resourceVersion"] = deployment["metadata"]["resourceVersion"]
         body["metadata"] = metadata
-        return self._write(
+        updated = self._write(
             target.context,
             deployment,
             lambda: self.on(target.context).patch_workload(
                 target.kind, target.namespace, target.name, body, field_manager=field_manager
             ),
         )
+        if cause is not None:
+            updated = self._retire_cause(target, updated, cause)
+        return updated
+
+    def _retire_cause(self, target: Target, updated: Json, cause: str) -> Json:
+        """Takes the bot's change-cause off the object once the revision its change made
+        carries it, so the next revision someone else makes (`kubectl rollout restart`, say)
+        does not inherit it: the controllers copy the object's annotations onto a new revision
+        (a Deployment's onto its current ReplicaSet on every sync) but never remove one.
+
+        Bookkeeping only: it never fails the change. A paused Deployment makes no revision
+        until resumed; the cause then stays, for the revision that will carry the change.
+
+        A Deployment's generation counts annotation changes too, so the removal makes one: it
+        is claimed as the bot's like any write, and the object it returns is the one the
+        change's progress follows."""
+        if updated.get("spec", {}).get("paused") is True:
+            return updated
+        path = "/metadata/annotations/" + rollout.CHANGE_CAUSE_ANNOTATION.replace("/", "~1")
+        # Only if it is still the bot's text: a newer cause is someone else's to keep.
+        removal = [{"op": "test", "path": path, "value": cause}, {"op": "remove", "path": path}]
+        try:
+            deadline = time.monotonic() + CAUSE_SETTLE_SECONDS
+            while not self._revision_has_cause(target, updated, cause):
+                if time.monotonic() > deadline:
+                    log.info("no revision of %s carries the change-cause yet; kept", target)
+                    return updated
+                time.sleep(0.1)
+            return self._write(
+                target.context,
+                updated,
+                lambda: self.on(target.context).patch_workload(
+                    target.kind, target.namespace, target.name, removal, field_manager="rollout-bot"
+                ),
+            )
+        except Exception as exc:  # bookkeeping: the change itself is done and reported
+            log.info("change-cause of %s left on the object: %s", target, type(exc).__name__)
+            return updated
+
+    def _revision_has_cause(self, target: Target, updated: Json, cause: str) -> bool:
+        """Whether the revision with `updated`'s pod template carries `cause`."""
+        template = updated.get("spec", {}).get("template", {})
+        if target.kind == "deployment":
+            for rs in self.owned_replica_sets(updated, target.context):
+                annotations = rs.get("metadata", {}).get("annotations") or {}
+                if rollout.templates_equal_ignoring_hash(
+                    rs.get("spec", {}).get("template", {}), template
+                ):
+                    return bool(annotations.get(rollout.CHANGE_CAUSE_ANNOTATION) == cause)
+            return False
+        for revision in workloads.workload_history(updated, self.owned_revisions(target, updated)):
+            if revision.is_current:
+                return revision.change_cause == cause
+        return False
 
     def _ownership(self, target: Target, obj: Json, action: str) -> tuple[str, ...]:
         """Who else owns this object: refuses a GitOps-managed target when the policy says
@@ -848,6 +955,7 @@ class Rollouts:
         starts_rollout: bool = True,
         notices: tuple[str, ...] = (),
         revision: int | None = None,
+        warnings: tuple[str, ...] = (),
     ) -> Change:
         return Change(
             target=target,
@@ -861,6 +969,7 @@ class Rollouts:
             details=details,
             deployment=after,
             notices=notices,
+            warnings=warnings,
         )
 
     def _no_change(
@@ -871,11 +980,15 @@ class Rollouts:
         message: str,
         *,
         revision: int | None = None,
+        details: tuple[str, ...] = (),
+        warnings: tuple[str, ...] = (),
     ) -> Change:
+        """Nothing was sent. `message` follows the object's name as kubectl's line; empty
+        where kubectl prints nothing."""
         return Change(
             target=target,
             action=action,
-            summary=f"{target.ref} {message}",
+            summary=f"{target.ref} {message}" if message else "",
             changed=False,
             starts_rollout=False,
             revision_before=revision
@@ -883,7 +996,9 @@ class Rollouts:
             else self._revision(target, deployment),
             images_before=_images(deployment),
             images_after=_images(deployment),
+            details=details,
             deployment=deployment,
+            warnings=warnings,
         )
 
     def current_revision(self, target: Target, obj: Json | None = None) -> int | None:
@@ -945,6 +1060,14 @@ class Rollouts:
             raise
 
 
+def _already_exists(target: Target) -> Refused:
+    # kubectl create's words, then what to do instead.
+    return Refused(
+        f'failed to create deployment: deployments.apps "{target.name}" already exists\n'
+        f"Nothing was changed in `{target.namespace}`; use `/rollout set image` to change it."
+    )
+
+
 def _namespace_missing(namespace: str) -> NotFound:
     return NotFound(
         f"Namespace `{namespace}` does not exist. Nothing was changed; "
@@ -983,14 +1106,26 @@ def _current_number(revisions: Sequence[rollout.Revision]) -> int | None:
     return next((r.number for r in revisions if r.is_current), None)
 
 
-def _find_revision(revisions: Sequence[rollout.Revision], number: int) -> rollout.Revision:
+def _find_revision(
+    revisions: Sequence[rollout.Revision], number: int, *, kubectl_verb: bool = True
+) -> rollout.Revision:
     for revision in revisions:
         if revision.number == number:
             return revision
-    known = ", ".join(str(r.number) for r in revisions) or "none"
-    raise Refused(
-        f"unable to find the specified revision {number} in history (revisions: {known})."
+    # kubectl's words for its own verb (they do not repeat the number); `diff` is the bot's
+    # own and names it. Then what there is, on a line of its own.
+    words = (
+        "unable to find the specified revision"
+        if kubectl_verb
+        else f"unable to find revision {number} in history"
     )
+    raise Refused(words + _revisions_line(revisions))
+
+
+def _revisions_line(revisions: Sequence[rollout.Revision]) -> str:
+    """The line the bot adds under kubectl's "unable to find" errors: the revisions there are."""
+    known = ", ".join(str(r.number) for r in revisions) or "none"
+    return f"\nrevisions in history: {known}"
 
 
 def _refusal_to_error(fn: Callable[[], T]) -> T:

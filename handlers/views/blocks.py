@@ -332,6 +332,13 @@ def status_message(view: StatusView) -> Message:
 
 
 def history_message(view: HistoryView) -> Message:
+    if not view.revisions and view.requested:
+        # kubectl's header for the revision asked for, then its words.
+        header = f"{view.target.ref} with revision #{view.requested}"
+        return _fit(
+            f"{header}: No rollout history found.",
+            [_section(f"*{header}*{in_cluster(view.target.context)}\nNo rollout history found.")],
+        )
     if not view.revisions:
         # kubectl's own words, then which object.
         return _fit(
@@ -423,12 +430,19 @@ def change_message(
         if approved_by
         else ""
     )
+    # kubectl's stderr beside its line, as kubectl prints it.
+    warnings = [f"`{code(warning)}`" for warning in change.warnings]
     if not change.changed:
+        # Where kubectl prints nothing (an image already set), only the bot's note is said.
+        said = f"`{code(change.summary)}`" if change.summary else escape("; ".join(change.details))
         text = (
-            f":information_source: `{code(change.summary)}`{in_cluster(change.target.context)} "
+            f":information_source: {said}{in_cluster(change.target.context)} "
             f"(requested by {mention(actor.user_id)}{approval})"
         )
-        return _fit(change.summary, [_section(text)])
+        if change.summary:
+            text = "\n".join([text, *(f"• {escape(d)}" for d in change.details)])
+        text = "\n".join([text, *warnings])
+        return _fit(change.summary or "; ".join(change.details), [_section(text)])
     lines = [
         f":rocket: {mention(actor.user_id)} ran `{verb(change.action)}` on `{code(change.target)}`"
         + in_cluster(change.target.context)
@@ -436,6 +450,7 @@ def change_message(
         f"`{code(change.summary)}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
+    lines.extend(warnings)
     lines.extend(escape(notice) for notice in change.notices)
     if reason:
         lines.append(f"Reason: {escape(reason)}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.bench import multi, phases
+from tests.bench import multi, phases, promotion
 from tests.bench.harness import Bench, log
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", "/tmp/rollout-bot-bench.json"))
@@ -188,6 +188,13 @@ def render(report: dict[str, Any]) -> str:
         out.extend(multi.render(results["multi_cluster"]))
     else:
         out.append(f"   FAILED or not run: {errors.get('multi_cluster', 'not run')}")
+
+    out.append("")
+    out.append("5. Promotion: one gate opening a wave of targets, beside the changes one by one")
+    if "promotion" in results:
+        out.extend(promotion.render(results["promotion"]))
+    else:
+        out.append(f"   FAILED or not run: {errors.get('promotion', 'not run')}")
     if report.get("warnings"):
         out.append("")
         out.extend(f"warning: {w}" for w in report["warnings"])
@@ -220,12 +227,13 @@ def main() -> int:
                 ("approvals", lambda: phases.approval_clicks(bench, apps)),
                 ("progress", lambda: phases.progress_at_scale(bench)),
                 ("multi_cluster", lambda: multi.multi_cluster_progress(bench)),
+                ("promotion", lambda: promotion.promotion_vs_one_by_one(bench)),
             ]
             # BENCH_PHASES=progress,multi_cluster runs only those (default: all of them).
             chosen = [p for p in os.environ.get("BENCH_PHASES", "").split(",") if p]
             steps = [(name, step) for name, step in steps if not chosen or name in chosen]
             for name, step in steps:
-                if name in ("progress", "multi_cluster"):
+                if name in ("progress", "multi_cluster", "promotion"):
                     apps.stop()  # phase 3 runs alone on the machine
                     _check_logs(workdir, report)
                 phase_start = time.monotonic()

@@ -50,6 +50,13 @@ VALUE_SETS: dict[str, list[str]] = {
         "networkPolicy.enabled=true",
     ],
     "cluster-wide": ["rbac.namespaces={*}", "replicaCount=3"],
+    "sentinel": ["redis.replicas=2", "networkPolicy.enabled=true"],
+    "external-sentinel": [
+        "redis.enabled=false",
+        "externalRedis.sentinels={s0.redis:26379,s1.redis:26379,s2.redis:26379}",
+        "externalRedis.sentinelMaster=mymaster",
+        "networkPolicy.enabled=true",
+    ],
     "several-clusters": [
         "clusters.kubeconfigSecret=rollout-bot-clusters",
         "clusters.kubeconfigKeys={east.kubeconfig,west.kubeconfig}",
@@ -146,10 +153,84 @@ def test_secrets_come_from_a_secret_made_by_the_user_or_from_values() -> None:
     assert url_secret["stringData"] == {"REDIS_URL": "redis://:pw@r:6379/0"}
 
 
+def test_bundled_redis_with_replicas_runs_sentinel_beside_it_under_the_same_pod_security() -> None:
+    text = render(*VALUE_SETS["sentinel"])
+    sets = {s["metadata"]["name"]: s for s in of_kind(text, "StatefulSet")}
+    redis_set, sentinel_set = sets["rollout-bot-redis"], sets["rollout-bot-sentinel"]
+    assert redis_set["spec"]["replicas"] == 3  # the primary and two replicas
+    assert sentinel_set["spec"]["replicas"] == 3
+    for workload in (redis_set, sentinel_set):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        (container,) = pod["containers"]
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
+        assert "REDISCLI_AUTH" in container["readinessProbe"]["exec"]["command"][2]
+    services = {s["metadata"]["name"]: s for s in of_kind(text, "Service")}
+    # Headless: the pods are addressed one by one; Sentinel says which is the primary.
+    assert services["rollout-bot-redis"]["spec"]["clusterIP"] == "None"
+    assert services["rollout-bot-sentinel"]["spec"]["clusterIP"] == "None"
+    (config,) = [c for c in of_kind(text, "ConfigMap") if "redis.conf" in c["data"]]
+    assert "sentinel monitor rollout-bot $primary 6379 2" in config["data"]["sentinel.sh"]
+    assert 'masterauth "$password"' in config["data"]["start.sh"]
+
+    (deployment,) = of_kind(text, "Deployment")
+    (bot,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in bot["env"]}
+    assert env["REDIS_SENTINELS"] == ",".join(
+        f"rollout-bot-sentinel-{i}.rollout-bot-sentinel.rollout-bot.svc:26379" for i in range(3)
+    )
+    assert env["REDIS_SENTINEL_MASTER"] == "rollout-bot"
+    policies = {p["metadata"]["name"]: p for p in of_kind(text, "NetworkPolicy")}
+    bot_ports = {p["port"] for r in policies["rollout-bot"]["spec"]["egress"] for p in r["ports"]}
+    assert {6379, 26379} <= bot_ports
+    assert "rollout-bot-sentinel" in policies
+
+
+def test_an_external_redis_behind_sentinel_is_found_through_its_sentinels() -> None:
+    (deployment,) = of_kind(render(*VALUE_SETS["external-sentinel"]), "Deployment")
+    (bot,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in bot["env"]}
+    assert env["REDIS_SENTINELS"] == "s0.redis:26379,s1.redis:26379,s2.redis:26379"
+    assert env["REDIS_SENTINEL_MASTER"] == "mymaster"
+    assert "ROLLOUT_BOT_REDIS_MIN_REPLICAS" not in env  # the bot's default: 1 with Sentinel
+    pinned = render(*VALUE_SETS["external-sentinel"], "redis.minReplicas=2")
+    (deployment,) = of_kind(pinned, "Deployment")
+    (bot,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "ROLLOUT_BOT_REDIS_MIN_REPLICAS", "value": "2"} in bot["env"]
+
+
+def test_the_init_container_gives_the_bundled_sentinels_password_and_needs_no_url_for_external(
+    tmp_path: Path,
+) -> None:
+    script, env = _init_container("redis.replicas=1")
+    _secret_volume(tmp_path / "in" / "main", {"SLACK_BOT_TOKEN": "xoxb-1", "REDIS_PASSWORD": "pw"})
+    assert _run_init(script, env, tmp_path).returncode == 0
+    assert (tmp_path / "out" / "REDIS_SENTINEL_PASSWORD").read_text() == "pw"
+
+    script, env = _init_container(*VALUE_SETS["external-sentinel"])
+    _secret_volume(tmp_path / "ext" / "in" / "main", {"SLACK_BOT_TOKEN": "xoxb-1"})
+    done = _run_init(script, env, tmp_path / "ext")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     "sets, complaint",
     [
         (["slack.mode=smtp"], "/slack/mode"),
+        (
+            ["redis.enabled=false", "externalRedis.sentinels={s:26379}"],
+            "externalRedis.sentinelMaster",
+        ),
+        (
+            ["redis.enabled=false", "externalRedis.sentinels={no-port}"],
+            "/externalRedis/sentinels/0",
+        ),
+        (["redis.replicas=-1"], "/redis/replicas"),
         (["rbac.namespaces={Bad_NS}"], "/rbac/namespaces/0"),
         (["externalRedis.url=http://x"], "/externalRedis/url"),
         (["secrets.create=true"], "secrets.slackBotToken"),

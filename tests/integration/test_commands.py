@@ -336,7 +336,7 @@ def test_scale_changes_replicas_without_a_new_revision(
     assert kubectl.history_revisions("web") == [1]
 
     said = driver.run(f"scale web --replicas=3 -n {ns}")
-    assert "already at 3 replicas" in said and "no change" in said
+    assert "already at 3 replicas" in said and "nothing changed" in said
 
     said = driver.run(f"scale web --replicas=0 -n {ns}")
     assert "replicas: 3 → 0" in said

@@ -4,9 +4,13 @@ KIND/NAME --revision=N` does, for every workload kind.
 The fixture (tests/fixtures/pod_templates.yaml) covers what a plain template leaves out:
 projected, downwardAPI, csi, ephemeral, nfs, hostPath and secret volumes, resourceFieldRef with
 and without limits and divisors, tolerations out of order, topology spread constraints,
-seccomp profiles, probes of every kind and long or multi-line annotations. Each template is
-created on the real control plane, and the bot's text (through the real cluster adapter) must
-equal kubectl's, byte for byte.
+seccomp profiles, probes of every kind and long or multi-line annotations. Issue 21 added one
+template per difference it found: `annotation-bytes` (#9: the layout counts bytes and cuts mid-
+character), `last-applied` and `only-last-applied` (#10: never shown), `more-volumes` (#11:
+every volume type kubectl has a printer for), `trust-bundle` (#12: no line for it) and
+`describe-gaps` (#13: devices, an empty selector, a zero size limit, an escaped probe path).
+Each template is created on the real control plane, and the bot's text (through the real
+cluster adapter) must equal that of the cluster's own kubectl version, byte for byte.
 """
 
 from __future__ import annotations

@@ -425,6 +425,7 @@ def test_check_connects_to_each_context_and_reports_each(
                         server="https://127.0.0.1:1",
                         kubeconfig=stopped,
                         bot_kubeconfig=stopped,
+                        kubectl=west_cluster.kubectl,
                     ),
                 ),
             ),

@@ -1,30 +1,53 @@
-"""kubectl as an independent oracle: the tests ask it what the cluster says."""
+"""kubectl as an independent oracle: the tests ask it what the cluster says.
+
+The kubectl is the one built from the same k8s.io/kubernetes version as the control plane
+(`bot.devkit.control_plane.kubectl_binary`), never whatever `kubectl` is on PATH: the bot
+speaks that version's words, and an older kubectl prints older ones.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from bot.devkit.control_plane import kubectl_binary
+
+
+@cache
+def cluster_kubectl() -> Path:
+    return kubectl_binary()
+
 
 class Kubectl:
-    def __init__(self, kubeconfig: Path, namespace: str | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str | None = None, executable: Path | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
+        self.executable = executable or cluster_kubectl()
 
     def in_namespace(self, namespace: str) -> Kubectl:
-        return Kubectl(self.kubeconfig, namespace)
+        return Kubectl(self.kubeconfig, namespace, self.executable)
 
     def run(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+        argv = [str(self.executable), "--kubeconfig", str(self.kubeconfig)]
         if self.namespace:
             argv += ["-n", self.namespace]
+        # Undecodable bytes (kubectl cuts long annotations at a byte count, even mid-character)
+        # come back as U+FFFD, as the bot shows them.
         proc = subprocess.run(
-            [*argv, *args], capture_output=True, text=True, input=input, timeout=timeout
+            [*argv, *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            input=input,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")

@@ -19,7 +19,6 @@ from bot.domain.commands import (
     parse_command,
     render_command,
 )
-from bot.domain.rollout import UnknownContainer
 from bot.services.canary import CanaryView
 from bot.services.rollouts import Target
 from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION, canary_message
@@ -118,7 +117,7 @@ def test_canary_names_web_and_carries_no_gitops_tracking_label() -> None:
 def test_refusals_before_anything_is_created() -> None:
     with pytest.raises(rules.CanaryRefused, match="already runs"):
         rules.canary_manifest(web(), [("app", "nginx:1.25")], 1, **_kw())
-    with pytest.raises(UnknownContainer):
+    with pytest.raises(rules.CanaryRefused, match='unable to find container named "nope"'):
         rules.canary_manifest(web(), [("nope", "nginx:1.27")], 1, **_kw())
     tracked = web()
     tracked["spec"]["selector"]["matchLabels"][rules.TRACK_LABEL] = "stable"

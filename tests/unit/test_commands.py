@@ -67,7 +67,9 @@ CONTRACT = """\
 [--analysis 10m] [--auto-promote] [-n NS]
 /rollout canary status DEPLOY [-n NS]
 /rollout canary promote DEPLOY [-n NS]
-/rollout canary abort DEPLOY [-n NS]"""
+/rollout canary abort DEPLOY [-n NS]
+/rollout promote NAME [--image app=repo:tag] [--dry-run] [--resume]
+/rollout promotions"""
 
 
 def error_of(text: str, **kwargs: int) -> CommandError:
@@ -107,6 +109,8 @@ def test_actions_are_the_policy_names_in_grammar_order() -> None:
         "audit",
         "freeze",
         "freezes",
+        "promote",
+        "promotions",
     )
 
 
@@ -224,6 +228,12 @@ def test_commands_are_frozen_and_the_caller_fills_in_the_namespace() -> None:
         ("diff web 5 3", Diff(deployment="web", rev=5, rev2=3)),
         ("undo web", Undo(deployment="web")),
         ("undo web --to-revision=0", Undo(deployment="web")),
+        ("undo web --to-revision=-1", Undo(deployment="web", to_revision=-1)),
+        (
+            "set image web a=nginx a=nginx:2",
+            SetImage(deployment="web", images=(("a", "nginx"), ("a", "nginx:2"))),
+        ),
+        ("history web --revision=0", History(deployment="web")),
         ("undo web --to-revision 4", Undo(deployment="web", to_revision=4)),
         (
             "undo web --to-revision=4 -n prod --reason=broken",
@@ -410,7 +420,7 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "unknown command `rollback`. Did you mean `undo`? Commands: `help`, `list`, "
             "`status`, `create`, `set image`, `scale`, `history`, `diff`, `undo`, `pause`, "
             "`resume`, `restart`, `approvals`, `audit`, `freeze`, `unfreeze`, `freezes`, "
-            "`canary`.",
+            "`canary`, `promote`, `promotions`.",
         ),
         ("stauts web", "unknown command `stauts`. Did you mean `status`? Commands: "),
         ("help deploy", "unknown command `deploy`. Did you mean `set image`? Commands: "),
@@ -523,13 +533,10 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "`--replicas` must be a whole number from 0 to 100, got `" + "9" * 30 + "`.",
         ),
         ("create web --image=nginx --replicas=x", "`--replicas` must be a whole number from 0"),
+        ("history web --revision=-2", "revision must be a positive integer: -2"),
         (
-            "history web --revision=0",
-            "`--revision` must be a revision number (1 or more), got `0`.",
-        ),
-        (
-            "history web --revision=-2",
-            "`--revision` must be a revision number (1 or more), got `-2`.",
+            "history web --revision=two",
+            "`--revision` must be a revision number (0 lists them all), got `two`.",
         ),
         ("diff web 0", "REV must be a revision number (1 or more), got `0`."),
         ("diff web -1", "REV must be a revision number (1 or more), got `-1`."),
@@ -537,8 +544,8 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
         ("diff web 2 x", "REV2 must be a revision number (1 or more), got `x`."),
         ("diff web 2 2", "both revisions are 2; name two different revisions."),
         (
-            "undo web --to-revision=-1",
-            "`--to-revision` must be a revision number (0 means the previous one), got `-1`.",
+            "undo web --to-revision=one",
+            "`--to-revision` must be a revision number (0 means the previous one), got `one`.",
         ),
         ("audit --limit=0", "`--limit` must be a whole number from 1 to 500, got `0`."),
         ("audit --limit=501", "`--limit` must be a whole number from 1 to 500, got `501`."),
@@ -569,11 +576,10 @@ def test_a_link_without_label_keeps_its_url_which_is_not_an_image() -> None:
             "or `*` for every container.",
         ),
         ("set image web App=nginx", "`App` is not a valid container name:"),
-        ("set image web a=nginx a=nginx:2", "container `a` is given more than once."),
-        ("set image web *=nginx *=nginx:2", "container `*` is given more than once."),
         (
             "set image web *=nginx app=nginx:2",
-            "`*=IMAGE` sets every container; do not combine it with named containers.",
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs",
         ),
         # reasons
         ("restart web --reason='  '", "`--reason` needs some text."),
@@ -873,3 +879,36 @@ def test_rendering_is_canonical() -> None:
     assert render_command(Undo(deployment="web", reason="a & b")) == (
         "undo web --reason='a &amp; b'"
     )
+
+
+# --- promote -----------------------------------------------------------------------------------
+
+
+def test_promote_takes_a_pipeline_named_images_and_switches() -> None:
+    from bot.domain.commands import Promote, Promotions
+
+    assert parse_command("promote web") == Promote(pipeline="web")
+    both = parse_command("promote web --image app=r/app:2 --image side=s:1 --dry-run")
+    assert both == Promote(
+        pipeline="web", images=(("app", "r/app:2"), ("side", "s:1")), dry_run=True
+    )
+    assert parse_command(render_command(both)) == both
+    assert parse_command("promote web --resume") == Promote(pipeline="web", resume=True)
+    assert parse_command("promotions") == Promotions()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("promote", "needs the name of a pipeline"),
+        ("promote Web_1", "is not a pipeline name"),
+        ("promote web --resume=yes", "`--resume` takes no value"),
+        ("promote web --image *=x:1", "`*` is not one"),
+        ("promote web --image app=x:1 --image app=x:2", "same container more than once"),
+        ("promote web --resume --image app=x:1", "drop `--image`"),
+        ("promote web -n prod", "does not take `-n`"),
+        ("create web --image=a:1 --image=b:1", "given more than once"),
+    ],
+)
+def test_promote_refuses_what_it_cannot_mean(text: str, says: str) -> None:
+    assert says in error_of(text).message

@@ -369,7 +369,7 @@ def test_a_misspelt_key_is_reported_on_its_line_with_a_suggestion(tmp_path: Path
             "permissions[0].actions[1]",
             "unknown action `deploy`; actions are list, status, create, set-image, scale, "
             "history, diff, undo, pause, resume, restart, approvals, audit, freeze, freezes, "
-            "or `*` for all",
+            "promote, promotions, or `*` for all",
         ),
         (
             "actions: [list, set_image]",
@@ -735,3 +735,62 @@ def test_a_bad_gitops_setting_is_reported_on_its_line(tmp_path: Path, value: str
     [(line, field, text)] = problems_of(path)
     assert (line, field) == (3, "gitops")
     assert "is not allowed here: use `warn` or `refuse`" in text
+
+
+# --- pipelines ---------------------------------------------------------------------------------
+
+PIPELINES = """\
+pipelines:
+  web:
+    from: {context: staging, namespace: web, workload: deploy/web}
+    waves:
+      - [{context: prod-eu, namespace: web, workload: deploy/web}]
+      - [{context: prod-us, namespace: web, workload: sts/web},
+         {context: prod-ap, namespace: web, workload: web}]
+    gate: auto
+    soak: 90s
+    on_failure: rollback
+"""
+
+
+def test_a_pipeline_reads_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(PIPELINES)
+    pipeline = load_policy(path).pipelines["web"]
+    assert pipeline.source.where() == "staging/web/deploy/web"
+    assert [[t.kind for t in wave] for wave in pipeline.waves] == [
+        ["deployment"],
+        ["statefulset", "deployment"],
+    ]
+    assert pipeline.soak.total_seconds() == 90 and pipeline.gate == "auto"
+    assert pipeline.on_failure == "rollback"
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "says"),
+    [
+        (
+            ("gate: auto", "gate: maybe"),
+            8,
+            "pipelines.web.gate: `maybe` is not allowed here: use `approval` or `auto`",
+        ),
+        (("soak: 90s", "soak: 2d"), 9, "pipelines.web.soak: must be between `0s` and `1d`"),
+        (("sts/web", "pod/web"), 6, "is not a Deployment, StatefulSet or DaemonSet"),
+        (("on_failure: rollback", "on_falure: rollback"), 10, "did you mean `on_failure`?"),
+        (
+            ("prod-ap, namespace: web, workload: web", "prod-eu, namespace: web, workload: web"),
+            7,
+            "is named twice",
+        ),
+    ],
+)
+def test_pipeline_mistakes_name_the_file_and_line(
+    tmp_path: Path, edit: tuple[str, str], line: int, says: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(PIPELINES.replace(*edit))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    text = str(caught.value)
+    assert f"{path}:" in text and says in text, text
+    assert caught.value.problems[0].line is not None

@@ -20,7 +20,6 @@ from bot.domain.rollout import (
     RolloutRefused,
     StatusReason,
     UndoRefused,
-    UnknownContainer,
     check_pause,
     check_restart,
     check_resume,
@@ -660,7 +659,7 @@ def test_undo_warns_when_last_applied_configuration_exists() -> None:
     dep, rses = three_revisions()
     (warning,) = plan_undo(dep, rses).warnings
     assert warning.startswith(
-        "resource deployments/web was previously managed with 'kubectl apply'."
+        "Warning: resource deployments/web was previously managed with 'kubectl apply'."
     )
     del dep["metadata"]["annotations"][LAST_APPLIED]
     assert plan_undo(dep, rses).warnings == ()
@@ -711,19 +710,20 @@ def test_set_image_star_updates_every_container() -> None:
     }
 
 
-def test_set_image_later_pairs_win() -> None:
-    plan = plan_set_image(web_with_sidecar(), [("*", "busybox:1"), ("web", "nginx:1.27")])
-    assert [c.container for c in plan.changes] == ["proxy", "migrate"]
+def test_set_image_a_container_named_twice_keeps_its_last_image() -> None:
+    plan = plan_set_image(web_with_sidecar(), [("web", "nginx:1.26"), ("web", "nginx:1.28")])
+    assert plan.changes == (ImageChange("web", "nginx:1.27", "nginx:1.28"),)
 
 
-def test_set_image_unknown_container_lists_the_existing_ones() -> None:
-    with pytest.raises(UnknownContainer) as err:
-        plan_set_image(web_with_sidecar(), [("web", "nginx:2"), ("redis", "redis:7")])
-    assert err.value.name == "redis"
-    assert err.value.available == ["web", "proxy", "migrate"]
-    assert err.value.message.startswith('unable to find container named "redis"')
-    assert "web, proxy, migrate" in err.value.message
-    assert isinstance(err.value, RolloutRefused)
+def test_set_image_star_beside_another_container_is_kubectls_error() -> None:
+    with pytest.raises(RolloutRefused, match="all containers are already specified by"):
+        plan_set_image(web_with_sidecar(), [("*", "busybox:2"), ("web", "nginx:1.27")])
+
+
+def test_set_image_changes_the_containers_found_and_errs_for_the_others() -> None:
+    plan = plan_set_image(web_with_sidecar(), [("web", "nginx:2"), ("redis", "redis:7")])
+    assert plan.changes == (ImageChange("web", "nginx:1.27", "nginx:2"),)
+    assert plan.errors == ('error: unable to find container named "redis"',)
 
 
 def test_set_image_same_image_is_no_change() -> None:
@@ -778,7 +778,9 @@ def test_restart_patch_takes_a_naive_time_as_local() -> None:
 def test_restart_refused_while_paused() -> None:
     with pytest.raises(RolloutRefused) as err:
         check_restart(deployment(paused=True))
-    assert err.value.message == "can't restart paused deployment (run rollout resume first)"
+    assert err.value.message == (
+        'deployments.apps "web" can\'t restart paused deployment (run rollout resume first)'
+    )
     check_restart(deployment())
 
 
@@ -1152,8 +1154,8 @@ def test_describe_template_with_annotations_env_mounts_and_volumes() -> None:
     assert "  Annotations:\tkubectl.kubernetes.io/restartedAt: now\n" in text
     assert "\tkubernetes.io/change-cause: deploy 2\n" in text
     assert text.index("  Init Containers:\n   migrate:") < text.index("  Containers:\n   web:")
-    # kubectl (the installed oracle) prints neither port names nor threshold names.
-    assert "    Ports:\t80/TCP, 443/TCP\n    Host Ports:\t0/TCP, 0/TCP\n" in text
+    # kubectl 1.34 and later name a named port, on both lines.
+    assert "    Ports:\t80/TCP (http), 443/TCP\n    Host Ports:\t0/TCP (http), 0/TCP\n" in text
     assert "    Limits:\n      cpu:\t500m\n      memory:\t256Mi\n" in text
     assert (
         "    Readiness:\thttp-get http://:8080/healthz delay=0s timeout=1s period=10s "

@@ -34,7 +34,7 @@ import math
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, cast
+from typing import Final, Literal, cast
 
 import redis
 from pydantic import (
@@ -42,6 +42,7 @@ from pydantic import (
 )
 from redis.commands.core import Script
 
+from bot.adapters.redis.durability import NO_WAIT, Durability
 from bot.adapters.redis.errors import StoreCorrupt, redis_errors
 from bot.adapters.redis.keys import Keys
 from bot.domain.approval import (
@@ -66,6 +67,7 @@ __all__ = [
     "OutcomeStatus",
     "RedisApprovalStore",
     "new_approval_id",
+    "store_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -245,8 +247,12 @@ class RedisApprovalStore:
         clock: Clock | None = None,
         *,
         retention: timedelta = DEFAULT_RETENTION,
+        durability: Durability = NO_WAIT,
     ) -> None:
+        """`durability`: how many replicas must acknowledge a request, a vote or a decision
+        before the caller may act on it (see `bot.adapters.redis.durability`)."""
         self._redis = redis_client
+        self._durability = durability
         self._keys = keys
         self._clock = clock or (lambda: datetime.now(UTC))
         self._retention = retention
@@ -273,8 +279,10 @@ class RedisApprovalStore:
             raise ValueError("expires_at must be after created_at")
         now = self._clock()
         ttl = math.ceil((request.expires_at - now + self._retention).total_seconds())
-        with redis_errors("approval create"):
-            created = self._create(
+        created = self._durability.write(
+            self._redis,
+            "approval create",
+            lambda client: self._create(
                 keys=[self._keys.approval(request.id), self._keys.approvals_pending],
                 args=[
                     request.model_dump_json(),
@@ -282,7 +290,9 @@ class RedisApprovalStore:
                     request.expires_at.timestamp(),
                     request.id,
                 ],
-            )
+                client=client,
+            ),
+        )
         if not int(created):
             raise ValueError(f"approval id {request.id!r} already exists")
         return request
@@ -373,12 +383,16 @@ class RedisApprovalStore:
             to_state.value,
             has_message,
             result_message or "",
+            # Claiming the request (approved -> running) authorises the change: it must
+            # survive a failover, or the request would come back approved and run again. What
+            # is recorded once it ran or failed gets its best chance, never a refusal.
+            durable="best effort" if from_state is ApprovalState.RUNNING else "required",
         )
         return ApprovalOutcome(status, request)
 
     def set_message(self, approval_id: str, channel: str, ts: str) -> ApprovalRequest | None:
         """Remember where the approval card was posted (whatever the state)."""
-        _, request = self._run(self._set_message, approval_id, None, channel, ts)
+        _, request = self._run(self._set_message, approval_id, None, channel, ts, durable="no")
         return request
 
     def expire_due(self, now: datetime | None = None) -> list[ApprovalRequest]:
@@ -411,7 +425,12 @@ class RedisApprovalStore:
     # -- internals -------------------------------------------------------------------------------
 
     def _run(
-        self, script: Script, approval_id: str, now: datetime | None, *extra: str
+        self,
+        script: Script,
+        approval_id: str,
+        now: datetime | None,
+        *extra: str,
+        durable: Literal["required", "best effort", "no"] = "required",
     ) -> tuple[OutcomeStatus, ApprovalRequest | None]:
         if not Keys.valid_part(approval_id):
             return "not_found", None
@@ -430,8 +449,16 @@ class RedisApprovalStore:
             math.ceil(self._retention.total_seconds()),
             *extra,
         ]
-        with redis_errors("approval update"):
-            reply = script(keys=keys, args=args)
+        if durable == "no":
+            with redis_errors("approval update"):
+                reply = script(keys=keys, args=args)
+        else:
+            reply = self._durability.write(
+                self._redis,
+                "approval update",
+                lambda client: script(keys=keys, args=args, client=client),
+                required=durable == "required",
+            )
         status = _text(reply[0])
         if status == "corrupt":
             raise StoreCorrupt("approval update", cause="UnreadableRecord")
@@ -457,6 +484,13 @@ class RedisApprovalStore:
                 except StoreCorrupt:
                     log.warning("skipping unreadable approval record %s", approval_id)
         return found
+
+
+def store_status(reply: object) -> str:
+    """The status a transition script answered (e.g. the reply a `NotDurable` carries)."""
+    if isinstance(reply, list | tuple) and reply:
+        return _text(reply[0])
+    return ""
 
 
 def _parse(raw: object, operation: str) -> ApprovalRequest:

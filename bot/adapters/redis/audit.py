@@ -68,6 +68,7 @@ from typing import Any, Final
 import redis
 from redis.commands.core import Script
 
+from bot.adapters.redis.durability import NO_WAIT, Durability
 from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable, redis_errors
 from bot.adapters.redis.keys import Keys
 from bot.domain.audit import (
@@ -311,7 +312,10 @@ class RedisAuditLog:
         hmac_key: bytes | None = None,
         keyring: AuditKeyring | None = None,
         append_timeout: float = _APPEND_TIMEOUT,
+        durability: Durability = NO_WAIT,
     ) -> None:
+        """`durability`: how many replicas must acknowledge each entry before it counts as
+        written (see `bot.adapters.redis.durability`)."""
         if hmac_key is not None and keyring is not None:
             raise ValueError("pass hmac_key or keyring, not both")
         if hmac_key is not None:
@@ -321,6 +325,7 @@ class RedisAuditLog:
         self._clock = clock or _utc_now
         self._keyring = keyring
         self._append_timeout = append_timeout
+        self._durability = durability
         self._tip_script = redis_client.register_script(_TIP_LUA)
         self._append_script = redis_client.register_script(audited_lua(_APPEND_BODY))
         self._trim_script = redis_client.register_script(_TRIM_LUA)
@@ -364,7 +369,10 @@ class RedisAuditLog:
         the script changes nothing and returns at once, and the entries are prepared again
         (for at most `append_timeout` seconds). So the body runs to completion exactly once
         per call, unless Redis fails: then `StoreUnavailable` is raised, and after a timeout
-        the body and its entry may or may not have been stored (together).
+        the body and its entry may or may not have been stored (together). With a
+        `durability` that needs replicas, the reply only returns once they hold the change and
+        its entry; `NotDurable` (a `StoreUnavailable`) says they did not in time, and the
+        caller must not act on it.
         """
         all_keys = [*keys, *self.chain_keys]
         tip = self._tip
@@ -373,8 +381,12 @@ class RedisAuditLog:
             if tip is None:
                 tip = self._read_tip(operation)
             plan, prepared = self._prepare(tip, events, operation)
-            with redis_errors(operation):
-                reply = script(keys=all_keys, args=[*args, plan])
+            script_args = [*args, plan]
+
+            def write(client: Any, script_args: list[Any] = script_args) -> Any:
+                return script(keys=all_keys, args=script_args, client=client)
+
+            reply = self._durability.write(self._redis, operation, write)
             if not isinstance(reply, list) or len(reply) < 2:
                 raise StoreCorrupt(operation, cause="UnexpectedReply")
             status = _text(reply[0])

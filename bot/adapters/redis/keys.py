@@ -37,6 +37,11 @@ Layout for the default prefix `rollout-bot`:
     {rollout-bot}:canary-end:<uid>       string: how the canary ended (the first end wins)
     {rollout-bot}:canaries:active        set: ids of canaries still running (found again and
                                          resumed after a restart; leases as rollout-lease:)
+    {rollout-bot}:promotion:<id>         string: a promotion's state (sealed JSON)
+    {rollout-bot}:promotion-of:<name>    string: the id of the pipeline's live promotion
+    {rollout-bot}:promotion-step:<id>    lock: the replica driving the promotion's next step
+    {rollout-bot}:promotions             sorted set: promotion ids by start time
+    {rollout-bot}:promotions:live        set: ids of promotions running or halted
 
 With several clusters (kubeconfig contexts) the same namespace in two clusters is two places:
 what belongs to one cluster carries its context, `<ctx>` (`context_part`):
@@ -170,6 +175,25 @@ class Keys:
     def canaries_active(self) -> str:
         return f"{self.tag}:canaries:active"
 
+    # -- promotions ------------------------------------------------------------------------
+
+    def promotion(self, promotion_id: str) -> str:
+        return f"{self.tag}:promotion:{_part(promotion_id, 'promotion id')}"
+
+    def promotion_of(self, pipeline: str) -> str:
+        return f"{self.tag}:promotion-of:{_part(pipeline, 'pipeline')}"
+
+    def promotion_step(self, promotion_id: str) -> str:
+        return f"{self.tag}:promotion-step:{_part(promotion_id, 'promotion id')}"
+
+    @property
+    def promotions(self) -> str:
+        return f"{self.tag}:promotions"
+
+    @property
+    def promotions_live(self) -> str:
+        return f"{self.tag}:promotions:live"
+
     # -- introspection ---------------------------------------------------------------------
 
     def fixed(self) -> tuple[str, ...]:
@@ -183,6 +207,8 @@ class Keys:
             self.rollouts_active,
             self.freezes,
             self.canaries_active,
+            self.promotions,
+            self.promotions_live,
         )
 
     def owns(self, key: str) -> bool:

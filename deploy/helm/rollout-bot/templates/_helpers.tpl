@@ -90,3 +90,41 @@ seccompProfile:
 {{- end }}
 {{- join ":" $paths }}
 {{- end }}
+
+{{/* The bundled Redis runs with replicas and Sentinel. */}}
+{{- define "rollout-bot.bundledSentinel" -}}
+{{- if and .Values.redis.enabled (gt (int .Values.redis.replicas) 0) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "rollout-bot.sentinelHost" -}}
+{{- printf "%s-sentinel" (include "rollout-bot.fullname" .) -}}
+{{- end -}}
+
+{{- define "rollout-bot.sentinelSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "rollout-bot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: redis-sentinel
+{{- end -}}
+
+{{/* REDIS_SENTINELS: the bundled Sentinels (one address per pod), or externalRedis.sentinels. */}}
+{{- define "rollout-bot.sentinels" -}}
+{{- if include "rollout-bot.bundledSentinel" . -}}
+{{- $host := include "rollout-bot.sentinelHost" . -}}
+{{- $addresses := list -}}
+{{- range $i := until (int .Values.redis.sentinel.replicas) -}}
+{{- $addresses = append $addresses (printf "%s-%d.%s.%s.svc:26379" $host $i $host $.Release.Namespace) -}}
+{{- end -}}
+{{- join "," $addresses -}}
+{{- else if not .Values.redis.enabled -}}
+{{- join "," .Values.externalRedis.sentinels -}}
+{{- end -}}
+{{- end -}}
+
+{{/* REDIS_SENTINEL_MASTER. */}}
+{{- define "rollout-bot.sentinelMaster" -}}
+{{- if include "rollout-bot.bundledSentinel" . -}}
+{{- .Values.redis.sentinel.masterName -}}
+{{- else if not .Values.redis.enabled -}}
+{{- .Values.externalRedis.sentinelMaster -}}
+{{- end -}}
+{{- end -}}
