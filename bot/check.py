@@ -85,6 +85,12 @@ def run_check(settings: Settings) -> int:
         problems.append(f"redis: cannot reach {where} ({type(exc).__name__})")
     try:
         contexts, clusters = clusters_of(settings)
+        if policy is not None and settings.policy_file is not None:
+            # Now that the contexts are known: a `contexts:` pattern matching none of them.
+            try:
+                load_policy(settings.policy_file, served_contexts=contexts.names)
+            except PolicyError as exc:
+                problems.extend(str(p) for p in exc.problems)
         for name, cluster in clusters.items():
             label = f"kubernetes ({name})" if contexts.multi else "kubernetes"
             if cluster.ready():

@@ -101,6 +101,10 @@ PROMOTION_STEP_INTERVAL = 1.0
 RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
 AUDIT_VERIFY_INTERVAL = 600.0
+# What /readyz says on the Slack port, which anyone who can reach the bot can ask: whether the
+# policy is valid and which clusters answer, never the policy file's problems (they are in the
+# log, `rollout-bot check` and the Socket Mode health port).
+PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable")
 # /readyz counts a replica that has not acknowledged the primary's stream for longer as lagging.
 REPLICA_LAG_SECONDS = 2
 
@@ -192,14 +196,18 @@ def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
     )
 
 
-def policy_of(settings: Settings, raw: bytes | None = None) -> tuple[Policy, bytes | None]:
+def policy_of(
+    settings: Settings, raw: bytes | None = None, contexts: Contexts | None = None
+) -> tuple[Policy, bytes | None]:
     """The policy and the bytes it was parsed from (read from the file once unless given);
-    no file: the read-only default, and None."""
+    no file: the read-only default, and None. With ``contexts``, a `contexts:` pattern that
+    matches none of them is a PolicyError."""
     if settings.policy_file is None:
         return read_only_default(), None
     if raw is None:
         raw = read_policy_bytes(settings.policy_file)
-    return parse_policy(raw, str(settings.policy_file)), raw
+    served = contexts.names if contexts is not None else None
+    return parse_policy(raw, str(settings.policy_file), served_contexts=served), raw
 
 
 STATE_KEY_REQUIRED = (
@@ -321,14 +329,14 @@ class Runtime:
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
-        policy, self.policy_bytes = policy_of(settings, policy_bytes)
+        self.contexts, self.clusters = clusters_of(settings)
+        contexts = self.contexts
+        policy, self.policy_bytes = policy_of(settings, policy_bytes, contexts)
         loaded = self.policy_bytes is not None
         self.sealer = sealer_for(settings, policy)
         self.redis = redis_client(settings)
         self._sentinel = sentinel_of(settings)
         keys = Keys(settings.redis_prefix)
-        self.contexts, self.clusters = clusters_of(settings)
-        contexts = self.contexts
         #: The default context's cluster.
         self.cluster = self.clusters[contexts.default]
         self.replica = replica_id()
@@ -382,7 +390,7 @@ class Runtime:
             },
             contexts.default,
         )
-        access = Access(policy, directory, policy_loaded=loaded)
+        access = Access(policy, directory, policy_loaded=loaded, context_aliases=contexts.aliases)
         freezes = FreezeService(
             access,
             RedisFreezeStore(self.redis, keys),
@@ -447,20 +455,24 @@ class Runtime:
         self._workers: WorkerProcesses | None = None
         metrics().count_rollouts_tracked_with(self.progress.tracked_count)
         self._audit = audit
+        #: What puts a reloaded policy in force in any process (worker processes too): every
+        #: check of a change reads the policy through these.
+        self.policy_users: list[Callable[[Policy], None]] = [
+            self.services.access.use_policy,
+            rollouts.use_policy,
+            self.identities.use_policy,
+        ]
         self.policy_reloader: PolicyReloader | None = None
         if settings.policy_file is not None:
             self.policy_reloader = PolicyReloader(
                 settings.policy_file,
-                [
-                    self.services.access.use_policy,
-                    self.progress.use_policy,
-                    self.identities.use_policy,
-                ],
+                [*self.policy_users, self.progress.use_policy],
                 audit,
                 metrics(),
                 cluster_name=settings.cluster_name,
                 requirements=functools.partial(policy_requirements, settings),
                 in_force=self.policy_bytes,
+                served_contexts=contexts.names,
             )
         # /readyz: ready when the Kubernetes API answers; Redis and the policy are reported.
         self.health = ReadinessProbe(
@@ -607,7 +619,7 @@ class Runtime:
 
     def health_route(self) -> Callable[[dict[str, Any], StartResponse], list[bytes] | None]:
         """/healthz, /readyz and /metrics, for mounting into the HTTP-mode server."""
-        return health_routes(self.health, metrics())
+        return health_routes(self.health, metrics(), shown_details=PUBLIC_READINESS_DETAILS)
 
     def start_health_listener(self, host: str, port: int) -> HealthServer:
         """Socket Mode has no HTTP server of its own: the probes and /metrics get a small one."""

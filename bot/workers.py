@@ -448,12 +448,13 @@ def _worker_main(
         # Each worker applies a policy edit too (the main process audits it).
         reloader = PolicyReloader(
             settings.policy_file,
-            [runtime.services.access.use_policy, runtime.identities.use_policy],
+            list(runtime.policy_users),
             None,
             cast(Metrics, recorded),
             cluster_name=settings.cluster_name,
             requirements=functools.partial(policy_requirements, settings),
             in_force=runtime.policy_bytes,
+            served_contexts=runtime.contexts.names,
         )
         Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
     keep_out_of_garbage_collection()

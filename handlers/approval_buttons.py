@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 from slack_sdk import WebClient
 
-from bot.domain.approval import ApprovalRequest
+from bot.domain.approval import ApprovalRequest, is_approval_id
 from bot.domain.errors import StoreError
 from bot.observability.logs import log_context
 from bot.services.approvals import ApprovalFlow, Decision
@@ -25,7 +25,7 @@ from handlers import canary
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
-from handlers.work import Decide, Dispatch, Reply, hand_on, tell_not_taken
+from handlers.work import Decide, Dispatch, Notify, Reply, Work, hand_on, tell_not_taken
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,18 @@ def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
         approval_id = str(action.get("value") or "")
         reason = _reject_reason(body) if verb == "reject" else ""
         reply = Reply.to(respond, actor.channel_id, request)
-        work = Decide(verb, approval_id, actor, reason, reply)
+        work: Work
+        if is_approval_id(approval_id):
+            work = Decide(verb, approval_id, actor, reason, reply)
+        else:
+            # Not a value the bot wrote: it is never logged, looked up or shown.
+            log.warning("a %s click carried no valid approval id; refused", verb)
+            work = Notify(
+                blocks.error_message(
+                    "This button does not name an approval request. Nothing was changed."
+                ),
+                reply,
+            )
         if not hand_on(dispatch, work):
             tell_not_taken(client, work)
 
@@ -121,11 +132,12 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
         )
         return
     if status == "already_decided" and request is not None:
-        who = f"<@{request.decided_by}>" if request.decided_by else "the bot"
+        who = blocks.mention(request.decided_by) if request.decided_by else "the bot"
         when = request.decided_at.strftime("%Y-%m-%d %H:%M UTC") if request.decided_at else "?"
         replier.ephemeral(
             blocks.info_message(
-                f"This request was already decided: *{request.state}* by {who} at {when}."
+                f"This request was already decided: *{blocks.escape(request.state)}* by {who} "
+                f"at {when}."
             )
         )
     elif status in _OUTCOME_REPLIES:
@@ -134,8 +146,8 @@ def after_decision(services: Services, decision: Decision, user_id: str, replier
         reason = f": {blocks.escape(request.reject_reason)}" if request.reject_reason else ""
         replier.in_channel(
             blocks.info_message(
-                f"<@{request.requester_id}>, your request `{request.id}` was rejected by "
-                f"<@{user_id}>{reason}"
+                f"{blocks.mention(request.requester_id)}, your request `{blocks.code(request.id)}` "
+                f"was rejected by {blocks.mention(user_id)}{reason}"
             ),
             thread_ts=request.message_ts,
         )

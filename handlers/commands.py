@@ -90,10 +90,16 @@ def _parse(ack: Ack, payload: dict[str, Any], max_replicas: int) -> cmd.Command 
 
 
 def answer(
-    services: Services, command: cmd.Command, actor: Actor, replier: Replier
+    services: Services,
+    command: cmd.Command,
+    actor: Actor,
+    replier: Replier,
+    *,
+    at_revision: int | None = None,
 ) -> Outcome | None:
     """Runs the command for the actor and shows the outcome; any refusal or failure becomes a
-    short reply to the actor, never a trace (and None)."""
+    short reply to the actor, never a trace (and None). ``at_revision``: a button's, see
+    `RunCommand`."""
     namespace = getattr(command, "namespace", None) or ""
     name = getattr(command, "deployment", None) or ""
     result = "failed"
@@ -108,7 +114,7 @@ def answer(
         user_facing_errors(replier.ephemeral),
     ):
         try:
-            outcome = services.commands.run(command, actor)
+            outcome = services.commands.run(command, actor, at_revision=at_revision)
             show(services, outcome, actor, replier)
             result = "ok"
         except NotPermitted:
@@ -146,8 +152,9 @@ def show(services: Services, outcome: Outcome, actor: Actor, replier: Replier) -
             pointer = "" if where == actor.channel_id else f" The card is in <#{where}>."
             replier.ephemeral(
                 blocks.info_message(
-                    f"Approval requested (`{request.id}`): *{command_verb(request.action)}* on "
-                    f"`{target}`{blocks.in_cluster(target.context)} runs once "
+                    f"Approval requested (`{blocks.code(request.id)}`): "
+                    f"*{command_verb(request.action)}* on "
+                    f"`{blocks.code(target)}`{blocks.in_cluster(target.context)} runs once "
                     + (
                         "one approver agrees."
                         if rule.required == 1

@@ -1,12 +1,15 @@
 """Buttons on a failed rollout's progress message: Roll back and Pause.
 
 Roll back and Pause run exactly as the typed `/rollout undo` and `/rollout pause` would, for
-the user who clicked: same policy, same approvals, same audit.
+the user who clicked: same policy, same approvals, same audit. A button acts only while the
+workload is still at the revision it was posted for: clicked after a newer deploy, it says
+what changed and does nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +57,7 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
         reply = Reply.to(respond, actor.channel_id, request)
         work: Work
         try:
-            command = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
+            command, revision = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
         except cmd.CommandError:
             # Not a value the bot wrote on its buttons: refuse it as mistyped text would be.
             message = blocks.error_message(
@@ -62,7 +65,18 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
             )
             work = Notify(message, reply)  # posting it here would hold the ack back
         else:
-            work = RunCommand(command, actor, reply, clicked=_clicked(body))
+            if revision is None:
+                # Posted before buttons named their revision: it could act on a later one.
+                message = blocks.error_message(
+                    "This button is not tied to a revision, so it could act on a newer deploy "
+                    f"than the one that failed. Nothing was changed; run `/rollout "
+                    f"{cmd.render_command(command)}` if it still needs doing."
+                )
+                work = Notify(message, reply)
+            else:
+                work = RunCommand(
+                    command, actor, reply, clicked=_clicked(body), at_revision=revision
+                )
         if not hand_on(dispatch, work):
             tell_not_taken(client, work)
 
@@ -71,10 +85,21 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
     return handle_click
 
 
-def rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
-    """The typed command a button stands for. Its value is NAMESPACE/NAME (a Deployment) or
-    NAMESPACE/KIND/NAME, after `CONTEXT|` when several clusters are served; it is read through
-    the grammar, so a forged value is refused (CommandError) exactly like mistyped text."""
+_REVISION = re.compile(r"[1-9][0-9]{0,9}")
+
+
+def rollback_or_pause(value: str, *, rollback: bool) -> tuple[cmd.Command, int | None]:
+    """The typed command a button stands for, and the revision it was posted for. Its value is
+    NAMESPACE/NAME (a Deployment) or NAMESPACE/KIND/NAME, after `CONTEXT|` when several
+    clusters are served, then `@REVISION` (None without: a button of an older version); it is
+    read through the grammar, so a forged value is refused (CommandError) exactly like
+    mistyped text."""
+    revision: int | None = None
+    if "@" in value:
+        value, _, number = value.rpartition("@")
+        if not _REVISION.fullmatch(number):
+            raise cmd.CommandError("not a revision")
+        revision = int(number)
     context, _, value = value.rpartition("|")
     namespace, _, rest = value.partition("/")
     kind, _, name = rest.rpartition("/")
@@ -84,7 +109,7 @@ def rollback_or_pause(value: str, *, rollback: bool) -> cmd.Command:
         words += ["--context", shlex.quote(context)]
     if rollback:
         words.append(shlex.quote("--reason=rollout failed (Roll back button)"))
-    return cmd.parse_command(" ".join(words))
+    return cmd.parse_command(" ".join(words)), revision
 
 
 def _clicked(body: dict[str, Any]) -> Clicked | None:
@@ -110,7 +135,7 @@ def replace_used_buttons(
             if change.action == "undo":
                 note += ": its progress follows in this thread"
         case Changed(change=change):
-            note = f"<@{actor.user_id}> clicked: `{change.summary}` (nothing changed)"
+            note = f"<@{actor.user_id}> clicked: `{blocks.code(change.summary)}` (nothing changed)"
         case ApprovalRequested(request=request):
             what = "Roll back" if request.action == "undo" else "Pause"
             note = (

@@ -71,8 +71,8 @@ class SlackProgressPublisher:
         message = blocks.error_message(text) if error else blocks.info_message(text)
         self._post(channel, message, thread_ts=thread_ts)
 
-    def needs_person(self, tracked: TrackedRollout) -> None:
-        message = blocks.needs_person_message(tracked)
+    def needs_person(self, tracked: TrackedRollout, revision: int | None = None) -> None:
+        message = blocks.needs_person_message(tracked, revision)
         self._post(tracked.channel, message, thread_ts=tracked.thread_ts)
 
     def _post(
@@ -111,4 +111,5 @@ def render(frame: ProgressFrame) -> blocks.Message:
         verdict=frame.verdict,
         reasons=frame.reasons,
         warnings=frame.warnings,
+        revision=frame.revision,
     )

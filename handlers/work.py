@@ -84,6 +84,9 @@ class RunCommand:
     actor: Actor
     reply: Reply
     clicked: Clicked | None = None
+    #: A Roll back / Pause click: the revision its button was posted for; the change runs only
+    #: while the workload is still at it.
+    at_revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,8 @@ def perform(services: Services, client: WebClient, work: Work) -> None:
             replier.ephemeral(blocks.error_message(exc.message + " Nothing was changed."))
             return
     match work:
-        case RunCommand(command=command, actor=actor, clicked=clicked):
-            outcome = answer(services, command, actor, replier)
+        case RunCommand(command=command, actor=actor, clicked=clicked, at_revision=at_revision):
+            outcome = answer(services, command, actor, replier, at_revision=at_revision)
             if clicked is not None and outcome is not None:
                 from handlers.progress_buttons import replace_used_buttons
 

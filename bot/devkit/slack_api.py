@@ -434,13 +434,17 @@ class SlackStandin:
         is_bot: bool = False,
         deleted: bool = False,
         email: str | None = None,
-        guest: bool = False,
+        guest: bool | str = False,
+        *,
+        team_id: str = TEAM_ID,
     ) -> None:
+        """``guest``: True or "multi-channel" (Slack's `is_restricted`), "single-channel" (and
+        `is_ultra_restricted`); ``team_id``: another workspace's, for a Slack Connect user."""
         offset = ZoneInfo(tz).utcoffset(datetime.now(UTC).replace(tzinfo=None))
         real = real_name or name
         user: dict[str, Any] = {
             "id": user_id,
-            "team_id": TEAM_ID,
+            "team_id": team_id,
             "name": name,
             "real_name": real,
             "deleted": deleted,
@@ -448,8 +452,8 @@ class SlackStandin:
             "tz": tz,
             "tz_offset": int(offset.total_seconds()) if offset else 0,
             "profile": {"real_name": real, "display_name": name},
-            "is_restricted": guest,
-            "is_ultra_restricted": False,
+            "is_restricted": bool(guest),
+            "is_ultra_restricted": guest == "single-channel",
         }
         if email is not None:
             user["profile"]["email"] = email

@@ -5,6 +5,7 @@ Pure models; `bot.adapters.redis.approvals` stores them with atomic transitions.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,15 @@ _ID_LENGTH: Final = 10  # 33^10 ≈ 1.5e15: collisions are negligible, and creat
 def new_approval_id() -> str:
     """A short random id that is safe in URLs, Slack button values and Redis keys."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+_ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_approval_id(value: str) -> bool:
+    """Whether a button's value has the shape of an approval id (checked before it is used,
+    logged or shown: a forged value could carry anything)."""
+    return bool(_ID_SHAPE.fullmatch(value))
 
 
 def format_time(moment: datetime) -> str:

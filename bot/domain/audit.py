@@ -24,12 +24,12 @@ __all__ = [
 
 #: The key id of the single key given as ROLLOUT_BOT_AUDIT_HMAC_KEY.
 DEFAULT_KEY_ID: Final = "default"
-_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
 def valid_key_id(kid: str) -> bool:
     """Key ids are stored in every entry: 1-32 letters, digits, '.', '_' or '-'."""
-    return bool(_KEY_ID.match(kid))
+    return bool(_KEY_ID.fullmatch(kid))
 
 
 class AuditEventKind(StrEnum):

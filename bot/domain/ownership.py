@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bot.domain.mrkdwn import code
+
 __all__ = [
     "Autoscaler",
     "GitOpsOwner",
@@ -44,7 +46,8 @@ class GitOpsOwner:
     name: str  # the application, as the tool names it (Flux: namespace/name when known)
 
     def describe(self) -> str:
-        return f"{self.tool} ({self.kind} `{self.name}`)"
+        """In mrkdwn: the name comes from an annotation anyone who can edit the object sets."""
+        return f"{self.tool} ({self.kind} `{code(self.name)}`)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,6 @@ def autoscaler_for(kind: str, name: str, autoscalers: Iterable[Json]) -> Autosca
 
 def autoscaler_notice(hpa: Autoscaler) -> str:
     return (
-        f":warning: HorizontalPodAutoscaler `{hpa.name}` (min {hpa.min_replicas}, max "
+        f":warning: HorizontalPodAutoscaler `{code(hpa.name)}` (min {hpa.min_replicas}, max "
         f"{hpa.max_replicas}) scales this workload and will override this replica count."
     )

@@ -23,6 +23,7 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         on_failure: notify                # or rollback
         contexts: [prod-*]                # default "*": every context
     gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
+    wildcard_users: members               # `*` is full members of the workspace; or anyone
     freezes:                              # change windows (bot.domain.freezes)
       - name: weekend
         namespaces: ["prod"]              # globs; contexts: [...] as elsewhere
@@ -45,6 +46,10 @@ The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
         soak: 5m                          # healthy this long before the gate opens
         on_failure: halt                  # or rollback: undo the failed wave, then halt
 
+A channel bound to a ``context`` reaches only that context unless it lists ``contexts``.
+``load_policy(path, served_contexts=…)`` also refuses a ``contexts`` pattern that matches none
+of the contexts served.
+
 Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
 the first that matches applies. Namespace patterns are shell globs matched against the whole
 name (``prod-*``); so are context patterns. The same namespace in two contexts is two
@@ -66,7 +71,7 @@ import difflib
 import fnmatch
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,6 +98,7 @@ from bot.domain.identity import IdentityRule
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "EVERYONE",
     "POLICY_ACTIONS",
     "POLICY_ENV_VAR",
     "READ_ONLY_ACTIONS",
@@ -257,8 +263,14 @@ def _matches(patterns: Sequence[str], name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
+#: In ``user_groups``: the user is someone `*` stands for (see ``Policy.wildcard_users``).
+EVERYONE: Final = "*"
+
+
 def _has_principal(principals: Sequence[str], user_id: str, user_groups: frozenset[str]) -> bool:
-    return "*" in principals or user_id in principals or not user_groups.isdisjoint(principals)
+    """``*`` is matched like a group: only when the caller put ``EVERYONE`` in
+    ``user_groups``, having checked who the user is."""
+    return user_id in principals or not user_groups.isdisjoint(principals)
 
 
 def _one_or_many(value: object) -> object:
@@ -603,6 +615,10 @@ class Policy(_Model):
     #: A change to an object an Argo CD or Flux application manages: `warn` (go ahead, and say
     #: that the tool may revert it) or `refuse`.
     gitops: Literal["warn", "refuse"] = "warn"
+    #: Who `*` in a rule's `users` stands for: `members`, the full members of the workspace
+    #: the bot is installed in (no guests, no Slack Connect users of other workspaces), or
+    #: `anyone` who can reach the bot.
+    wildcard_users: Literal["members", "anyone"] = "members"
     #: Whose Kubernetes identity changes are made with (`bot.domain.identity`): one rule, or
     #: several with `contexts`, the first matching a context applies.
     identity: Annotated[list[IdentityRule], BeforeValidator(_one_or_many)] = Field(
@@ -640,12 +656,22 @@ class Policy(_Model):
         binding = self.channels.get(channel_id)
         return binding.context if binding is not None else None
 
-    def channel_allows_context(self, channel_id: str, context: str) -> bool:
-        """False only when the channel's binding lists ``contexts`` and none matches."""
+    def channel_allows_context(
+        self, channel_id: str, context: str, aliases: Mapping[str, str] | None = None
+    ) -> bool:
+        """Whether a command here may act on ``context``: one of the binding's ``contexts``
+        when it lists them, else only the binding's own ``context`` (closed by default: a
+        channel bound to a cluster does not reach the others unless the policy says so).
+        A channel bound to no context may act on any. ``aliases`` maps other names of a
+        context (a one-cluster bot's kubeconfig context) to the name ``context`` uses."""
         binding = self.channels.get(channel_id)
-        if binding is None or binding.contexts is None:
+        if binding is None:
             return True
-        return _matches(binding.contexts, context)
+        if binding.contexts is not None:
+            return _matches(binding.contexts, context)
+        if binding.context is not None:
+            return (aliases or {}).get(binding.context, binding.context) == context
+        return True
 
     def channel_allows_namespace(self, channel_id: str, namespace: str) -> bool:
         """False only when the channel's binding lists ``namespaces`` and none matches."""
@@ -687,6 +713,10 @@ class Policy(_Model):
     def referenced_contexts(self) -> set[str]:
         """Every context name the channels bind (to check against the configured ones)."""
         return {b.context for b in self.channels.values() if b.context is not None}
+
+    def names_everyone(self) -> bool:
+        """Whether a permission rule grants something to `*`."""
+        return any(EVERYONE in rule.users for rule in self.permissions)
 
     def referenced_groups(self) -> set[str]:
         """Every user-group id the policy names; empty means groups never need resolving."""
@@ -763,9 +793,17 @@ _FIELD_NAMES: Final = sorted(
 )
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read, parse and validate a policy file; ``PolicyError`` lists everything wrong with it."""
-    return parse_policy(read_policy_bytes(path), os.fspath(path))
+def load_policy(
+    path: str | os.PathLike[str], *, served_contexts: Collection[str] | None = None
+) -> Policy:
+    """Read, parse and validate a policy file; ``PolicyError`` lists everything wrong with it.
+
+    With ``served_contexts`` (the contexts the bot serves, by the names the policy matches),
+    a `contexts:` pattern that matches none of them is a problem too: a typo, or `prod` on a
+    one-cluster bot, would otherwise make its rule silently never apply."""
+    return parse_policy(
+        read_policy_bytes(path), os.fspath(path), served_contexts=served_contexts
+    )
 
 
 def read_policy_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -784,7 +822,9 @@ def _problem(file: str, line: int | None, field: str, message: str) -> PolicyErr
     return PolicyError([PolicyProblem(file, line, field, message)])
 
 
-def parse_policy(raw: bytes, file: str) -> Policy:
+def parse_policy(
+    raw: bytes, file: str, *, served_contexts: Collection[str] | None = None
+) -> Policy:
     """Parse and validate the bytes of a policy file read once (`file` names it in problems),
     so that what is hashed and what is put in force are the same bytes."""
 
@@ -832,9 +872,46 @@ def parse_policy(raw: bytes, file: str) -> Policy:
         problems += [
             _problem_from_error(file, root, error) for error in _without_echoes(exc.errors())
         ]
+    else:
+        if served_contexts is not None:
+            problems += _unserved_context_patterns(file, root, policy, served_contexts)
     if problems:
         raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.field)))
     return policy
+
+
+def _unserved_context_patterns(
+    file: str, root: yaml.Node, policy: Policy, served: Collection[str]
+) -> list[PolicyProblem]:
+    """One problem per `contexts:` pattern (of a channel, permission, approval or freeze rule)
+    that matches no served context, at its own line."""
+    lists: list[tuple[tuple[str | int, ...], Sequence[str] | None]] = [
+        (("channels", channel, "contexts"), binding.contexts)
+        for channel, binding in policy.channels.items()
+    ]
+    lists += [
+        (("permissions", i, "contexts"), r.contexts) for i, r in enumerate(policy.permissions)
+    ]
+    lists += [(("approvals", i, "contexts"), r.contexts) for i, r in enumerate(policy.approvals)]
+    lists += [(("freezes", i, "contexts"), rule.contexts) for i, rule in enumerate(policy.freezes)]
+    known = ", ".join(f"`{name}`" for name in sorted(served)) or "none"
+    problems = []
+    for loc, patterns in lists:
+        for index, pattern in enumerate(patterns or ()):
+            if any(fnmatch.fnmatchcase(name, pattern) for name in served):
+                continue
+            node = _locate(root, (*loc, index))
+            problems.append(
+                PolicyProblem(
+                    file,
+                    node.start_mark.line + 1,
+                    _field_path((*loc, index)),
+                    f"`{pattern}` matches no context the bot serves ({known}), so this rule "
+                    "would never apply; name a served context, or serve that cluster "
+                    "(ROLLOUT_BOT_CONTEXTS)",
+                )
+            )
+    return problems
 
 
 def _parse_yaml(

@@ -40,8 +40,10 @@ class Readiness:
     checks: Mapping[str, bool]
     details: Mapping[str, Any]
 
-    def body(self) -> dict[str, Any]:
-        return {"ok": self.ready, **dict(self.checks), **dict(self.details)}
+    def body(self, shown: Collection[str] | None = None) -> dict[str, Any]:
+        """The /readyz body; with ``shown``, only those details (a port anyone can reach)."""
+        details = {k: v for k, v in self.details.items() if shown is None or k in shown}
+        return {"ok": self.ready, **dict(self.checks), **details}
 
 
 class ReadinessProbe:
@@ -113,10 +115,12 @@ def _json(start: StartResponse, status: str, body: Mapping[str, Any]) -> list[by
 
 
 def health_routes(
-    probe: ReadinessProbe, metrics: Metrics
+    probe: ReadinessProbe, metrics: Metrics, *, shown_details: Collection[str] | None = None
 ) -> Callable[[dict[str, Any], StartResponse], list[bytes] | None]:
     """Answers the three paths, or returns None for any other path (for mounting the routes
-    into another WSGI app, as the HTTP-mode server does)."""
+    into another WSGI app, as the HTTP-mode server does). ``shown_details``: the only details
+    /readyz names (the Slack port is open to anyone; what is wrong with the policy file is
+    for its logs and the health port)."""
 
     def route(environ: dict[str, Any], start: StartResponse) -> list[bytes] | None:
         path = environ.get("PATH_INFO", "")
@@ -129,7 +133,7 @@ def health_routes(
         if path == "/readyz":
             readiness = probe()
             status = "200 OK" if readiness.ready else "503 Service Unavailable"
-            return _json(start, status, readiness.body())
+            return _json(start, status, readiness.body(shown_details))
         data, content_type = metrics.exposition()
         start("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
         return [data]

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default PLAYGROUND_KUBECONFIG)",
     )
     parser.add_argument(
+        "--allow-remote-cluster",
+        action="store_true",
+        help="use a --kubeconfig whose API server is not on this machine (the playground "
+        "creates demo Deployments there, and its demo users may change them)",
+    )
+    parser.add_argument(
         "--log-dir",
         type=Path,
         default=None,
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         cluster_dir=cluster_dir,
         install_missing=args.install_missing,
         log_dir=log_dir,
+        allow_remote_cluster=args.allow_remote_cluster,
     )
 
 

@@ -37,10 +37,12 @@ def run(
     cluster_dir: Path | None = None,
     install_missing: bool = False,
     log_dir: Path | None = None,
+    allow_remote_cluster: bool = False,
 ) -> int:
     options = Options(
         port=port,
         kubeconfig=kubeconfig,
+        allow_remote_cluster=allow_remote_cluster,
         cluster_dir=cluster_dir,
         install_missing=install_missing,
         log_dir=log_dir,
@@ -58,6 +60,7 @@ def run(
         say(f"kubectl works too: export KUBECONFIG={stack.kubeconfig}")
         if log_dir is not None:
             say(f"the bot's log: {stack.bot_log}")
+        # The address carries this run's key: only whoever sees this terminal can use the page.
         say(f"open {stack.url}  (Ctrl-C stops everything)")
         threading.Event().wait()
     except _Stop:

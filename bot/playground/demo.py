@@ -46,9 +46,10 @@ CHANNELS = (
     Channel("C0PROD", "prod", "prod", "Production: changes need an approval from bob"),
 )
 
-# Approvals in prod, auto rollback of a failed prod rollout; alice may change anything,
-# bob approves, everyone (carol included) may read. Changes made with kubectl are announced in
-# the namespace's channel and followed there.
+# Approvals in prod, auto rollback of a failed prod rollout; alice may change anything in the
+# demo namespaces, bob approves, everyone (carol included) may read them. Nothing outside the
+# demo namespaces is granted, whatever cluster the playground is pointed at. Changes made with
+# kubectl are announced in the namespace's channel and followed there.
 POLICY_YAML = """\
 # The playground's policy (ROLLOUT_BOT_POLICY); deploy/examples/policy.yaml explains each field.
 channels:
@@ -56,10 +57,10 @@ channels:
   C0PROD: {namespace: prod, namespaces: [prod], follow_outside: true}
 permissions:
   - users: ["*"]
-    namespaces: ["*"]
+    namespaces: [staging, prod]
     actions: [list, status, history, diff, approvals, audit]
   - users: [U0ALICE]
-    namespaces: ["*"]
+    namespaces: [staging, prod]
     actions: ["*"]
 approvals:
   - namespaces: [prod]

@@ -2,6 +2,11 @@
 
     GET  /                      the page
     GET  /static/NAME           its stylesheet and script (package data)
+
+Every /api/ call carries this run's token in `X-Playground-Token` (else 401): the address the
+playground prints ends in `#token=…`, and the page sends it; another process on this machine
+cannot act as the page's users.
+
     GET  /api/bootstrap         users, channels, the guided tour
     GET  /api/state?channel=C&user=U&since=V
                                 the channel as the user sees it; waits up to ~10 s for a change
@@ -67,6 +72,11 @@ class Playground:
         self.timeline = Timeline(standin, demo.user_names())
         # Per start: the page forgets which tour steps it ran when the world was reset.
         self.run_id = secrets.token_hex(4)
+        #: The page's key to the API for this run; only the printed address carries it.
+        self.token = secrets.token_urlsafe(24)
+
+    def admits(self, token: str) -> bool:
+        return secrets.compare_digest(token.encode(), self.token.encode())
 
     def _user(self, value: Any) -> str:
         if value not in self.users:
@@ -196,10 +206,23 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
+    def _has_token(self, path: str) -> bool:
+        """An /api/ call from the page: it carries this run's token."""
+        if not path.startswith("/api/"):
+            return True
+        if self.server.playground.admits(self.headers.get("X-Playground-Token") or ""):
+            return True
+        self._json(
+            {"error": "open the address the playground printed: it carries this run's key"}, 401
+        )
+        return False
+
     def do_GET(self) -> None:
         if not self._trusted():
             return
         url = urlsplit(self.path)
+        if not self._has_token(url.path):
+            return
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
             if url.path in ("/", "/index.html"):
@@ -228,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._trusted():
             return
         url = urlsplit(self.path)
+        if not self._has_token(url.path):
+            self.close_connection = True  # the body was not read
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self.close_connection = True
@@ -295,6 +321,11 @@ class PlaygroundHTTPServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def page_url(self) -> str:
+        """The address to open: the page, with this run's token in its fragment."""
+        return f"{self.url}/#token={self.playground.token}"
 
     def start(self) -> None:
         self._thread = threading.Thread(

@@ -10,10 +10,12 @@ control plane reused from CLUSTER_DIR keeps running; the demo Deployments stay t
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -53,6 +56,8 @@ class Options:
     port: int = 8080
     host: str = "127.0.0.1"
     kubeconfig: Path | None = None  # the user's cluster (kind, minikube, ...)
+    #: The person confirmed that the kubeconfig's cluster may be one on another machine.
+    allow_remote_cluster: bool = False
     cluster_dir: Path | None = None  # a control plane from `make cluster-up` to reuse
     install_missing: bool = False  # apt-get install redis-server when it is missing
     ready_delay: float = 1.5  # seconds the fake kubelet takes to make a pod Ready
@@ -122,7 +127,8 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return self.web.url if self.web else ""
+        """The address to open: the page with this run's token (see server)."""
+        return self.web.page_url if self.web else ""
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -180,6 +186,7 @@ class Stack:
             path = self.options.kubeconfig.expanduser()
             if not path.is_file():
                 raise SetupError(f"PLAYGROUND_KUBECONFIG names no file: {path}")
+            self._check_local(path)
             self.say(f"using the cluster of {path} (it keeps running afterwards)")
             return path
         cluster_dir = self.options.cluster_dir
@@ -210,6 +217,25 @@ class Stack:
                 "building the control plane failed (see the [control-plane] lines above)"
             ) from None
         return info.kubeconfig
+
+    def _check_local(self, kubeconfig: Path) -> None:
+        """The playground is for a cluster on this machine (kind, minikube, a local control
+        plane): it creates Deployments, and its demo users may change them. A cluster whose API
+        server is elsewhere is refused unless the person said so (--allow-remote-cluster)."""
+        context, server = current_server(kubeconfig)
+        host = urlsplit(server).hostname or ""
+        if is_this_machine(host):
+            return
+        where = f"context `{context}` talks to {server or 'an unknown server'}"
+        if self.options.allow_remote_cluster:
+            self.say(f"{where}, not this machine: going ahead (--allow-remote-cluster)")
+            return
+        raise SetupError(
+            f"{kubeconfig}: {where}, which is not on this machine. The playground creates demo "
+            "Deployments in the namespaces staging and prod there, and its demo users may "
+            "change them. Point it at a local cluster (kind, minikube), or, if this cluster is "
+            "one to play with, confirm it: rollout-bot playground --allow-remote-cluster"
+        )
 
     def _demo_deployments(self, kubeconfig: Path) -> None:
         api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -320,6 +346,54 @@ class Stack:
         if self.control_plane is not None:
             pids.extend(self.control_plane.pids.values())
         return pids
+
+
+def current_server(kubeconfig: Path) -> tuple[str, str]:
+    """(current context, its cluster's server URL) of a kubeconfig; "" where there is none."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(kubeconfig.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SetupError(f"cannot read the kubeconfig {kubeconfig}: {type(exc).__name__}") from None
+    if not isinstance(config, dict):
+        return "", ""
+    context = str(config.get("current-context") or "")
+
+    def named(section: str, name: str) -> dict[str, Any]:
+        for item in config.get(section) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                value = item.get(section[:-1])
+                return value if isinstance(value, dict) else {}
+        return {}
+
+    cluster = str(named("contexts", context).get("cluster") or "")
+    return context, str(named("clusters", cluster).get("server") or "")
+
+
+def is_this_machine(host: str) -> bool:
+    """A loopback name or address, or one of this machine's own addresses (it can be bound)."""
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return host != ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    for family, _, _, _, address in infos:
+        ip = ipaddress.ip_address(address[0])
+        if ip.is_loopback:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address[0], 0))
+        except OSError:
+            return False  # not an address of this machine
+    return bool(infos)
+
+
+_KUBECTL_HINT = (
+    "see https://kubernetes.io/docs/tasks/tools/ (or `apt-get install kubectl` where packaged)"
+)
 
 
 def _stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.adapters.slack.directory import SlackDirectory
 from bot.domain.errors import NotPermitted
-from bot.domain.policy import READ_ONLY_NOTICE, Policy
+from bot.domain.policy import EVERYONE, READ_ONLY_NOTICE, Policy
 
 
 class Access:
-    def __init__(self, policy: Policy, directory: SlackDirectory, *, policy_loaded: bool) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        directory: SlackDirectory,
+        *,
+        policy_loaded: bool,
+        context_aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self.policy = policy
         self.directory = directory
         self.policy_loaded = policy_loaded
+        #: Other names of a served context (a one-cluster bot's kubeconfig context), so a
+        #: channel bound by that name is bound to the context the checks name.
+        self._aliases = dict(context_aliases or {})
         self._groups = frozenset(policy.referenced_groups())
 
     def use_policy(self, policy: Policy) -> None:
@@ -24,9 +36,16 @@ class Access:
         return requested or self.policy.default_namespace(channel_id)
 
     def groups_of(self, user_id: str) -> frozenset[str]:
-        if not self._groups:
-            return frozenset()
-        return self.directory.groups_of(user_id, self._groups)
+        """The policy's groups the user is in, and ``EVERYONE`` when `*` stands for them."""
+        groups = self.directory.groups_of(user_id, self._groups) if self._groups else frozenset()
+        if self.policy.names_everyone() and self._is_everyone(user_id):
+            groups |= {EVERYONE}
+        return groups
+
+    def _is_everyone(self, user_id: str) -> bool:
+        if self.policy.wildcard_users == "anyone":
+            return True
+        return self.directory.is_full_member(user_id)
 
     def may(
         self, user_id: str, channel_id: str, action: str, namespace: str, context: str = ""
@@ -42,11 +61,11 @@ class Access:
     ) -> None:
         """Raises NotPermitted saying what was refused, why, and what to do. ``context`` is
         the kubeconfig context (cluster) the command works on."""
-        if context and not self.policy.channel_allows_context(channel_id, context):
+        if context and not self.policy.channel_allows_context(channel_id, context, self._aliases):
             raise NotPermitted(
                 f"This channel may not act on context `{context}`: the policy binds it to "
-                "other contexts. Nothing was changed; run it from the channel for that "
-                "cluster, or ask an admin to add it to this channel's `contexts`."
+                f"{self._binding(channel_id)}. Nothing was changed; run it from the channel "
+                "for that cluster, or ask an admin to add it to this channel's `contexts`."
             )
         if not self.policy.channel_allows_namespace(channel_id, namespace):
             raise NotPermitted(
@@ -59,7 +78,7 @@ class Access:
         # Groups cost a Tier-2 Slack call each (cached); a user granted by id needs none.
         if self.policy.is_allowed(user_id, frozenset(), action, namespace, context):
             return
-        if self._groups and self.policy.is_allowed(
+        if (self._groups or self.policy.names_everyone()) and self.policy.is_allowed(
             user_id, self.groups_of(user_id), action, namespace, context
         ):
             return
@@ -69,7 +88,27 @@ class Access:
                 f"read commands work. Nothing was changed.\n{READ_ONLY_NOTICE}"
             )
         where = f" of context `{context}`" if context else ""
+        if self.policy.is_allowed(user_id, frozenset({EVERYONE}), action, namespace, context):
+            raise NotPermitted(
+                f"You are not allowed to *{action}* in namespace `{namespace}`{where}: the "
+                "policy grants it to `*`, which means full members of this workspace, not "
+                "guests or people from other workspaces. Nothing was changed; ask an admin to "
+                "name you in the bot's policy file."
+            )
         raise NotPermitted(
             f"You are not allowed to *{action}* in namespace `{namespace}`{where}. Nothing was "
             "changed; ask an admin to grant it in the bot's policy file."
         )
+
+    def _binding(self, channel_id: str) -> str:
+        """The channel's binding as the policy writes it, for a refusal."""
+        binding = self.policy.channels.get(channel_id)
+        if binding is None:
+            return "no context"
+        if binding.contexts is not None:
+            listed = ", ".join(binding.contexts)
+            return f"`{{contexts: [{listed}]}}`"
+        parts = [f"context: {binding.context}"]
+        if binding.namespace is not None:
+            parts.append(f"namespace: {binding.namespace}")
+        return "`{" + ", ".join(parts) + "}`"

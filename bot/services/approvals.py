@@ -35,6 +35,7 @@ from bot.domain.errors import (
     UnknownContext,
 )
 from bot.domain.integrity import Sealer
+from bot.domain.mrkdwn import code, escape
 from bot.domain.policy import ApprovalRule
 from bot.observability.metrics import metrics
 from bot.services.access import Access
@@ -157,7 +158,10 @@ class ApprovalFlow:
         preview: str
         if isinstance(command, cmd.Create):
             self.rollouts.check_create(target)
-            preview = f"create `{target}` with image `{command.image}`, {command.replicas} replicas"
+            preview = (
+                f"create `{code(target)}` with image `{code(command.image)}`, "
+                f"{command.replicas} replicas"
+            )
         else:
             deployment = self.rollouts.get(target)
             # kubectl's refusals (and `gitops: refuse`) answer at once: no card is posted for
@@ -205,9 +209,12 @@ class ApprovalFlow:
                 plan = self.rollouts.set_image_plan(deployment, command.images)
                 if plan.patch is None:
                     return "no image changes: the images are already set"
-                lines = [f"• `{c.container}`: `{c.old}` → `{c.new}`" for c in plan.changes]
+                lines = [
+                    f"• `{code(c.container)}`: `{code(c.old)}` → `{code(c.new)}`"
+                    for c in plan.changes
+                ]
                 # kubectl's errors for the containers it cannot find; it changes the others.
-                lines += [f"`{error}`" for error in plan.errors]
+                lines += [f"`{code(error)}`" for error in plan.errors]
                 new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
                 diff = rollout.template_diff(current, new_spec, "current", "requested")
                 return "\n".join(lines) + "\n" + _code_block(diff)
@@ -222,7 +229,7 @@ class ApprovalFlow:
                     target, deployment, command.to_revision or 0
                 )
                 if skipped:
-                    return message
+                    return escape(message)
                 diff = rollout.template_diff(current, template, "current", f"revision {number}")
                 return f"roll back to revision {number}\n" + _code_block(diff)
             case cmd.Scale():
@@ -480,7 +487,7 @@ class ApprovalFlow:
             return "its stored command is not one the bot can run"
         for vote in request.approvals:
             if not self.sealer.valid(vote.sig, "vote", vote.sealed_content(request.id)):
-                return f"the vote recorded for <@{vote.user_id}> was not made by the bot"
+                return f"the vote recorded for `{code(vote.user_id)}` was not made by the bot"
         return None
 
     def _refuse_tampered(self, request: ApprovalRequest, problem: str) -> Decision:
@@ -643,7 +650,7 @@ def _mention(principal: str) -> str:
 def _code_block(diff: rollout.TemplateDiff) -> str:
     if not diff.changed:
         return ""
-    text = diff.text.replace("```", "'''")
+    text = escape(diff.text).replace("```", "'''")
     note = f"\n… {diff.lines_omitted} more diff lines" if diff.lines_omitted else ""
     budget = PREVIEW_LIMIT - 200
     if len(text) > budget:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
-from bot.domain.errors import Forbidden, NotPermitted
+from bot.domain.errors import Forbidden, NotPermitted, Refused
 from bot.domain.policy import ApprovalRule
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
@@ -48,7 +48,14 @@ from bot.services.rollouts import (
     Rollouts,
     StatusView,
     Target,
+    binding,
 )
+
+
+def _typed(target: Target) -> str:
+    """The target as a command names it: `web`, `sts/db`, `ds/agent`."""
+    short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
+    return f"{short}/{target.name}" if short else target.name
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,9 @@ class CommandService:
         #: Promotion pipelines; None: `promote` and `promotions` are refused.
         self.promotions = promotions
 
-    def run(self, command: cmd.Command, actor: Actor) -> Outcome:
+    def run(self, command: cmd.Command, actor: Actor, *, at_revision: int | None = None) -> Outcome:
+        """``at_revision``: the change was asked for by a button posted for that revision of
+        the workload, and runs only while the workload is still at it."""
         if isinstance(command, cmd.Help):
             raise ValueError("help is answered by the grammar, not run")
         if isinstance(command, cmd.Promote | cmd.Promotions):
@@ -161,7 +170,7 @@ class CommandService:
         if command.is_mutation:
             mutation: Mutation = command  # type: ignore[assignment]
             self._check_as_person(mutation, namespace, actor, label)
-            return self._mutate(mutation, namespace, actor)
+            return self._mutate(mutation, namespace, actor, at_revision)
         rollouts = self.rollouts
         reads_cluster = (cmd.ListDeployments, cmd.Status, cmd.History, cmd.Diff)
         if self.identities is not None and isinstance(command, reads_cluster):
@@ -275,8 +284,13 @@ class CommandService:
             return self.freezes.overview(None, label if command.context else None)
         return self.freezes.overview(namespace, label)
 
-    def _mutate(self, command: Mutation, namespace: str, actor: Actor) -> Outcome:
+    def _mutate(
+        self, command: Mutation, namespace: str, actor: Actor, at_revision: int | None
+    ) -> Outcome:
         label = self.contexts.label(command.context or "")
+        expect = None
+        if at_revision is not None:
+            expect = self._still_at(command, namespace, at_revision)
         glass = None
         # A change that only removes what the bot added (aborting a canary) waits for no
         # approver and no freeze.
@@ -289,7 +303,25 @@ class CommandService:
             else None
         )
         if rule is not None:
+            # The request is bound to the object as it is now (checked just above).
             request = self.approvals.request(command, namespace, actor, rule)
             return ApprovalRequested(request, rule, target_of(command, namespace))
-        change = self.executor.run(command, namespace, actor)
+        change = self.executor.run(command, namespace, actor, expect=expect)
         return Changed(change, getattr(command, "reason", None))
+
+    def _still_at(self, command: Mutation, namespace: str, revision: int) -> str:
+        """Refuses a button's change unless the workload is still at the revision the button
+        was posted for; else what the write is pinned to (`binding`), so a deploy landing
+        between this read and the write refuses it too."""
+        target = target_of(command, namespace)
+        obj = self.rollouts.get(target)
+        now = self.rollouts.current_revision(target, obj)
+        if now != revision:
+            button = "Roll back" if command.action == "undo" else "Pause"
+            at = f"revision {now}" if now is not None else "a revision the bot cannot read"
+            raise Refused(
+                f"This {button} button was for revision {revision}; `{target.name}` is now at "
+                f"{at}, so it did nothing. Nothing was changed: `/rollout history "
+                f"{_typed(target)} -n {target.namespace}` shows what changed since."
+            )
+        return binding(obj, command.action)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,14 @@ class PolicyReloader:
         cluster_name: str,
         requirements: Requirements | None = None,
         in_force: bytes | None = None,
+        served_contexts: Collection[str] | None = None,
     ) -> None:
         """`in_force`: the bytes of the policy in force now, as start-up parsed them (read
         again from the file when not given)."""
         self.path = path
+        #: A version whose `contexts:` patterns match none of these is refused like any
+        #: other invalid one: the last good policy stays.
+        self._served = served_contexts
         self._apply = list(apply)
         self._requirements = requirements
         self._audit = audit
@@ -79,7 +83,7 @@ class PolicyReloader:
                 return False
             self._digest = digest
             try:
-                policy = parse_policy(raw, str(self.path))
+                policy = parse_policy(raw, str(self.path), served_contexts=self._served)
                 problems = [str(problem) for problem in self._requirements_of(policy)]
             except PolicyError as exc:
                 problems = [str(problem) for problem in exc.problems]

@@ -173,6 +173,13 @@ class Ownership(Protocol):
     def release(self, uid: str, generation: int) -> None: ...
 
 
+class PolicyLike(Protocol):
+    """What the verbs read from the policy in force."""
+
+    @property
+    def gitops(self) -> str: ...
+
+
 class Rollouts:
     """kubectl's verbs on one or several clusters: a `Target`'s `context` picks the cluster."""
 
@@ -195,6 +202,10 @@ class Rollouts:
         self.gitops = gitops
         self._now = clock or (lambda: datetime.now(UTC))
         self._claims = claims
+
+    def use_policy(self, policy: PolicyLike) -> None:
+        """A reloaded policy: its `gitops` setting applies to every change from now on."""
+        self.gitops = policy.gitops
 
     @property
     def cluster(self) -> Cluster:
@@ -632,6 +643,8 @@ class Rollouts:
 
         def attempt(deployment: Json) -> Change:
             _refusal_to_error(lambda: check(target.kind, deployment))
+            # Pausing or resuming a GitOps-managed object is a change to it like any other.
+            notices = self._ownership(target, deployment, action)
             return self._simple_patch(
                 target,
                 deployment,
@@ -640,6 +653,7 @@ class Rollouts:
                 None,
                 "paused" if paused else "resumed",
                 starts_rollout=not paused,
+                notices=notices,
             )
 
         return self._with_fresh_state(target, attempt, expect, action)
@@ -986,6 +1000,10 @@ class Rollouts:
             deployment=deployment,
             warnings=warnings,
         )
+
+    def current_revision(self, target: Target, obj: Json | None = None) -> int | None:
+        """The workload's current revision, as `history` marks it (None when unreadable)."""
+        return self._revision(target, self.get(target) if obj is None else obj)
 
     def _revision(self, target: Target, obj: Json) -> int | None:
         """The current revision: the annotation of a Deployment, the ControllerRevision whose

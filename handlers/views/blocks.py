@@ -8,6 +8,8 @@ User-supplied text is escaped so a reason cannot ping `<!channel>` or forge a li
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from slack_sdk.models.blocks import (
 from bot.domain import commands
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
+from bot.domain.mrkdwn import code as code
+from bot.domain.mrkdwn import escape as escape
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.tracker import command_verb as verb
@@ -50,9 +54,29 @@ class Message:
     blocks: list[dict[str, Any]]
 
 
-def escape(text: str) -> str:
-    """Slack's three control characters; anything a user typed goes through this."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{1,20}")
+
+
+def mention(principal: str) -> str:
+    """A user (or user-group) id as a mention; anything else, as text that pings nobody."""
+    if _USER_ID.fullmatch(principal):
+        return f"<@{principal}>"
+    if _GROUP_ID.fullmatch(principal):
+        return f"<!subteam^{principal}>"
+    return f"`{code(principal)}`"
+
+
+_MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|#[CG][A-Z0-9]+)>")
+
+
+def _fallback(text: str, rendered: list[dict[str, Any]]) -> str:
+    """The notification text, escaped (`<!channel>` would ping there too); a mention the
+    blocks make (the bot's own: outside text in them is escaped) pings there as well."""
+    text = escape(text)
+    for token in set(_MENTION.findall(json.dumps(rendered))):
+        text = text.replace(escape(token), token)
+    return text
 
 
 def _cut(text: str, limit: int) -> str:
@@ -67,7 +91,7 @@ def _code(lines: Sequence[str], *, limit: int = CODE_LIMIT) -> str:
     kept: list[str] = []
     size = 0
     for index, line in enumerate(lines):
-        line = line.replace("```", "'''")
+        line = escape(line).replace("```", "'''")
         if size + len(line) + 1 > limit:
             kept.append(f"… {len(lines) - index} more lines not shown")
             break
@@ -90,7 +114,7 @@ def _fit(text: str, blocks: Sequence[Block]) -> Message:
         dropped = len(rendered) - (MAX_BLOCKS - 1)
         rendered = rendered[: MAX_BLOCKS - 1]
         rendered.append(_context(f"… {dropped} more blocks not shown").to_dict())
-    return Message(text=_cut(text, 3000), blocks=rendered)
+    return Message(text=_cut(_fallback(text, rendered), 3000), blocks=rendered)
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -200,7 +224,7 @@ _KIND_COLUMN = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemo
 def word(target: Any) -> str:
     """The target as typed in a command: `NAME` for a Deployment, `sts/NAME`, `ds/NAME`."""
     short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
-    return f"{short}/{target.name}" if short else str(target.name)
+    return code(f"{short}/{target.name}" if short else str(target.name))
 
 
 def in_cluster(context: str) -> str:
@@ -212,7 +236,7 @@ def in_cluster(context: str) -> str:
 def _flags(target: Any) -> str:
     """`-n NS`, and `--context NAME` for a target in one of several clusters."""
     context = getattr(target, "context", "")
-    return f"-n {target.namespace}" + (f" --context {context}" if context else "")
+    return code(f"-n {target.namespace}" + (f" --context {context}" if context else ""))
 
 
 def deployments_message(
@@ -222,7 +246,7 @@ def deployments_message(
     if not rows:
         return info_message(
             "No Deployments, StatefulSets or DaemonSets found in namespace "
-            f"`{namespace}`{in_cluster(context)}."
+            f"`{code(namespace)}`{in_cluster(context)}."
         )
     lines = table(
         [("KIND", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
@@ -241,7 +265,8 @@ def deployments_message(
     )
     blocks = [
         _section(
-            f"*Workloads in `{namespace}`*{in_cluster(context)} ({len(rows)})\n" + _code(lines)
+            f"*Workloads in `{code(namespace)}`*{in_cluster(context)} ({len(rows)})\n"
+            + _code(lines)
         )
     ]
     where = f" ({context})" if context else ""
@@ -252,7 +277,7 @@ def status_message(view: StatusView) -> Message:
     status = view.status
     blocks: list[Block] = [
         _section(
-            f"{_verdict_emoji(status)} *{view.target}*{in_cluster(view.target.context)} — "
+            f"{_verdict_emoji(status)} *{escape(view.target)}*{in_cluster(view.target.context)} — "
             f"{escape(status.message)}"
         ),
     ]
@@ -320,14 +345,14 @@ def history_message(view: HistoryView) -> Message:
             f"No rollout history found. ({view.target})",
             [
                 _section("No rollout history found."),
-                _context(f"`{view.target}`{in_cluster(view.target.context)}"),
+                _context(f"`{code(view.target)}`{in_cluster(view.target.context)}"),
             ],
         )
     if view.detail is not None and view.described is not None:
         detail = view.detail
         # kubectl's header: `statefulset.apps/web with revision #2`.
         title = (
-            f"*{view.target.ref}* with revision #{detail.number}"
+            f"*{escape(view.target.ref)}* with revision #{detail.number}"
             + (" (current)" if detail.is_current else "")
             + in_cluster(view.target.context)
         )
@@ -355,7 +380,7 @@ def history_message(view: HistoryView) -> Message:
         lines.append(" " * indent + cause)
     blocks = [
         _section(
-            f"*Rollout history of `{view.target}`*{in_cluster(view.target.context)}\n"
+            f"*Rollout history of `{code(view.target)}`*{in_cluster(view.target.context)}\n"
             + _code(lines)
         ),
         _context(
@@ -369,13 +394,14 @@ def history_message(view: HistoryView) -> Message:
 def diff_message(view: DiffView) -> Message:
     if not view.diff.changed:
         return info_message(
-            f"Revisions {view.old} and {view.new} of `{view.target}`"
+            f"Revisions {view.old} and {view.new} of `{code(view.target)}`"
             f"{in_cluster(view.target.context)} have the same pod template."
         )
     lines = view.diff.text.splitlines()
     blocks: list[Block] = [
         _section(
-            f"*Diff of `{view.target}`{in_cluster(view.target.context)}: revision {view.old} → "
+            f"*Diff of `{code(view.target)}`{in_cluster(view.target.context)}: revision "
+            f"{view.old} → "
             f"{view.new}*\n" + _code(lines)
         )
     ]
@@ -387,9 +413,10 @@ def diff_message(view: DiffView) -> Message:
 # -- mutations -------------------------------------------------------------------------------
 
 
-def cluster_note(cluster: str) -> str | None:
-    """Which cluster, only when one is named: the default single cluster goes unsaid."""
-    if not cluster or cluster == DEFAULT_CLUSTER:
+def cluster_note(cluster: str, *, several: bool = False) -> str | None:
+    """Which cluster, only when one is named: the default single cluster goes unsaid. With
+    ``several`` clusters served, every one is named, one called `default` too."""
+    if not cluster or (cluster == DEFAULT_CLUSTER and not several):
         return None
     return f"cluster `{escape(cluster)}`"
 
@@ -399,30 +426,32 @@ def change_message(
 ) -> Message:
     """The in-channel announcement: who did what, where, and who approved it."""
     approval = (
-        " · approved by " + ", ".join(f"<@{user}>" for user in approved_by) if approved_by else ""
+        " · approved by " + ", ".join(f"{mention(user)}" for user in approved_by)
+        if approved_by
+        else ""
     )
     # kubectl's stderr beside its line, as kubectl prints it.
-    warnings = [f"`{escape(warning)}`" for warning in change.warnings]
+    warnings = [f"`{code(warning)}`" for warning in change.warnings]
     if not change.changed:
         # Where kubectl prints nothing (an image already set), only the bot's note is said.
-        said = f"`{change.summary}`" if change.summary else escape("; ".join(change.details))
+        said = f"`{code(change.summary)}`" if change.summary else escape("; ".join(change.details))
         text = (
             f":information_source: {said}{in_cluster(change.target.context)} "
-            f"(requested by <@{actor.user_id}>{approval})"
+            f"(requested by {mention(actor.user_id)}{approval})"
         )
         if change.summary:
             text = "\n".join([text, *(f"• {escape(d)}" for d in change.details)])
         text = "\n".join([text, *warnings])
         return _fit(change.summary or "; ".join(change.details), [_section(text)])
     lines = [
-        f":rocket: <@{actor.user_id}> ran `{verb(change.action)}` on `{change.target}`"
+        f":rocket: {mention(actor.user_id)} ran `{verb(change.action)}` on `{code(change.target)}`"
         + in_cluster(change.target.context)
         + approval,
-        f"`{change.summary}`",
+        f"`{code(change.summary)}`",
     ]
     lines.extend(f"• {escape(detail)}" for detail in change.details)
     lines.extend(warnings)
-    lines.extend(change.notices)
+    lines.extend(escape(notice) for notice in change.notices)
     if reason:
         lines.append(f"Reason: {escape(reason)}")
     blocks: list[Block] = [_section("\n".join(lines))]
@@ -481,7 +510,8 @@ def time_of_day_now() -> str:
 def with_note(kept: Sequence[dict[str, Any]], note: str, *, text: str) -> Message:
     """A message as it was, its buttons replaced by a note of what happened."""
     rendered = [*kept, _context(f":information_source: {note}").to_dict()]
-    return Message(text=_cut(text, 3000), blocks=rendered[-MAX_BLOCKS:])
+    kept = rendered[-MAX_BLOCKS:]
+    return Message(text=_cut(_fallback(text, kept), 3000), blocks=kept)
 
 
 def request_command(request: ApprovalRequest) -> str:
@@ -508,13 +538,16 @@ def approval_card(request: ApprovalRequest) -> Message:
     kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
     name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
     target = f"{request.namespace}/{name}"
-    cluster = cluster_note(str(request.cluster or ""))
+    # A request of a bot serving several clusters records its `--context`.
+    several = isinstance(fields, dict) and bool(fields.get("context"))
+    cluster = cluster_note(str(request.cluster or ""), several=several)
     if state != "pending":
         return _finished_card(request, state, target, cluster)
     lines = [
-        f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
-        f"<@{request.requester_id}> wants to run *{verb(request.action)}* on `{target}`",
-        "```\n" + request_command(request).replace("```", "'''") + "\n```",
+        f"{_STATE_LINES.get(state, state)} · request `{code(request.id)}`",
+        f"{mention(request.requester_id)} wants to run *{verb(request.action)}* on "
+        f"`{code(target)}`",
+        "```\n" + escape(request_command(request)).replace("```", "'''") + "\n```",
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
@@ -525,16 +558,17 @@ def approval_card(request: ApprovalRequest) -> Message:
     blocks: list[Block] = [_section("\n".join(lines))]
     preview = request.preview
     if preview:
-        blocks.append(_section("*What will change*\n" + preview))
-    approvers = ", ".join(
-        f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in request.approvers
-    )
+        # Composed by the bot, its outside parts escaped; escaped again (it changes nothing
+        # then) because it comes back from Redis.
+        blocks.append(_section("*What will change*\n" + escape(preview)))
+    approvers = ", ".join(mention(a) for a in request.approvers)
     facts = [f"needs {request.required} of: {approvers}", f"expires {_when(request.expires_at)}"]
     if cluster:
         facts.insert(0, cluster)
     if request.approvals:
         facts.append(
-            "approved by " + ", ".join(f"<@{a.user_id}> {_when(a.at)}" for a in request.approvals)
+            "approved by "
+            + ", ".join(f"{mention(a.user_id)} {_when(a.at)}" for a in request.approvals)
         )
     blocks.append(_context(*facts))
     if state == "pending":
@@ -559,7 +593,8 @@ def approval_card(request: ApprovalRequest) -> Message:
                         confirm=ConfirmObject(
                             title="Approve this change?",
                             text=_cut(
-                                f"{verb(request.action)} on {target} will run as soon as "
+                                f"{escape(verb(request.action))} on {escape(target)} will run "
+                                "as soon as "
                                 + (
                                     "one approver agrees."
                                     if request.required == 1
@@ -592,7 +627,7 @@ def approval_card(request: ApprovalRequest) -> Message:
         # Slack shows a channel message's buttons to everyone alike: say whose they are.
         blocks.append(
             _context(
-                f"Approve or Reject: {approvers} · Cancel: <@{request.requester_id}> "
+                f"Approve or Reject: {approvers} · Cancel: {mention(request.requester_id)} "
                 "(the requester's own approval does not count)"
             )
         )
@@ -602,38 +637,48 @@ def approval_card(request: ApprovalRequest) -> Message:
     )
 
 
+def _result(request: ApprovalRequest) -> str:
+    """How the request ended, from Redis: escaped, except that a void reason may name the
+    requester (the bot writes it so), who is mentioned."""
+    text = escape(request.result_message)
+    if str(request.state) == "voided" and _USER_ID.fullmatch(request.requester_id):
+        text = text.replace(f"&lt;@{request.requester_id}&gt;", f"<@{request.requester_id}>")
+    return text
+
+
 def _finished_card(
     request: ApprovalRequest, state: str, target: str, cluster: str | None
 ) -> Message:
     """A decided request collapsed to what happened: no pending words, no buttons."""
     lines = [
-        f"{_STATE_LINES.get(state, state)} · request `{request.id}`",
-        f"*{verb(request.action)}* on `{target}`"
+        f"{_STATE_LINES.get(state, state)} · request `{code(request.id)}`",
+        f"*{verb(request.action)}* on `{code(target)}`"
         + (f" ({cluster})" if cluster else "")
-        + f", requested by <@{request.requester_id}>",
+        + f", requested by {mention(request.requester_id)}",
     ]
     if request.reason:
         lines.append(f"Reason: {escape(request.reason)}")
     if request.approvals:
         lines.append(
-            "Approved by " + ", ".join(f"<@{a.user_id}> {_when(a.at)}" for a in request.approvals)
+            "Approved by "
+            + ", ".join(f"{mention(a.user_id)} {_when(a.at)}" for a in request.approvals)
         )
     when = _when(request.decided_at) if request.decided_at else ""
     if state == "rejected":
-        by = f" by <@{request.decided_by}>" if request.decided_by else ""
+        by = f" by {mention(request.decided_by)}" if request.decided_by else ""
         note = f"Rejected{by} {when}".rstrip()
         if request.reject_reason:
             note += f": {escape(request.reject_reason)}"
         lines.append(note)
     elif state == "cancelled":
-        lines.append(f"Cancelled by <@{request.requester_id}> {when}; nothing was changed".strip())
+        lines.append(
+            f"Cancelled by {mention(request.requester_id)} {when}; nothing was changed".strip()
+        )
     elif state == "expired":
         lines.append(f"Expired {_when(request.expires_at)}; nothing was changed")
     # Done says what changed in the announcement in the thread; said here too, it repeats.
     if state in ("failed", "voided") and request.result_message:
-        lines.append(
-            request.result_message if state == "voided" else escape(request.result_message)
-        )
+        lines.append(_result(request))
     if state in ("running", "done") and request.message_ts:
         lines.append("_What changed and the rollout's progress: in this thread._")
     return _fit(
@@ -645,7 +690,7 @@ def _finished_card(
 def approvals_list_message(
     namespace: str | None, requests: Sequence[ApprovalRequest], context: str = ""
 ) -> Message:
-    where = (f" in `{namespace}`" if namespace else "") + in_cluster(context)
+    where = (f" in `{code(namespace)}`" if namespace else "") + in_cluster(context)
     if not requests:
         return info_message(f"No approval requests are waiting{where}.")
     # Requests of several clusters: the target says which.
@@ -670,7 +715,7 @@ def approvals_list_message(
 
 def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     if not entries:
-        return info_message(f"No audit entries for {what}.")
+        return info_message(f"No audit entries for {escape(what)}.")
     rows = [("TIME (UTC)", "USER", "EVENT")]
     details = ["  ACTION TARGET → OUTCOME"]
     # Entries of several clusters: the target says which.
@@ -690,7 +735,7 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
         lines += [_clip(line, PANE_WIDTH), _clip(detail, PANE_WIDTH)]
     return _fit(
         f"Audit trail for {what}",
-        [_section(f"*Audit trail for {what}* (newest first)\n" + _code(lines))],
+        [_section(f"*Audit trail for {escape(what)}* (newest first)\n" + _code(lines))],
     )
 
 
@@ -734,8 +779,10 @@ def progress_message(
     verdict: str | None = None,
     reasons: Sequence[str] = (),
     warnings: Sequence[str] = (),
+    revision: int | None = None,
 ) -> Message:
-    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict."""
+    """One rollout's progress: bar, counts, kubectl's sentence, elapsed vs deadline, verdict.
+    A failed rollout offers Roll back and Pause, tied to ``revision`` (none when unknown)."""
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 
     desired = status.desired if status.desired is not None else 0
@@ -790,7 +837,8 @@ def progress_message(
         blocks_.append(_section("*Recent warnings*\n" + _code(list(warnings))))
     if verdict == "failed" and tracked.automatic:
         # The bot does not undo its own undo: a person decides, Pause is at hand.
-        blocks_.append(_pause_actions(tracked))
+        if revision is not None:
+            blocks_.append(_pause_actions(tracked, revision))
     elif verdict == "failed" and tracked.on_failure == "rollback":
         # The bot rolls it back by itself: a Roll back button would offer it a second time.
         blocks_.append(
@@ -799,12 +847,12 @@ def progress_message(
                 "rollback`); what it does follows in this thread."
             )
         )
-        if kind == "deployment":
-            blocks_.append(_pause_actions(tracked))
+        if kind == "deployment" and revision is not None:
+            blocks_.append(_pause_actions(tracked, revision))
+    elif verdict == "failed" and revision is None:
+        pass  # a button not tied to a revision could act on a later one: none is offered
     elif verdict == "failed":
-        # The clicked button must act on the same object: the value carries the kind (and,
-        # with several clusters, the context: `CONTEXT|NAMESPACE/...`).
-        value = f"{tracked.context}|{target}" if tracked.context else target
+        value = button_value(tracked, revision)
         blocks_.append(
             ActionsBlock(
                 block_id=f"failed:{tracked.id}"[:255],
@@ -817,7 +865,7 @@ def progress_message(
                         confirm=ConfirmObject(
                             title="Roll back?",
                             text=_cut(
-                                f"Undo {target} to its previous revision "
+                                f"Undo {escape(target)} to its previous revision "
                                 "(same policy and approvals as a typed undo).",
                                 300,
                             ),
@@ -840,29 +888,42 @@ def progress_message(
     return _fit(text, blocks_)
 
 
-def _pause_actions(tracked: TrackedRollout) -> Block:
+def button_value(tracked: TrackedRollout, revision: int | None) -> str:
+    """What a Roll back or Pause button carries: the same object (its kind and, with several
+    clusters, its context: `CONTEXT|NAMESPACE/KIND/NAME`) and the revision it was posted for
+    (`@7`), so a click after a newer deploy does not act on that one."""
+    target = (
+        f"{tracked.namespace}/{tracked.deployment}"
+        if tracked.kind == "deployment"
+        else f"{tracked.namespace}/{tracked.kind}/{tracked.deployment}"
+    )
+    value = f"{tracked.context}|{target}" if tracked.context else target
+    return f"{value}@{revision}" if revision is not None else value
+
+
+def _pause_actions(tracked: TrackedRollout, revision: int | None) -> Block:
     from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
-    value = f"{tracked.namespace}/{tracked.deployment}"
-    if tracked.context:
-        value = f"{tracked.context}|{value}"
+    value = button_value(tracked, revision)
     return ActionsBlock(
         block_id=f"person:{tracked.id}"[:255],
         elements=[ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)],
     )
 
 
-def needs_person_message(tracked: TrackedRollout) -> Message:
-    """The automatic rollback failed too: the bot stops here and asks for a person."""
+def needs_person_message(tracked: TrackedRollout, revision: int | None = None) -> Message:
+    """The automatic rollback failed too: the bot stops here and asks for a person (Pause is
+    offered while the workload is at ``revision``)."""
     target = f"{tracked.namespace}/{tracked.deployment}"
     text = (
-        f":sos: The automatic rollback of `{target}` failed too, so the bot stops here and "
+        f":sos: The automatic rollback of `{code(target)}` failed too, so the bot stops here and "
         "rolls nothing back again: *a person is needed*. Pause it to keep it from changing "
         "while you look, then fix it with `/rollout set image` or `/rollout undo`."
     )
+    actions = [_pause_actions(tracked, revision)] if revision is not None else []
     return _fit(
         f"The automatic rollback of {target} failed too: a person is needed",
-        [_section(text), _pause_actions(tracked)],
+        [_section(text), *actions],
     )
 
 
@@ -880,8 +941,8 @@ def outside_change_message(
     Slack user: the bot cannot know who ran kubectl."""
     at = f" at {_time_of_day(changed_at)}" if changed_at is not None else ""
     lines = [
-        f":eyes: `{target}`{in_cluster(target.context)} got revision *{revision}* from outside "
-        "the bot",
+        f":eyes: `{code(target)}`{in_cluster(target.context)} got revision *{revision}* from "
+        "outside the bot",
         f"Changed by: field manager `{escape(who)}`{at}",
     ]
     if images_before != images_after:

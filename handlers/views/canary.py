@@ -26,6 +26,7 @@ from handlers.views.blocks import (
     _section,
     escape,
     in_cluster,
+    mention,
     table,
 )
 
@@ -113,7 +114,7 @@ def canary_message(view: CanaryView) -> Message:
         ]
         blocks.append(_section(_code(table(rows))))
     if view.requester_id and not view.finished:
-        blocks.append(_context(f"started by <@{view.requester_id}>"))
+        blocks.append(_context(f"started by {mention(view.requester_id)}"))
     if not view.finished and view.state != "promoting":
         blocks.append(_buttons(view))
     elif view.state == "promoting" and view.why:

@@ -9,7 +9,15 @@ from bot.domain.approval import ApprovalRequest
 from bot.domain.freezes import ActiveFreeze, describe_until, format_short
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet, break_glass_reason
 from bot.services.rollouts import Change
-from handlers.views.blocks import Message, escape, in_cluster, info_message, request_command
+from handlers.views.blocks import (
+    Message,
+    code,
+    escape,
+    in_cluster,
+    info_message,
+    mention,
+    request_command,
+)
 
 
 def _where(namespace: str, context: str) -> str:
@@ -21,7 +29,7 @@ def freeze_set_message(outcome: FreezeSet) -> Message:
     freeze = outcome.freeze
     verb = "froze again" if outcome.replaced else "froze"
     return info_message(
-        f":snowflake: <@{freeze.set_by}> {verb} {_where(outcome.namespace, outcome.context)} "
+        f":snowflake: {mention(freeze.set_by)} {verb} {_where(outcome.namespace, outcome.context)} "
         f"{describe_until(freeze.ends_at, freeze.timezone, outcome.now)}: "
         f"{escape(freeze.reason)}\n"
         "Changes there are refused except `undo` and `pause`; reads work. It ends on its own, "
@@ -34,9 +42,8 @@ def freeze_lifted_message(outcome: FreezeLifted, user_id: str) -> Message:
     if outcome.lifted is None:
         text = f"No freeze set from Slack is in force on {where}; nothing was changed."
     else:
-        text = (
-            f":sunny: <@{user_id}> lifted the freeze on {where} ({escape(outcome.lifted.reason)})."
-        )
+        reason = escape(outcome.lifted.reason)
+        text = f":sunny: {mention(user_id)} lifted the freeze on {where} ({reason})."
     for freeze in outcome.still_frozen:
         text += (
             f"\nThe policy's *{escape(freeze.name)}* still freezes it "
@@ -46,7 +53,7 @@ def freeze_lifted_message(outcome: FreezeLifted, user_id: str) -> Message:
 
 
 def _line(freeze: ActiveFreeze, now: datetime, upcoming: bool) -> str:
-    source = "policy" if freeze.source == "policy" else f"set by <@{freeze.set_by}>"
+    source = "policy" if freeze.source == "policy" else f"set by {mention(freeze.set_by)}"
     reason = f": {escape(freeze.reason)}" if freeze.reason else ""
     when = (
         f"from {format_short(freeze.starts_at, freeze.timezone, now)} "
@@ -56,7 +63,7 @@ def _line(freeze: ActiveFreeze, now: datetime, upcoming: bool) -> str:
     )
     allow = ", ".join(f"`{a}`" for a in freeze.allow) or "nothing"
     return (
-        f"• *{escape(freeze.name)}* on `{escape(freeze.scope)}` ({source}){reason}, {when}; "
+        f"• *{escape(freeze.name)}* on `{code(freeze.scope)}` ({source}){reason}, {when}; "
         f"allows {allow}"
     )
 
@@ -77,9 +84,10 @@ def freezes_message(outcome: FreezeList) -> Message:
 
 def break_glass_message(request: ApprovalRequest, change: Change) -> Message:
     """The channel is told that a change went through a freeze, why, and who let it."""
-    approvers = ", ".join(f"<@{vote.user_id}>" for vote in request.approvals) or "nobody"
+    approvers = ", ".join(mention(vote.user_id) for vote in request.approvals) or "nobody"
     return info_message(
-        f":fire_extinguisher: *Break-glass*: <@{request.requester_id}>'s "
-        f"`{request_command(request)}` ran during a freeze{in_cluster(change.target.context)}, "
+        f":fire_extinguisher: *Break-glass*: {mention(request.requester_id)}'s "
+        f"`{code(request_command(request))}` ran during a freeze"
+        f"{in_cluster(change.target.context)}, "
         f"approved by {approvers}.\nReason: {escape(break_glass_reason(request))}"
     )

@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmO
 
 from bot.domain.promotion import GateRule, PromotionState, TargetState, describe_soak
 from bot.services.promotions import PromotionList, PromotionPlan
-from handlers.views.blocks import Message, _context, _fit, _section, escape
+from handlers.views.blocks import Message, _context, _fit, _section, escape, mention
 
 PROMOTION_APPROVE_ACTION = "promotion_approve"
 PROMOTION_HALT_ACTION = "promotion_halt"
@@ -94,7 +94,7 @@ def promotion_message(
     heading = (
         f"*Plan of promotion* `{state.pipeline}` (dry run: nothing was changed)"
         if plan
-        else f"*Promotion `{state.id}`* of `{state.pipeline}` by <@{state.requester_id}>: "
+        else f"*Promotion `{state.id}`* of `{state.pipeline}` by {mention(state.requester_id)}: "
         f"{_STATUS[state.status]}"
     )
     blocks: list[Block] = [_section(heading)]
@@ -159,7 +159,7 @@ def promotions_message(listing: PromotionList) -> Message:
         started = datetime.fromtimestamp(p.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         where = f"wave {p.wave + 1} of {len(p.waves)}"
         lines.append(
-            f"`{p.id}` `{p.pipeline}` {_STATUS[p.status]} ({where}), by <@{p.requester_id}> "
+            f"`{p.id}` `{p.pipeline}` {_STATUS[p.status]} ({where}), by {mention(p.requester_id)} "
             f"at {started}"
         )
     return _fit("Promotions", [_section("*Promotions*\n" + "\n".join(lines))])

@@ -8,6 +8,7 @@ under test-artifacts/playground/ for a human to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +58,16 @@ class RunningPlayground:
 
     def text(self) -> str:
         return "".join(self.output)
+
+    def page_url(self) -> str:
+        """The address the playground printed for a person to open (it carries the run's
+        token), as that person would copy it from the terminal."""
+        found = eventually(
+            "the playground to print the page's address",
+            lambda: re.search(r"open (http://\S+#token=\S+)", self.text()),
+            30,
+        )
+        return str(found.group(1))
 
     def children(self) -> list[int]:
         """Processes the playground started (bot, redis-server), from /proc."""
@@ -154,7 +166,7 @@ def test_request_approve_and_watch_the_rollout(
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(playground.url)
+        page.goto(playground.page_url())
 
         page.click("#channel-list button[data-channel=C0PROD]")
         page.click("#switcher button[data-user=U0ALICE]")
@@ -226,6 +238,68 @@ def test_request_approve_and_watch_the_rollout(
     assert left == [], f"still running after the playground stopped: {left}"
     bot_log = (playground.log_dir / "bot.log").read_text()
     assert "Traceback" not in bot_log and "xoxb-" not in bot_log
+
+
+def _post(url: str, body: dict[str, Any], token: str | None) -> int:
+    """A POST as another process on this machine would send it."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["X-Playground-Token"] = token
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_only_the_page_with_this_runs_token_may_use_its_api(
+    playground: RunningPlayground, admin_kubectl: Kubectl
+) -> None:
+    """Another local process cannot act as alice: the page's API wants the token that only
+    the printed address carries, and the demo policy covers the demo namespaces only."""
+    token = playground.page_url().rsplit("#token=", 1)[1]
+    staging = admin_kubectl.in_namespace("staging")
+    body = {"user": "U0ALICE", "channel": "C0STAGING", "text": "/rollout scale web --replicas=1"}
+    for forged in (None, "", "x" * len(token), token[:-1]):
+        assert _post(playground.url + "/api/command", body, forged) == 401, forged
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        opener.open(playground.url + "/api/bootstrap", timeout=10)
+    assert refused.value.code == 401
+    time.sleep(1)
+    assert staging.get("deployment/web")["spec"]["replicas"] == 3
+    # The page itself (with the token) runs it.
+    assert _post(playground.url + "/api/command", body, token) == 200
+    eventually(
+        "the page's scale to run",
+        lambda: staging.get("deployment/web")["spec"]["replicas"] == 1,
+        30,
+    )
+    # Alice may do anything in the demo namespaces, and nothing elsewhere.
+    outside = {**body, "text": "/rollout restart coredns -n kube-system"}
+    assert _post(playground.url + "/api/command", outside, token) == 200
+    eventually(
+        "the refusal outside the demo namespaces",
+        lambda: (
+            (seen := playground_replies(token, playground))
+            and "not allowed" in seen
+            and "kube-system" in seen
+        ),
+        30,
+    )
+
+
+def playground_replies(token: str, playground: RunningPlayground) -> str:
+    """What alice sees in #staging, through the page's API."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        playground.url + "/api/state?channel=C0STAGING&user=U0ALICE",
+        headers={"X-Playground-Token": token},
+    )
+    with opener.open(request, timeout=30) as reply:
+        return reply.read().decode()
 
 
 def test_a_killed_playground_leaves_nothing_running(playground: RunningPlayground) -> None:

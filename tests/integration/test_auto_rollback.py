@@ -97,9 +97,12 @@ def test_a_failed_automatic_rollback_is_not_undone_a_person_is_asked(
     assert any("rolling out" in line for line in first_lines[:-1]), first_lines
     assert [b["action_id"] for b in buttons(automatic)] == [blocks.PAUSE_ACTION]
 
+    (pause,) = buttons(needs_person)
+    # Tied to the revision the failed automatic rollback left (3): it acts while svc is there.
+    assert pause["value"] == f"{granted_namespace}/svc@3"
     response, _ = driver.click(
         blocks.PAUSE_ACTION,
-        f"{granted_namespace}/svc",
+        pause["value"],
         user="U0ALICE",
         name="alice",
         message_ts=needs_person.ts,

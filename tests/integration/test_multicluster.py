@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(300)]
 
 CHANNEL = "C0DEPLOYS"  # bound to no context: the default one (east)
 EAST_ONLY = "C0EAST"  # bound to east, and only east
-WEST = "C0WEST"  # west by default, may name east too
+WEST = "C0WEST"  # bound to west: west only (no `contexts` listed)
 OLD, NEW = "app:1", "app:2"
 FAST = {"ROLLOUT_BOT_PROGRESS_INTERVAL": "0.5"}
 

@@ -55,6 +55,34 @@ def test_a_kubeconfig_that_is_not_there(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_cluster_on_another_machine_is_refused_unless_confirmed(tmp_path: Path) -> None:
+    """PLAYGROUND_KUBECONFIG=~/.kube/config must not point the demo at a real cluster by
+    accident: a server that is not on this machine needs --allow-remote-cluster."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\n"
+        "clusters: [{name: prod, cluster: {server: 'https://192.0.2.10:6443'}}]\n"
+        "contexts: [{name: prod, context: {cluster: prod, user: admin}}]\n"
+        "users: [{name: admin, user: {token: secret-token}}]\n"
+    )
+    done = playground("--port", "0", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 2, done
+    assert "context `prod` talks to https://192.0.2.10:6443, which is not on this machine" in (
+        done.stdout
+    )
+    assert "--allow-remote-cluster" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and "secret-token" not in done.stdout
+
+
+def test_what_is_on_this_machine() -> None:
+    from bot.playground.stack import is_this_machine
+
+    assert is_this_machine("127.0.0.1") and is_this_machine("localhost")
+    assert is_this_machine("::1") and is_this_machine("kind.localhost")
+    assert not is_this_machine("192.0.2.10") and not is_this_machine("")
+    assert not is_this_machine("cluster.example.invalid")
+
+
 def test_a_bot_that_fails_to_start_is_reported_by_what_failed(tmp_path: Path) -> None:
     from bot.playground.stack import Options, Stack
 

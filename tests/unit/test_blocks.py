@@ -146,12 +146,23 @@ def test_progress_failure_offers_roll_back_and_pause() -> None:
         }
     )
     message = blocks.progress_message(
-        tracked, failed, 42.0, verdict="failed", reasons=("ImagePullBackOff",), warnings=("w",) * 30
+        tracked,
+        failed,
+        42.0,
+        verdict="failed",
+        reasons=("ImagePullBackOff",),
+        warnings=("w",) * 30,
+        revision=7,
     )
     assert_fits(message)
-    ids = [e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert ids == [blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION]
+    buttons = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [e["action_id"] for e in buttons] == [blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION]
+    # Tied to the revision that failed: a click after a newer deploy does not act on it.
+    assert {e["value"] for e in buttons} == {"prod/web@7"}
     assert "ImagePullBackOff" in message.text
+    # Without a known revision no button is offered (it could act on a later one).
+    unknown = blocks.progress_message(tracked, failed, 42.0, verdict="failed")
+    assert not [b for b in unknown.blocks if b["type"] == "actions"]
 
 
 def test_progress_bar_is_proportional() -> None:

@@ -126,6 +126,57 @@ def test_a_bad_context_in_the_policy_is_reported_with_its_line(tmp_path: Path) -
     assert "not a valid context pattern" in problems[(7, "permissions[0].contexts[0]")]
 
 
+def test_a_channel_bound_to_a_context_reaches_only_it_unless_it_lists_more(
+    tmp_path: Path,
+) -> None:
+    policy = load_policy(
+        write(
+            tmp_path,
+            """\
+            channels:
+              C0US: {context: prod-us, namespace: shop}
+              C0BOTH: {context: prod-us, contexts: [prod-*], namespace: shop}
+            """,
+        )
+    )
+    assert policy.channel_allows_context("C0US", "prod-us")
+    assert not policy.channel_allows_context("C0US", "prod-eu")
+    assert policy.channel_allows_context("C0BOTH", "prod-eu")
+    # Bound by its kubeconfig name on a one-cluster bot: the same cluster.
+    assert policy.channel_allows_context("C0US", "test", {"prod-us": "test"})
+
+
+def test_a_contexts_pattern_matching_no_served_context_is_a_problem_at_its_line(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """\
+        channels:
+          C0EU: {contexts: [prod-eu, qa-*]}
+        permissions:
+          - users: [U0ALICE]
+            namespaces: [shop]
+            actions: ["*"]
+            contexts: [prod-*]
+        approvals:
+          - namespaces: [shop]
+            actions: [scale]
+            approvers: [U0BOB]
+            contexts:
+              - prdo-eu
+        """,
+    )
+    load_policy(path)  # without the served contexts: nothing to check against
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path, served_contexts=("prod-eu", "prod-us"))
+    problems = {(p.line, p.field): p.message for p in caught.value.problems}
+    assert set(problems) == {(2, "channels.C0EU.contexts[1]"), (13, "approvals[0].contexts[0]")}
+    assert problems[(13, "approvals[0].contexts[0]")].startswith(
+        "`prdo-eu` matches no context the bot serves (`prod-eu`, `prod-us`)"
+    )
+
+
 # -- which context a command works on --------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bot.domain.commands import ACTIONS
 from bot.domain.policy import (
+    EVERYONE,
     POLICY_ACTIONS,
     POLICY_ENV_VAR,
     READ_ONLY_NOTICE,
@@ -26,6 +27,8 @@ from bot.domain.policy import (
 pytestmark = pytest.mark.timeout(30)
 
 NOBODY: frozenset[str] = frozenset()
+#: A full member of the workspace, whom `*` stands for.
+MEMBER: frozenset[str] = frozenset({EVERYONE})
 
 EXAMPLE = """\
 channels:
@@ -132,8 +135,10 @@ def test_a_channel_with_namespaces_only_works_on_those(
 @pytest.mark.parametrize(
     ("user", "groups", "action", "namespace", "allowed"),
     [
-        ("U0CAROL", NOBODY, "list", "prod", True),
-        ("U0CAROL", NOBODY, "diff", "kube-system", True),
+        # `*` is matched only once the caller has put EVERYONE among the user's groups.
+        ("U0CAROL", MEMBER, "list", "prod", True),
+        ("U0CAROL", MEMBER, "diff", "kube-system", True),
+        ("U0CAROL", NOBODY, "list", "prod", False),
         ("U0CAROL", NOBODY, "scale", "staging", False),
         ("U0CAROL", NOBODY, "audit", "staging", False),
         ("U0ALICE", NOBODY, "scale", "prod", True),
@@ -246,7 +251,7 @@ def test_referenced_groups_tell_the_caller_whether_to_resolve_groups(example: Po
 
 @pytest.mark.parametrize("action", ["list", "status", "history", "diff", "help"])
 def test_without_a_file_everyone_may_look(action: str) -> None:
-    assert read_only_default().is_allowed("U0ANYONE", NOBODY, action, "prod")
+    assert read_only_default().is_allowed("U0ANYONE", MEMBER, action, "prod")
 
 
 @pytest.mark.parametrize(

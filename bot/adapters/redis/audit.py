@@ -593,7 +593,7 @@ class RedisAuditLog:
         self, tip: _Tip, events: Mapping[str, AuditEvent], operation: str = "audit append"
     ) -> tuple[str, dict[str, AuditEntry]]:
         """The plan an audited script takes as its last argument, and the entries in it."""
-        if not _is_seq(tip.seq) or not _HEX64.match(tip.hash):
+        if not _is_seq(tip.seq) or not _HEX64.fullmatch(tip.hash):
             # Chaining onto a damaged head would hide the damage; an operator must look.
             log.error("audit trail: the head record is malformed; refusing to chain onto it")
             raise StoreCorrupt(operation, cause="MalformedHead")
@@ -909,7 +909,7 @@ class RedisAuditLog:
         self, fields: Mapping[str, str], expected_seq: int, expected_prev: str, chain: _Chain
     ) -> tuple[str, tuple[int, int | None, MissingAt] | None] | None:
         seq_text, stored_hash = fields.get("seq", ""), fields.get("hash", "")
-        if not _is_seq(seq_text) or not _HEX64.match(stored_hash):
+        if not _is_seq(seq_text) or not _HEX64.fullmatch(stored_hash):
             return "malformed entry: seq or hash is missing or invalid", None
         kid = fields.get("kid")
         keyring = self._keyring
@@ -1172,9 +1172,9 @@ class _StreamInfo:
 
 # -- helpers -------------------------------------------------------------------------------
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SEQ = re.compile(r"^[0-9]{1,19}$")
-_STREAM_ID = re.compile(r"^([0-9]{1,19})(?:-([0-9]{1,19}))?$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SEQ = re.compile(r"[0-9]{1,19}")
+_STREAM_ID = re.compile(r"([0-9]{1,19})(?:-([0-9]{1,19}))?")
 _JSON_FIELDS = ("parameters", "images_before", "images_after")
 _TEXT_FIELDS = (
     "event",
@@ -1238,12 +1238,12 @@ def _entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
         values[name] = _string_map(fields.get(name, "{}"))
     for name in ("revision_before", "revision_after"):
         text = fields.get(name, "")
-        values[name] = int(text) if _SEQ.match(text) else None
+        values[name] = int(text) if _SEQ.fullmatch(text) else None
     seq_text = fields.get("seq", "")
     return AuditEntry.model_construct(
         **values,
         time=_parse_time(fields.get("time", "")),
-        seq=int(seq_text) if _SEQ.match(seq_text) else -1,
+        seq=int(seq_text) if _SEQ.fullmatch(seq_text) else -1,
         prev_hash=fields.get("prev_hash", ""),
         hash=fields.get("hash", ""),
         kid=fields.get("kid", ""),
@@ -1331,12 +1331,12 @@ def _rows(page: Iterable[Any] | None) -> list[tuple[str, dict[str, str]]]:
 
 
 def _is_seq(text: str) -> bool:
-    return bool(_SEQ.match(text))
+    return bool(_SEQ.fullmatch(text))
 
 
 def _stream_id_key(stream_id: str) -> tuple[int, int]:
     """A stream id as numbers, for ordering; (0, 0) for anything malformed."""
-    match = _STREAM_ID.match(stream_id)
+    match = _STREAM_ID.fullmatch(stream_id)
     if match is None:
         return 0, 0
     return int(match[1]), int(match[2] or "0")

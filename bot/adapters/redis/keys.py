@@ -65,10 +65,11 @@ __all__ = ["DEFAULT_PREFIX", "Keys", "context_part"]
 DEFAULT_PREFIX = "rollout-bot"
 
 # Braces would end or restart the hash tag; whitespace and ':' would make keys ambiguous.
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Identifiers interpolated into keys come from Slack payloads (button values, event ids);
-# a strict alphabet keeps a forged value from addressing another key family.
-_PART_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# a strict alphabet keeps a forged value from addressing another key family. Matched whole
+# (`fullmatch`): `$` would let a trailing newline through.
+_PART_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     def __post_init__(self) -> None:
-        if not _PREFIX_RE.match(self.prefix):
+        if not _PREFIX_RE.fullmatch(self.prefix):
             raise ValueError(
                 "Redis key prefix must be 1-64 characters of letters, digits, '.', '_' or '-' "
                 f"and start with a letter or digit; got {self.prefix!r}"
@@ -217,19 +218,19 @@ class Keys:
     @staticmethod
     def valid_part(value: str) -> bool:
         """True if `value` may be used as an id inside a key."""
-        return bool(_PART_RE.match(value))
+        return bool(_PART_RE.fullmatch(value))
 
 
 def context_part(context: str) -> str:
     """A context name as a key part: itself when it is one (`east`, `kind-dev`), else its
     safe characters and a digest (`arn:aws:eks:…/prod` has `:` and `/`)."""
-    if _PART_RE.match(context) and len(context) <= 64:
+    if _PART_RE.fullmatch(context) and len(context) <= 64:
         return context
     digest = hashlib.sha256(context.encode()).hexdigest()[:12]
     return re.sub(r"[^A-Za-z0-9._-]", "_", context)[:48] + "-" + digest
 
 
 def _part(value: str, what: str) -> str:
-    if not _PART_RE.match(value):
+    if not _PART_RE.fullmatch(value):
         raise ValueError(f"invalid {what} for a Redis key: {value!r}")
     return value

@@ -247,7 +247,9 @@
       const query = new URLSearchParams({ channel: state.channel, user: state.user });
       if (state.version !== null) query.set("since", String(state.version));
       try {
-        const response = await fetch(`/api/state?${query}`, { signal: controller.signal });
+        const response = await fetch(`/api/state?${query}`, {
+          signal: controller.signal, headers: { "X-Playground-Token": token },
+        });
         if (!response.ok) throw new Error(String(response.status));
         const data = await response.json();
         if (controller.signal.aborted) return;
@@ -272,7 +274,9 @@
 
   async function post(path, body) {
     const response = await fetch(path, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Playground-Token": token },
+      body: JSON.stringify(body),
     });
     return response.json().catch(() => ({}));
   }
@@ -394,9 +398,28 @@
     });
   }
 
+  // This run's key: the address the playground printed carries it after `#token=` (a fragment
+  // never reaches a server log); the page keeps it for reloads of this tab.
+  function runToken() {
+    const fromAddress = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (fromAddress) {
+      sessionStorage.setItem("pg-token", fromAddress);
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return fromAddress || sessionStorage.getItem("pg-token") || "";
+  }
+  const token = runToken();
+
   async function start() {
     wire();
-    const boot = await (await fetch("/api/bootstrap")).json();
+    const reply = await fetch("/api/bootstrap", { headers: { "X-Playground-Token": token } });
+    if (reply.status === 401) {
+      sessionStorage.removeItem("pg-token");
+      $("channel-intro").textContent =
+        "Open the address the playground printed in its terminal: it carries this run's key.";
+      return;
+    }
+    const boot = await reply.json();
     Object.assign(state, { users: boot.users, channels: boot.channels, tour: boot.tour });
     if (!userById(state.user)) state.user = boot.users[0].id;
     if (!channelById(state.channel)) state.channel = boot.channels[0].id;

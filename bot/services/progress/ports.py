@@ -24,6 +24,9 @@ class ProgressFrame:
     verdict: str | None = None
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: The workload's revision when the verdict was reached: a failed rollout's buttons act
+    #: only while the workload is still at it (None: not known, and no buttons are offered).
+    revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,10 @@ class ProgressPublisher(Protocol):
     def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
         """A short line in a rollout's thread (an automatic rollback, a refusal)."""
 
-    def needs_person(self, tracked: TrackedRollout) -> None:
+    def needs_person(self, tracked: TrackedRollout, revision: int | None = None) -> None:
         """The automatic rollback failed too: say in its thread that a person is needed, and
-        offer Pause (the bot does not undo its own undo)."""
+        offer Pause (the bot does not undo its own undo) while the workload is at
+        ``revision``."""
 
     def flush(self, timeout: float) -> bool:
         """Deliver every pending update now; True if none is left."""

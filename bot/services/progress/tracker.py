@@ -375,17 +375,17 @@ class ProgressTracker:
             warnings = view.warnings
             if tracked.kind == "statefulset" and STUCK_POD_REASONS.intersection(reasons):
                 warnings = (*warnings, STATEFULSET_FORCED_ROLLBACK)
-        frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings)
         revision = status.revision
         if tracked.kind != "deployment":
             revision = self._current_revision(_target(tracked), deployment)
+        frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings, revision)
         finished = self._finish(frame, revision)
         if finished is None:
             return
         if status.generation != finished.generation:
             return  # a newer change superseded this one: its own rollout decides what to do
         if finished.automatic:
-            self.publisher.needs_person(finished)
+            self.publisher.needs_person(finished, revision)
         elif finished.on_failure == "rollback":
             self._roll_back(finished)
 
