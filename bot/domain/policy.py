@@ -801,9 +801,7 @@ def load_policy(
     With ``served_contexts`` (the contexts the bot serves, by the names the policy matches),
     a `contexts:` pattern that matches none of them is a problem too: a typo, or `prod` on a
     one-cluster bot, would otherwise make its rule silently never apply."""
-    return parse_policy(
-        read_policy_bytes(path), os.fspath(path), served_contexts=served_contexts
-    )
+    return parse_policy(read_policy_bytes(path), os.fspath(path), served_contexts=served_contexts)
 
 
 def read_policy_bytes(path: str | os.PathLike[str]) -> bytes:
