@@ -722,11 +722,12 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     several = len({e.cluster for e in entries if e.cluster}) > 1
     for e in entries:
         target = f"{e.namespace}/{e.deployment}".strip("/") or "-"
-        rows.append((e.time.strftime("%m-%d %H:%M:%S"), _clip(_audit_user(e), 24), e.event))
+        user = e.user_name or e.user_id or "-"
+        rows.append((e.time.strftime("%m-%d %H:%M:%S"), _clip(user, 24), e.event))
         detail = f"  {verb(e.action) if e.action else '-'} "
         detail += f"{e.cluster}:{target}" if several and e.cluster else target
         outcome = _informative_outcome(e.event, e.outcome or "")
-        details.append(detail + (f" → {outcome}" if outcome else ""))
+        details.append(detail + (f" → {outcome}" if outcome else "") + _as_kubernetes_user(e))
     # Two short lines an entry: who and what happened, then to what and with which outcome
     # (unless the event already says it: "approval" / "approved"). It fits a message pane,
     # and a narrow one (a phone) wraps the second line only.
@@ -739,11 +740,11 @@ def audit_message(entries: Sequence[AuditEntry], what: str) -> Message:
     )
 
 
-def _audit_user(entry: AuditEntry) -> str:
-    """The Slack user, and the Kubernetes user the change was made as (impersonate mode)."""
-    user = entry.user_name or entry.user_id or "-"
+def _as_kubernetes_user(entry: AuditEntry) -> str:
+    """The Kubernetes user a change was made as (impersonate mode), on the entry's second line:
+    an email does not fit the USER column."""
     kubernetes_user = entry.parameters.get("kubernetes_user")
-    return f"{user} as {kubernetes_user}" if kubernetes_user else user
+    return f" · as {kubernetes_user}" if kubernetes_user else ""
 
 
 # -- progress --------------------------------------------------------------------------------
