@@ -63,6 +63,9 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
         ("create", "deployments.apps"),
+        # A canary (`NAME-canary`) is created beside a Deployment and deleted at its end.
+        ("delete", "deployments.apps"),
+        ("list", "services"),
         ("list", "replicasets.apps"),
         ("list", "pods"),
         ("list", "events"),
@@ -77,7 +80,6 @@ def test_bot_rbac_allows_what_the_verbs_need_and_nothing_more(
     for verb, resource in needed:
         assert can(verb, resource), f"the bot needs {verb} {resource}"
     refused: list[tuple[str, Any]] = [
-        ("delete", "deployments.apps"),
         ("get", "secrets"),
         ("list", "secrets"),
         ("create", "pods/exec"),
