@@ -102,9 +102,10 @@ RETENTION_INTERVAL = 600.0
 # The whole audit chain is re-verified this often (and once at start-up), for the metric.
 AUDIT_VERIFY_INTERVAL = 600.0
 # What /readyz says on the Slack port, which anyone who can reach the bot can ask: whether the
-# policy is valid and which clusters answer, never the policy file's problems (they are in the
-# log, `rollout-bot check` and the Socket Mode health port).
-PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable")
+# policy is valid, which clusters answer and what Redis is waiting for, never the policy file's
+# problems or Redis's addresses (they are in the log, `rollout-bot check` and the Socket Mode
+# health port).
+PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable", "redis_waiting_for")
 # /readyz counts a replica that has not acknowledged the primary's stream for longer as lagging.
 REPLICA_LAG_SECONDS = 2
 
