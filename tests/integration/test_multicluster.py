@@ -337,7 +337,8 @@ def test_with_one_cluster_down_the_bot_serves_the_other(
             grant_bot(admin, namespace)
             admin.in_namespace(namespace).apply(deployment_manifest("web", OLD, replicas=2))
         policy = tmp_path / "multi-policy.yaml"
-        policy.write_text(policy_text(namespace))
+        # This bot serves north instead of west: a rule naming an unserved context is refused.
+        policy.write_text(policy_text(namespace).replace("west", "north"))
         env = {
             **FAST,
             "KUBECONFIG": kubeconfigs(tmp_path, ("east", cluster), ("north", north_cluster)),
