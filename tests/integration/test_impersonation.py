@@ -69,9 +69,10 @@ class Teams:
 
 
 @pytest.fixture(scope="module")
-def impersonating_bot(admin_kubectl: Kubectl, bot_rbac: str) -> str:
+def impersonating_bot(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
     """The chart's impersonate ClusterRole (identity.mode=impersonate), bound to the bot's
-    test identity as the chart binds it to the bot's ServiceAccount."""
+    test identity as the chart binds it to the bot's ServiceAccount; removed afterwards, since
+    other tests check the bot's identity can impersonate nobody."""
     rendered = documents(render("identity.mode=impersonate"))
     (role,) = [
         d
@@ -93,7 +94,9 @@ def impersonating_bot(admin_kubectl: Kubectl, bot_rbac: str) -> str:
             "subjects": [{"kind": "User", "name": bot_rbac}],
         }
     )
-    return bot_rbac
+    yield bot_rbac
+    admin_kubectl.run("delete", "clusterrolebinding", "slack-bot-impersonate", check=False)
+    admin_kubectl.run("delete", "clusterrole", "rollout-bot-impersonate", check=False)
 
 
 def team_role(kubectl: Kubectl, namespace: str, user: str) -> None:
