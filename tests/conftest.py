@@ -191,6 +191,16 @@ def granted_namespace(namespace: str, admin_kubectl: Kubectl, bot_rbac: str) -> 
 
 
 @pytest.fixture
+def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
+    """A namespace TEST_POLICY's approval rule covers (`prod-*`), with the bot's RBAC in it."""
+    name = f"prod-{uuid.uuid4().hex[:8]}"
+    admin_kubectl.run("create", "namespace", name)
+    grant_bot(admin_kubectl, name)
+    yield name
+    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
     path = tmp_path / "policy.yaml"
     path.write_text(TEST_POLICY)

@@ -44,7 +44,6 @@ from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from bot.domain.approval import ApprovalState
 from handlers.views import blocks
-from tests.conftest import grant_bot
 from tests.faults import assert_clean
 from tests.support.bot_process import (
     ROLLOUT_BOT,
@@ -85,16 +84,6 @@ def settled(group: SentinelGroup) -> SentinelGroup:
         client.flushall()
     group.wait_settled()
     return group
-
-
-@pytest.fixture
-def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
-    """A namespace TEST_POLICY's approval rule covers (prod-*), with the bot's RBAC."""
-    name = f"prod-{uuid.uuid4().hex[:8]}"
-    admin_kubectl.run("create", "namespace", name)
-    grant_bot(admin_kubectl, name)
-    yield name
-    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def deploy(kubectl: Kubectl, name: str) -> None:

@@ -13,8 +13,7 @@ import json
 import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from bot.domain import commands as cmd
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.integrity import Sealer
 from handlers.views import blocks
-from tests.conftest import TEST_POLICY, grant_bot
+from tests.conftest import TEST_POLICY
 from tests.support.bot_process import STATE_KEY, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -51,16 +50,6 @@ STORE_DOWN = "state store is unavailable"
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
-    """A namespace the policy's approval rule covers, with the bot's RBAC bound in it."""
-    name = f"prod-{uuid.uuid4().hex[:8]}"
-    admin_kubectl.run("create", "namespace", name)
-    grant_bot(admin_kubectl, name)
-    yield name
-    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture

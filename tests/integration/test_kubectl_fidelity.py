@@ -12,8 +12,7 @@ import copy
 import html
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from bot.domain import commands as cmd
 from bot.domain.errors import Refused
 from bot.services.rollouts import Actor, Rollouts, Target
 from handlers.views import blocks
-from tests.conftest import grant_bot
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl
 
@@ -150,16 +148,6 @@ def test_1_the_bots_cause_labels_its_revision_and_not_the_next_one(
 
 
 # -- 2. every refusal kubectl would give comes before an approval card ---------------------------
-
-
-@pytest.fixture
-def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
-    """A namespace TEST_POLICY's approval rule covers, with the bot's RBAC bound in it."""
-    name = f"prod-{uuid.uuid4().hex[:8]}"
-    admin_kubectl.run("create", "namespace", name)
-    grant_bot(admin_kubectl, name)
-    yield name
-    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_2_every_refusal_kubectl_gives_comes_before_an_approval_card(

@@ -16,8 +16,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from handlers.views import blocks
-from tests.conftest import TEST_POLICY, grant_bot
+from tests.conftest import TEST_POLICY
 from tests.support.bot_process import (
     ROLLOUT_BOT,
     SIGNING_SECRET,
@@ -51,16 +50,6 @@ NEW_IMAGE = "nginx:1.19-alpine"
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def prod_namespace(admin_kubectl: Kubectl, bot_rbac: str) -> Iterator[str]:
-    """A namespace TEST_POLICY's approval rule covers (`prod-*`), with the bot's RBAC in it."""
-    name = f"prod-{uuid.uuid4().hex[:8]}"
-    admin_kubectl.run("create", "namespace", name)
-    grant_bot(admin_kubectl, name)
-    yield name
-    admin_kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
