@@ -819,11 +819,15 @@ class Rollouts:
         removal = [{"op": "test", "path": path, "value": cause}, {"op": "remove", "path": path}]
         try:
             deadline = time.monotonic() + CAUSE_SETTLE_SECONDS
+            # Each look is a LIST: start quick (the controller usually answers within a
+            # second), then back off, so a slow controller costs a handful, not fifty.
+            pause = 0.1
             while not self._revision_has_cause(target, updated, cause):
                 if time.monotonic() > deadline:
                     log.info("no revision of %s carries the change-cause yet; kept", target)
                     return updated
-                time.sleep(0.1)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
             return self._write(
                 target.context,
                 updated,
