@@ -303,28 +303,21 @@ def flush_redis(server: RedisServer) -> None:
     server.flush()
 
 
-class ReplyDroppingProxy:
-    """A loopback TCP proxy in front of a RedisServer that loses one reply.
+class LoopbackProxy:
+    """A loopback TCP proxy in front of a RedisServer that relays every byte both ways, with
+    two hooks a fault proxy overrides: whether to pass on a request, and a reply, of one
+    client connection (`link`, an Event per connection the two hooks share)."""
 
-    The first command whose bytes contain `trigger` (e.g. b"EVALSHA") is forwarded to Redis
-    and executed, but instead of relaying the reply the proxy closes the client's
-    connection: the "write happened, client saw an error" case. redis-py then reconnects
-    and, with retries enabled, sends the same command again.
-    """
-
-    def __init__(self, server: RedisServer, trigger: bytes) -> None:
+    def __init__(self, server: RedisServer) -> None:
         self._upstream = (server.host, server.port)
-        self._trigger = trigger
-        self._armed = threading.Event()
-        self.dropped = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._closing = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self) -> None:
-        """Drop the reply to the next matching command."""
-        self._armed.set()
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **overrides: Any) -> redis.Redis:
         options: dict[str, Any] = {
@@ -343,6 +336,14 @@ class ReplyDroppingProxy:
         self._closing = True
         self._listener.close()
 
+    def pass_request(self, data: bytes, link: threading.Event) -> bool:
+        """Whether to send these request bytes on to Redis (False: swallow them)."""
+        return True
+
+    def pass_reply(self, data: bytes, link: threading.Event) -> bool:
+        """Whether to send these reply bytes to the client (False: close its connection)."""
+        return True
+
     def _accept(self) -> None:
         while not self._closing:
             try:
@@ -350,45 +351,70 @@ class ReplyDroppingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self._upstream)
-            drop_next_reply = threading.Event()
+            link = threading.Event()
             threading.Thread(
-                target=self._requests, args=(downstream, upstream, drop_next_reply), daemon=True
+                target=self._requests, args=(downstream, upstream, link), daemon=True
             ).start()
             threading.Thread(
-                target=self._replies, args=(downstream, upstream, drop_next_reply), daemon=True
+                target=self._replies, args=(downstream, upstream, link), daemon=True
             ).start()
 
     def _requests(
-        self, downstream: socket.socket, upstream: socket.socket, drop_next_reply: threading.Event
+        self, downstream: socket.socket, upstream: socket.socket, link: threading.Event
     ) -> None:
         while True:
             try:
                 data = downstream.recv(65536)
                 if not data:
                     break
-                if self._trigger in data and self._armed.is_set():
-                    self._armed.clear()
-                    drop_next_reply.set()  # before forwarding, so the reply cannot overtake
-                upstream.sendall(data)
+                if self.pass_request(data, link):
+                    upstream.sendall(data)
             except OSError:
                 break
         _close(downstream, upstream)
 
     def _replies(
-        self, downstream: socket.socket, upstream: socket.socket, drop_next_reply: threading.Event
+        self, downstream: socket.socket, upstream: socket.socket, link: threading.Event
     ) -> None:
         while True:
             try:
                 data = upstream.recv(65536)
-                if not data:
+                if not data or not self.pass_reply(data, link):
                     break
-                if drop_next_reply.is_set():
-                    self.dropped += 1
-                    break  # the command ran; its reply is lost with the connection
                 downstream.sendall(data)
             except OSError:
                 break
         _close(downstream, upstream)
+
+
+class ReplyDroppingProxy(LoopbackProxy):
+    """Loses one reply: the first command whose bytes contain `trigger` (e.g. b"EVALSHA") is
+    forwarded to Redis and executed, but instead of relaying the reply the proxy closes the
+    client's connection: the "write happened, client saw an error" case. redis-py then
+    reconnects and, with retries enabled, sends the same command again.
+    """
+
+    def __init__(self, server: RedisServer, trigger: bytes) -> None:
+        self._trigger = trigger
+        self._armed = threading.Event()
+        self.dropped = 0
+        super().__init__(server)
+
+    def arm(self) -> None:
+        """Drop the reply to the next matching command."""
+        self._armed.set()
+
+    def pass_request(self, data: bytes, drop_next_reply: threading.Event) -> bool:
+        if self._trigger in data and self._armed.is_set():
+            self._armed.clear()
+            drop_next_reply.set()  # before forwarding, so the reply cannot overtake
+        return True
+
+    def pass_reply(self, data: bytes, drop_next_reply: threading.Event) -> bool:
+        if drop_next_reply.is_set():
+            self.dropped += 1
+            return False  # the command ran; its reply is lost with the connection
+        return True
 
 
 def _close(*sockets: socket.socket) -> None:
