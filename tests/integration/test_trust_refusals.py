@@ -250,6 +250,7 @@ def test_a_contexts_pattern_matching_no_served_context_stops_the_bot_and_a_reloa
     bot = start_bot(policy=good, env=FAST)
     driver = SlackDriver(slack, bot)
     kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
+    assert kubectl.rollout_status("web").returncode == 0
     assert "1/1" in driver.ask("list")  # the worker process is up, with the good policy
     good.write_text(typo)
     eventually(
