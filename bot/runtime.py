@@ -40,6 +40,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.adapters.k8s import contexts as kube_contexts
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
 from bot.adapters.k8s.impersonation import ImpersonatingClients
+from bot.adapters.k8s.watch import NamespaceWatch
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.canaries import RedisCanaryRegistry
@@ -77,8 +78,8 @@ from bot.services.identity import Identities
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
-from bot.services.progress.tracker import LEASE_TTL, ProgressTracker
-from bot.services.progress.trackers import ProgressTrackers
+from bot.services.progress.context_tracker import LEASE_TTL, ProgressTracker
+from bot.services.progress.multi_context import ProgressTrackers
 from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
@@ -377,6 +378,7 @@ class Runtime:
                 name: ProgressTracker(
                     publisher=SlackProgressPublisher(self.slack, settings.progress_update_interval),
                     cluster=self.clusters[name],
+                    watches=functools.partial(NamespaceWatch, self.clusters[name]),
                     rollouts=rollouts,
                     registry=registries[name],
                     leases=RedisLeases(self.redis, keys, LEASE_TTL),

@@ -30,7 +30,7 @@ from bot.services.commands import (
 )
 from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
-from bot.services.progress.tracker import command_verb
+from bot.services.progress.verdicts import command_verb
 from bot.services.promotions import PromotionList, PromotionPlan, PromotionStarted
 from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers import canary

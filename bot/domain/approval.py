@@ -26,6 +26,7 @@ __all__ = [
     "format_time",
     "new_approval_id",
     "require_aware",
+    "store_status",
 ]
 
 _ID_ALPHABET: Final = "abcdefghijkmnopqrstuvwxyz23456789"  # no l/1/0 to misread
@@ -61,6 +62,15 @@ def require_aware(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("must be timezone-aware")
     return moment.astimezone(UTC)
+
+
+def store_status(reply: object) -> str:
+    """The status a store's transition answered (e.g. the reply a `NotDurable` carries): the
+    first element of the reply, as text."""
+    if isinstance(reply, list | tuple) and reply:
+        first = reply[0]
+        return first.decode("utf-8", errors="replace") if isinstance(first, bytes) else str(first)
+    return ""
 
 
 UtcDateTime = Annotated[

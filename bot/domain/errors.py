@@ -18,6 +18,8 @@
     └── StoreCorrupt                a stored record could not be read back: not retryable
         └── AuditTrailUntrusted     the audit trail's head fails its check: nothing is appended
 
+    StoreConflict                   a compare-and-set write lost to another writer: read again
+
 Raw exception text from the kubernetes or redis libraries never reaches `user_message`: it may
 hold URLs, tokens or internal detail. It goes to the log at debug level at most.
 """
@@ -167,3 +169,8 @@ class NotDurable(StoreUnavailable):
         self.acknowledged = acknowledged
         #: What Redis answered to the write itself (it was taken, only not confirmed).
         self.reply: object = None
+
+
+class StoreConflict(Exception):
+    """Someone else wrote the record (a promotion, or its pipeline) first: read again and
+    retry. Not a `StoreError`: nothing failed, the write only lost a race."""

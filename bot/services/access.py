@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.adapters.slack.directory import SlackDirectory
 from bot.domain.errors import NotPermitted
 from bot.domain.policy import EVERYONE, READ_ONLY_NOTICE, Policy
+from bot.services.ports import Directory
 
 
 class Access:
     def __init__(
         self,
         policy: Policy,
-        directory: SlackDirectory,
+        directory: Directory,
         *,
         policy_loaded: bool,
         context_aliases: Mapping[str, str] | None = None,

@@ -12,19 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.adapters.k8s.cluster import Json
-from bot.adapters.redis.approvals import (
+from bot.domain import commands as cmd
+from bot.domain import rollout
+from bot.domain.approval import (
+    Approval,
     ApprovalOutcome,
     ApprovalRequest,
     ApprovalState,
-    RedisApprovalStore,
+    decision_content,
     store_status,
 )
-from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
-from bot.adapters.slack.directory import SlackDirectory
-from bot.domain import commands as cmd
-from bot.domain import rollout
-from bot.domain.approval import Approval, decision_content
+from bot.domain.audit import AuditEvent, AuditEventKind
 from bot.domain.errors import (
     NotDurable,
     NotFound,
@@ -43,6 +41,7 @@ from bot.services.clusters import Contexts
 from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
 from bot.services.freezes import FreezeService, break_glass_reason
 from bot.services.identity import BY_APPROVAL_SWEEPER
+from bot.services.ports import ApprovalStore, AuditLog, Directory, Json
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,11 @@ class Decision:
 class ApprovalFlow:
     def __init__(
         self,
-        store: RedisApprovalStore,
-        audit: RedisAuditLog,
+        store: ApprovalStore,
+        audit: AuditLog,
         rollouts: Rollouts,
         executor: Executor,
-        directory: SlackDirectory,
+        directory: Directory,
         *,
         access: Access,
         sealer: Sealer,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.adapters.redis.audit import RedisAuditLog
 from bot.domain.audit import AuditEntry
+from bot.services.ports import AuditLog
 
 
 class AuditTrail:
-    def __init__(self, log: RedisAuditLog) -> None:
+    def __init__(self, log: AuditLog) -> None:
         self._log = log
 
     def recent(

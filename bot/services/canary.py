@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 
 import redis
 
-from bot.adapters.k8s.cluster import Json, selector_string
-from bot.adapters.redis.canaries import RedisCanaryRegistry
 from bot.domain import canary as rules
 from bot.domain import commands as cmd
 from bot.domain import ownership, rollout
 from bot.domain.canary import CanaryRecord
 from bot.domain.errors import Conflict, Forbidden, NotFound, Refused, RolloutBotError
+from bot.domain.selectors import selector_string
+from bot.services.ports import CanaryStore, Json
 from bot.services.rollouts import Actor, Change, Rollouts, Target, binding, change_cause
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class CanaryService:
     def __init__(
         self,
         rollouts: Rollouts,
-        registry: RedisCanaryRegistry,
+        registry: CanaryStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rollouts = rollouts

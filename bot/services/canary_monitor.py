@@ -26,17 +26,14 @@ from typing import Protocol
 
 import redis
 
-from bot.adapters.k8s.cluster import Json
-from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
-from bot.adapters.redis.canaries import RedisCanaryRegistry
-from bot.adapters.redis.errors import StoreError
-from bot.adapters.redis.lease import RedisLeases
 from bot.domain import canary as rules
 from bot.domain import rollout
+from bot.domain.audit import AuditEvent
 from bot.domain.canary import CanaryRecord
-from bot.domain.errors import NotFound, RolloutBotError
+from bot.domain.errors import NotFound, RolloutBotError, StoreError
 from bot.observability.logs import log_context
 from bot.services.canary import CanaryService, CanaryView
+from bot.services.ports import AuditLog, CanaryStore, Json, Leases
 from bot.services.rollouts import Target, binding
 
 log = logging.getLogger(__name__)
@@ -63,12 +60,12 @@ class CanaryMonitor:
     def __init__(
         self,
         service: CanaryService,
-        registry: RedisCanaryRegistry,
-        leases: RedisLeases,
+        registry: CanaryStore,
+        leases: Leases,
         publisher: CanaryPublisher,
         *,
         promote: Promote | None = None,
-        audit: RedisAuditLog | None = None,
+        audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
-from bot.adapters.redis.errors import StoreError
 from bot.domain import commands as cmd
-from bot.domain.errors import NotDurable, NotPermitted, RolloutBotError
+from bot.domain.audit import AuditEvent, AuditEventKind
+from bot.domain.errors import NotDurable, NotPermitted, RolloutBotError, StoreError
 from bot.services.canary import CanaryService
+from bot.services.ports import AuditLog
 from bot.services.rollouts import Actor, Change, Rollouts, Target
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def parameters_of(command: cmd.Command) -> dict[str, str]:
 @dataclass
 class Executor:
     rollouts: Rollouts
-    audit: RedisAuditLog
+    audit: AuditLog
     #: The default context's name: what the audit records for a command without a context.
     cluster_name: str
     #: As whom changes are made (the policy's `identity`); None: always the bot itself.

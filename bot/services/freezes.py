@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
-from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.domain import commands as cmd
 from bot.domain.approval import ApprovalRequest, format_time
+from bot.domain.audit import AuditEvent
 from bot.domain.errors import Refused, StoreError
 from bot.domain.freezes import (
     ActiveFreeze,
@@ -34,6 +33,7 @@ from bot.domain.freezes import (
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule, FreezeRule
 from bot.services.access import Access
+from bot.services.ports import AuditLog, FreezeStore
 from bot.services.rollouts import Actor, Change
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ class FreezeService:
     def __init__(
         self,
         access: Access,
-        store: RedisFreezeStore,
-        audit: RedisAuditLog,
+        store: FreezeStore,
+        audit: AuditLog,
         sealer: Sealer,
         *,
         cluster_name: str,

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from bot.adapters.k8s.impersonation import ImpersonatingClients, PersonCluster
-from bot.adapters.slack.people import SlackPeople
 from bot.domain import workloads
 from bot.domain.errors import Forbidden, NotPermitted
 from bot.domain.identity import (
@@ -33,6 +32,7 @@ from bot.domain.identity import (
     refusal_of,
 )
 from bot.domain.policy import Policy
+from bot.services.ports import People
 from bot.services.rollouts import Rollouts, Target
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Identities:
     def __init__(
         self,
         policy: Policy,
-        people: SlackPeople,
+        people: People,
         clients: Mapping[str, ImpersonatingClients],
         *,
         default_context: str,

@@ -20,10 +20,11 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
+from bot.domain.audit import AuditEvent
 from bot.domain.errors import StoreError
 from bot.domain.policy import Policy, PolicyError, parse_policy
 from bot.observability.metrics import Metrics
+from bot.services.ports import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class PolicyReloader:
         self,
         path: Path,
         apply: Sequence[Callable[[Policy], None]],
-        audit: RedisAuditLog | None,
+        audit: AuditLog | None,
         metrics: Metrics,
         *,
         cluster_name: str,

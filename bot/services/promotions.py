@@ -25,16 +25,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
-from bot.adapters.redis.promotions import Conflict, RedisPromotionStore
 from bot.domain import commands as cmd
 from bot.domain import rollout, workloads
+from bot.domain.audit import AuditEvent
 from bot.domain.errors import (
     ClusterUnavailable,
     NotPermitted,
     RolloutBotError,
     StoreError,
 )
+from bot.domain.errors import StoreConflict as Conflict
 from bot.domain.policy import Pipeline, PipelineTarget
 from bot.domain.promotion import (
     GateRule,
@@ -50,6 +50,7 @@ from bot.services.access import Access
 from bot.services.clusters import Contexts
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
+from bot.services.ports import AuditLog, PromotionStore
 from bot.services.progress.ports import Tracking
 from bot.services.rollouts import Actor, Change, Rollouts
 
@@ -109,8 +110,8 @@ class PromotionService:
         access: Access,
         rollouts: Rollouts,
         executor: Executor,
-        store: RedisPromotionStore,
-        audit: RedisAuditLog,
+        store: PromotionStore,
+        audit: AuditLog,
         board: PromotionBoard,
         *,
         contexts: Contexts,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from bot.adapters.redis.audit import RedisAuditLog
+from bot.services.ports import AuditLog
 
 log = logging.getLogger(__name__)
 
 
 class AuditRetention:
     def __init__(
-        self, audit: RedisAuditLog, *, max_entries: int | None, max_age: timedelta | None
+        self, audit: AuditLog, *, max_entries: int | None, max_age: timedelta | None
     ) -> None:
         self._audit = audit
         self._max_entries = max_entries

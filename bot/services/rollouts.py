@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 
-from bot.adapters.k8s.cluster import Cluster, Json, selector_string
 from bot.domain import ownership, rollout, workloads
 from bot.domain.errors import (
     Conflict,
@@ -36,6 +35,8 @@ from bot.domain.errors import (
     RolloutBotError,
     UnknownContext,
 )
+from bot.domain.selectors import selector_string
+from bot.services.ports import Cluster, Json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

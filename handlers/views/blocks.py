@@ -29,7 +29,7 @@ from bot.domain.mrkdwn import code as code
 from bot.domain.mrkdwn import escape as escape
 from bot.domain.rollout import RolloutStatus
 from bot.domain.tracking import TrackedRollout
-from bot.services.progress.tracker import command_verb as verb
+from bot.services.progress.verdicts import command_verb as verb
 from bot.services.rollouts import (
     Actor,
     Change,

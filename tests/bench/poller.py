@@ -29,7 +29,7 @@ from kubernetes import config as k8s_config
 from slack_sdk import WebClient
 
 from bot.domain import rollout
-from bot.services.progress.tracker import TrackedRollout
+from bot.domain.tracking import TrackedRollout
 from handlers.views import blocks
 
 

@@ -13,7 +13,7 @@ import pytest
 from bot.domain import commands, rollout
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.audit import AuditEntry
-from bot.services.progress.tracker import _who_changed
+from bot.services.progress.outside_changes import who_changed as _who_changed
 from bot.services.rollouts import HistoryView, Target
 from handlers.views import blocks
 

@@ -11,7 +11,7 @@ import pytest
 
 from bot.domain.errors import Conflict, OutcomeUnknown, RolloutBotError
 from bot.domain.policy import Policy
-from bot.services.progress.tracker import ProgressTracker
+from bot.services.progress.context_tracker import ProgressTracker
 from bot.services.rollouts import Actor, Rollouts, Target
 
 pytestmark = pytest.mark.timeout(30)
@@ -142,6 +142,7 @@ def tracker_with(policy: Policy) -> ProgressTracker:
     return ProgressTracker(
         publisher=None,  # type: ignore[arg-type]
         cluster=None,  # type: ignore[arg-type]
+        watches=None,  # type: ignore[arg-type]
         rollouts=None,  # type: ignore[arg-type]
         registry=None,  # type: ignore[arg-type]
         leases=None,  # type: ignore[arg-type]

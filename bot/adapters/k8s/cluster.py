@@ -1,4 +1,7 @@
-"""The cluster port and its adapter on the official kubernetes client.
+"""The cluster adapter on the official kubernetes client (`KubeCluster`).
+
+It implements the services' `Cluster` port (`bot.services.ports`) structurally, without
+importing it: adapters sit below the services.
 
 Objects cross this boundary as plain dicts in the API's own JSON shape (camelCase), which is
 what `bot.domain.rollout` reasons about; the client's model classes never leak out. Every call
@@ -45,50 +48,23 @@ _READ_VERBS = frozenset({"get", "list"})
 _WRITE_VERBS = frozenset({"create", "patch"})
 
 
-class Cluster(Protocol):
-    """What the use cases need from Kubernetes: namespaced workloads (Deployments,
-    StatefulSets, DaemonSets; `kind` is one of `bot.domain.workloads.KINDS`) and what they own,
-    and the HorizontalPodAutoscalers that may scale them."""
+class ClusterReads(Protocol):
+    """The reads `PersonCluster` may send as the bot instead of as the person. Declared here,
+    beside `KubeCluster`, because an adapter may not import the services' `Cluster` port; the
+    two are structural, so any `Cluster` is one of these."""
 
     name: str
 
-    def get_deployment(self, namespace: str, name: str) -> Json: ...
-    def list_deployments(self, namespace: str) -> list[Json]: ...
     def get_workload(self, kind: str, namespace: str, name: str) -> Json: ...
     def list_workloads(self, kind: str, namespace: str) -> list[Json]: ...
-    def patch_workload(
-        self, kind: str, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
-    ) -> Json: ...
     def list_controller_revisions(self, namespace: str, selector: str) -> list[Json]: ...
     def list_autoscalers(self, namespace: str) -> list[Json]: ...
     def list_replica_sets(self, namespace: str, selector: str) -> list[Json]: ...
     def list_pods(self, namespace: str, selector: str) -> list[Json]: ...
     def list_events(self, namespace: str, involved_names: set[str]) -> list[Json]: ...
-    def create_deployment(self, namespace: str, manifest: Json) -> Json: ...
-    def patch_deployment(
-        self, namespace: str, name: str, patch: Json | list[Json], *, field_manager: str
-    ) -> Json: ...
-    def delete_deployment(self, namespace: str, name: str, *, uid: str) -> None: ...
     def list_services(self, namespace: str) -> list[Json]: ...
     def namespace_exists(self, namespace: str) -> bool | None: ...
     def ready(self) -> bool: ...
-
-
-def selector_string(deployment: Json) -> str:
-    """The Deployment's matchLabels as a label selector (matchExpressions are rare for apps)."""
-    selector = deployment.get("spec", {}).get("selector", {})
-    parts = [f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items())]
-    for expr in selector.get("matchExpressions", []) or []:
-        op, key, values = expr.get("operator"), expr.get("key"), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:

@@ -28,7 +28,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from bot.adapters.k8s.cluster import Cluster, Json, KubeCluster
+from bot.adapters.k8s.cluster import ClusterReads, Json, KubeCluster
 from bot.domain.errors import ClusterUnavailable, Forbidden
 from bot.domain.identity import KubeIdentity
 
@@ -204,11 +204,11 @@ class PersonCluster:
     """The `Cluster` port for one person: writes as them; reads as them too with `reads:
     impersonate`, else with the bot's identity."""
 
-    def __init__(self, bot: Cluster, person: KubeCluster, *, reads_as_person: bool) -> None:
+    def __init__(self, bot: ClusterReads, person: KubeCluster, *, reads_as_person: bool) -> None:
         self.name = bot.name
         self._bot = bot
         self._person = person
-        self._reads: Cluster = person if reads_as_person else bot
+        self._reads: ClusterReads = person if reads_as_person else bot
 
     def _as_person(self, exc: Forbidden) -> Forbidden:
         return refusal_for_person(exc, self.name)

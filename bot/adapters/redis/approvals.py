@@ -55,6 +55,7 @@ from bot.domain.approval import (
     ApprovalState,
     OutcomeStatus,
     new_approval_id,
+    store_status,
 )
 from bot.domain.approval import format_time as _format_time
 from bot.domain.approval import require_aware as _require_aware
@@ -520,13 +521,6 @@ class RedisApprovalStore:
                 except StoreCorrupt:
                     log.warning("skipping unreadable approval record %s", approval_id)
         return found
-
-
-def store_status(reply: object) -> str:
-    """The status a transition script answered (e.g. the reply a `NotDurable` carries)."""
-    if isinstance(reply, list | tuple) and reply:
-        return _text(reply[0])
-    return ""
 
 
 def _parse(raw: object, operation: str) -> ApprovalRequest:

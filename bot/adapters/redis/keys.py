@@ -56,9 +56,10 @@ A one-cluster installation keeps the layout above, so an upgrade picks its rollo
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
+
+from bot.domain.context_names import context_part
 
 __all__ = ["DEFAULT_PREFIX", "Keys", "context_part"]
 
@@ -219,15 +220,6 @@ class Keys:
     def valid_part(value: str) -> bool:
         """True if `value` may be used as an id inside a key."""
         return bool(_PART_RE.fullmatch(value))
-
-
-def context_part(context: str) -> str:
-    """A context name as a key part: itself when it is one (`east`, `kind-dev`), else its
-    safe characters and a digest (`arn:aws:eks:…/prod` has `:` and `/`)."""
-    if _PART_RE.fullmatch(context) and len(context) <= 64:
-        return context
-    digest = hashlib.sha256(context.encode()).hexdigest()[:12]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", context)[:48] + "-" + digest
 
 
 def _part(value: str, what: str) -> str:

@@ -20,6 +20,7 @@ from redis.exceptions import LockError
 
 from bot.adapters.redis.errors import StoreCorrupt, redis_errors
 from bot.adapters.redis.keys import Keys
+from bot.domain.errors import StoreConflict as Conflict
 from bot.domain.integrity import Sealer
 from bot.domain.promotion import LIVE, PROMOTION_SEAL, PromotionState
 
@@ -31,10 +32,6 @@ KEEP_FINISHED_SECONDS = 30 * 86400
 RECENT = 10
 # One step of one promotion (a wave's changes included) takes less than this.
 STEP_LOCK_SECONDS = 120.0
-
-
-class Conflict(Exception):
-    """Someone else wrote the promotion (or its pipeline) first: read again and retry."""
 
 
 class RedisPromotionStore:

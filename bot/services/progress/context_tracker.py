@@ -1,63 +1,66 @@
-"""Live rollout progress: one message per rollout, updated in place, ending in a verdict.
+"""One kubeconfig context's live rollout progress: one message per rollout, updated in
+place, ending in a verdict.
 
 How it fits together:
 
-    track(change)         post the progress message, record the rollout in Redis
-    NamespaceWatch        one watch per (namespace, kind) feeds every tracked rollout of
-                          that kind there; events are matched to rollouts by the object's
-                          uid, so a new object with the same name is not the old rollout, and
-                          a deleted object ends its rollout with kubectl's "object has been
-                          deleted"
-    _on_event             kubectl's verdict on each event → a ProgressFrame → the publisher,
-                          which paces updates (one per message per interval, latest wins)
-    leases                each rollout is driven by exactly one replica (a renewed Redis
-                          lock); another takes over when the owner dies, and a restarted bot
-                          picks up every unfinished rollout from Redis
-    ownership             every write the bot makes claims its generation in Redis *before*
-                          the PATCH (bot.services.rollouts), so a watch event for it is known
-                          as the bot's own on every replica, whichever comes first: the event
-                          or the bot registering the rollout it started
-    notices               changes made outside the bot (kubectl, CI/CD, GitOps) in a channel's
-                          bound namespace are announced once per revision; their rollout is
-                          followed in the notice's thread only with `follow_outside: true`
-    verdicts              a verdict belongs to the rollout it judges: a ProgressDeadlineExceeded
-                          condition left over from an earlier rollout (the controller keeps it
-                          when it reuses a ReplicaSet) counts only once this rollout's own
-                          deadline, from when it started, has passed without progress
-    on_failure            `on_failure: rollback` (from the approval rule covering the action
-                          that started the rollout) hands a failed rollout to the rollback use
-                          case given to the constructor, once; an automatic rollback that fails
-                          too is never undone: the thread is told a person is needed
+    track(change)         post the progress message, record the rollout in the store
+    watches               one per (namespace, kind) feeds every tracked rollout of that kind
+                          there; events are matched to rollouts by the object's uid, so a new
+                          object with the same name is not the old rollout, and a deleted
+                          object ends its rollout with kubectl's "object has been deleted"
+    _on_event             the verdict on each event (`verdicts`) -> a ProgressFrame -> the
+                          publisher, which paces updates (one per message per interval)
+    leases                each rollout is driven by exactly one replica (a renewed lock);
+                          another takes over when the owner dies, and a restarted bot picks
+                          up every unfinished rollout from the store
+    ownership             every write the bot makes claims its generation *before* the PATCH
+                          (bot.services.rollouts), so no replica takes it for an outside change
+    notices               outside changes in a bound namespace are announced once per
+                          revision (`outside_changes`); followed only with `follow_outside`
+    on_failure            `on_failure: rollback` hands a failed rollout to the rollback use
+                          case, once; an automatic rollback that fails too is never undone
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import redis
 
-from bot.adapters.k8s.cluster import Json, KubeCluster, selector_string
-from bot.adapters.k8s.watch import NamespaceWatch
-from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
-from bot.adapters.redis.errors import StoreError
-from bot.adapters.redis.keys import context_part
-from bot.adapters.redis.lease import RedisLeases
-from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.domain import rollout, workloads
-from bot.domain.errors import NotFound, RolloutBotError
+from bot.domain.context_names import context_part
+from bot.domain.errors import NotFound, RolloutBotError, StoreError
 from bot.domain.policy import Policy
-from bot.domain.rollout import RolloutStatus, StatusReason
+from bot.domain.rollout import RolloutStatus
+from bot.domain.selectors import selector_string
 from bot.domain.tracking import TrackedRollout
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
-from bot.services.progress.ports import OutsideChange, ProgressFrame, ProgressPublisher
+from bot.services.ports import AuditLog, Cluster, Json, Leases, RolloutRegistry, Watch, WatchOpener
+from bot.services.progress.auto_rollback import Rollback, roll_back_once
+from bot.services.progress.outside_changes import (
+    NoticeChannel,
+    OutsideChangeNotices,
+    notice_channels_of,
+)
+from bot.services.progress.ports import ProgressFrame, ProgressPublisher
+from bot.services.progress.verdicts import (
+    GIVE_UP_AFTER,
+    STUCK_POD_REASONS,
+    command_verb,
+    current_revision,
+    deadline_of,
+    failure_details,
+    judged_status,
+    target_of,
+    verdict_event,
+)
 from bot.services.rollouts import Change, Rollouts, StatusView, Target
 
 log = logging.getLogger(__name__)
@@ -66,56 +69,23 @@ log = logging.getLogger(__name__)
 # hand a rollout to another replica; a dead replica's rollouts move within LEASE_TTL.
 LEASE_TTL = 10.0
 LEASE_RENEW = 3.0
-# A rollout is followed at most this long past its progress deadline, then given up.
-GIVE_UP_AFTER = 3600.0
-# StatefulSets and DaemonSets have no progress deadline of their own; kubectl waits forever.
-# The bot calls such a rollout failed when an updated pod is stuck in one of these states
-# (kubectl would keep printing "Waiting for N pods to be ready..."), or after this long.
-WORKLOAD_DEADLINE_SECONDS = 600
-# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
-# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
-STATEFULSET_FORCED_ROLLBACK = (
-    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
-    "an undo: once the template is good, delete that pod so the controller recreates it."
-)
-STUCK_POD_REASONS = frozenset(
-    {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
-
-#: Runs the automatic rollback of a failed rollout; returns the change it made (or None when
-#: nothing needed doing). Raises RolloutBotError / StoreError with a message for the thread.
-Rollback = Callable[[TrackedRollout], Change | None]
-
-
-@dataclass(frozen=True)
-class _NoticeChannel:
-    channel: str
-    follow: bool
-
-
-def command_verb(action: str) -> str:
-    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
-    return action.replace("-", " ")
 
 
 class ProgressTracker:
+    """Follows the rollouts of one context; `watches` opens a watch on that context's
+    cluster (the runtime binds it to the same cluster as `cluster`)."""
+
     def __init__(
         self,
         *,
         publisher: ProgressPublisher,
-        cluster: KubeCluster,
+        cluster: Cluster,
+        watches: WatchOpener,
         rollouts: Rollouts,
-        registry: RedisRolloutRegistry,
-        leases: RedisLeases,
+        registry: RolloutRegistry,
+        leases: Leases,
         policy: Policy,
-        audit: RedisAuditLog | None = None,
+        audit: AuditLog | None = None,
         cluster_name: str = "",
         rollback: Rollback | None = None,
         clock: Callable[[], float] = time.time,
@@ -124,6 +94,7 @@ class ProgressTracker:
     ) -> None:
         self.publisher = publisher
         self.cluster = cluster
+        self._open_watch = watches
         self.rollouts = rollouts
         self.registry = registry
         self.leases = leases
@@ -140,9 +111,10 @@ class ProgressTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._tracked: dict[str, TrackedRollout] = {}
-        self._watches: dict[tuple[str, str], NamespaceWatch] = {}
-        # uid -> generation last checked for an outside change (status events repeat it).
-        self._noticed: dict[str, int] = {}
+        self._watches: dict[tuple[str, str], Watch] = {}
+        self._notices = OutsideChangeNotices(
+            context=context, registry=registry, rollouts=rollouts, publisher=publisher
+        )
         self._owned: set[str] = set()
         # rollout id -> when its own deadline passes, for rollouts whose failure is held back
         # (no watch event comes when nothing changes, so the lease loop looks again then).
@@ -155,7 +127,7 @@ class ProgressTracker:
             target=self._lease_loop, name="rollout-leases", daemon=True
         )
         # namespace -> channel, for notices of outside changes (exact names only).
-        self._notice_channels = self._notice_channels_of(policy)
+        self._notice_channels = notice_channels_of(policy, context, default_context)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -212,7 +184,7 @@ class ProgressTracker:
             uid=str(meta.get("uid", "")),
             generation=int(meta.get("generation", 0) or 0),
             started_at=self._clock(),
-            deadline_seconds=_deadline(change.target.kind, spec),
+            deadline_seconds=deadline_of(change.target.kind, spec),
             title=title or f"{command_verb(change.action)} {change.target}{self._where()}",
             on_failure=(
                 "notify"
@@ -265,11 +237,8 @@ class ProgressTracker:
         with self._lock:
             if (namespace, kind) in self._watches or self._stop.is_set():
                 return
-            watch = NamespaceWatch(
-                self.cluster,
-                namespace,
-                lambda event, obj: self._on_event(event, obj, kind),
-                kind,
+            watch = self._open_watch(
+                namespace, lambda event, obj: self._on_event(event, obj, kind), kind
             )
             self._watches[(namespace, kind)] = watch
         watch.start()
@@ -293,8 +262,7 @@ class ProgressTracker:
         if event == "DELETED":
             for rollout_id in mine:
                 self._deleted(rollout_id, obj)
-            with self._lock:
-                self._noticed.pop(uid, None)
+            self._notices.forget(uid)
             return
         for rollout_id in mine:
             self._evaluate(rollout_id, obj)
@@ -355,29 +323,14 @@ class ProgressTracker:
         if status.done:
             revision = status.revision
             if tracked.kind != "deployment":
-                revision = self._current_revision(_target(tracked), deployment)
+                revision = self._current_revision(target_of(tracked), deployment)
             self._finish(ProgressFrame(tracked, status, now, verdict="succeeded"), revision)
             return
         # Failed: name what the pods are waiting on, quote recent warnings.
-        reasons: tuple[str, ...] = ()
-        warnings: tuple[str, ...] = ()
-        view = view or self._status_view(tracked)
-        if view is not None:
-            reasons = tuple(
-                sorted(
-                    {
-                        p.phase_or_reason
-                        for p in view.pods
-                        if p.phase_or_reason not in ("Running", "Terminating")
-                    }
-                )
-            )
-            warnings = view.warnings
-            if tracked.kind == "statefulset" and STUCK_POD_REASONS.intersection(reasons):
-                warnings = (*warnings, STATEFULSET_FORCED_ROLLBACK)
+        reasons, warnings = failure_details(tracked.kind, view or self._status_view(tracked))
         revision = status.revision
         if tracked.kind != "deployment":
-            revision = self._current_revision(_target(tracked), deployment)
+            revision = self._current_revision(target_of(tracked), deployment)
         frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings, revision)
         finished = self._finish(frame, revision)
         if finished is None:
@@ -400,32 +353,23 @@ class ProgressTracker:
 
     def _status_view(self, tracked: TrackedRollout) -> StatusView | None:
         try:
-            return self.rollouts.status(_target(tracked))
+            return self.rollouts.status(target_of(tracked))
         except RolloutBotError:
             return None
 
     def _current_revision(self, target: Target, obj: Json) -> int | None:
-        try:
-            revisions = self.rollouts.revisions(target, obj)
-        except RolloutBotError:
-            return None
-        return next((r.number for r in revisions if r.is_current), None)
+        return current_revision(self.rollouts, target, obj)
 
     def _status_for(self, tracked: TrackedRollout, obj: Json, now: float) -> RolloutStatus:
-        """kubectl's verdict, except that a deadline exceeded before this rollout's own
-        deadline passed is an earlier rollout's: the controller keeps that condition when the
-        change reuses an existing ReplicaSet. Until then the rollout is judged without it.
-        (StatefulSets and DaemonSets have no such condition.)"""
-        if tracked.kind != "deployment":
-            return workloads.workload_status(tracked.kind, obj)
-        status = rollout.rollout_status(obj)
-        due = tracked.started_at + tracked.deadline_seconds
-        with self._lock:
-            if status.reason != StatusReason.DEADLINE_EXCEEDED or now >= due:
-                self._held.pop(tracked.id, None)
-                return status
-            self._held[tracked.id] = due
-        return rollout.rollout_status(_without_deadline_exceeded(obj))
+        """The verdict (`judged_status`), remembering a failure held back until it is due."""
+        status, held_until = judged_status(tracked, obj, now)
+        if tracked.kind == "deployment":
+            with self._lock:
+                if held_until is None:
+                    self._held.pop(tracked.id, None)
+                else:
+                    self._held[tracked.id] = held_until
+        return status
 
     def _recheck_held(self) -> None:
         """Rollouts whose failure was held back: judge them again once their deadline passed
@@ -453,31 +397,8 @@ class ProgressTracker:
     def _roll_back(self, tracked: TrackedRollout) -> None:
         if self._rollback is None:
             return
-        try:
-            # At most one automatic rollback per rollout, whichever replica judges it.
-            if not self.registry.first_rollback(tracked.id):
-                return
-        except redis.RedisError:
-            log.warning("could not record the automatic rollback of %s", tracked.id)
-            return
-        try:
-            change = self._rollback(tracked)
-        except (RolloutBotError, StoreError) as exc:
-            text = exc.user_message if isinstance(exc, RolloutBotError) else exc.message
-            self.publisher.note(tracked.channel, tracked.thread_ts, text, error=True)
-            return
-        except Exception as exc:  # the engine must outlive any one rollback
-            log.warning("automatic rollback failed: %s", type(exc).__name__)
-            return
-        if change is None:
-            return
-        self.publisher.note(
-            tracked.channel,
-            tracked.thread_ts,
-            f":rewind: The rollout of `{_target(tracked)}` failed, so the "
-            f"bot rolled it back automatically (`{change.summary}`).",
-        )
-        if change.changed:
+        change = roll_back_once(tracked, self._rollback, self.registry, self.publisher)
+        if change is not None and change.changed:
             self.track(
                 change,
                 tracked.channel,
@@ -519,19 +440,7 @@ class ProgressTracker:
         if self.audit is None:
             return
         try:
-            self.audit.append(
-                AuditEvent(
-                    event="rollout",
-                    channel=tracked.channel,
-                    action="rollout",
-                    cluster=self.cluster_name,
-                    namespace=tracked.namespace,
-                    deployment=tracked.deployment,
-                    outcome=verdict,
-                    revision_after=revision,
-                    parameters={"title": tracked.title, "kind": tracked.kind},
-                )
-            )
+            self.audit.append(verdict_event(tracked, verdict, revision, self.cluster_name))
         except StoreError:
             log.warning("could not audit the verdict of %s", tracked.id)
 
@@ -547,20 +456,6 @@ class ProgressTracker:
         with self._lock:
             return sum(1 for t in self._tracked.values() if t.id in self._owned and not t.finished)
 
-    def _notice_channels_of(self, policy: Policy) -> dict[str, _NoticeChannel]:
-        """The channels bound to a namespace of this context (a channel bound to no context
-        is the default context's)."""
-        return {
-            binding.namespace: _NoticeChannel(channel, binding.follow_outside)
-            for channel, binding in policy.channels.items()
-            if binding.namespace
-            and (
-                binding.context == self.context
-                if binding.context is not None and self.context
-                else self._default_context
-            )
-        }
-
     def _rollout_id(self, uid: str, generation: int) -> str:
         if not self.context:
             return f"{uid}-{generation}"
@@ -568,7 +463,7 @@ class ProgressTracker:
 
     def use_policy(self, policy: Policy) -> None:
         """A reloaded policy: on_failure rules and the channels told of outside changes."""
-        notice_channels = self._notice_channels_of(policy)
+        notice_channels = notice_channels_of(policy, self.context, self._default_context)
         with self._lock:
             self.policy = policy
             self._notice_channels = notice_channels
@@ -664,79 +559,24 @@ class ProgressTracker:
 
     # -- notices of outside changes --------------------------------------------------------------
 
-    def _maybe_notice(
-        self, deployment: Json, where: _NoticeChannel, kind: str = "deployment"
-    ) -> None:
-        """Announce a revision someone else made, once. Judged only once the controller has
-        observed the generation (before that the revision annotation is the previous one's):
-        a revision the bot's own generation produced is marked as announced, so a later
-        outside change that makes no new revision (a scale) never announces it either."""
-        meta = deployment.get("metadata", {})
-        uid = str(meta.get("uid", ""))
-        generation = int(meta.get("generation", 0) or 0)
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        target = Target(namespace, name, kind, self.context)
-        if kind == "deployment":
-            observed = int(deployment.get("status", {}).get("observedGeneration", 0) or 0)
-            if observed < generation:
-                return
-            revision = rollout.revision_of(deployment)
-        else:
-            with self._lock:
-                if not uid or self._noticed.get(uid) == generation:
-                    return  # a status update: the revision cannot have changed
-            if generation <= 1:
-                return
-            revision = self._current_revision(target, deployment)
-            if revision is None:
-                return  # the controller has not written the new revision yet: ask again
-            with self._lock:
-                self._noticed[uid] = generation
-        if not revision or revision <= 1 or not uid:
-            return  # a brand-new object's first revision is not a change to announce
-        try:
-            if self.registry.is_ours(uid, generation):
-                self.registry.first_notice(uid, revision)
-                return
-            if not self.registry.first_notice(uid, revision):
-                return
-        except redis.RedisError:
-            return  # without Redis we cannot promise "once", so we stay quiet
-        channel = where.channel
-        try:
-            revisions = self.rollouts.history(target).revisions
-        except RolloutBotError:
-            revisions = ()
-        current = next((r for r in revisions if r.number == revision), None)
-        previous = [r for r in revisions if r.number < revision]
-        before = previous[-1] if previous else None
-        who, changed_at = _who_changed(deployment)
-        thread_ts = self.publisher.notice(
-            channel,
-            OutsideChange(
-                target=target,
-                revision=revision,
-                who=who,
-                changed_at=changed_at,
-                images_before=tuple(before.images) if before else (),
-                images_after=tuple(current.images) if current else (),
-                previous_revision=before.number if before else None,
-            ),
-        )
-        if thread_ts is None or not where.follow:
+    def _maybe_notice(self, deployment: Json, where: NoticeChannel, kind: str) -> None:
+        """Announce an outside change once (`outside_changes`); follow its rollout in the
+        notice's thread when the channel asks to."""
+        announced = self._notices.announce(deployment, where, kind)
+        if announced is None or not where.follow:
             return
         tracked = TrackedRollout(
-            id=self._rollout_id(uid, generation),
-            channel=channel,
-            thread_ts=thread_ts,
+            id=self._rollout_id(announced.uid, announced.generation),
+            channel=announced.channel,
+            thread_ts=announced.thread_ts,
             message_ts="",
-            namespace=namespace,
-            deployment=name,
-            uid=uid,
-            generation=generation,
+            namespace=announced.target.namespace,
+            deployment=announced.target.name,
+            uid=announced.uid,
+            generation=announced.generation,
             started_at=self._clock(),
-            deadline_seconds=_deadline(kind, deployment.get("spec", {})),
-            title=f"revision {revision} of {target}{self._where()}",
+            deadline_seconds=deadline_of(kind, deployment.get("spec", {})),
+            title=f"revision {announced.revision} of {announced.target}{self._where()}",
             kind=kind,
             context=self.context,
         )
@@ -747,52 +587,4 @@ def _nothing() -> None:
     pass
 
 
-def _target(tracked: TrackedRollout) -> Target:
-    return Target(tracked.namespace, tracked.deployment, tracked.kind, tracked.context)
-
-
-def _deadline(kind: str, spec: Json) -> int:
-    if kind == "deployment":
-        return int(spec.get("progressDeadlineSeconds", 600) or 600)
-    return WORKLOAD_DEADLINE_SECONDS
-
-
-def _without_deadline_exceeded(deployment: Json) -> Json:
-    """The Deployment without a ProgressDeadlineExceeded condition (an earlier rollout's)."""
-    status = dict(deployment.get("status") or {})
-    status["conditions"] = [
-        c
-        for c in status.get("conditions") or []
-        if not (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
-    ]
-    judged = copy.copy(deployment)
-    judged["status"] = status
-    return judged
-
-
-def _who_changed(deployment: Json) -> tuple[str, datetime | None]:
-    """The field manager that last wrote the pod template, and when, from `managedFields`.
-
-    Never the change-cause: kubectl leaves it alone, so after `kubectl set image` it still
-    names the previous (Slack) change and its user. The controller's own writes (the revision
-    annotation, status) are not the change either: the template is what made the revision."""
-    entries = [
-        m
-        for m in deployment.get("metadata", {}).get("managedFields") or []
-        if m.get("operation") in ("Update", "Apply") and m.get("subresource") != "status"
-    ]
-    entries.sort(key=lambda m: m.get("time") or "")
-    spec_writers = [m for m in entries if "f:spec" in (m.get("fieldsV1") or {})]
-    template_writers = [
-        m for m in spec_writers if "f:template" in (m["fieldsV1"].get("f:spec") or {})
-    ]
-    latest = (template_writers or spec_writers or entries or [None])[-1]
-    if latest is None:
-        return "someone outside the bot", None
-    at: datetime | None = None
-    with contextlib.suppress(TypeError, ValueError):
-        at = datetime.fromisoformat(str(latest.get("time")).replace("Z", "+00:00"))
-    return str(latest.get("manager") or "an unnamed field manager"), at
-
-
-__all__ = ["LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]
+__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]

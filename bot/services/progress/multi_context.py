@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.domain.policy import Policy
-from bot.services.progress.tracker import ProgressTracker
+from bot.services.progress.context_tracker import ProgressTracker
 from bot.services.rollouts import Change
 
 
