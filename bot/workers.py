@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
+from bot.domain.targets import Change
 from bot.observability import metrics as metrics_module
 from bot.observability.metrics import Metrics, metrics
 from bot.services.progress.ports import Tracking
-from bot.services.rollouts import Change
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import BoltContext
 
-from bot.services.rollouts import Actor
+from bot.domain.targets import Actor
 
 
 def clicker(body: dict[str, Any], context: BoltContext) -> Actor:

@@ -16,11 +16,11 @@ from slack_sdk import WebClient
 
 from bot.domain.approval import ApprovalRequest, is_approval_id
 from bot.domain.errors import StoreError
+from bot.domain.targets import Actor
 from bot.observability.logs import log_context
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.container import Services
 from bot.services.freezes import break_glass_reason
-from bot.services.rollouts import Actor
 from handlers import canary
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors

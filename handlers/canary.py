@@ -18,12 +18,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain import canary as rules
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
+from bot.domain.targets import Actor, Change
 from bot.services.canary import CANARY_ACTION, CanaryView
 from bot.services.container import Services
 from bot.services.progress.coalescer import Coalescer
-from bot.services.rollouts import Actor, Change
 from handlers.actors import clicker
 from handlers.replies import Replier
 from handlers.views import blocks
@@ -98,7 +98,7 @@ def auto_promote(
 
     actor = Actor(settings.requester_id, settings.requester_name, record.channel)
     command = cmd.CanaryPromote(
-        deployment=record.deployment,
+        name=record.deployment,
         namespace=record.namespace,
         context=record.context or None,
     )

@@ -15,24 +15,18 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.errors import NotPermitted
+from bot.domain.targets import Actor
+from bot.domain.views import ApprovalList, AuditList, DiffView, HistoryView, Listing, StatusView
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
 from bot.services.canary import CanaryView
-from bot.services.commands import (
-    ApprovalList,
-    ApprovalRequested,
-    AuditList,
-    Changed,
-    Listing,
-    Outcome,
-)
+from bot.services.commands import ApprovalRequested, Changed, Outcome
 from bot.services.container import Services
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet
 from bot.services.progress.verdicts import command_verb
 from bot.services.promotions import PromotionList, PromotionPlan, PromotionStarted
-from bot.services.rollouts import Actor, DiffView, HistoryView, StatusView
 from handlers import canary
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks
@@ -101,7 +95,7 @@ def answer(
     short reply to the actor, never a trace (and None). ``at_revision``: a button's, see
     `RunCommand`."""
     namespace = getattr(command, "namespace", None) or ""
-    name = getattr(command, "deployment", None) or ""
+    name = getattr(command, "name", None) or ""
     result = "failed"
     outcome: Outcome | None = None
     with (

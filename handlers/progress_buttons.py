@@ -17,9 +17,9 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
 from slack_sdk import WebClient
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
+from bot.domain.targets import Actor
 from bot.services.commands import ApprovalRequested, Changed, Outcome
-from bot.services.rollouts import Actor
 from handlers.actors import clicker
 from handlers.replies import Replier
 from handlers.views import blocks

@@ -17,10 +17,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.promotion import GateRule, PromotionState
+from bot.domain.targets import Actor
 from bot.observability.logs import log_context
 from bot.services.container import Services
 from bot.services.promotions import GateDecision
-from bot.services.rollouts import Actor
 from handlers.actors import clicker
 from handlers.replies import Replier, user_facing_errors
 from handlers.views import blocks

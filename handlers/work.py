@@ -22,10 +22,10 @@ from typing import Any
 from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.errors import StoreUnavailable
+from bot.domain.targets import Actor
 from bot.services.container import Services
-from bot.services.rollouts import Actor
 from handlers.replies import Replier
 from handlers.views import blocks
 from handlers.views.blocks import Message

@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from bot.domain import rollout
+from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION
+from bot.domain.pods import pod_summary
+from bot.domain.verbs.set_image import ImageChange, plan_set_image
 
 Json = dict[str, Any]
 
@@ -163,13 +165,13 @@ def canary_manifest(
     requester_id: str,
     requester_name: str,
     change_cause: str,
-) -> tuple[Json, tuple[rollout.ImageChange, ...]]:
+) -> tuple[Json, tuple[ImageChange, ...]]:
     """The canary Deployment: `web`'s live pod template with the new images and the track
     label, a selector of its own, and annotations that name `web` and the canary's settings.
     Raises CanaryRefused, also for a container `web` does not have: unlike kubectl's set
     image, a canary with only some of the images asked for would test something else."""
     check_target(web)
-    plan = rollout.plan_set_image(web, images)
+    plan = plan_set_image(web, images)
     if plan.errors:
         raise CanaryRefused(
             "; ".join(error.removeprefix("error: ") for error in plan.errors)
@@ -218,7 +220,7 @@ def canary_manifest(
                 AUTO_PROMOTE_ANNOTATION: "true" if auto_promote else "false",
                 REQUESTER_ANNOTATION: requester_id,
                 REQUESTER_NAME_ANNOTATION: requester_name,
-                rollout.CHANGE_CAUSE_ANNOTATION: change_cause,
+                CHANGE_CAUSE_ANNOTATION: change_cause,
             },
         },
         "spec": manifest_spec,
@@ -314,7 +316,7 @@ def pod_health(pods: Sequence[Json], now: datetime) -> tuple[PodHealth, ...]:
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue  # on its way out: a scale-down or the canary's own deletion
-        summary = rollout.pod_summary(pod, now)
+        summary = pod_summary(pod, now)
         ready_count, _, total = summary.ready.partition("/")
         ready = ready_count == total and total not in ("", "0")
         rows.append(

@@ -92,9 +92,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from bot.domain import freezes as windows
-from bot.domain import workloads
-from bot.domain.commands import ACTIONS, SPECS
+from bot.domain import kinds
 from bot.domain.identity import IdentityRule
+from bot.domain.verbs import ACTIONS, SPECS
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -526,7 +526,7 @@ def _pipeline_name(value: str) -> str:
 def _workload_ref(value: str) -> str:
     """``deploy/web``, ``sts/db``, ``ds/agent`` or a bare Deployment name, as kubectl writes it."""
     spelling, slash, name = value.partition("/")
-    if slash and workloads.parse_kind(spelling) is None:
+    if slash and kinds.parse_kind(spelling) is None:
         raise ValueError(
             f"`{value}` is not a Deployment, StatefulSet or DaemonSet: write `deploy/NAME`, "
             "`sts/NAME` or `ds/NAME`"
@@ -564,7 +564,7 @@ class PipelineTarget(_Model):
     @property
     def kind(self) -> str:
         spelling, slash, _ = self.workload.partition("/")
-        return (workloads.parse_kind(spelling) or "deployment") if slash else "deployment"
+        return (kinds.parse_kind(spelling) or "deployment") if slash else "deployment"
 
     @property
     def name(self) -> str:

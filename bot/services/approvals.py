@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.domain import commands as cmd
-from bot.domain import rollout
+from bot.domain import verbs as cmd
 from bot.domain.approval import (
     Approval,
     ApprovalOutcome,
@@ -33,16 +32,28 @@ from bot.domain.errors import (
     UnknownContext,
 )
 from bot.domain.integrity import Sealer
-from bot.domain.mrkdwn import code, escape
+from bot.domain.mrkdwn import code
 from bot.domain.policy import ApprovalRule
+from bot.domain.refusals import RolloutRefused
+from bot.domain.targets import Actor, Change
 from bot.observability.metrics import metrics
 from bot.services.access import Access
 from bot.services.clusters import Contexts
-from bot.services.execution import Executor, Mutation, parameters_of, reason_of, target_of
+from bot.services.execution import (
+    Executor,
+    Mutation,
+    audit_parameters,
+    mutation_of,
+    reason_of,
+    target_of,
+)
 from bot.services.freezes import FreezeService, break_glass_reason
 from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.ports import ApprovalStore, AuditLog, Directory, Json
-from bot.services.rollouts import Actor, Change, Rollouts, Target, binding
+from bot.services.previews import PREVIEW_LIMIT
+from bot.services.registry import PREVIEWS
+from bot.services.rollouts import Rollouts, binding
+from bot.services.tools import Tools
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +61,6 @@ log = logging.getLogger(__name__)
 WITHHELD = "(withheld: this part of the stored request failed the bot's integrity check)"
 UNVERIFIED = "(unverified)"
 
-# The preview is stored with the request so every replica can redraw the card; a section
-# holds 3000 characters, and the card needs room for its other lines.
-PREVIEW_LIMIT = 2400
 # An approved request normally starts within a second of its last click; one still waiting
 # after this long was orphaned and is started by whichever replica sweeps next.
 STALLED_AFTER = timedelta(seconds=30)
@@ -170,7 +178,7 @@ class ApprovalFlow:
             fingerprint = binding(deployment, command.action)
             try:
                 preview = self.preview(command, deployment)
-            except rollout.RolloutRefused as exc:  # e.g. set image of an unknown container
+            except RolloutRefused as exc:  # e.g. set image of an unknown container
                 raise Refused(exc.message) from None
             # Who else owns the target goes first, so a long diff cannot cut it off.
             notices = self.rollouts.ownership_notices(target, command.action, deployment)
@@ -183,7 +191,7 @@ class ApprovalFlow:
             action=command.action,
             cluster=target.context or self.cluster_name,
             namespace=namespace,
-            deployment=command.deployment,
+            deployment=command.name,
             command=cmd.command_record(command),
             preview=preview[:PREVIEW_LIMIT],
             reason=reason_of(command) or "",
@@ -202,48 +210,10 @@ class ApprovalFlow:
 
     def preview(self, command: Mutation, deployment: Json) -> str:
         """What will change, in mrkdwn: images and template diff, from → to, ..."""
-        current = deployment.get("spec", {}).get("template", {})
-        match command:
-            case cmd.SetImage():
-                plan = self.rollouts.set_image_plan(deployment, command.images)
-                if plan.patch is None:
-                    return "no image changes: the images are already set"
-                lines = [
-                    f"• `{code(c.container)}`: `{code(c.old)}` → `{code(c.new)}`"
-                    for c in plan.changes
-                ]
-                # kubectl's errors for the containers it cannot find; it changes the others.
-                lines += [f"`{code(error)}`" for error in plan.errors]
-                new_spec = _with_images(current, {c.container: c.new for c in plan.changes})
-                diff = rollout.template_diff(current, new_spec, "current", "requested")
-                return "\n".join(lines) + "\n" + _code_block(diff)
-            case cmd.Undo():
-                target = Target(
-                    deployment.get("metadata", {}).get("namespace", ""),
-                    command.deployment,
-                    command.kind,
-                    command.context or "",
-                )
-                number, template, skipped, message = self.rollouts.undo_plan(
-                    target, deployment, command.to_revision or 0
-                )
-                if skipped:
-                    return escape(message)
-                diff = rollout.template_diff(current, template, "current", f"revision {number}")
-                return f"roll back to revision {number}\n" + _code_block(diff)
-            case cmd.Scale():
-                before = deployment.get("spec", {}).get("replicas", 1)
-                return f"replicas: {before} → {command.replicas}"
-            case cmd.Pause():
-                return "pause the rollout (template changes wait until resume)"
-            case cmd.Resume():
-                return "resume the rollout"
-            case cmd.Restart():
-                return "restart: replace every pod with a rolling update"
-            case cmd.Canary() | cmd.CanaryPromote() if self.executor.canaries is not None:
-                target = target_of(command, deployment.get("metadata", {}).get("namespace", ""))
-                return self.executor.canaries.preview(command, deployment, target)
-        return command.action
+        handler = PREVIEWS.get(type(command))
+        if handler is None:
+            return command.action
+        return handler(Tools(self.rollouts, self.executor.canaries), command, deployment)
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -372,7 +342,7 @@ class ApprovalFlow:
         tampered = self._tampering(request)
         if tampered:
             return self._refuse_tampered(request, tampered)
-        mutation = _mutation_of(request)
+        mutation = mutation_of(request)
         assert mutation is not None  # _tampering() checked it
         why = self._no_longer_allowed(request)
         if why is None and self.freezes is not None:
@@ -482,7 +452,7 @@ class ApprovalFlow:
         ):
             return "its stored record does not carry the bot's seal (it was written or edited "
             "outside the bot)"
-        if _mutation_of(request) is None:
+        if mutation_of(request) is None:
             return "its stored command is not one the bot can run"
         for vote in request.approvals:
             if not self.sealer.valid(vote.sig, "vote", vote.sealed_content(request.id)):
@@ -598,7 +568,7 @@ class ApprovalFlow:
                 cluster=request.cluster,
                 namespace=request.namespace,
                 deployment=request.deployment,
-                parameters=_audit_parameters(request),
+                parameters=audit_parameters(request),
                 reason=reason if reason is not None else request.reason,
                 approval_id=request.id,
                 outcome=kind.value,
@@ -621,47 +591,5 @@ class ApprovalFlow:
             log.warning("could not audit %s of %s", kind.value, request.id)
 
 
-def _mutation_of(request: ApprovalRequest) -> Mutation | None:
-    try:
-        command = cmd.from_record(request.command)
-    except ValueError:
-        return None
-    if not command.is_mutation or command.action != request.action:
-        return None
-    if getattr(command, "namespace", None) != request.namespace:
-        return None
-    # The record's `--context`, when it has one, is the request's (sealed) cluster.
-    if getattr(command, "context", None) not in (None, request.cluster):
-        return None
-    mutation: Mutation = command  # type: ignore[assignment]
-    return mutation if mutation.deployment == request.deployment else None
-
-
-def _audit_parameters(request: ApprovalRequest) -> dict[str, str]:
-    mutation = _mutation_of(request)
-    return parameters_of(mutation) if mutation is not None else {"command": "(unreadable)"}
-
-
 def _mention(principal: str) -> str:
     return f"<!subteam^{principal}>" if principal.startswith("S") else f"<@{principal}>"
-
-
-def _code_block(diff: rollout.TemplateDiff) -> str:
-    if not diff.changed:
-        return ""
-    text = escape(diff.text).replace("```", "'''")
-    note = f"\n… {diff.lines_omitted} more diff lines" if diff.lines_omitted else ""
-    budget = PREVIEW_LIMIT - 200
-    if len(text) > budget:
-        text = text[:budget] + "\n…"
-    return f"```\n{text}{note}\n```"
-
-
-def _with_images(template: Json, images: dict[str, str]) -> Json:
-    spec = dict(template.get("spec", {}))
-    for key in ("containers", "initContainers"):
-        if key in spec:
-            spec[key] = [
-                {**c, "image": images.get(c.get("name", ""), c.get("image"))} for c in spec[key]
-            ]
-    return {**template, "spec": spec}

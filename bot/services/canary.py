@@ -25,13 +25,17 @@ from datetime import UTC, datetime
 import redis
 
 from bot.domain import canary as rules
-from bot.domain import commands as cmd
-from bot.domain import ownership, rollout
+from bot.domain import ownership
+from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
 from bot.domain.errors import Conflict, Forbidden, NotFound, Refused, RolloutBotError
+from bot.domain.refusals import RolloutRefused
+from bot.domain.revisions import revision_of
 from bot.domain.selectors import selector_string
+from bot.domain.targets import Actor, Change, Target
+from bot.domain.verbs.set_image import plan_set_image
 from bot.services.ports import CanaryStore, Json
-from bot.services.rollouts import Actor, Change, Rollouts, Target, binding, change_cause
+from bot.services.rollouts import Rollouts, binding, change_cause
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +199,7 @@ class CanaryService:
         canary = self.canary_of(target)
         if canary is None:
             raise no_canary(target)
-        plan = rollout.plan_set_image(web, rules.images_of(canary))
+        plan = plan_set_image(web, rules.images_of(canary))
         lines = [f"• `{c.container}`: `{c.old}` → `{c.new}`" for c in plan.changes]
         head = f"promote canary `{rules.canary_name(target.name)}`: set image on `{target.name}`"
         return "\n".join([head, *lines])
@@ -249,7 +253,7 @@ class CanaryService:
             )
         except rules.CanaryRefused as exc:
             raise Refused(exc.message + " Nothing was changed.") from None
-        except rollout.RolloutRefused as exc:
+        except RolloutRefused as exc:
             raise Refused(exc.message) from None
         try:
             created = self.rollouts.on(target.context).create_deployment(target.namespace, manifest)
@@ -276,7 +280,7 @@ class CanaryService:
             summary=f"deployment.apps/{rules.canary_name(target.name)} created",
             changed=True,
             starts_rollout=False,
-            revision_before=rollout.revision_of(web),
+            revision_before=revision_of(web),
             images_before=rules.images_of(web),
             images_after=rules.images_of(created),
             details=tuple(details),

@@ -27,14 +27,15 @@ from typing import Protocol
 import redis
 
 from bot.domain import canary as rules
-from bot.domain import rollout
 from bot.domain.audit import AuditEvent
 from bot.domain.canary import CanaryRecord
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
+from bot.domain.status import rollout_status
+from bot.domain.targets import Target
 from bot.observability.logs import log_context
 from bot.services.canary import CanaryService, CanaryView
 from bot.services.ports import AuditLog, CanaryStore, Json, Leases
-from bot.services.rollouts import Target, binding
+from bot.services.rollouts import binding
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class CanaryMonitor:
         since = self._promoting_since.setdefault(record.id, now)
         wanted = dict(rules.images_of(canary))
         has_images = all(dict(rules.images_of(web)).get(c) == i for c, i in wanted.items())
-        status = rollout.rollout_status(web)
+        status = rollout_status(web)
         if has_images and status.done:
             self._end(
                 record,

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest
-from bot.domain.audit import AuditEntry
 from bot.domain.errors import Forbidden, NotPermitted, Refused
 from bot.domain.policy import ApprovalRule
+from bot.domain.targets import Actor, Change, Target
+from bot.domain.views import ApprovalList, AuditList, DiffView, HistoryView, Listing, StatusView
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
@@ -39,47 +41,14 @@ from bot.services.promotions import (
     PromotionService,
     PromotionStarted,
 )
-from bot.services.rollouts import (
-    Actor,
-    Change,
-    DeploymentRow,
-    DiffView,
-    HistoryView,
-    Rollouts,
-    StatusView,
-    Target,
-    binding,
-)
+from bot.services.registry import READS
+from bot.services.rollouts import Rollouts, binding
 
 
 def _typed(target: Target) -> str:
     """The target as a command names it: `web`, `sts/db`, `ds/agent`."""
     short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
     return f"{short}/{target.name}" if short else target.name
-
-
-@dataclass(frozen=True)
-class Listing:
-    namespace: str
-    rows: tuple[DeploymentRow, ...]
-    #: The cluster, when several are served ("" otherwise).
-    context: str = ""
-
-
-@dataclass(frozen=True)
-class ApprovalList:
-    #: None: every namespace the user may see from this channel.
-    namespace: str | None
-    requests: tuple[ApprovalRequest, ...]
-    #: The cluster, when several are served and the list is of one ("" otherwise).
-    context: str = ""
-
-
-@dataclass(frozen=True)
-class AuditList:
-    #: What the entries are about, for the heading (`prod/web` or `namespace prod`).
-    subject: str
-    entries: tuple[AuditEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -95,7 +64,7 @@ class Changed:
     reason: str | None
 
 
-Outcome = (
+Outcome: TypeAlias = (
     Listing
     | StatusView
     | HistoryView
@@ -218,40 +187,10 @@ class CommandService:
 
     def _read(self, command: cmd.Command, namespace: str, rollouts: Rollouts) -> Outcome:
         context = getattr(command, "context", None) or ""
-        match command:
-            case cmd.ListDeployments():
-                rows = tuple(rollouts.list_deployments(namespace, context))
-                return Listing(namespace, rows, context)
-            case cmd.Status():
-                return rollouts.status(Target(namespace, command.deployment, command.kind, context))
-            case cmd.History():
-                target = Target(namespace, command.deployment, command.kind, context)
-                return rollouts.history(target, command.revision)
-            case cmd.Diff():
-                target = Target(namespace, command.deployment, command.kind, context)
-                return rollouts.diff(target, command.rev, command.rev2)
-            case cmd.Approvals():
-                pending = self.approvals.pending(namespace, context or None)
-                return ApprovalList(namespace, tuple(pending), context)
-            case cmd.Audit():
-                # With several clusters the namespace is one cluster's: the entries are its.
-                entries = self.audit.recent(
-                    command.limit,
-                    namespace=namespace,
-                    deployment=command.deployment,
-                    cluster=context or None,
-                )
-                subject = (
-                    f"`{namespace}/{command.deployment}`"
-                    if command.deployment
-                    else f"namespace `{namespace}`"
-                )
-                if context:
-                    subject += f" in cluster `{context}`"
-                return AuditList(subject, tuple(entries))
-            case cmd.CanaryStatus() if self.canaries is not None:
-                return self.canaries.status(Target(namespace, command.deployment, context=context))
-        raise AssertionError(f"not a read: {command!r}")
+        handler = READS.get(type(command))
+        if handler is None:
+            raise AssertionError(f"not a read: {command!r}")
+        return handler(self, command, namespace, context, rollouts)
 
     def _promotion(self, command: cmd.Promote | cmd.Promotions, actor: Actor) -> Outcome:
         """A pipeline names its own clusters and namespaces: the service checks each."""

@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
+from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEvent, AuditEventKind
 from bot.domain.errors import NotDurable, NotPermitted, RolloutBotError, StoreError
+from bot.domain.targets import Actor, Change, Target
 from bot.services.canary import CanaryService
 from bot.services.ports import AuditLog
-from bot.services.rollouts import Actor, Change, Rollouts, Target
+from bot.services.registry import CHANGES
+from bot.services.rollouts import Rollouts
+from bot.services.tools import Tools
 
 if TYPE_CHECKING:
     from bot.domain.identity import KubeIdentity
@@ -44,7 +48,7 @@ def target_of(command: Mutation, namespace: str, context: str | None = None) -> 
     default context) names its cluster."""
     return Target(
         namespace,
-        command.deployment,
+        command.name,
         getattr(command, "kind", "deployment"),
         context or command.context or "",
     )
@@ -60,6 +64,29 @@ def parameters_of(command: cmd.Command) -> dict[str, str]:
     the kind of workload it acts on (Deployment, StatefulSet or DaemonSet)."""
     kind = getattr(command, "kind", "deployment")
     return {"command": cmd.render_command(command), "kind": str(kind)}
+
+
+def mutation_of(request: ApprovalRequest) -> Mutation | None:
+    """The change an approval request holds, or None when its record is not one the bot can
+    run (not a change, or not the one its sealed fields name)."""
+    try:
+        command = cmd.from_record(request.command)
+    except ValueError:
+        return None
+    if not command.is_mutation or command.action != request.action:
+        return None
+    if getattr(command, "namespace", None) != request.namespace:
+        return None
+    # The record's `--context`, when it has one, is the request's (sealed) cluster.
+    if getattr(command, "context", None) not in (None, request.cluster):
+        return None
+    mutation: Mutation = command  # type: ignore[assignment]
+    return mutation if mutation.name == request.deployment else None
+
+
+def audit_parameters(request: ApprovalRequest) -> dict[str, str]:
+    mutation = mutation_of(request)
+    return parameters_of(mutation) if mutation is not None else {"command": "(unreadable)"}
 
 
 @dataclass
@@ -110,7 +137,7 @@ class Executor:
             "action": command.action,
             "cluster": target.context or self.cluster_name,
             "namespace": namespace,
-            "deployment": command.deployment,
+            "deployment": command.name,
             "parameters": {**parameters_of(command), **_identity_parameters(identity)},
             "reason": reason_of(command) or "",
             "approval_id": approval_id,
@@ -151,7 +178,7 @@ class Executor:
                     action=command.action,
                     cluster=context or getattr(command, "context", None) or self.cluster_name,
                     namespace=namespace,
-                    deployment=str(getattr(command, "deployment", "") or ""),
+                    deployment=str(getattr(command, "name", "") or ""),
                     parameters={**parameters_of(command), **_identity_parameters(identity)},
                     outcome=outcome,
                 )
@@ -167,43 +194,10 @@ class Executor:
         actor: Actor,
         expect: str | None,
     ) -> Change:
-        reason = reason_of(command)
-        match command:
-            case cmd.Create():
-                return rollouts.create(target, command.image, command.replicas, actor, reason)
-            case cmd.SetImage():
-                return rollouts.set_image(target, command.images, actor, reason, expect=expect)
-            case cmd.Scale():
-                return rollouts.scale(target, command.replicas, actor, reason, expect=expect)
-            case cmd.Undo():
-                return rollouts.undo(target, command.to_revision or 0, actor, reason, expect=expect)
-            case cmd.Pause():
-                return rollouts.pause(target, actor, reason, expect=expect)
-            case cmd.Resume():
-                return rollouts.resume(target, actor, reason, expect=expect)
-            case cmd.Restart():
-                return rollouts.restart(target, actor, reason, expect=expect)
-            case cmd.Canary() | cmd.CanaryPromote() | cmd.CanaryAbort():
-                return self._canary(rollouts, command, target, actor, expect)
-        raise AssertionError(f"not a mutation: {command!r}")
-
-    def _canary(
-        self,
-        rollouts: Rollouts,
-        command: cmd.Canary | cmd.CanaryPromote | cmd.CanaryAbort,
-        target: Target,
-        actor: Actor,
-        expect: str | None,
-    ) -> Change:
-        assert self.canaries is not None, "canary commands need the canary service"
-        # As whom the change is made (impersonate mode): the same Rollouts as any change.
-        canaries = self.canaries.through(rollouts)
-        match command:
-            case cmd.Canary():
-                return canaries.start(command, target, actor, expect=expect)
-            case cmd.CanaryPromote():
-                return canaries.promote(target, actor, expect=expect)
-        return canaries.abort(target, actor, f"Aborted by <@{actor.user_id}>.")
+        handler = CHANGES.get(type(command))
+        if handler is None:
+            raise AssertionError(f"not a mutation: {command!r}")
+        return handler(Tools(rollouts, self.canaries), command, target, actor, expect)
 
     def _audit_outcome(self, base: dict[str, Any], outcome: str, change: Change | None) -> None:
         extra: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest, format_time
 from bot.domain.audit import AuditEvent
 from bot.domain.errors import Refused, StoreError
@@ -32,9 +32,9 @@ from bot.domain.freezes import (
 )
 from bot.domain.integrity import Sealer
 from bot.domain.policy import ApprovalRule, FreezeRule
+from bot.domain.targets import Actor, Change
 from bot.services.access import Access
 from bot.services.ports import AuditLog, FreezeStore
-from bot.services.rollouts import Actor, Change
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class FreezeService:
                 action=command.action,
                 cluster=cluster,
                 namespace=namespace,
-                deployment=str(getattr(command, "deployment", "") or ""),
+                deployment=str(getattr(command, "name", "") or ""),
                 parameters={"command": cmd.render_command(command), "freeze": frozen.name},
                 reason=frozen.reason,
                 outcome=f"refused: frozen by {frozen.name}",

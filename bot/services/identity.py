@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from bot.adapters.k8s.impersonation import ImpersonatingClients, PersonCluster
-from bot.domain import workloads
+from bot.domain import kinds
 from bot.domain.errors import Forbidden, NotPermitted
 from bot.domain.identity import (
     EXTRA_APPROVED_BY,
@@ -32,8 +32,9 @@ from bot.domain.identity import (
     refusal_of,
 )
 from bot.domain.policy import Policy
+from bot.domain.targets import Target
 from bot.services.ports import People
-from bot.services.rollouts import Rollouts, Target
+from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Identities:
         when RBAC does not let the person make this change (`create` of a Deployment, else
         `patch` of the workload: what `rollout-bot` sends for every other verb)."""
         verb = "create" if action == "create" else "patch"
-        resource = workloads.info(target.kind).resource
+        resource = kinds.info(target.kind).resource
         name = "" if action == "create" else target.name
         review = self._clients_of(target.context).review(
             identity, verb, resource, "apps", target.namespace, name

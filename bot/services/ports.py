@@ -28,7 +28,7 @@ Json = dict[str, Any]
 
 class Cluster(Protocol):
     """What the use cases need from Kubernetes: namespaced workloads (Deployments,
-    StatefulSets, DaemonSets; `kind` is one of `bot.domain.workloads.KINDS`) and what they own,
+    StatefulSets, DaemonSets; `kind` is one of `bot.domain.kinds.KINDS`) and what they own,
     and the HorizontalPodAutoscalers that may scale them."""
 
     name: str

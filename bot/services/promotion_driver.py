@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from bot.domain import commands as cmd
-from bot.domain import rollout, workloads
+from bot.domain import kinds
+from bot.domain import verbs as cmd
 from bot.domain.audit import AuditEvent
 from bot.domain.errors import (
     ClusterUnavailable,
@@ -30,13 +30,15 @@ from bot.domain.promotion import (
     PromotionState,
     TargetState,
 )
+from bot.domain.status import RolloutStatus, rollout_status, workload_status
+from bot.domain.targets import Actor, Change
 from bot.services.access import Access
 from bot.services.clusters import Contexts
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.ports import AuditLog, PromotionStore
 from bot.services.progress.ports import Tracking
-from bot.services.rollouts import Actor, Change, Rollouts
+from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +235,8 @@ class PromotionDriver:
 
     def _set_image(self, state: PromotionState, target: TargetState, index: int) -> cmd.SetImage:
         return cmd.SetImage(
-            deployment=target.name,
-            kind=target.kind,
+            name=target.name,
+            kind=kinds.as_kind(target.kind),
             images=tuple(sorted(target.after.items())),
             namespace=target.namespace,
             context=target.context,
@@ -347,8 +349,8 @@ class PromotionDriver:
         for i in changed:
             target = wave.targets[i]
             undo = cmd.SetImage(
-                deployment=target.name,
-                kind=target.kind,
+                name=target.name,
+                kind=kinds.as_kind(target.kind),
                 images=tuple(sorted((c, target.before[c]) for c in target.after)),
                 namespace=target.namespace,
                 context=target.context,
@@ -480,11 +482,11 @@ def with_wave(state: PromotionState, index: int, wave: object) -> PromotionState
     return state.model_copy(update={"waves": waves})
 
 
-def status_of(kind: str, obj: Mapping[str, object]) -> rollout.RolloutStatus:
+def status_of(kind: str, obj: Mapping[str, object]) -> RolloutStatus:
     """kubectl's verdict on a workload (`rollout status`)."""
     if kind == "deployment":
-        return rollout.rollout_status(dict(obj))
-    return workloads.workload_status(kind, dict(obj))
+        return rollout_status(dict(obj))
+    return workload_status(kind, dict(obj))
 
 
 __all__ = [

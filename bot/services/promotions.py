@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.errors import (
     ClusterUnavailable,
     NotPermitted,
@@ -38,6 +38,7 @@ from bot.domain.promotion import (
     new_promotion,
     target_change,
 )
+from bot.domain.targets import Actor
 from bot.services.promotion_driver import (
     CAS_ATTEMPTS,
     PromotionBoard,
@@ -45,7 +46,6 @@ from bot.services.promotion_driver import (
     status_of,
     with_wave,
 )
-from bot.services.rollouts import Actor
 
 log = logging.getLogger(__name__)
 

@@ -22,23 +22,16 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.domain import commands
+from bot.domain import verbs
 from bot.domain.approval import ApprovalRequest
 from bot.domain.audit import AuditEntry
 from bot.domain.mrkdwn import code as code
 from bot.domain.mrkdwn import escape as escape
-from bot.domain.rollout import RolloutStatus
+from bot.domain.status import RolloutStatus
+from bot.domain.targets import Actor, Change, Target
 from bot.domain.tracking import TrackedRollout
+from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
 from bot.services.progress.verdicts import command_verb as verb
-from bot.services.rollouts import (
-    Actor,
-    Change,
-    DeploymentRow,
-    DiffView,
-    HistoryView,
-    StatusView,
-    Target,
-)
 
 MAX_BLOCKS = 50
 # The cluster name when none was configured (ROLLOUT_BOT_CLUSTER_NAME): one cluster, not named.
@@ -185,12 +178,12 @@ def info_message(message: str) -> Message:
 def help_message(verb: str | None = None) -> Message:
     if verb is not None:
         # The purpose, the usage, an example or two, and what else a first use needs.
-        text = f"*{verb}* — {commands.HELP_TEXT[verb]}\n" + _code([commands.USAGE[verb]])
-        text += "\nExample:\n" + _code(list(commands.EXAMPLES.get(verb, ())))
-        if verb in commands.HELP_NOTES:
-            text += "\n" + commands.HELP_NOTES[verb]
-        return _fit(commands.USAGE[verb], [_section(text)])
-    lines = [f"{commands.USAGE[v]}" for v in commands.VERBS]
+        text = f"*{verb}* — {verbs.HELP_TEXT[verb]}\n" + _code([verbs.USAGE[verb]])
+        text += "\nExample:\n" + _code(list(verbs.EXAMPLES.get(verb, ())))
+        if verb in verbs.HELP_NOTES:
+            text += "\n" + verbs.HELP_NOTES[verb]
+        return _fit(verbs.USAGE[verb], [_section(text)])
+    lines = [f"{verbs.USAGE[v]}" for v in verbs.VERBS]
     blocks: list[Block] = [
         _section(
             "*rollout-bot* drives Kubernetes Deployment, StatefulSet and DaemonSet rollouts as "
@@ -517,10 +510,10 @@ def with_note(kept: Sequence[dict[str, Any]], note: str, *, text: str) -> Messag
 def request_command(request: ApprovalRequest) -> str:
     """The command the request runs, as the grammar writes it."""
     try:
-        command = commands.from_record(request.command)
+        command = verbs.from_record(request.command)
     except ValueError:
         return "(unreadable command)"
-    return commands.render_command(command)
+    return verbs.render_command(command)
 
 
 def approval_card(request: ApprovalRequest) -> Message:

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from bot.domain.approval import ApprovalRequest
 from bot.domain.freezes import ActiveFreeze, describe_until, format_short
+from bot.domain.targets import Change
 from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet, break_glass_reason
-from bot.services.rollouts import Change
 from handlers.views.blocks import (
     Message,
     code,

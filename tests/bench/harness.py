@@ -24,7 +24,7 @@ from bot.devkit import slack_api as slack_standin
 from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import RecordedCall, SlackStandin
-from bot.domain import rollout
+from bot.domain.status import rollout_status
 from tests.conftest import TEST_POLICY, grant_bot, install_bot_rbac
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl
@@ -231,7 +231,7 @@ class Bench:
         done = 0
         for item in items:
             generation = int(item["metadata"].get("generation") or 0)
-            if generation >= min_generation and rollout.rollout_status(item).done:
+            if generation >= min_generation and rollout_status(item).done:
                 done += 1
         return done, len(items)
 

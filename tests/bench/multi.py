@@ -33,6 +33,7 @@ from typing import Any
 from bot.config import Settings
 from bot.devkit.control_plane import ClusterInfo, ControlPlane
 from bot.devkit.slack_api import RecordedCall
+from bot.domain.status import rollout_status
 from tests.bench.countproxy import CountingProxy
 from tests.bench.harness import REPO, Bench, log, wait_until
 from tests.bench.loadgen import run_in_subprocess
@@ -119,10 +120,9 @@ def _create(bench: Bench, admin: Kubectl, namespace: str, names: list[str]) -> N
 
 
 def _rolled_out(admin: Kubectl, namespace: str, count: int) -> bool:
-    from bot.domain import rollout
 
     items = admin.in_namespace(namespace).get("deployments")["items"]
-    done = sum(1 for item in items if rollout.rollout_status(item).done)
+    done = sum(1 for item in items if rollout_status(item).done)
     return len(items) >= count and done >= count
 
 

@@ -3,7 +3,7 @@
 One list + watch per namespace with the admin identity (plain HTTP streaming, no client models),
 straight to the apiserver, not through any counting proxy. For each Deployment it records the
 wall-clock time (`time.time()`, the clock the Slack stand-in stamps calls with) of the first
-event in which kubectl's verdict (`bot.domain.rollout.rollout_status`) is "successfully rolled
+event in which kubectl's verdict (`bot.domain.status.rollout_status`) is "successfully rolled
 out" for a generation at or above the one asked for — i.e. when the status change reached a
 watcher.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from bot.domain import rollout
+from bot.domain.status import rollout_status
 
 
 class DeploymentObserver:
@@ -63,7 +63,7 @@ class DeploymentObserver:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if int(meta.get("generation") or 0) < self._min_generation:
             return
-        status = rollout.rollout_status(obj)
+        status = rollout_status(obj)
         with self._lock:
             if key in self.done_at:
                 return

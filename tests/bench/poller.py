@@ -4,7 +4,7 @@
         --slack-url URL --token T --channel C [--interval 1.0]
 
 One thread per Deployment: it GETs the Deployment every `interval` seconds (fixed schedule),
-computes kubectl's verdict with `bot.domain.rollout.rollout_status`, renders the same progress
+computes kubectl's verdict with `bot.domain.status.rollout_status`, renders the same progress
 message as the bot (`handlers.views.blocks.progress_message`, with the elapsed time frozen until the
 verdict so the message only changes when the status does) and calls chat.update whenever the
 message changed. A thread follows the rollout to the Deployment's next generation: it posts its
@@ -28,13 +28,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from slack_sdk import WebClient
 
-from bot.domain import rollout
+from bot.domain.status import rollout_status
 from bot.domain.tracking import TrackedRollout
 from handlers.views import blocks
 
 
 def _render(tracked: TrackedRollout, deployment: dict[str, Any]) -> tuple[blocks.Message, bool]:
-    status = rollout.rollout_status(deployment)
+    status = rollout_status(deployment)
     verdict = "succeeded" if status.done else "failed" if status.failed else None
     now = time.time() if verdict else tracked.started_at
     return blocks.progress_message(tracked, status, now, verdict=verdict), verdict is not None
@@ -67,9 +67,7 @@ def follow(
             deadline_seconds=int(first["spec"].get("progressDeadlineSeconds") or 600),
             title=f"set image {namespace}/{name}",
         )
-        waiting = blocks.progress_message(
-            tracked, rollout.rollout_status(first), tracked.started_at
-        )
+        waiting = blocks.progress_message(tracked, rollout_status(first), tracked.started_at)
         posted = slack.chat_postMessage(channel=channel, text=waiting.text, blocks=waiting.blocks)
         ts = str(posted["ts"])
         last = (waiting.text, waiting.blocks)

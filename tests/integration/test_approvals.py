@@ -26,7 +26,7 @@ from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from bot.devkit.redis_server import RedisServer
 from bot.devkit.slack_api import SlackStandin
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.integrity import Sealer
 from handlers.views import blocks
@@ -786,7 +786,7 @@ def test_an_approved_request_written_into_redis_is_never_executed(
     start_bot(env={"ROLLOUT_BOT_APPROVAL_RESUME_AFTER": "1"})
     now = datetime.now(UTC)
     command = cmd.SetImage(
-        deployment="web", images=(("nginx", "evil/miner:1"),), namespace=prod_namespace
+        name="web", images=(("nginx", "evil/miner:1"),), namespace=prod_namespace
     )
     forged = ApprovalRequest(
         requester_id="U0ALICE",

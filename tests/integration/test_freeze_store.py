@@ -17,20 +17,20 @@ from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.slack.directory import SlackDirectory
 from bot.devkit.redis_server import RedisServer
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.errors import Refused, StoreUnavailable
 from bot.domain.freezes import Frozen
 from bot.domain.integrity import Sealer
 from bot.domain.policy import load_policy
+from bot.domain.targets import Actor
 from bot.services.access import Access
 from bot.services.freezes import FreezeService
-from bot.services.rollouts import Actor
 from tests.integration.conftest import FakeClock
 
 pytestmark = pytest.mark.redis
 
 ALICE = Actor("U0ALICE", "alice", "C0DEPLOYS")
-SET_IMAGE = cmd.SetImage(deployment="web", images=(("nginx", "nginx:2"),), namespace="prod")
+SET_IMAGE = cmd.SetImage(name="web", images=(("nginx", "nginx:2"),), namespace="prod")
 
 
 def service(

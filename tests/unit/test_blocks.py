@@ -8,18 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.devkit.slack_api import block_kit_errors
-from bot.domain import rollout
 from bot.domain.approval import ApprovalRequest
+from bot.domain.pods import PodSummary, ReplicaSetSummary
+from bot.domain.revisions import Revision
+from bot.domain.status import rollout_status
+from bot.domain.targets import Actor, Change, Target
+from bot.domain.templates import TemplateDiff
 from bot.domain.tracking import TrackedRollout
-from bot.services.rollouts import (
-    Actor,
-    Change,
-    DeploymentRow,
-    DiffView,
-    HistoryView,
-    StatusView,
-    Target,
-)
+from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
 from handlers.views import blocks
 
 TARGET = Target("prod", "web")
@@ -44,7 +40,7 @@ def deployment(name: str = "web", replicas: int = 3) -> dict[str, object]:
     }
 
 
-STATUS = rollout.rollout_status(deployment())
+STATUS = rollout_status(deployment())
 
 
 def assert_fits(message: blocks.Message) -> None:
@@ -55,11 +51,11 @@ def assert_fits(message: blocks.Message) -> None:
 
 def test_status_with_hundreds_of_pods_is_cut_with_a_count() -> None:
     pods = tuple(
-        rollout.PodSummary(f"web-7d4b9c-{i:05d}", "0/1", "ImagePullBackOff", i, 30, "7d4b9c", "n")
+        PodSummary(f"web-7d4b9c-{i:05d}", "0/1", "ImagePullBackOff", i, 30, "7d4b9c", "n")
         for i in range(400)
     )
     replica_sets = tuple(
-        (rollout.ReplicaSetSummary(f"web-{i}", i, (("web", "nginx:" + "x" * 80),), 3, 1), i == 0)
+        (ReplicaSetSummary(f"web-{i}", i, (("web", "nginx:" + "x" * 80),), 3, 1), i == 0)
         for i in range(60)
     )
     view = StatusView(TARGET, STATUS, False, replica_sets, pods, ("Pod/x: Failed boom",) * 50, ())
@@ -71,9 +67,7 @@ def test_status_with_hundreds_of_pods_is_cut_with_a_count() -> None:
 
 
 def test_long_diff_is_cut_and_says_how_much_was_left_out() -> None:
-    diff = rollout.TemplateDiff(
-        "\n".join(f"+  line {i} " + "y" * 90 for i in range(500)), 440, True
-    )
+    diff = TemplateDiff("\n".join(f"+  line {i} " + "y" * 90 for i in range(500)), 440, True)
     message = blocks.diff_message(DiffView(TARGET, 1, 2, diff))
     assert_fits(message)
     assert "440 more diff lines were left out" in str(message.blocks)
@@ -134,7 +128,7 @@ def test_progress_failure_offers_roll_back_and_pause() -> None:
         started_at=0.0,
         deadline_seconds=600,
     )
-    failed = rollout.rollout_status(
+    failed = rollout_status(
         {
             **deployment(),
             "status": {
@@ -181,9 +175,7 @@ def test_any_list_or_history_fits(names: list[str], cause: str) -> None:
     rows = [DeploymentRow(n, "1/1", 1, 1, (("c", n),), 1, STATUS) for n in names]
     assert_fits(blocks.deployments_message("prod", rows))
     revisions = tuple(
-        rollout.Revision(
-            i, cause or None, (("c", n),), "2026-01-01T00:00:00Z", n, i == 0, {}, (), 1, 1
-        )
+        Revision(i, cause or None, (("c", n),), "2026-01-01T00:00:00Z", n, i == 0, {}, (), 1, 1)
         for i, n in enumerate(names)
     )
     assert_fits(blocks.history_message(HistoryView(TARGET, revisions)))

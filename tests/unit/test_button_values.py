@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from handlers.progress_buttons import rollback_or_pause
 
 
 def test_a_deployment_button_is_an_undo_with_the_buttons_reason() -> None:
     assert rollback_or_pause("prod/web@7", rollback=True) == (
-        cmd.Undo(deployment="web", namespace="prod", reason="rollout failed (Roll back button)"),
+        cmd.Undo(name="web", namespace="prod", reason="rollout failed (Roll back button)"),
         7,
     )
 
@@ -19,7 +19,7 @@ def test_a_deployment_button_is_an_undo_with_the_buttons_reason() -> None:
 def test_a_statefulset_button_in_a_named_cluster_keeps_kind_and_context() -> None:
     command = rollback_or_pause("west|prod/statefulset/db@12", rollback=False)
     assert command == (
-        cmd.Pause(deployment="db", kind="statefulset", namespace="prod", context="west"),
+        cmd.Pause(name="db", kind="statefulset", namespace="prod", context="west"),
         12,
     )
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from bot.domain import canary as rules
-from bot.domain.commands import (
+from bot.domain.targets import Target
+from bot.domain.verbs import (
     Canary,
     CanaryAbort,
     CanaryPromote,
@@ -20,7 +21,6 @@ from bot.domain.commands import (
     render_command,
 )
 from bot.services.canary import CanaryView
-from bot.services.rollouts import Target
 from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION, canary_message
 from tests.support.bot_process import message_text
 
@@ -223,7 +223,7 @@ def test_not_ready_within_the_deadline_fails_and_before_it_waits() -> None:
             "canary deploy/web --image app=nginx:1.27 --weight 10% --analysis 10m "
             "--auto-promote -n prod --context east",
             Canary(
-                deployment="web",
+                name="web",
                 images=(("app", "nginx:1.27"),),
                 weight=10,
                 analysis_seconds=600,
@@ -235,14 +235,14 @@ def test_not_ready_within_the_deadline_fails_and_before_it_waits() -> None:
         (
             "canary web --image app=nginx:1.27 --image side=envoy:2 --replicas 2",
             Canary(
-                deployment="web",
+                name="web",
                 images=(("app", "nginx:1.27"), ("side", "envoy:2")),
                 replicas=2,
             ),
         ),
-        ("canary status web", CanaryStatus(deployment="web")),
-        ("canary promote deploy/web -n prod", CanaryPromote(deployment="web", namespace="prod")),
-        ("canary abort web", CanaryAbort(deployment="web")),
+        ("canary status web", CanaryStatus(name="web")),
+        ("canary promote deploy/web -n prod", CanaryPromote(name="web", namespace="prod")),
+        ("canary abort web", CanaryAbort(name="web")),
     ],
 )
 def test_canary_grammar_round_trips(text: str, command: Any) -> None:

@@ -10,11 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain import commands, rollout
+from bot.domain import verbs
+from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.audit import AuditEntry
+from bot.domain.revisions import Revision
+from bot.domain.status import rollout_status
+from bot.domain.targets import Target
+from bot.domain.views import HistoryView
 from bot.services.progress.outside_changes import who_changed as _who_changed
-from bot.services.rollouts import HistoryView, Target
 from handlers.views import blocks
 
 T0 = datetime(2026, 12, 7, 3, 8, tzinfo=UTC)
@@ -40,7 +44,7 @@ def kubectl_set_image_after_a_bot_change() -> dict[str, object]:
     return {
         "metadata": {
             "annotations": {
-                rollout.CHANGE_CAUSE_ANNOTATION: "set image nginx=nginx:1.19 by @alice via Slack"
+                CHANGE_CAUSE_ANNOTATION: "set image nginx=nginx:1.19 by @alice via Slack"
             },
             "managedFields": [
                 {
@@ -105,9 +109,7 @@ def request(state: ApprovalState) -> ApprovalRequest:
         action="set-image",
         namespace="prod",
         deployment="web",
-        command=commands.command_record(
-            commands.parse_command("set image web nginx=nginx:1.19 -n prod")
-        ),
+        command=verbs.command_record(verbs.parse_command("set image web nginx=nginx:1.19 -n prod")),
         required=1,
         approvers=["U0BOB"],
         approvals=[Approval(user_id="U0BOB", user_name="bob", at=T0)],
@@ -151,7 +153,7 @@ def test_a_pending_card_says_whose_buttons_they_are_and_counts_one_approver() ->
 
 def test_history_fits_a_message_pane_and_says_each_image_once() -> None:
     revisions = (
-        rollout.Revision(
+        Revision(
             1,
             "create deployment --image=nginx:1.18-alpine by @alice via Slack",
             (("nginx", "nginx:1.18-alpine"),),
@@ -163,7 +165,7 @@ def test_history_fits_a_message_pane_and_says_each_image_once() -> None:
             0,
             0,
         ),
-        rollout.Revision(
+        Revision(
             2,
             "set image nginx=registry.example.com/team/web-frontend:2026.12.07-1 by @alice "
             "via Slack: fixes CVE-2026-1234 in the image's openssl, see the ticket",
@@ -192,7 +194,7 @@ def test_history_fits_a_message_pane_and_says_each_image_once() -> None:
 
 
 def test_history_shows_the_images_when_the_change_cause_does_not_name_them() -> None:
-    revision = rollout.Revision(
+    revision = Revision(
         4, None, (("nginx", "nginx:1.20"),), "2026-12-07T03:08:12Z", "web-4", True, {}, (), 0, 0
     )
     text = text_of(blocks.history_message(HistoryView(Target("prod", "web"), (revision,))))
@@ -239,17 +241,17 @@ def test_audit_fits_a_message_pane_and_says_an_outcome_only_when_it_adds_somethi
 # -- help ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("verb", commands.VERBS)
+@pytest.mark.parametrize("verb", verbs.VERBS)
 def test_help_for_each_verb_has_a_purpose_the_usage_and_examples_that_parse(verb: str) -> None:
     text = text_of(blocks.help_message(verb))
 
-    assert text.startswith(f"*{verb}* — {commands.HELP_TEXT[verb]}")
-    assert commands.USAGE[verb] in text
-    examples = commands.EXAMPLES[verb]
+    assert text.startswith(f"*{verb}* — {verbs.HELP_TEXT[verb]}")
+    assert verbs.USAGE[verb] in text
+    examples = verbs.EXAMPLES[verb]
     assert examples
     for example in examples:
         assert example in text
-        commands.parse_command(example.removeprefix("/rollout "))
+        verbs.parse_command(example.removeprefix("/rollout "))
 
 
 def test_help_for_set_image_says_how_to_find_the_container_name() -> None:
@@ -275,7 +277,7 @@ def test_a_failure_the_bot_rolls_back_itself_offers_no_roll_back_button() -> Non
         deadline_seconds=30,
         on_failure="rollback",
     )
-    status = rollout.rollout_status(
+    status = rollout_status(
         {
             "metadata": {"name": "web", "generation": 2},
             "spec": {"replicas": 1},

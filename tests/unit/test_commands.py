@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.domain.commands import (
+from bot.domain.verbs import (
     ACTIONS,
     GRAMMAR,
     HELP_TEXT,
@@ -119,16 +119,16 @@ def test_actions_are_the_policy_names_in_grammar_order() -> None:
     [
         (Help(), "help", False),
         (ListDeployments(), "list", False),
-        (Status(deployment="web"), "status", False),
-        (Create(deployment="web", image="nginx"), "create", True),
-        (SetImage(deployment="web", images=(("*", "nginx"),)), "set-image", True),
-        (Scale(deployment="web", replicas=1), "scale", True),
-        (History(deployment="web"), "history", False),
-        (Diff(deployment="web", rev=1), "diff", False),
-        (Undo(deployment="web"), "undo", True),
-        (Pause(deployment="web"), "pause", True),
-        (Resume(deployment="web"), "resume", True),
-        (Restart(deployment="web"), "restart", True),
+        (Status(name="web"), "status", False),
+        (Create(name="web", image="nginx"), "create", True),
+        (SetImage(name="web", images=(("*", "nginx"),)), "set-image", True),
+        (Scale(name="web", replicas=1), "scale", True),
+        (History(name="web"), "history", False),
+        (Diff(name="web", rev=1), "diff", False),
+        (Undo(name="web"), "undo", True),
+        (Pause(name="web"), "pause", True),
+        (Resume(name="web"), "resume", True),
+        (Restart(name="web"), "restart", True),
         (Approvals(), "approvals", False),
         (Audit(), "audit", False),
     ],
@@ -146,7 +146,7 @@ def test_commands_are_frozen_and_the_caller_fills_in_the_namespace() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         command.replicas = 4  # type: ignore[misc]
     assert dataclasses.replace(command, namespace="prod") == Scale(
-        deployment="web", replicas=3, namespace="prod"
+        name="web", replicas=3, namespace="prod"
     )
 
 
@@ -169,31 +169,31 @@ def test_commands_are_frozen_and_the_caller_fills_in_the_namespace() -> None:
         ("list -n=prod", ListDeployments(namespace="prod")),
         ("list --namespace prod", ListDeployments(namespace="prod")),
         ("list --namespace=prod", ListDeployments(namespace="prod")),
-        ("status web", Status(deployment="web")),
-        ("status web -n prod", Status(deployment="web", namespace="prod")),
-        ("status -n prod web", Status(deployment="web", namespace="prod")),
-        ("STATUS web", Status(deployment="web")),
+        ("status web", Status(name="web")),
+        ("status web -n prod", Status(name="web", namespace="prod")),
+        ("status -n prod web", Status(name="web", namespace="prod")),
+        ("STATUS web", Status(name="web")),
         (
             "create web --image=nginx:1.27",
-            Create(deployment="web", image="nginx:1.27"),
+            Create(name="web", image="nginx:1.27"),
         ),
         (
             "create web --image nginx:1.27 --replicas 0 --namespace=dev",
-            Create(deployment="web", image="nginx:1.27", replicas=0, namespace="dev"),
+            Create(name="web", image="nginx:1.27", replicas=0, namespace="dev"),
         ),
         (
             "create web --replicas=3 -n dev --image=nginx:1.27",
-            Create(deployment="web", image="nginx:1.27", replicas=3, namespace="dev"),
+            Create(name="web", image="nginx:1.27", replicas=3, namespace="dev"),
         ),
         (
             "set image web web=nginx:1.19-alpine",
-            SetImage(deployment="web", images=(("web", "nginx:1.19-alpine"),)),
+            SetImage(name="web", images=(("web", "nginx:1.19-alpine"),)),
         ),
         (
             f"set image deploy/web app=registry.example.com:5000/team/app@{DIGEST} "
             "sidecar=envoy:v1.31 -n prod --reason=CVE-2024-1",
             SetImage(
-                deployment="web",
+                name="web",
                 images=(
                     ("app", f"registry.example.com:5000/team/app@{DIGEST}"),
                     ("sidecar", "envoy:v1.31"),
@@ -204,57 +204,57 @@ def test_commands_are_frozen_and_the_caller_fills_in_the_namespace() -> None:
         ),
         (
             'SET Image web *=nginx:1.27 --reason "fixes CVE-1 now"',
-            SetImage(deployment="web", images=(("*", "nginx:1.27"),), reason="fixes CVE-1 now"),
+            SetImage(name="web", images=(("*", "nginx:1.27"),), reason="fixes CVE-1 now"),
         ),
-        ("scale web --replicas=3", Scale(deployment="web", replicas=3)),
-        ("scale web --replicas 0", Scale(deployment="web", replicas=0)),
-        ("scale web --replicas=007", Scale(deployment="web", replicas=7)),
+        ("scale web --replicas=3", Scale(name="web", replicas=3)),
+        ("scale web --replicas 0", Scale(name="web", replicas=0)),
+        ("scale web --replicas=007", Scale(name="web", replicas=7)),
         (
             'scale web --replicas=5 -n prod --reason="fixes CVE-1 now"',
-            Scale(deployment="web", replicas=5, namespace="prod", reason="fixes CVE-1 now"),
+            Scale(name="web", replicas=5, namespace="prod", reason="fixes CVE-1 now"),
         ),
         (
             "scale web --reason 'peak traffic' --namespace prod --replicas 5",
-            Scale(deployment="web", replicas=5, namespace="prod", reason="peak traffic"),
+            Scale(name="web", replicas=5, namespace="prod", reason="peak traffic"),
         ),
-        ("history web", History(deployment="web")),
-        ("history web --revision=2", History(deployment="web", revision=2)),
+        ("history web", History(name="web")),
+        ("history web --revision=2", History(name="web", revision=2)),
         (
             "history web --revision 2 -n prod",
-            History(deployment="web", revision=2, namespace="prod"),
+            History(name="web", revision=2, namespace="prod"),
         ),
-        ("diff web 3", Diff(deployment="web", rev=3)),
-        ("diff web 3 5 -n prod", Diff(deployment="web", rev=3, rev2=5, namespace="prod")),
-        ("diff web 5 3", Diff(deployment="web", rev=5, rev2=3)),
-        ("undo web", Undo(deployment="web")),
-        ("undo web --to-revision=0", Undo(deployment="web")),
-        ("undo web --to-revision=-1", Undo(deployment="web", to_revision=-1)),
+        ("diff web 3", Diff(name="web", rev=3)),
+        ("diff web 3 5 -n prod", Diff(name="web", rev=3, rev2=5, namespace="prod")),
+        ("diff web 5 3", Diff(name="web", rev=5, rev2=3)),
+        ("undo web", Undo(name="web")),
+        ("undo web --to-revision=0", Undo(name="web")),
+        ("undo web --to-revision=-1", Undo(name="web", to_revision=-1)),
         (
             "set image web a=nginx a=nginx:2",
-            SetImage(deployment="web", images=(("a", "nginx"), ("a", "nginx:2"))),
+            SetImage(name="web", images=(("a", "nginx"), ("a", "nginx:2"))),
         ),
-        ("history web --revision=0", History(deployment="web")),
-        ("undo web --to-revision 4", Undo(deployment="web", to_revision=4)),
+        ("history web --revision=0", History(name="web")),
+        ("undo web --to-revision 4", Undo(name="web", to_revision=4)),
         (
             "undo web --to-revision=4 -n prod --reason=broken",
-            Undo(deployment="web", to_revision=4, namespace="prod", reason="broken"),
+            Undo(name="web", to_revision=4, namespace="prod", reason="broken"),
         ),
-        ("pause web", Pause(deployment="web")),
-        ("pause web --namespace prod", Pause(deployment="web", namespace="prod")),
-        ("resume web", Resume(deployment="web")),
-        ("resume web -n=prod", Resume(deployment="web", namespace="prod")),
-        ("restart web", Restart(deployment="web")),
+        ("pause web", Pause(name="web")),
+        ("pause web --namespace prod", Pause(name="web", namespace="prod")),
+        ("resume web", Resume(name="web")),
+        ("resume web -n=prod", Resume(name="web", namespace="prod")),
+        ("restart web", Restart(name="web")),
         (
             "restart web -n prod --reason 'config reload'",
-            Restart(deployment="web", namespace="prod", reason="config reload"),
+            Restart(name="web", namespace="prod", reason="config reload"),
         ),
         ("approvals", Approvals()),
         ("approvals -n prod", Approvals(namespace="prod")),
         ("approvals --namespace=prod", Approvals(namespace="prod")),
         ("audit", Audit()),
-        ("audit web", Audit(deployment="web")),
+        ("audit web", Audit(name="web")),
         ("audit --limit=500", Audit(limit=500)),
-        ("audit web -n prod --limit 1", Audit(deployment="web", namespace="prod", limit=1)),
+        ("audit web -n prod --limit 1", Audit(name="web", namespace="prod", limit=1)),
     ],
 )
 def test_parses_every_verb_and_flag_spelling(text: str, expected: Command) -> None:
@@ -274,7 +274,7 @@ def test_parses_every_verb_and_flag_spelling(text: str, expected: Command) -> No
     ],
 )
 def test_a_deployment_may_carry_its_kubectl_kind(target: str) -> None:
-    assert parse_command(f"restart {target}") == Restart(deployment="web")
+    assert parse_command(f"restart {target}") == Restart(name="web")
 
 
 @pytest.mark.parametrize(
@@ -294,25 +294,25 @@ def test_a_deployment_may_carry_its_kubectl_kind(target: str) -> None:
 )
 def test_every_workload_kind_is_written_as_kubectl_writes_it(target: str, kind: str) -> None:
     assert parse_command(f"undo {target} --to-revision=1") == Undo(
-        deployment="web", kind=kind, to_revision=1
+        name="web", kind=kind, to_revision=1
     )
-    assert parse_command(f"history {target}") == History(deployment="web", kind=kind)
+    assert parse_command(f"history {target}") == History(name="web", kind=kind)
 
 
 def test_slack_link_markup_around_a_qualified_kind_is_undone() -> None:
     assert parse_command("status <http://statefulset.apps/web|statefulset.apps/web>") == Status(
-        deployment="web", kind="statefulset"
+        name="web", kind="statefulset"
     )
 
 
 def test_deployment_names_are_dns_subdomains() -> None:
-    assert parse_command("status api.v2-web") == Status(deployment="api.v2-web")
-    assert parse_command("status " + "a" * 253) == Status(deployment="a" * 253)
+    assert parse_command("status api.v2-web") == Status(name="api.v2-web")
+    assert parse_command("status " + "a" * 253) == Status(name="a" * 253)
 
 
 def test_max_replicas_is_configurable() -> None:
     assert parse_command("scale web --replicas=250", max_replicas=250) == Scale(
-        deployment="web", replicas=250
+        name="web", replicas=250
     )
     assert error_of("scale web --replicas=6", max_replicas=5).message == (
         "`--replicas` must be a whole number from 0 to 5, got `6`."
@@ -325,46 +325,46 @@ def test_max_replicas_is_configurable() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("scale web —replicas=3", Scale(deployment="web", replicas=3)),
-        ("scale web —replicas 3 –n prod", Scale(deployment="web", replicas=3, namespace="prod")),
-        ("scale web --replicas=3 —n prod", Scale(deployment="web", replicas=3, namespace="prod")),
-        ("scale web ―replicas=3 −n prod", Scale(deployment="web", replicas=3, namespace="prod")),
-        ("status web –namespace=prod", Status(deployment="web", namespace="prod")),
-        ("undo web —to-revision=2", Undo(deployment="web", to_revision=2)),
+        ("scale web —replicas=3", Scale(name="web", replicas=3)),
+        ("scale web —replicas 3 –n prod", Scale(name="web", replicas=3, namespace="prod")),
+        ("scale web --replicas=3 —n prod", Scale(name="web", replicas=3, namespace="prod")),
+        ("scale web ―replicas=3 −n prod", Scale(name="web", replicas=3, namespace="prod")),
+        ("status web –namespace=prod", Status(name="web", namespace="prod")),
+        ("undo web —to-revision=2", Undo(name="web", to_revision=2)),
         (
             "scale web --replicas=3 --reason=“fixes bug”",
-            Scale(deployment="web", replicas=3, reason="fixes bug"),
+            Scale(name="web", replicas=3, reason="fixes bug"),
         ),
         (
             "scale web --replicas=3 --reason “fixes bug”",
-            Scale(deployment="web", replicas=3, reason="fixes bug"),
+            Scale(name="web", replicas=3, reason="fixes bug"),
         ),
         (
             "scale web --replicas=3 --reason=„fixes bug‟",
-            Scale(deployment="web", replicas=3, reason="fixes bug"),
+            Scale(name="web", replicas=3, reason="fixes bug"),
         ),
         (
             "scale web --replicas=3 --reason=‘fixes bug’",
-            Scale(deployment="web", replicas=3, reason="fixes bug"),
+            Scale(name="web", replicas=3, reason="fixes bug"),
         ),
         (
             "scale web --replicas=3 --reason=‘don’t page’",
-            Scale(deployment="web", replicas=3, reason="don’t page"),
+            Scale(name="web", replicas=3, reason="don’t page"),
         ),
         (
             "scale web --replicas=3 --reason=“don’t page”",
-            Scale(deployment="web", replicas=3, reason="don’t page"),
+            Scale(name="web", replicas=3, reason="don’t page"),
         ),
         (
             "scale web --replicas=3 --reason=don’t",
-            Scale(deployment="web", replicas=3, reason="don’t"),
+            Scale(name="web", replicas=3, reason="don’t"),
         ),
-        ("scale\u00a0web\u202f--replicas=3", Scale(deployment="web", replicas=3)),
-        ("scale web\u200b --replicas=3\ufeff", Scale(deployment="web", replicas=3)),
-        ("scale web\n--replicas=3\t-n prod", Scale(deployment="web", replicas=3, namespace="prod")),
+        ("scale\u00a0web\u202f--replicas=3", Scale(name="web", replicas=3)),
+        ("scale web\u200b --replicas=3\ufeff", Scale(name="web", replicas=3)),
+        ("scale web\n--replicas=3\t-n prod", Scale(name="web", replicas=3, namespace="prod")),
         (
             'scale web --replicas=3 --reason="first line\nsecond line"',
-            Scale(deployment="web", replicas=3, reason="first line second line"),
+            Scale(name="web", replicas=3, reason="first line second line"),
         ),
     ],
 )
@@ -379,23 +379,23 @@ def test_smart_quotes_long_dashes_and_odd_spaces_read_as_typed(
     [
         (
             "status <http://deployment.apps/web|deployment.apps/web>",
-            Status(deployment="web"),
+            Status(name="web"),
         ),
         (
             "set image web app=<http://registry.example.com/team/app:1.2|registry.example.com/team/app:1.2>",
-            SetImage(deployment="web", images=(("app", "registry.example.com/team/app:1.2"),)),
+            SetImage(name="web", images=(("app", "registry.example.com/team/app:1.2"),)),
         ),
         (
             'restart web --reason="asked by <@U0BOB|bob> in <#C0OPS|ops>"',
-            Restart(deployment="web", reason="asked by @bob in #ops"),
+            Restart(name="web", reason="asked by @bob in #ops"),
         ),
         (
             'restart web --reason="ping <!here> and <@U0BOB>"',
-            Restart(deployment="web", reason="ping @here and @U0BOB"),
+            Restart(name="web", reason="ping @here and @U0BOB"),
         ),
         (
             'restart web --reason="<!subteam^S0SRE|@sre> &amp; dev &lt;3 &gt;_&lt; &amp;lt;"',
-            Restart(deployment="web", reason="@sre & dev <3 >_< &lt;"),
+            Restart(name="web", reason="@sre & dev <3 >_< &lt;"),
         ),
     ],
 )
@@ -801,17 +801,17 @@ CONTAINERS = st.lists(st.tuples(LABELS, IMAGES), min_size=1, max_size=4, unique_
 COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(Help, verb=st.none() | st.sampled_from(VERBS)),
     st.builds(ListDeployments, namespace=NAMESPACES),
-    st.builds(Status, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
+    st.builds(Status, name=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
     st.builds(
         Create,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         image=IMAGES,
         replicas=st.integers(0, 100),
         namespace=NAMESPACES,
     ),
     st.builds(
         SetImage,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         kind=KINDS,
         images=CONTAINERS.map(tuple) | IMAGES.map(lambda image: (("*", image),)),
         namespace=NAMESPACES,
@@ -819,7 +819,7 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     ),
     st.builds(
         Scale,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         kind=KINDS,
         replicas=st.integers(0, 100),
         namespace=NAMESPACES,
@@ -827,14 +827,14 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     ),
     st.builds(
         History,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         kind=KINDS,
         revision=st.none() | REVISIONS,
         namespace=NAMESPACES,
     ),
     st.builds(
         Diff,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         kind=KINDS,
         rev=REVISIONS,
         rev2=st.none() | REVISIONS,
@@ -842,19 +842,19 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     ).filter(lambda diff: diff.rev != diff.rev2),
     st.builds(
         Undo,
-        deployment=DEPLOYMENTS,
+        name=DEPLOYMENTS,
         kind=KINDS,
         to_revision=st.none() | REVISIONS,
         namespace=NAMESPACES,
         reason=REASONS,
     ),
-    st.builds(Pause, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
-    st.builds(Resume, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
-    st.builds(Restart, deployment=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES, reason=REASONS),
+    st.builds(Pause, name=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
+    st.builds(Resume, name=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES),
+    st.builds(Restart, name=DEPLOYMENTS, kind=KINDS, namespace=NAMESPACES, reason=REASONS),
     st.builds(Approvals, namespace=NAMESPACES),
     st.builds(
         Audit,
-        deployment=st.none() | DEPLOYMENTS,
+        name=st.none() | DEPLOYMENTS,
         namespace=NAMESPACES,
         limit=st.integers(1, 500),
     ),
@@ -863,8 +863,8 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
 
 @settings(max_examples=1000, deadline=None)
 @given(COMMANDS)
-@example(Restart(deployment="web", reason="don’t & <@U1> 'x' \"y\" \\z"))
-@example(SetImage(deployment="web", images=(("*", f"localhost:5000/a/b:c@{DIGEST}"),)))
+@example(Restart(name="web", reason="don’t & <@U1> 'x' \"y\" \\z"))
+@example(SetImage(name="web", images=(("*", f"localhost:5000/a/b:c@{DIGEST}"),)))
 def test_a_rendered_command_parses_back_to_itself(command: Command) -> None:
     assert parse_command(render_command(command)) == command
 
@@ -876,16 +876,14 @@ def test_rendering_is_canonical() -> None:
         )
         == "scale web --replicas=3 -n prod --reason='fixes bug'"
     )
-    assert render_command(Undo(deployment="web", reason="a & b")) == (
-        "undo web --reason='a &amp; b'"
-    )
+    assert render_command(Undo(name="web", reason="a & b")) == ("undo web --reason='a &amp; b'")
 
 
 # --- promote -----------------------------------------------------------------------------------
 
 
 def test_promote_takes_a_pipeline_named_images_and_switches() -> None:
-    from bot.domain.commands import Promote, Promotions
+    from bot.domain.verbs import Promote, Promotions
 
     assert parse_command("promote web") == Promote(pipeline="web")
     both = parse_command("promote web --image app=r/app:2 --image side=s:1 --dry-run")
@@ -912,3 +910,13 @@ def test_promote_takes_a_pipeline_named_images_and_switches() -> None:
 )
 def test_promote_refuses_what_it_cannot_mean(text: str, says: str) -> None:
     assert says in error_of(text).message
+
+
+def test_a_record_written_before_the_rename_still_reads_with_its_deployment_field() -> None:
+    """Redis holds pending approvals across an upgrade: their records say `deployment`."""
+    from bot.domain.verbs import command_record, from_record
+
+    stored = {"verb": "undo", "fields": {"deployment": "db", "kind": "statefulset"}}
+    command = from_record(stored)
+    assert command == Undo(name="db", kind="statefulset")
+    assert command_record(command)["fields"]["name"] == "db"

@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters.k8s.contexts import available
 from bot.adapters.redis.keys import Keys, context_part
-from bot.domain import commands as cmd
+from bot.domain import verbs as cmd
 from bot.domain.errors import UnknownContext
 from bot.domain.policy import PolicyError, load_policy
 from bot.services.clusters import Contexts, single

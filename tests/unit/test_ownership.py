@@ -11,8 +11,9 @@ import pytest
 
 from bot.domain.errors import Conflict, OutcomeUnknown, RolloutBotError
 from bot.domain.policy import Policy
+from bot.domain.targets import Actor, Target
 from bot.services.progress.context_tracker import ProgressTracker
-from bot.services.rollouts import Actor, Rollouts, Target
+from bot.services.rollouts import Rollouts
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,7 +107,7 @@ def test_the_next_generation_is_claimed_before_the_write_and_confirmed_after() -
 
 
 def test_a_write_that_certainly_failed_releases_its_claim(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.services.rollouts.CONFLICT_BACKOFF", 0.0)
+    monkeypatch.setattr("bot.services.writes.CONFLICT_BACKOFF", 0.0)
     ledger = Ledger()
     cluster = Cluster(ledger, fail=Conflict("changed"))
     with pytest.raises(Conflict):

@@ -10,7 +10,6 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from bot.domain.commands import ACTIONS
 from bot.domain.policy import (
     EVERYONE,
     POLICY_ACTIONS,
@@ -23,6 +22,7 @@ from bot.domain.policy import (
     load_policy,
     read_only_default,
 )
+from bot.domain.verbs import ACTIONS
 
 pytestmark = pytest.mark.timeout(30)
 

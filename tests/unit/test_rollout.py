@@ -11,38 +11,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain.rollout import (
+from bot.domain.annotations import (
     CHANGE_CAUSE_ANNOTATION,
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     REVISION_HISTORY_ANNOTATION,
-    ImageChange,
-    RolloutRefused,
-    StatusReason,
-    UndoRefused,
-    check_pause,
-    check_restart,
-    check_resume,
-    container_name_for_image,
-    current_replica_set,
-    deployment_manifest,
-    describe_template,
-    history,
-    owned_replica_sets,
-    pause_patch,
-    paused_template_pending,
-    plan_set_image,
-    plan_undo,
-    pod_summary,
-    replica_set_summary,
-    restart_patch,
-    resume_patch,
-    revision_of,
-    rollout_status,
-    template_diff,
-    templates_equal_ignoring_hash,
     with_change_cause,
 )
+from bot.domain.describe import describe_template
+from bot.domain.pods import pod_summary, replica_set_summary
+from bot.domain.refusals import RolloutRefused, UndoRefused
+from bot.domain.revisions import (
+    current_replica_set,
+    owned_replica_sets,
+    paused_template_pending,
+    revision_of,
+)
+from bot.domain.revisions import deployment_history as history
+from bot.domain.status import StatusReason, rollout_status
+from bot.domain.templates import template_diff, templates_equal_ignoring_hash
+from bot.domain.verbs.create import container_name_for_image, deployment_manifest
+from bot.domain.verbs.pause import check_pause, pause_patch
+from bot.domain.verbs.restart import check_restart, restart_patch
+from bot.domain.verbs.resume import check_resume, resume_patch
+from bot.domain.verbs.set_image import ImageChange, plan_set_image
+from bot.domain.verbs.undo import plan_undo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -798,13 +791,13 @@ def test_restart_refused_twice_in_the_same_second() -> None:
 def test_pause_and_resume_patches_and_refusals() -> None:
     assert pause_patch() == {"spec": {"paused": True}}
     assert resume_patch() == {"spec": {"paused": False}}
-    check_pause(deployment())
-    check_resume(deployment(paused=True))
+    check_pause("deployment", deployment())
+    check_resume("deployment", deployment(paused=True))
     with pytest.raises(RolloutRefused) as paused:
-        check_pause(deployment(paused=True))
+        check_pause("deployment", deployment(paused=True))
     assert paused.value.message == 'deployments.apps "web" is already paused'
     with pytest.raises(RolloutRefused) as running:
-        check_resume(deployment())
+        check_resume("deployment", deployment())
     assert running.value.message == 'deployments.apps "web" is not paused'
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.domain import commands as cmd
-from bot.services.rollouts import Actor
+from bot.domain import verbs as cmd
+from bot.domain.targets import Actor
 from handlers.work import Decide, Reply, RunCommand, interrupted_message
 
 ALICE = Actor("U0ALICE", "alice", "C0DEPLOYS")

@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from bot.domain import ownership, workloads
-from bot.domain.rollout import CHANGE_CAUSE_ANNOTATION, RolloutRefused, StatusReason, UndoRefused
+from bot.domain import kinds, ownership
+from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION
+from bot.domain.refusals import RolloutRefused, UndoRefused
+from bot.domain.revisions import workload_history
+from bot.domain.status import StatusReason, deleted_status, workload_status
+from bot.domain.verbs.pause import check_pause
+from bot.domain.verbs.resume import check_resume
+from bot.domain.verbs.scale import check_scale
+from bot.domain.verbs.undo import plan_workload_undo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,11 +122,11 @@ def revision(
     ],
 )
 def test_kinds_are_read_as_kubectl_spells_them(spelling: str, kind: str | None) -> None:
-    assert workloads.parse_kind(spelling) == kind
+    assert kinds.parse_kind(spelling) == kind
 
 
 def test_kind_names() -> None:
-    info = workloads.info("daemonset")
+    info = kinds.info("daemonset")
     assert (info.display, info.group_resource, info.ref("x")) == (
         "DaemonSet",
         "daemonsets.apps",
@@ -164,7 +171,7 @@ def test_kind_names() -> None:
     ],
 )
 def test_statefulset_status_is_kubectls(obj: dict[str, Any], done: bool, message: str) -> None:
-    status = workloads.workload_status("statefulset", obj)
+    status = workload_status("statefulset", obj)
     assert (status.done, status.failed, status.message) == (done, False, message)
 
 
@@ -188,7 +195,7 @@ def test_statefulset_status_is_kubectls(obj: dict[str, Any], done: bool, message
     ],
 )
 def test_daemonset_status_is_kubectls(obj: dict[str, Any], done: bool, message: str) -> None:
-    status = workloads.workload_status("daemonset", obj)
+    status = workload_status("daemonset", obj)
     assert (status.done, status.failed, status.message) == (done, False, message)
 
 
@@ -200,13 +207,13 @@ def test_daemonset_status_is_kubectls(obj: dict[str, Any], done: bool, message: 
     ],
 )
 def test_status_needs_rolling_update(kind: str, obj: dict[str, Any]) -> None:
-    status = workloads.workload_status(kind, obj)
+    status = workload_status(kind, obj)
     assert status.failed and status.reason == StatusReason.STRATEGY_UNSUPPORTED
     assert status.message == "rollout status is only available for RollingUpdate strategy type"
 
 
 def test_a_deleted_object_has_kubectls_verdict() -> None:
-    status = workloads.deleted_status(statefulset(), "statefulset")
+    status = deleted_status(statefulset(), "statefulset")
     assert status.failed and not status.done and status.message == "object has been deleted"
     assert status.reason == StatusReason.DELETED
 
@@ -220,7 +227,7 @@ def test_history_counts_only_revisions_this_object_controls() -> None:
         revision(2, "app:2"),
         revision(9, "app:9", owner="someone-else"),
     ]
-    found = workloads.workload_history(statefulset(), revisions)
+    found = workload_history(statefulset(), revisions)
     assert [r.number for r in found] == [1, 2]
     assert [r.change_cause for r in found] == ["first", None]
     assert [r.is_current for r in found] == [False, True]
@@ -232,7 +239,7 @@ def test_history_counts_only_revisions_this_object_controls() -> None:
 
 
 def test_no_revisions_means_no_history() -> None:
-    assert workloads.workload_history(statefulset(), []) == []
+    assert workload_history(statefulset(), []) == []
 
 
 # -- undo -------------------------------------------------------------------------------------
@@ -240,7 +247,7 @@ def test_no_revisions_means_no_history() -> None:
 
 def test_undo_to_a_revision_sends_its_stored_patch() -> None:
     revisions = [revision(1, "app:1"), revision(2, "app:2")]
-    plan = workloads.plan_workload_undo(statefulset(), revisions, 1)
+    plan = plan_workload_undo(statefulset(), revisions, 1)
     assert not plan.skipped and plan.message == "rolled back"
     assert plan.patch == revisions[0]["data"] and plan.target_revision == 1
     assert plan.patch is not revisions[0]["data"]  # a copy: inputs are never mutated
@@ -248,13 +255,13 @@ def test_undo_to_a_revision_sends_its_stored_patch() -> None:
 
 def test_undo_without_a_revision_takes_the_second_highest_number() -> None:
     revisions = [revision(3, "app:1"), revision(1, "app:0"), revision(2, "app:2")]
-    plan = workloads.plan_workload_undo(statefulset(image="app:1"), revisions)
+    plan = plan_workload_undo(statefulset(image="app:1"), revisions)
     assert plan.target_revision == 2
 
 
 def test_undo_to_the_current_template_is_skipped_as_kubectl_says() -> None:
     revisions = [revision(1, "app:1"), revision(2, "app:2")]
-    plan = workloads.plan_workload_undo(statefulset(), revisions, 2)
+    plan = plan_workload_undo(statefulset(), revisions, 2)
     assert plan.skipped
     assert plan.message == "skipped rollback (current template already matches revision 2)"
 
@@ -270,15 +277,15 @@ def test_undo_to_the_current_template_is_skipped_as_kubectl_says() -> None:
 )
 def test_undo_refusals_are_kubectls(revisions: list[dict[str, Any]], to: int, message: str) -> None:
     with pytest.raises(UndoRefused) as caught:
-        workloads.plan_workload_undo(statefulset(), revisions, to)
+        plan_workload_undo(statefulset(), revisions, to)
     assert caught.value.message.startswith(message)
 
 
 def test_revisions_are_not_mutated() -> None:
     revisions = [revision(1, "app:1"), revision(2, "app:2")]
     before = copy.deepcopy(revisions)
-    workloads.workload_history(statefulset(), revisions)
-    workloads.plan_workload_undo(statefulset(), revisions, 1)
+    workload_history(statefulset(), revisions)
+    plan_workload_undo(statefulset(), revisions, 1)
     assert revisions == before
 
 
@@ -294,18 +301,18 @@ def test_revisions_are_not_mutated() -> None:
 )
 def test_only_deployments_pause(kind: str, obj: dict[str, Any], message: str) -> None:
     with pytest.raises(RolloutRefused) as caught:
-        workloads.check_pause(kind, obj)
+        check_pause(kind, obj)
     assert caught.value.message == message
     with pytest.raises(RolloutRefused) as caught:
-        workloads.check_resume(kind, obj)
+        check_resume(kind, obj)
     assert caught.value.message == message.replace("pausing", "resuming")
 
 
 def test_a_daemonset_cannot_be_scaled() -> None:
-    workloads.check_scale("statefulset", "web")
-    workloads.check_scale("deployment", "web")
+    check_scale("statefulset", "web")
+    check_scale("deployment", "web")
     with pytest.raises(RolloutRefused, match=r"^Error from server \(NotFound\): the server"):
-        workloads.check_scale("daemonset", "agent")
+        check_scale("daemonset", "agent")
 
 
 # -- ownership --------------------------------------------------------------------------------

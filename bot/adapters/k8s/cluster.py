@@ -4,7 +4,7 @@ It implements the services' `Cluster` port (`bot.services.ports`) structurally, 
 importing it: adapters sit below the services.
 
 Objects cross this boundary as plain dicts in the API's own JSON shape (camelCase), which is
-what `bot.domain.rollout` reasons about; the client's model classes never leak out. Every call
+what `bot.domain.status` reasons about; the client's model classes never leak out. Every call
 has a timeout, and every failure becomes one of the `bot.domain.errors.ClusterError` classes.
 """
 

@@ -9,15 +9,16 @@ from collections.abc import Callable
 
 import redis
 
-from bot.domain import commands as cmd
+from bot.domain import kinds
+from bot.domain import verbs as cmd
 from bot.domain.errors import RolloutBotError, StoreError
+from bot.domain.targets import Actor, Change
 from bot.domain.tracking import TrackedRollout
 from bot.services.execution import Executor
 from bot.services.identity import BY_AUTO_ROLLBACK
 from bot.services.ports import RolloutRegistry
 from bot.services.progress.ports import ProgressPublisher
 from bot.services.progress.verdicts import target_of
-from bot.services.rollouts import Actor, Change
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class AutoRollback:
     def __call__(self, tracked: TrackedRollout) -> Change | None:
         actor = Actor(BOT_ACTOR_ID, BOT_ACTOR_ID, tracked.channel)
         command = cmd.Undo(
-            deployment=tracked.deployment,
-            kind=tracked.kind,
+            name=tracked.deployment,
+            kind=kinds.as_kind(tracked.kind),
             namespace=tracked.namespace,
             reason="automatic rollback: the rollout failed (on_failure: rollback)",
         )

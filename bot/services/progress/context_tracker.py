@@ -33,13 +33,20 @@ from datetime import UTC, datetime
 
 import redis
 
-from bot.domain import rollout, workloads
+from bot.domain import kinds
 from bot.domain.context_names import context_part
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
+from bot.domain.pods import pod_summary
 from bot.domain.policy import Policy
-from bot.domain.rollout import RolloutStatus
 from bot.domain.selectors import selector_string
+from bot.domain.status import (
+    RolloutStatus,
+    StatusReason,
+    deleted_status,
+)
+from bot.domain.targets import Change, Target
 from bot.domain.tracking import TrackedRollout
+from bot.domain.views import StatusView
 from bot.observability.logs import log_context
 from bot.observability.metrics import metrics
 from bot.services.ports import AuditLog, Cluster, Json, Leases, RolloutRegistry, Watch, WatchOpener
@@ -61,7 +68,7 @@ from bot.services.progress.verdicts import (
     target_of,
     verdict_event,
 )
-from bot.services.rollouts import Change, Rollouts, StatusView, Target
+from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +141,7 @@ class ProgressTracker:
     def start(self) -> None:
         self.publisher.start()
         for namespace in self._notice_channels:
-            for kind in workloads.KINDS:
+            for kind in kinds.KINDS:
                 self._ensure_watch(namespace, kind)
         self._lease_thread.start()
 
@@ -275,7 +282,7 @@ class ProgressTracker:
             tracked = self._tracked.get(rollout_id)
             if tracked is None or tracked.finished:
                 return
-        status = workloads.deleted_status(last_seen, tracked.kind)
+        status = deleted_status(last_seen, tracked.kind)
         self._finish(ProgressFrame(tracked, status, self._clock(), verdict="deleted"))
 
     def _evaluate(self, rollout_id: str, deployment: Json) -> None:
@@ -294,7 +301,7 @@ class ProgressTracker:
             return
         now = self._clock()
         status = self._status_for(tracked, deployment, now)
-        if status.reason == rollout.StatusReason.STRATEGY_UNSUPPORTED:
+        if status.reason == StatusReason.STRATEGY_UNSUPPORTED:
             # kubectl cannot follow an OnDelete rollout either; say so and stop.
             self._finish(ProgressFrame(tracked, status, now, verdict="not followed"))
             return
@@ -349,7 +356,7 @@ class ProgressTracker:
         except RolloutBotError:
             return False
         now = datetime.fromtimestamp(self._clock(), UTC)
-        return any(rollout.pod_summary(p, now).phase_or_reason in STUCK_POD_REASONS for p in pods)
+        return any(pod_summary(p, now).phase_or_reason in STUCK_POD_REASONS for p in pods)
 
     def _status_view(self, tracked: TrackedRollout) -> StatusView | None:
         try:
@@ -470,7 +477,7 @@ class ProgressTracker:
             started = self._lease_thread.is_alive()
         if started:
             for namespace in notice_channels:
-                for kind in workloads.KINDS:
+                for kind in kinds.KINDS:
                     self._ensure_watch(namespace, kind)
 
     def _lease_loop(self) -> None:

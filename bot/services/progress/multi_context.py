@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.domain.policy import Policy
+from bot.domain.targets import Change
 from bot.services.progress.context_tracker import ProgressTracker
-from bot.services.rollouts import Change
 
 
 class ProgressTrackers:

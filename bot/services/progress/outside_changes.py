@@ -14,13 +14,15 @@ from datetime import datetime
 
 import redis
 
-from bot.domain import rollout
+from bot.domain import kinds
 from bot.domain.errors import RolloutBotError
 from bot.domain.policy import Policy
+from bot.domain.revisions import revision_of
+from bot.domain.targets import Target
 from bot.services.ports import Json, RolloutRegistry
 from bot.services.progress.ports import OutsideChange, ProgressPublisher
 from bot.services.progress.verdicts import current_revision
-from bot.services.rollouts import Rollouts, Target
+from bot.services.rollouts import Rollouts
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,12 @@ class OutsideChangeNotices:
         uid = str(meta.get("uid", ""))
         generation = int(meta.get("generation", 0) or 0)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        target = Target(namespace, name, kind, self.context)
+        target = Target(namespace, name, kinds.as_kind(kind), self.context)
         if kind == "deployment":
             observed = int(deployment.get("status", {}).get("observedGeneration", 0) or 0)
             if observed < generation:
                 return None
-            revision = rollout.revision_of(deployment)
+            revision = revision_of(deployment)
         else:
             with self._lock:
                 if not uid or self._noticed.get(uid) == generation:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.domain.rollout import RolloutStatus
+from bot.domain.status import RolloutStatus
+from bot.domain.targets import Change, Target
 from bot.domain.tracking import TrackedRollout
-from bot.services.rollouts import Change, Target
 
 
 @dataclass(frozen=True)

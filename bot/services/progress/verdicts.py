@@ -11,13 +11,15 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from bot.domain import rollout, workloads
+from bot.domain import kinds
 from bot.domain.audit import AuditEvent
 from bot.domain.errors import RolloutBotError
-from bot.domain.rollout import RolloutStatus, StatusReason
+from bot.domain.status import RolloutStatus, StatusReason, rollout_status, workload_status
+from bot.domain.targets import Target
 from bot.domain.tracking import TrackedRollout
+from bot.domain.views import StatusView
 from bot.services.ports import Json
-from bot.services.rollouts import Rollouts, StatusView, Target
+from bot.services.rollouts import Rollouts
 
 # A rollout is followed at most this long past its progress deadline, then given up.
 GIVE_UP_AFTER = 3600.0
@@ -56,7 +58,9 @@ def deadline_of(kind: str, spec: Mapping[str, Any]) -> int:
 
 
 def target_of(tracked: TrackedRollout) -> Target:
-    return Target(tracked.namespace, tracked.deployment, tracked.kind, tracked.context)
+    return Target(
+        tracked.namespace, tracked.deployment, kinds.as_kind(tracked.kind), tracked.context
+    )
 
 
 def judged_status(
@@ -69,12 +73,12 @@ def judged_status(
 
     Also returns when the held-back failure is due (None when nothing is held back)."""
     if tracked.kind != "deployment":
-        return workloads.workload_status(tracked.kind, obj), None
-    status = rollout.rollout_status(obj)
+        return workload_status(tracked.kind, obj), None
+    status = rollout_status(obj)
     due = tracked.started_at + tracked.deadline_seconds
     if status.reason != StatusReason.DEADLINE_EXCEEDED or now >= due:
         return status, None
-    return rollout.rollout_status(_without_deadline_exceeded(obj)), due
+    return rollout_status(_without_deadline_exceeded(obj)), due
 
 
 def current_revision(rollouts: Rollouts, target: Target, obj: Json) -> int | None:

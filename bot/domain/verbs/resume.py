@@ -1,0 +1,72 @@
+"""``/rollout resume DEPLOY``: resume a paused rollout.
+
+kubectl's rule (its ObjectResumer): only a Deployment can be resumed; a StatefulSet or DaemonSet
+is refused in kubectl's words. Never a change-cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bot.domain import kinds
+from bot.domain.kinds import Kind
+from bot.domain.readers import Json, go_quote, is_paused, name_of
+from bot.domain.refusals import RolloutRefused
+from bot.domain.verbs import values
+from bot.domain.verbs.grammar import NAMESPACE, Action, Args, CommandBase, VerbSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(CommandBase):
+    action: ClassVar[Action] = "resume"
+    is_mutation: ClassVar[bool] = True
+    name: str
+    kind: Kind = "deployment"
+    namespace: str | None = None
+    context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+def _parse(args: Args, max_replicas: int) -> Resume:
+    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
+    args.no_more_than(1)
+    return Resume(name=name, kind=kind, namespace=args.namespace())
+
+
+def _render(command: Resume) -> list[str]:
+    return ["resume", kinds.info(command.kind).word(command.name)]
+
+
+SPEC = VerbSpec(
+    verb="resume",
+    usage="/rollout resume DEPLOY [-n NS]",
+    help="Resume a paused rollout.",
+    command=Resume,
+    parse=_parse,
+    render=_render,
+    flags=(NAMESPACE,),
+    examples=("/rollout resume web -n prod",),
+    hints=("unpause",),
+)
+
+
+def resume_patch() -> dict[str, Any]:
+    # kubectl's computed patch is {"spec":{"paused":null}} (paused is omitempty). An explicit
+    # false is equivalent on the server and cannot be lost by a serializer that drops None.
+    return {"spec": {"paused": False}}
+
+
+def check_resume(kind: str, obj: Json) -> None:
+    """Refuse what kubectl's ObjectResumer refuses: another kind than a Deployment, or a
+    Deployment that is not paused."""
+    if not kinds.info(kind).pausable:
+        raise RolloutRefused(
+            "not_supported",
+            f"{kinds.info(kind).group_resource} {go_quote(name_of(obj))} resuming is not supported",
+        )
+    if not is_paused(obj):
+        raise RolloutRefused(
+            "not_paused", f"deployments.apps {go_quote(name_of(obj))} is not paused"
+        )

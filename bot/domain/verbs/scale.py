@@ -1,0 +1,87 @@
+"""``/rollout scale DEPLOY --replicas=N``: change the number of replicas.
+
+kubectl's rule: the replicas field only (never the change-cause, which labels template
+changes); a DaemonSet has no scale subresource, so kubectl's answer for it is the API
+server's NotFound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bot.domain import kinds
+from bot.domain.kinds import Kind
+from bot.domain.refusals import RolloutRefused
+from bot.domain.verbs import values
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    REASON,
+    REPLICAS,
+    Action,
+    Args,
+    CommandBase,
+    VerbSpec,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale(CommandBase):
+    action: ClassVar[Action] = "scale"
+    is_mutation: ClassVar[bool] = True
+    name: str
+    kind: Kind = "deployment"
+    replicas: int
+    namespace: str | None = None
+    context: str | None = None
+    reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+def _parse(args: Args, max_replicas: int) -> Scale:
+    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
+    args.no_more_than(1)
+    replicas = args.flag("replicas")
+    if replicas is None:
+        args.fail("`scale` needs `--replicas=N`.")
+    return Scale(
+        name=name,
+        kind=kind,
+        replicas=values.replicas(args, replicas, max_replicas),
+        namespace=args.namespace(),
+        reason=args.reason(),
+    )
+
+
+def _render(command: Scale) -> list[str]:
+    word = kinds.info(command.kind).word(command.name)
+    return ["scale", word, f"--replicas={command.replicas}"]
+
+
+SPEC = VerbSpec(
+    verb="scale",
+    usage="/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
+    help="Change the number of replicas.",
+    command=Scale,
+    parse=_parse,
+    render=_render,
+    flags=(REPLICAS, NAMESPACE, REASON),
+    examples=('/rollout scale web --replicas=5 -n prod --reason="launch traffic"',),
+    hints=("replicas",),
+)
+
+
+def check_scale(kind: str, name: str) -> None:
+    """A DaemonSet runs one pod per eligible node and has no scale subresource: kubectl scale
+    fails with the API server's NotFound for it, in these words."""
+    if not kinds.info(kind).scalable:
+        raise RolloutRefused(
+            "not_scalable",
+            "Error from server (NotFound): the server could not find the requested resource",
+        )
+
+
+def scale_patch(replicas: int) -> dict[str, Any]:
+    """The effect of `kubectl scale`: replicas only."""
+    return {"spec": {"replicas": replicas}}

@@ -1,0 +1,153 @@
+"""``/rollout set image DEPLOY CONTAINER=IMAGE ...``: change container images, start a rollout.
+
+kubectl's rule is ``plan_set_image`` (kubectl set image), the same for all three kinds: each
+pair updates the matching containers and init containers; ``*`` matches them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from bot.domain import kinds
+from bot.domain.kinds import Kind
+from bot.domain.readers import Json, as_map, as_str, go_quote, maps, template_of
+from bot.domain.refusals import RolloutRefused
+from bot.domain.verbs import values
+from bot.domain.verbs.grammar import NAMESPACE, REASON, Action, Args, CommandBase, VerbSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetImage(CommandBase):
+    action: ClassVar[Action] = "set-image"
+    is_mutation: ClassVar[bool] = True
+    name: str
+    kind: Kind = "deployment"
+    # (container, image) in the order given; container "*" means every container.
+    images: tuple[tuple[str, str], ...]
+    namespace: str | None = None
+    context: str | None = None
+    reason: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+def _parse(args: Args, max_replicas: int) -> SetImage:
+    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
+    args.positional(1, "at least one `CONTAINER=IMAGE`")
+    pairs = [values.set_image_pair(args, token) for token in args.positionals[1:]]
+    # kubectl reads the pairs into a map: a container named twice keeps its last image, and
+    # `*` beside another container is its error, word for word.
+    named = {container for container, _ in pairs}
+    if "*" in named and len(named) > 1:
+        args.fail(
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs"
+        )
+    return SetImage(
+        name=name,
+        kind=kind,
+        images=tuple(pairs),
+        namespace=args.namespace(),
+        reason=args.reason(),
+    )
+
+
+def _render(command: SetImage) -> list[str]:
+    pairs = (f"{container}={image}" for container, image in command.images)
+    return ["set image", kinds.info(command.kind).word(command.name), *pairs]
+
+
+SPEC = VerbSpec(
+    verb="set image",
+    usage=(
+        "/rollout set image DEPLOY CONTAINER=IMAGE [CONTAINER=IMAGE ...] [-n NS] [--reason=TEXT]"
+    ),
+    help="Change container images and start a rollout; `*=IMAGE` sets every container.",
+    command=SetImage,
+    parse=_parse,
+    render=_render,
+    flags=(NAMESPACE, REASON),
+    examples=(
+        '/rollout set image web nginx=nginx:1.27-alpine -n prod --reason="CVE-2026-1234"',
+        "/rollout set image web *=registry.example.com/web:2.4.1 -n staging",
+    ),
+    note=(
+        "`CONTAINER` is the container's name in the pod template, not the image: "
+        "`/rollout status DEPLOY` lists the images as `NAME=IMAGE`, and "
+        "`kubectl get deploy DEPLOY -o jsonpath='{.spec.template.spec.containers[*].name}'` "
+        "prints the names. `*=IMAGE` sets every container."
+    ),
+    hints=("image", "set-image", "deploy"),
+)
+
+
+class ImageChange(NamedTuple):
+    container: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class SetImagePlan:
+    """``patch`` is a strategic-merge body, or None when no image changes (send nothing, and
+    kubectl prints nothing). ``errors`` are kubectl's errors for the containers it could not
+    find (``error: unable to find container named "x"``): kubectl still changes the ones it
+    found, and then exits 1 with these.
+
+    kubectl's computed patch also carries ``$setElementOrder/...`` lists; they only pin the
+    existing order, which a merge by container name keeps anyway, so they are left out.
+    """
+
+    changes: tuple[ImageChange, ...]
+    patch: dict[str, Any] | None
+    errors: tuple[str, ...] = ()
+
+
+def set_image_pairs(images: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """kubectl set image's CONTAINER=IMAGE pairs as it reads them: into a map, so a container
+    named twice keeps its last image; ``*`` beside any other container is refused."""
+    if not images:
+        raise RolloutRefused("no_images", "at least one image update is required")
+    wanted = dict(images)
+    if len(wanted) > 1 and "*" in wanted:
+        raise RolloutRefused(
+            "wildcard_with_pairs",
+            "all containers are already specified by *, but saw more than one "
+            "container_name=container_image pairs",
+        )
+    return wanted
+
+
+def plan_set_image(deployment: Json, images: Sequence[tuple[str, str]]) -> SetImagePlan:
+    """kubectl set image: each (container, image) pair updates matching containers and init
+    containers; ``*`` matches all. A container it cannot find is an error beside the changes
+    (``errors``), as in kubectl. Raises RolloutRefused for pairs kubectl refuses outright."""
+    wanted = set_image_pairs(images)
+    pod_spec = as_map(template_of(deployment).get("spec"))
+    lists = {key: maps(pod_spec.get(key)) for key in ("containers", "initContainers")}
+    names = [as_str(c.get("name")) for key in lists for c in lists[key]]
+    errors = []
+    for container, image in wanted.items():
+        if not container or not image:
+            raise RolloutRefused("invalid_image", f"invalid image update: {container}={image}")
+        if not names or (container != "*" and container not in names):
+            errors.append(f"error: unable to find container named {go_quote(container)}")
+    if "*" in wanted:
+        wanted = dict.fromkeys(names, wanted["*"])
+
+    changes: list[ImageChange] = []
+    pod_patch: dict[str, Any] = {}
+    for key, containers in lists.items():
+        patched = []
+        for c in containers:
+            name, old = as_str(c.get("name")), as_str(c.get("image"))
+            new = wanted.get(name, old)
+            if new != old:
+                changes.append(ImageChange(name, old, new))
+                patched.append({"name": name, "image": new})
+        if patched:
+            pod_patch[key] = patched
+    patch = {"spec": {"template": {"spec": pod_patch}}} if pod_patch else None
+    return SetImagePlan(changes=tuple(changes), patch=patch, errors=tuple(errors))
