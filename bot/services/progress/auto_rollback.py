@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis
-
 from bot.domain import kinds
 from bot.domain import verbs as cmd
 from bot.domain.errors import RolloutBotError, StoreError
@@ -64,7 +62,7 @@ def roll_back_once(
         # At most one automatic rollback per rollout, whichever replica judges it.
         if not registry.first_rollback(tracked.id):
             return None
-    except redis.RedisError:
+    except StoreError:
         log.warning("could not record the automatic rollback of %s", tracked.id)
         return None
     try:

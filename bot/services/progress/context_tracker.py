@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import redis
-
 from bot.domain import kinds
 from bot.domain.context_names import context_part
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
@@ -158,7 +156,7 @@ class ProgressTracker:
         for rollout_id in self.leases.held():
             try:
                 self.leases.release(rollout_id)
-            except redis.RedisError:
+            except StoreError:
                 log.warning("could not release the lease of rollout %s", rollout_id)
         if self._lease_thread.is_alive():
             self._lease_thread.join(1.0)
@@ -216,7 +214,7 @@ class ProgressTracker:
         try:
             self.registry.save(tracked)
             owned = self.leases.hold(tracked.id)
-        except redis.RedisError:
+        except StoreError:
             owned = True  # without Redis this replica still follows what it started
         with self._lock:
             self._tracked[tracked.id] = tracked
@@ -433,7 +431,7 @@ class ProgressTracker:
             try:
                 self.registry.save(done)
                 self.leases.release(done.id)
-            except redis.RedisError:
+            except StoreError:
                 log.warning("could not record the end of rollout %s", done.id)
             with self._lock:
                 self._owned.discard(done.id)
@@ -530,14 +528,14 @@ class ProgressTracker:
     def renew_leases(self) -> None:
         try:
             active = self.registry.active()
-        except redis.RedisError:
+        except StoreError:
             return
         for tracked in active:
             if self._stop.is_set():
                 return
             try:
                 owned = self.leases.hold(tracked.id)
-            except redis.RedisError:
+            except StoreError:
                 return
             with self._lock:
                 known = self._tracked.get(tracked.id)

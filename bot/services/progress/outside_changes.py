@@ -12,10 +12,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
-
 from bot.domain import kinds
-from bot.domain.errors import RolloutBotError
+from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.policy import Policy
 from bot.domain.revisions import revision_of
 from bot.domain.targets import Target
@@ -116,7 +114,7 @@ class OutsideChangeNotices:
                 return None
             if not self.registry.first_notice(uid, revision):
                 return None
-        except redis.RedisError:
+        except StoreError:
             return None  # without Redis we cannot promise "once", so we stay quiet
         try:
             revisions = self.rollouts.history(target).revisions
