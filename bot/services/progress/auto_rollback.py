@@ -15,7 +15,7 @@ from bot.domain.tracking import TrackedRollout
 from bot.services.execution import Executor
 from bot.services.identity import BY_AUTO_ROLLBACK
 from bot.services.ports import RolloutRegistry
-from bot.services.progress.ports import ProgressPublisher
+from bot.services.progress.publishing import ProgressPublisher
 from bot.services.progress.verdicts import target_of
 
 log = logging.getLogger(__name__)

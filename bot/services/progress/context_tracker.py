@@ -54,7 +54,7 @@ from bot.services.progress.outside_changes import (
     OutsideChangeNotices,
     notice_channels_of,
 )
-from bot.services.progress.ports import ProgressFrame, ProgressPublisher
+from bot.services.progress.publishing import ProgressFrame, ProgressPublisher
 from bot.services.progress.verdicts import (
     GIVE_UP_AFTER,
     STUCK_POD_REASONS,

@@ -18,7 +18,7 @@ from bot.domain.policy import Policy
 from bot.domain.revisions import revision_of
 from bot.domain.targets import Target
 from bot.services.ports import Json, RolloutRegistry
-from bot.services.progress.ports import OutsideChange, ProgressPublisher
+from bot.services.progress.publishing import OutsideChange, ProgressPublisher
 from bot.services.progress.verdicts import current_revision
 from bot.services.rollouts import Rollouts
 
