@@ -51,7 +51,7 @@ from typing import Any, cast
 from bot.domain.targets import Change
 from bot.observability import metrics as metrics_module
 from bot.observability.metrics import Metrics, metrics
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.coalescer import Coalescer
-from bot.services.progress.ports import OutsideChange, ProgressFrame
+from bot.services.progress.publishing import OutsideChange, ProgressFrame
 from handlers.views import blocks
 
 log = logging.getLogger(__name__)
