@@ -24,7 +24,9 @@ may or may not have been made).
 
 Workers are started from a clean server process (multiprocessing's "forkserver"), never forked
 from the threaded main process. `ROLLOUT_BOT_WORKERS=0` keeps the work in threads of the main
-process.
+process. What a worker performs its work with (a Runtime of its own) is handed in by the
+composition root (a WorkerEntry, bot.worker_main's): this pool imports neither the Runtime nor
+the Slack surface.
 """
 
 from __future__ import annotations
