@@ -103,17 +103,17 @@ def strongly_connected(imports: dict[str, set[str]]) -> list[list[str]]:
 
 
 def shortest_circle(imports: dict[str, set[str]], start: str) -> list[str]:
-    """The shortest path of imports from `start` back to itself."""
+    """The shortest path of imports from `start` back to itself (breadth first)."""
     came_from: dict[str, str] = {}
     queue = deque([start])
     while queue:
         module = queue.popleft()
         for imported in sorted(imports[module]):
             if imported == start:
-                path = [module]
+                path = [start, module]
                 while path[-1] != start:
                     path.append(came_from[path[-1]])
-                return [start, *reversed(path[:-1]), start] if module != start else [start] * 2
+                return path[::-1]
             if imported not in came_from:
                 came_from[imported] = module
                 queue.append(imported)
