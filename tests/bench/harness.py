@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.devkit import slack_api as slack_standin
-from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import RecordedCall, SlackStandin
 from bot.domain.status import rollout_status
 from tests.conftest import TEST_POLICY, grant_bot, install_bot_rbac
+from tests.devkit import slack_api as slack_standin
+from tests.devkit.control_plane import ClusterInfo, ControlPlane, free_port
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack_api import RecordedCall, SlackStandin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl
 

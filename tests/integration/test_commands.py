@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import (
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack_requests import (
     Response,
     send_raw,
     send_slash_command,

@@ -39,8 +39,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.devkit.slack_api import RecordedCall, SlackStandin
-from bot.devkit.slack_requests import (
+from tests.devkit.slack_api import RecordedCall, SlackStandin
+from tests.devkit.slack_requests import (
     block_action_payload,
     send_block_action,
     send_raw,
@@ -49,7 +49,7 @@ from bot.devkit.slack_requests import (
     signed_headers,
     slash_command_payload,
 )
-from tests.support.socket_mode_standin import SocketModeStandin
+from tests.devkit.socket_mode_standin import SocketModeStandin
 
 SIGNING_SECRET = "test-secret"
 CHANNEL = "C0DEPLOYS"

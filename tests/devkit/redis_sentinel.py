@@ -27,7 +27,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.devkit.redis_server import RedisServer, _find_executable, _free_port
+from tests.devkit.redis_server import RedisServer, _find_executable, _free_port
 
 __all__ = ["SentinelGroup"]
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.playground import render
-from bot.playground.devkit import PostedMessage, RecordedCall, SlackStandin
+from tests.playground import render
+from tests.playground.devkit import PostedMessage, RecordedCall, SlackStandin
 
 BOT_AUTHOR = "rollout-bot"
 SLACKBOT_AUTHOR = "Slackbot"

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.playground.cli import run as run_playground
+    from tests.playground.cli import run as run_playground
 
     # 0 picks any free port (the URL printed says which).
     port = args.port

@@ -7,11 +7,11 @@ the stand-in the tests trust. Switching where they live is an edit of this file 
 
 from __future__ import annotations
 
-from bot.devkit.control_plane import ClusterInfo, ControlPlane
-from bot.devkit.lifetime import ending_with_this_process
-from bot.devkit.redis_server import RedisServer, RedisServerNotInstalled
-from bot.devkit.slack_api import PostedMessage, RecordedCall, SlackStandin
-from bot.devkit.slack_requests import Response, send_block_action, send_slash_command
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.lifetime import ending_with_this_process
+from tests.devkit.redis_server import RedisServer, RedisServerNotInstalled
+from tests.devkit.slack_api import PostedMessage, RecordedCall, SlackStandin
+from tests.devkit.slack_requests import Response, send_block_action, send_slash_command
 
 __all__ = [
     "ClusterInfo",

@@ -31,15 +31,15 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from bot.playground import demo
-from bot.playground.devkit import (
+from tests.playground import demo
+from tests.playground.devkit import (
     ClusterInfo,
     ControlPlane,
     RedisServer,
     SlackStandin,
     ending_with_this_process,
 )
-from bot.playground.server import BotEndpoint, Playground, PlaygroundHTTPServer
+from tests.playground.server import BotEndpoint, Playground, PlaygroundHTTPServer
 
 BOT_START_TIMEOUT = 60.0
 DEMO_READY_TIMEOUT = 120.0

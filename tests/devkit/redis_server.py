@@ -35,7 +35,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.devkit.lifetime import ending_with_this_process
+from tests.devkit.lifetime import ending_with_this_process
 
 __all__ = ["RedisServer", "RedisServerNotInstalled", "ReplyDroppingProxy", "flush_redis"]
 
