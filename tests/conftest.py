@@ -59,7 +59,7 @@ import json as _json  # noqa: E402
 import textwrap  # noqa: E402
 
 from tests.devkit.redis_server import RedisServer  # noqa: E402
-from tests.devkit.slack_api import SlackStandin  # noqa: E402
+from tests.devkit.slack.web_api import SlackStandin  # noqa: E402
 from tests.support.bot_process import BotProcess, SlackDriver, bot_env  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

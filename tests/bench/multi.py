@@ -47,7 +47,7 @@ from tests.bench.stats import (
 )
 from tests.conftest import grant_bot, install_bot_rbac
 from tests.devkit.control_plane import ClusterInfo, ControlPlane
-from tests.devkit.slack_api import RecordedCall
+from tests.devkit.slack.records import RecordedCall
 from tests.support.bot_process import SIGNING_SECRET
 from tests.support.kubectl import Kubectl
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.devkit.lifetime import ending_with_this_process
+from tests.devkit.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plane.sh"
@@ -76,12 +76,6 @@ rules:
 
 # Bring-up on 2 cores takes ~10-30 s; a generous bound keeps a slow CI machine from flaking.
 STARTUP_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def binaries_dir() -> Path:

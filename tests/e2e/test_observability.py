@@ -19,7 +19,7 @@ from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from tests.conftest import TEST_POLICY
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, SlackDriver
 from tests.support.kubectl import Kubectl
 from tests.support.waiting import eventually

@@ -16,7 +16,7 @@ import pytest
 
 from bot.services.rollouts import CONFLICT_ATTEMPTS
 from tests.devkit.control_plane import ClusterInfo
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,

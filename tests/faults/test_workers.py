@@ -13,7 +13,7 @@ import pytest
 
 from bot.workers import ORPHAN_CHECK_SECONDS, SUPERVISE_SECONDS
 from tests.devkit.control_plane import ClusterInfo
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import deploy_web
 from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text

@@ -30,7 +30,7 @@ from bot.domain.integrity import Sealer
 from handlers.views import blocks
 from tests.conftest import TEST_POLICY
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import STATE_KEY, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

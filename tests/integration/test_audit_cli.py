@@ -23,7 +23,7 @@ from bot.adapters.redis.audit import GENESIS_HASH
 from bot.adapters.redis.keys import Keys
 from tests.devkit.control_plane import ClusterInfo
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

@@ -25,7 +25,7 @@ import pytest
 from handlers.views import blocks
 from tests.conftest import TEST_POLICY, grant_bot
 from tests.devkit.control_plane import ClusterInfo
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

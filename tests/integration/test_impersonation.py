@@ -32,7 +32,7 @@ from tests.conftest import grant_bot
 from tests.deploy.helm import documents, render
 from tests.devkit.control_plane import ClusterInfo
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import STATE_KEY, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from slack_sdk import WebClient
 
+from tests.devkit.slack.web_api import SlackStandin
 from tests.playground import demo
-from tests.playground.devkit import SlackStandin
 from tests.playground.timeline import Timeline
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_POLICY
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.integration.test_progress import (
     FAST,
     announcement,

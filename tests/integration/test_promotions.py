@@ -21,7 +21,8 @@ from handlers.views.promotions import PROMOTION_APPROVE_ACTION, PROMOTION_HALT_A
 from tests.conftest import grant_bot
 from tests.devkit.control_plane import ClusterInfo
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import PostedMessage, SlackStandin
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

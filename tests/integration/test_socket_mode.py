@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.devkit.control_plane import ClusterInfo
-from tests.devkit.slack_api import SlackStandin
-from tests.devkit.slack_requests import slash_command_payload
-from tests.devkit.socket_mode_standin import SocketModeStandin
+from tests.devkit.slack.signed_requests import slash_command_payload
+from tests.devkit.slack.socket_mode import SocketModeStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

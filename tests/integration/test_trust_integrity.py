@@ -29,8 +29,8 @@ from handlers.views import blocks
 from tests.conftest import TEST_POLICY
 from tests.devkit.control_plane import ClusterInfo
 from tests.devkit.redis_server import RedisServer
-from tests.devkit.slack_api import SlackStandin
-from tests.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import (
     ROLLOUT_BOT,
     SIGNING_SECRET,

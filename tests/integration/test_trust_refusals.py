@@ -29,7 +29,8 @@ import pytest
 
 from handlers.views import blocks
 from tests.devkit.control_plane import ClusterInfo
-from tests.devkit.slack_api import PostedMessage, SlackStandin
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, BotProcess, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

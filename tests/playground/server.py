@@ -34,8 +34,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.devkit.slack.signed_requests import send_block_action, send_slash_command
+from tests.devkit.slack.web_api import SlackStandin
 from tests.playground import demo
-from tests.playground.devkit import SlackStandin, send_block_action, send_slash_command
 from tests.playground.timeline import SLACKBOT_AUTHOR, Timeline
 
 log = logging.getLogger("rollout-tests.playground")

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.devkit.slack.records import PostedMessage, RecordedCall
+from tests.devkit.slack.web_api import SlackStandin
 from tests.playground import render
-from tests.playground.devkit import PostedMessage, RecordedCall, SlackStandin
 
 BOT_AUTHOR = "rollout-bot"
 SLACKBOT_AUTHOR = "Slackbot"

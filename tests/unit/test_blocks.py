@@ -16,7 +16,7 @@ from bot.domain.templates import TemplateDiff
 from bot.domain.tracking import TrackedRollout
 from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
 from handlers.views import blocks
-from tests.devkit.slack_api import block_kit_errors
+from tests.devkit.slack.block_kit import block_kit_errors
 
 TARGET = Target("prod", "web")
 

@@ -18,8 +18,8 @@ from bot.services.container import Services
 from handlers.app import build_app
 from handlers.views import blocks
 from handlers.work import Decide, Notify, RunCommand, Work
-from tests.devkit.slack_api import SlackStandin
-from tests.devkit.slack_requests import block_action_payload, slash_command_payload
+from tests.devkit.slack.signed_requests import block_action_payload, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 
 FORM = {"content-type": ["application/x-www-form-urlencoded"]}
 

@@ -29,7 +29,7 @@ from bot.observability.logs import (
 )
 from bot.observability.metrics import Metrics
 from bot.observability.slack import InstrumentedWebClient
-from tests.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
