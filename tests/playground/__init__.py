@@ -3,6 +3,8 @@
 A local page that looks and behaves like a Slack channel, in front of the real bot
 (`rollout-bot serve --http`), a real Kubernetes control plane (or your own cluster), a private
 redis-server and the Slack Web API stand-in the tests use. See `run` for what it starts.
+It lives beside the development kit, outside the bot's package: `make playground` (or
+`python -m tests.playground`) from a checkout; `rollout-bot playground` hands its arguments here.
 """
 
 from __future__ import annotations
