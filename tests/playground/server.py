@@ -1,7 +1,7 @@
 """The playground's web server: the page, its assets, and a small JSON API.
 
     GET  /                      the page
-    GET  /static/NAME           its stylesheet and script (package data)
+    GET  /static/NAME           its stylesheet and script (static/, beside this module)
 
 Every /api/ call carries this run's token in `X-Playground-Token` (else 401): the address the
 playground prints ends in `#token=…`, and the page sends it; another process on this machine
