@@ -20,7 +20,7 @@ from bot.observability.metrics import Metrics
 from bot.runtime import Runtime, keep_out_of_garbage_collection
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 from handlers.work import perform
 
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import PostedMessage, SlackStandin
 from handlers.views import blocks
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, BotProcess, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devkit.slack_api import block_kit_errors
 from bot.domain.approval import ApprovalRequest
 from bot.domain.pods import PodSummary, ReplicaSetSummary
 from bot.domain.revisions import Revision
@@ -17,6 +16,7 @@ from bot.domain.templates import TemplateDiff
 from bot.domain.tracking import TrackedRollout
 from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
 from handlers.views import blocks
+from tests.devkit.slack.block_kit import block_kit_errors
 
 TARGET = Target("prod", "web")
 

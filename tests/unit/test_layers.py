@@ -8,8 +8,8 @@ below the services. Each rule here fails the build when a module reaches the wro
     handlers              bot.domain, bot.services, handlers (never an adapter)
     bot.observability     bot.observability only (metrics, logs, health: every layer but the
                           domain may report through it)
-    bot.runtime, bot.__main__, bot.check, bot.playground, bot.devkit: the composition root and
-                          tools around it, which may import anything
+    bot.runtime, bot.__main__, bot.check: the composition root and tools around it, which
+                          may import anything
 """
 
 from __future__ import annotations

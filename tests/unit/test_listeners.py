@@ -14,12 +14,12 @@ import pytest
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import block_action_payload, slash_command_payload
 from bot.services.container import Services
 from handlers.app import build_app
 from handlers.views import blocks
 from handlers.work import Decide, Notify, RunCommand, Work
+from tests.devkit.slack.signed_requests import block_action_payload, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 
 FORM = {"content-type": ["application/x-www-form-urlencoded"]}
 
