@@ -31,6 +31,7 @@ test-unit: setup
 lint: setup
 	$(BIN)/ruff check bot handlers tests
 	$(BIN)/ruff format --check bot handlers tests
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
