@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from bot.adapters.redis.audit import GENESIS_HASH
 from bot.adapters.redis.keys import Keys
+from bot.domain.audit_chain import GENESIS_HASH
 from tests.devkit.control_plane import ClusterInfo
 from tests.devkit.redis_server import RedisServer
 from tests.devkit.slack.web_api import SlackStandin

@@ -24,8 +24,8 @@ from bot.adapters.redis.audit import (
     AuditEventKind,
     AuditKeyring,
     RedisAuditLog,
-    audited_lua,
 )
+from bot.adapters.redis.audit_lua import audited_lua
 from bot.adapters.redis.errors import StoreCorrupt
 from bot.adapters.redis.keys import Keys
 from tests.devkit.redis_server import RedisServer
