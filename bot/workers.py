@@ -192,7 +192,7 @@ class WorkerProcesses:
         `policy_in_force` gives the policy file's bytes in force in this process, which a
         worker started (or restarted) uses instead of reading the file itself."""
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["bot.workers", "bot.runtime", "handlers.work"])
+        self._context.set_forkserver_preload(["bot.workers", "bot.runtime", "handlers.perform"])
         self._count = processes
         self._threads = threads
         self._tracking = tracking
@@ -432,7 +432,7 @@ def _worker_main(
     from bot.runtime import Runtime, keep_out_of_garbage_collection, policy_requirements
     from bot.services.periodic import Periodic
     from bot.services.policy_reload import PolicyReloader
-    from handlers.work import perform
+    from handlers.perform import perform
 
     _yield_the_cpu_to_acks()
     settings = load_settings()

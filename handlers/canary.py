@@ -1,9 +1,10 @@
-"""The canary on the Slack surface: its Promote / Abort buttons, its message's Slack calls,
-and what follows a change that started a canary.
+"""The canary on the Slack surface: the listeners of its Promote / Abort buttons, and its
+message's Slack calls.
 
 Promote and Abort run exactly as the typed `/rollout canary promote|abort` would, for the user
 who clicked: same policy, same approvals (four-eyes on Promote where the policy asks for it),
-same audit. `--auto-promote` runs Promote the same way, for the user who started the canary.
+same audit. `--auto-promote` runs Promote the same way, for the user who started the canary
+(`handlers.answers.auto_promote`).
 """
 
 from __future__ import annotations
@@ -13,22 +14,18 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.domain import canary as rules
 from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
-from bot.domain.targets import Actor, Change
-from bot.services.canary import CANARY_ACTION, CanaryView
-from bot.services.container import Services
+from bot.domain.canary_view import CanaryView
 from bot.services.progress.coalescer import Coalescer
-from handlers.actors import clicker
-from handlers.replies import Replier
-from handlers.views import blocks
+from handlers.handoff import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
+from handlers.request_context import actor_of, request_key_of
 from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION, canary_message
-from handlers.work import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
+from handlers.views.message import Message, error_message
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +41,17 @@ def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
         action: dict[str, Any],
         body: dict[str, Any],
         context: BoltContext,
-        request: BoltRequest,
         respond: Respond,
         client: WebClient,
     ) -> None:
         ack()
-        actor = clicker(body, context)
-        reply = Reply.to(respond, actor.channel_id, request)
+        actor = actor_of(context)
+        reply = Reply.to(respond, actor.channel_id, request_key_of(context))
         work: Work
         try:
             command = button_command(str(action.get("value") or ""), verb)
         except cmd.CommandError:
-            message = blocks.error_message(
+            message = error_message(
                 "This button does not name a canary the bot can act on. Nothing was changed."
             )
             work = Notify(message, reply)
@@ -80,52 +76,13 @@ def button_command(value: str, verb: str) -> cmd.Command:
     return cmd.parse_command(" ".join(words))
 
 
-def follow(services: Services, change: Change, channel: str, thread_ts: str) -> None:
-    """What follows a change announced in `thread_ts`: a canary's message, or a rollout's
-    progress."""
-    if change.action == CANARY_ACTION and services.canaries is not None:
-        services.canaries.follow(change, channel, thread_ts)
-    elif change.changed and change.starts_rollout and services.progress is not None:
-        services.progress.track(change, channel, thread_ts)
-
-
-def auto_promote(
-    services: Services, client: WebClient, record: CanaryRecord, settings: rules.Settings
-) -> None:
-    """`--auto-promote`: Promote for the user who started the canary, as their click would run
-    (an approval rule still asks its approvers), answered in the canary's thread."""
-    from handlers.commands import answer
-
-    actor = Actor(settings.requester_id, settings.requester_name, record.channel)
-    command = cmd.CanaryPromote(
-        name=record.deployment,
-        namespace=record.namespace,
-        context=record.context or None,
-    )
-    answer(services, command, actor, _ThreadReplier(client, record.channel, record.thread_ts))
-
-
-class _ThreadReplier(Replier):
-    """Answers for nobody's click: everything goes into the canary's thread."""
-
-    def __init__(self, client: WebClient, channel: str, thread_ts: str) -> None:
-        super().__init__(None, client, channel)
-        self._thread_ts = thread_ts
-
-    def ephemeral(self, message: blocks.Message) -> None:
-        self.in_channel(message, thread_ts=self._thread_ts)
-
-    def in_channel(self, message: blocks.Message, *, thread_ts: str | None = None) -> str | None:
-        return super().in_channel(message, thread_ts=thread_ts or self._thread_ts)
-
-
 class SlackCanaryPublisher:
     """The canary message's Slack calls; updates are paced like progress (one per message per
     interval, the latest wins)."""
 
     def __init__(self, client: WebClient, min_interval: float) -> None:
         self._client = client
-        self.coalescer: Coalescer[blocks.Message] = Coalescer(self._send_update, min_interval)
+        self.coalescer: Coalescer[Message] = Coalescer(self._send_update, min_interval)
 
     def start(self) -> None:
         self.coalescer.start()
@@ -158,7 +115,7 @@ class SlackCanaryPublisher:
             record.channel, record.message_ts, canary_message(view), final=view.finished
         )
 
-    def _send_update(self, channel: str, ts: str, message: blocks.Message) -> bool:
+    def _send_update(self, channel: str, ts: str, message: Message) -> bool:
         try:
             self._client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks

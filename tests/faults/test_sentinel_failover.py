@@ -43,7 +43,7 @@ from bot.devkit.redis_sentinel import SentinelGroup
 from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from bot.domain.approval import ApprovalState
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.faults import assert_clean
 from tests.support.bot_process import (
     ROLLOUT_BOT,
@@ -269,7 +269,7 @@ class Traffic:
 
         tag = f"fc{uuid.uuid4().hex[:10]}"
         payload = block_action_payload(
-            blocks.APPROVE_ACTION,
+            APPROVE_ACTION,
             approval_id,
             "U0BOB",
             CHANNEL,

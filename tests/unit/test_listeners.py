@@ -16,10 +16,11 @@ from slack_sdk import WebClient
 
 from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import block_action_payload, slash_command_payload
-from bot.services.container import Services
+from bot.services.use_cases import Services
 from handlers.app import build_app
-from handlers.views import blocks
-from handlers.work import Decide, Notify, RunCommand, Work
+from handlers.handoff import Decide, Notify, RunCommand, Work
+from handlers.views.cards import APPROVE_ACTION
+from handlers.views.progress import ROLLBACK_ACTION
 
 FORM = {"content-type": ["application/x-www-form-urlencoded"]}
 
@@ -81,7 +82,7 @@ def test_a_click_that_arrives_while_the_bot_stops_is_acked_and_its_author_told(
     slack: SlackStandin,
 ) -> None:
     url = slack.response_url("click")
-    assert _click(_app(slack, _refuse), blocks.APPROVE_ACTION, "a1b2", url) == 200
+    assert _click(_app(slack, _refuse), APPROVE_ACTION, "a1b2", url) == 200
     told = slack.wait_for("response_url")
     assert told.params["text"] == (
         "The bot is restarting and did not run your approval of request `a1b2`. Nothing was "
@@ -92,9 +93,7 @@ def test_a_click_that_arrives_while_the_bot_stops_is_acked_and_its_author_told(
 def test_a_forged_button_is_answered_after_the_ack_not_before_it(slack: SlackStandin) -> None:
     handed: list[Work] = []
     url = slack.response_url("forged")
-    assert (
-        _click(_app(slack, handed.append), blocks.ROLLBACK_ACTION, "not a/valid/val/ue", url) == 200
-    )
+    assert _click(_app(slack, handed.append), ROLLBACK_ACTION, "not a/valid/val/ue", url) == 200
     [work] = handed
     assert isinstance(work, Notify)
     assert "does not name a workload" in work.message.text
@@ -103,7 +102,7 @@ def test_a_forged_button_is_answered_after_the_ack_not_before_it(slack: SlackSta
 
 def test_an_approve_click_is_handed_on_with_who_clicked(slack: SlackStandin) -> None:
     handed: list[Work] = []
-    assert _click(_app(slack, handed.append), blocks.APPROVE_ACTION, "a1b2", "") == 200
+    assert _click(_app(slack, handed.append), APPROVE_ACTION, "a1b2", "") == 200
     [work] = handed
     assert isinstance(work, Decide)
     assert (work.verb, work.approval_id, work.actor.user_id) == ("approve", "a1b2", "U0BOB")

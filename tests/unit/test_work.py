@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.domain import verbs as cmd
 from bot.domain.targets import Actor
-from handlers.work import Decide, Reply, RunCommand, interrupted_message
+from handlers.handoff import Decide, Reply, RunCommand, interrupted_message
 
 ALICE = Actor("U0ALICE", "alice", "C0DEPLOYS")
 REPLY = Reply("https://hooks.slack.com/commands/T/1/x", "C0DEPLOYS", None)

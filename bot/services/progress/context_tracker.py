@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 import redis
 
 from bot.domain import kinds
+from bot.domain.action_words import command_verb
 from bot.domain.context_names import context_part
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
 from bot.domain.pods import pod_summary
@@ -60,7 +61,6 @@ from bot.services.progress.ports import ProgressFrame, ProgressPublisher
 from bot.services.progress.verdicts import (
     GIVE_UP_AFTER,
     STUCK_POD_REASONS,
-    command_verb,
     current_revision,
     deadline_of,
     failure_details,
@@ -594,4 +594,4 @@ def _nothing() -> None:
     pass
 
 
-__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]
+__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback"]

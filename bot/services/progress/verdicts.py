@@ -45,11 +45,6 @@ STUCK_POD_REASONS = frozenset(
 )
 
 
-def command_verb(action: str) -> str:
-    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
-    return action.replace("-", " ")
-
-
 def deadline_of(kind: str, spec: Mapping[str, Any]) -> int:
     """Seconds a rollout of this workload may take before it is judged failed."""
     if kind == "deployment":
@@ -145,7 +140,6 @@ __all__ = [
     "STATEFULSET_FORCED_ROLLBACK",
     "STUCK_POD_REASONS",
     "WORKLOAD_DEADLINE_SECONDS",
-    "command_verb",
     "current_revision",
     "deadline_of",
     "failure_details",
