@@ -29,6 +29,9 @@ class KindInfo:
     pausable: bool = False
     #: Whether the object has a scale subresource (a DaemonSet runs one pod per node).
     scalable: bool = True
+    #: Whether the object has `spec.progressDeadlineSeconds` (a Deployment); for the others
+    #: the bot waits a limit of its own.
+    progress_deadline: bool = False
 
     @property
     def group_resource(self) -> str:
@@ -44,6 +47,10 @@ class KindInfo:
         ``statefulset/NAME``."""
         return name if self.kind == "deployment" else f"{self.kind}/{name}"
 
+    def typed(self, name: str) -> str:
+        """The target as one types it shortest: ``NAME`` for a Deployment, else ``sts/NAME``."""
+        return name if self.kind == "deployment" else f"{self.short}/{name}"
+
 
 _INFO: Final[dict[str, KindInfo]] = {
     "deployment": KindInfo(
@@ -53,6 +60,7 @@ _INFO: Final[dict[str, KindInfo]] = {
         "deploy",
         revisions_in_replica_sets=True,
         pausable=True,
+        progress_deadline=True,
     ),
     "statefulset": KindInfo("statefulset", "StatefulSet", "statefulsets", "sts"),
     "daemonset": KindInfo("daemonset", "DaemonSet", "daemonsets", "ds", scalable=False),

@@ -29,7 +29,14 @@ from handlers.views.message import (
     section,
     table,
 )
-from handlers.views.text import USER_ID, cluster_note, date_token, in_cluster, mention
+from handlers.views.text import (
+    USER_ID,
+    cluster_note,
+    date_token,
+    in_cluster,
+    mention,
+    workload_path,
+)
 
 APPROVE_ACTION = "rollout_approve"
 REJECT_ACTION = "rollout_reject"
@@ -63,8 +70,7 @@ def approval_card(request: ApprovalRequest) -> Message:
     state = str(request.state)
     fields = request.command.get("fields") if isinstance(request.command, dict) else None
     kind = fields.get("kind", "deployment") if isinstance(fields, dict) else "deployment"
-    name = request.deployment if kind == "deployment" else f"{kind}/{request.deployment}"
-    target = f"{request.namespace}/{name}"
+    target = workload_path(request.namespace, kind, request.deployment)
     # A request of a bot serving several clusters records its `--context`.
     several = isinstance(fields, dict) and bool(fields.get("context"))
     cluster = cluster_note(str(request.cluster or ""), several=several)

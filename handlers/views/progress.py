@@ -10,12 +10,22 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
+from bot.domain import kinds
 from bot.domain.mrkdwn import code, escape
 from bot.domain.status import RolloutStatus
 from bot.domain.targets import Target
 from bot.domain.tracking import TrackedRollout
 from handlers.views.message import Message, code_block, context_block, cut, fit, section
-from handlers.views.text import duration, flags, image_list, in_cluster, time_of_day, word
+from handlers.views.text import (
+    duration,
+    flags,
+    image_list,
+    in_cluster,
+    pausable,
+    time_of_day,
+    word,
+    workload_path,
+)
 
 ROLLBACK_ACTION = "progress_rollback"
 PAUSE_ACTION = "progress_pause"
@@ -49,11 +59,7 @@ def progress_message(
     desired = status.desired if status.desired is not None else 0
     elapsed = now - tracked.started_at
     kind = tracked.kind
-    target = (
-        f"{tracked.namespace}/{tracked.deployment}"
-        if kind == "deployment"
-        else f"{tracked.namespace}/{kind}/{tracked.deployment}"
-    )
+    target = workload_path(tracked.namespace, kind, tracked.deployment)
     # Until the controller has observed the change, the counts are the previous revision's.
     starting = not verdict and status.observed_generation < status.generation
     if verdict == "succeeded":
@@ -89,7 +95,7 @@ def progress_message(
     if not verdict:
         lines.append(
             f"elapsed {duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
-            + ("progress deadline" if kind == "deployment" else "limit the bot waits")
+            + ("progress deadline" if _has_progress_deadline(kind) else "limit the bot waits")
         )
     if reasons:
         lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
@@ -108,7 +114,7 @@ def progress_message(
                 "rollback`); what it does follows in this thread."
             )
         )
-        if kind == "deployment" and revision is not None:
+        if pausable(kind) and revision is not None:
             blocks_.append(_pause_actions(tracked, revision))
     elif verdict == "failed" and revision is None:
         pass  # a button not tied to a revision could act on a later one: none is offered
@@ -136,7 +142,7 @@ def progress_message(
                     ),
                     *(
                         [ButtonElement(text="Pause", action_id=PAUSE_ACTION, value=value)]
-                        if kind == "deployment"
+                        if pausable(kind)
                         else []
                     ),
                 ],
@@ -153,11 +159,7 @@ def button_value(tracked: TrackedRollout, revision: int | None) -> str:
     """What a Roll back or Pause button carries: the same object (its kind and, with several
     clusters, its context: `CONTEXT|NAMESPACE/KIND/NAME`) and the revision it was posted for
     (`@7`), so a click after a newer deploy does not act on that one."""
-    target = (
-        f"{tracked.namespace}/{tracked.deployment}"
-        if tracked.kind == "deployment"
-        else f"{tracked.namespace}/{tracked.kind}/{tracked.deployment}"
-    )
+    target = workload_path(tracked.namespace, tracked.kind, tracked.deployment)
     value = f"{tracked.context}|{target}" if tracked.context else target
     return f"{value}@{revision}" if revision is not None else value
 
@@ -216,3 +218,7 @@ def outside_change_message(
     return fit(
         f"{target} got revision {revision} from outside the bot", [section("\n".join(lines))]
     )
+
+
+def _has_progress_deadline(kind: str) -> bool:
+    return kind in kinds.KINDS and kinds.info(kind).progress_deadline

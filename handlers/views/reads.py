@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import (
     Block,
 )
 
-from bot.domain import verbs
+from bot.domain import kinds, verbs
 from bot.domain.mrkdwn import code, escape
 from bot.domain.status import RolloutStatus
 from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
@@ -61,9 +61,6 @@ def _verdict_emoji(status: RolloutStatus) -> str:
     return ":hourglass_flowing_sand:"
 
 
-_KIND_COLUMN = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
-
-
 def deployments_message(
     namespace: str, rows: Sequence[DeploymentRow], context: str = ""
 ) -> Message:
@@ -77,7 +74,7 @@ def deployments_message(
         [("KIND", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "REV", "IMAGES")]
         + [
             (
-                _KIND_COLUMN.get(r.kind, r.kind),
+                kinds.info(r.kind).display,
                 r.name,
                 r.ready,
                 str(r.updated),
@@ -125,8 +122,9 @@ def status_message(view: StatusView) -> Message:
             )
         )
     if view.replica_sets:
-        owned = "REPLICASET" if view.target.kind == "deployment" else "CONTROLLERREVISION"
-        counted = "DESIRED" if view.target.kind == "deployment" else "PODS"
+        in_replica_sets = kinds.info(view.target.kind).revisions_in_replica_sets
+        owned = "REPLICASET" if in_replica_sets else "CONTROLLERREVISION"
+        counted = "DESIRED" if in_replica_sets else "PODS"
         rs_lines = table(
             [(owned, "REVISION", counted, "READY", "IMAGES")]
             + [
@@ -140,7 +138,7 @@ def status_message(view: StatusView) -> Message:
                 for s, current in view.replica_sets
             ]
         )
-        heading = "ReplicaSets" if view.target.kind == "deployment" else "ControllerRevisions"
+        heading = "ReplicaSets" if in_replica_sets else "ControllerRevisions"
         blocks.append(section(f"*{heading}*\n" + code_block(rs_lines)))
     if view.pods:
         pod_lines = table(

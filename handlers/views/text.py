@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.domain import kinds
 from bot.domain.mrkdwn import code, escape
+from bot.domain.targets import Target
 
 # The cluster name when none was configured (ROLLOUT_BOT_CLUSTER_NAME): one cluster, not named.
 DEFAULT_CLUSTER = "default"
@@ -26,10 +28,21 @@ def mention(principal: str) -> str:
     return f"`{code(principal)}`"
 
 
-def word(target: Any) -> str:
+def word(target: Target) -> str:
     """The target as typed in a command: `NAME` for a Deployment, `sts/NAME`, `ds/NAME`."""
-    short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
-    return code(f"{short}/{target.name}" if short else str(target.name))
+    return code(kinds.info(target.kind).typed(target.name))
+
+
+def workload_path(namespace: str, kind: str, name: str) -> str:
+    """`NAMESPACE/NAME` for a Deployment, `NAMESPACE/KIND/NAME` for the others; a kind the bot
+    does not know (a record's) is written as it came."""
+    known = kinds.info(kind).word(name) if kind in kinds.KINDS else f"{kind}/{name}"
+    return f"{namespace}/{known}"
+
+
+def pausable(kind: str) -> bool:
+    """Whether a workload of this kind can be paused (kubectl pauses Deployments only)."""
+    return kind in kinds.KINDS and kinds.info(kind).pausable
 
 
 def in_cluster(context: str) -> str:
