@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 
 from bot.devkit.slack_api import SlackStandin
 from bot.devkit.slack_requests import block_action_payload, slash_command_payload
+from bot.domain.targets import Actor
 from bot.services.use_cases import Services
 from handlers.app import build_app
 from handlers.handoff import Decide, Notify, RunCommand, Work
@@ -106,3 +107,24 @@ def test_an_approve_click_is_handed_on_with_who_clicked(slack: SlackStandin) -> 
     [work] = handed
     assert isinstance(work, Decide)
     assert (work.verb, work.approval_id, work.actor.user_id) == ("approve", "a1b2", "U0BOB")
+
+
+def test_the_middleware_gives_every_listener_its_actor_and_request_key(
+    slack: SlackStandin,
+) -> None:
+    """One global middleware puts who acts and the request's replay key into Bolt's context:
+    a command's actor from its `user_name`, a click's from its `user`, and the key from the
+    signature of an HTTP request (none without one)."""
+    handed: list[Work] = []
+    app = _app(slack, handed.append)
+    signature = "v0=" + "ab" * 32
+    fields = slash_command_payload("restart web -n prod", response_url=slack.response_url("k"))
+    headers = {**FORM, "x-slack-signature": [signature]}
+    assert app.dispatch(BoltRequest(body=urllib.parse.urlencode(fields), headers=headers)).status
+    assert _click(app, APPROVE_ACTION, "a1b2", "") == 200
+    command, click = handed
+    assert isinstance(command, RunCommand) and isinstance(click, Decide)
+    assert command.actor == Actor("U0ALICE", "alice", "C0DEPLOYS")
+    assert command.reply.request_key == "sig" + signature[3:43]
+    assert click.actor == Actor("U0BOB", "alice", "C0DEPLOYS")
+    assert click.reply.request_key is None

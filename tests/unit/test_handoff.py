@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from bot.domain import verbs as cmd
 from bot.domain.targets import Actor
 from handlers.handoff import Decide, Reply, RunCommand, interrupted_message
@@ -28,3 +31,34 @@ def test_an_interrupted_click_is_named_as_a_noun() -> None:
         text = interrupted_message(Decide(verb, "a1b2", ALICE, "", REPLY)).text
         assert f"your {noun} of request `a1b2`" in text
         assert "`/rollout approvals`" in text
+
+
+LISTENERS = {
+    "handlers.slash_command",
+    "handlers.approval_buttons",
+    "handlers.progress_buttons",
+    "handlers.canary",
+    "handlers.promotions",
+    "handlers.app",
+}
+WORKER_SIDE = ("handoff", "perform", "answers", "decisions")
+
+
+def test_the_worker_side_imports_no_listener() -> None:
+    """Listeners hand work to `handlers.perform`; what it performs never calls back into them
+    (no import circle, and a worker process loads no listener)."""
+    handlers = Path(__file__).resolve().parents[2] / "handlers"
+    for name in WORKER_SIDE:
+        tree = ast.parse((handlers / f"{name}.py").read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module is not None
+        }
+        imported |= {
+            f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "handlers"
+            for alias in node.names
+        }
+        assert not imported & LISTENERS, (name, imported & LISTENERS)
