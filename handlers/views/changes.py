@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slack_sdk.models.blocks import (
-    Block,
-)
+from slack_sdk.models.blocks import Block
 
 from bot.domain.action_words import command_verb
 from bot.domain.mrkdwn import code, escape

@@ -25,8 +25,6 @@ from bot.domain.mrkdwn import escape
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
-
-
 # Room left in a section for the ``` fences and a "… N more" note.
 CODE_LIMIT = SECTION_LIMIT - 80
 
@@ -40,7 +38,7 @@ class Message:
 _MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|#[CG][A-Z0-9]+)>")
 
 
-def fallback(text: str, rendered: list[dict[str, Any]]) -> str:
+def _fallback(text: str, rendered: list[dict[str, Any]]) -> str:
     """The notification text, escaped (`<!channel>` would ping there too); a mention the
     blocks make (the bot's own: outside text in them is escaped) pings there as well."""
     text = escape(text)
@@ -84,7 +82,7 @@ def fit(text: str, blocks: Sequence[Block]) -> Message:
         dropped = len(rendered) - (MAX_BLOCKS - 1)
         rendered = rendered[: MAX_BLOCKS - 1]
         rendered.append(context_block(f"… {dropped} more blocks not shown").to_dict())
-    return Message(text=cut(fallback(text, rendered), 3000), blocks=rendered)
+    return Message(text=cut(_fallback(text, rendered), 3000), blocks=rendered)
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -121,4 +119,4 @@ def with_note(kept: Sequence[dict[str, Any]], note: str, *, text: str) -> Messag
     """A message as it was, its buttons replaced by a note of what happened."""
     rendered = [*kept, context_block(f":information_source: {note}").to_dict()]
     kept = rendered[-MAX_BLOCKS:]
-    return Message(text=cut(fallback(text, kept), 3000), blocks=kept)
+    return Message(text=cut(_fallback(text, kept), 3000), blocks=kept)

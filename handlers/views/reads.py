@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slack_sdk.models.blocks import (
-    Block,
-)
+from slack_sdk.models.blocks import Block
 
 from bot.domain import kinds, verbs
 from bot.domain.mrkdwn import code, escape
