@@ -327,7 +327,7 @@ class Runtime:
         process is given the main process's, which may be older than a refused edit)."""
         from handlers.perform import InProcessWork
         from handlers.progress_publisher import SlackProgressPublisher
-        from handlers.promotions import SlackPromotionBoard
+        from handlers.promotion_board import SlackPromotionBoard
         from handlers.request_context import REPLAY_WINDOW_SECONDS
 
         self.settings = settings
@@ -497,7 +497,7 @@ class Runtime:
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
         self._sweeper = sweeper
-        from handlers.canary import SlackCanaryPublisher
+        from handlers.canary_publisher import SlackCanaryPublisher
 
         self.canary_publisher = SlackCanaryPublisher(self.slack, settings.progress_update_interval)
         self.canary_monitor = CanaryMonitor(

@@ -23,7 +23,13 @@ def build_app(
     In HTTP mode Bolt does not check the signature again: `handlers.http` checks it once, over
     the raw bytes, before any request reaches Bolt (a body Bolt could not parse must be told
     apart as signed or not before it is read as text)."""
-    from handlers import approval_buttons, canary, progress_buttons, promotions, slash_command
+    from handlers import (
+        approval_buttons,
+        canary_buttons,
+        progress_buttons,
+        promotion_buttons,
+        slash_command,
+    )
 
     app = App(
         client=client,
@@ -43,6 +49,6 @@ def build_app(
     slash_command.register(app, services, dispatch)
     approval_buttons.register(app, dispatch)
     progress_buttons.register(app, dispatch)
-    canary.register(app, dispatch)
-    promotions.register(app, dispatch)
+    canary_buttons.register(app, dispatch)
+    promotion_buttons.register(app, dispatch)
     return app

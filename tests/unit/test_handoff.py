@@ -37,8 +37,8 @@ LISTENERS = {
     "handlers.slash_command",
     "handlers.approval_buttons",
     "handlers.progress_buttons",
-    "handlers.canary",
-    "handlers.promotions",
+    "handlers.canary_buttons",
+    "handlers.promotion_buttons",
     "handlers.app",
 }
 WORKER_SIDE = ("handoff", "perform", "answers", "decisions")

@@ -1,33 +1,16 @@
-"""Promotions on Slack: the promotion message kept up to date in place (`SlackPromotionBoard`,
-the service's board), and the listeners of its Approve / Halt buttons.
-
-A click is acknowledged at once and handed on like an approval click; the gate's decision
-(`handlers.decisions`) is a compare-and-set in Redis, so double clicks, concurrent clicks and
-clicks on two replicas resolve to one outcome.
+"""How a promotion reads in Slack: its message posted once and updated in place as its waves
+and gates move (the promotion service's board), and notes in its thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.promotion import GateRule, PromotionState
-from handlers.handoff import (
-    PROMOTION_APPROVE,
-    PROMOTION_HALT,
-    Decide,
-    Dispatch,
-    Reply,
-    hand_on,
-    tell_not_taken,
-)
 from handlers.replies import Replier
-from handlers.request_context import actor_of, request_key_of
 from handlers.views import promotions as views
 from handlers.views.message import error_message, info_message
 
@@ -65,33 +48,3 @@ class SlackPromotionBoard:
         Replier(None, self._client, state.channel).in_channel(
             message, thread_ts=state.message_ts or None
         )
-
-
-def register(app: App, dispatch: Dispatch) -> None:
-    app.action(views.PROMOTION_APPROVE_ACTION)(_click_handler(dispatch, PROMOTION_APPROVE))
-    app.action(views.PROMOTION_HALT_ACTION)(_click_handler(dispatch, PROMOTION_HALT))
-
-
-def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
-    def handle_click(
-        ack: Ack,
-        action: dict[str, Any],
-        body: dict[str, Any],
-        context: BoltContext,
-        respond: Respond,
-        client: WebClient,
-    ) -> None:
-        ack()
-        actor = actor_of(context)
-        work = Decide(
-            verb,
-            str(action.get("value") or ""),
-            actor,
-            "",
-            Reply.to(respond, actor.channel_id, request_key_of(context)),
-        )
-        if not hand_on(dispatch, work):
-            tell_not_taken(client, work)
-
-    handle_click.__name__ = f"handle_{verb.replace('-', '_')}_click"
-    return handle_click
