@@ -4,7 +4,11 @@ nothing a listener does before the ack waits on the network."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -20,6 +24,7 @@ from bot.domain.targets import Actor
 from bot.services.use_cases import Services
 from handlers.app import build_app
 from handlers.handoff import Decide, Notify, RunCommand, Work
+from handlers.http import MAX_BODY_BYTES, wsgi_app
 from handlers.views.cards import APPROVE_ACTION
 from handlers.views.progress import ROLLBACK_ACTION
 
@@ -128,3 +133,48 @@ def test_the_middleware_gives_every_listener_its_actor_and_request_key(
     assert command.reply.request_key == "sig" + signature[3:43]
     assert click.actor == Actor("U0BOB", "alice", "C0DEPLOYS")
     assert click.reply.request_key is None
+
+
+SECRET = "test-signing-secret"
+
+
+def _wsgi(app: App, body: bytes, *, secret: str = SECRET, **headers: str) -> tuple[str, bytes]:
+    """POST /slack/events through handlers.http, signed with `secret` unless headers say else."""
+    timestamp = str(int(time.time()))
+    base = b"v0:" + timestamp.encode() + b":" + body
+    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    environ = {
+        "PATH_INFO": "/slack/events",
+        "REQUEST_METHOD": "POST",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp,
+        "HTTP_X_SLACK_SIGNATURE": signature,
+        "wsgi.input": io.BytesIO(body),
+        **headers,
+    }
+    started: list[str] = []
+    served = wsgi_app(app, lambda environ, start: None, signing_secret=SECRET)
+    answer = b"".join(served(environ, lambda status, headers: started.append(status)))
+    return started[0], answer
+
+
+def test_the_signature_is_checked_once_before_bolt_and_refusals_keep_their_codes(
+    slack: SlackStandin,
+) -> None:
+    handed: list[Work] = []
+    app = _app(slack, handed.append)
+    fields = slash_command_payload("restart web -n prod", response_url=slack.response_url("w"))
+    body = urllib.parse.urlencode(fields).encode()
+    invalid = b'{"error": "invalid request"}'
+    assert _wsgi(app, body, secret="not-the-secret") == ("401 Unauthorized", invalid)
+    assert _wsgi(app, body, HTTP_X_SLACK_SIGNATURE="v0=zz") == ("401 Unauthorized", invalid)
+    assert _wsgi(app, b"text=\xff\xfe", secret="not-the-secret")[0] == "401 Unauthorized"
+    assert _wsgi(app, b"text=\xff\xfe") == ("400 Bad Request", b'{"error": "malformed request"}')
+    too_big = str(MAX_BODY_BYTES + 1)
+    assert _wsgi(app, body, CONTENT_LENGTH=too_big)[0] == "413 Payload Too Large"
+    assert handed == []
+    assert _wsgi(app, body) == ("200 OK", b"")
+    [work] = handed
+    assert isinstance(work, RunCommand) and work.reply.request_key is not None
