@@ -147,8 +147,8 @@ def _log_thread_error(args: threading.ExceptHookArgs) -> None:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.composition.redis_clients import audit_log, redis_client
     from bot.domain.errors import StoreError
-    from bot.runtime import audit_log, redis_client
 
     log_ = audit_log(settings, redis_client(settings))
     try:
@@ -244,6 +244,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError
     from bot.runtime import Runtime, keep_out_of_garbage_collection
+    from bot.worker_main import perform_in_worker
 
     # Every check comes before any thread starts: a refused start-up leaves nothing running.
     if args.http and settings.slack_signing_secret is None:
@@ -286,7 +287,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     keep_out_of_garbage_collection()
-    runtime.start()
+    runtime.start(worker_entry=perform_in_worker)
     try:
         if args.http:
             return _serve_http(runtime, app, settings, args)

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.coalescer import Coalescer
-from bot.services.progress.ports import OutsideChange, ProgressFrame
+from bot.services.progress.publishing import OutsideChange, ProgressFrame
 from handlers.views.message import Message, error_message, info_message
 from handlers.views.progress import needs_person_message, outside_change_message, progress_message
 

@@ -1,9 +1,10 @@
 """The three workload kinds the bot works on, and what differs between them.
 
 kubectl names a workload ``KIND/NAME`` (``deploy/web``, ``sts/db``, ``ds/agent``); ``parse_kind``
-reads every spelling it accepts. ``KindInfo`` holds the per-kind facts the verbs need: how kubectl
-writes the kind, and where its revisions live (ReplicaSets for a Deployment, ControllerRevisions
-for the other two).
+reads every spelling it accepts. ``KindInfo`` holds the per-kind facts the verbs and the progress
+engine need: how kubectl writes the kind, where its revisions live (ReplicaSets for a Deployment,
+ControllerRevisions for the other two), and who judges a rollout of it (the Deployment controller
+against its progress deadline; for the other two, the bot).
 """
 
 from __future__ import annotations
@@ -11,10 +12,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["KINDS", "Kind", "KindInfo", "as_kind", "info", "parse_kind"]
+__all__ = [
+    "KINDS",
+    "STATEFULSET_FORCED_ROLLBACK",
+    "Kind",
+    "KindInfo",
+    "as_kind",
+    "has_progress_deadline",
+    "info",
+    "parse_kind",
+    "revision_on_object",
+    "stuck_pod_advice",
+]
 
 Kind = Literal["deployment", "statefulset", "daemonset"]
 KINDS: Final[tuple[Kind, ...]] = ("deployment", "statefulset", "daemonset")
+
+# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
+# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
+STATEFULSET_FORCED_ROLLBACK: Final = (
+    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
+    "an undo: once the template is good, delete that pod so the controller recreates it."
+)
 
 
 @dataclass(frozen=True)
@@ -29,9 +48,15 @@ class KindInfo:
     pausable: bool = False
     #: Whether the object has a scale subresource (a DaemonSet runs one pod per node).
     scalable: bool = True
-    #: Whether the object has `spec.progressDeadlineSeconds` (a Deployment); for the others
-    #: the bot waits a limit of its own.
+    #: Whether the controller judges a rollout against a progress deadline of its own (a
+    #: Deployment's `progressDeadlineSeconds` and Progressing condition). kubectl waits forever
+    #: on the others, so the bot sets them a deadline and calls a stuck pod a failure.
     progress_deadline: bool = False
+    #: Whether the object carries its revision number (a Deployment's revision annotation);
+    #: the others' is read from their ControllerRevisions.
+    revision_on_object: bool = False
+    #: What to do about a pod stuck on a broken revision, when the controller will not.
+    stuck_pod_advice: str = ""
 
     @property
     def group_resource(self) -> str:
@@ -61,8 +86,15 @@ _INFO: Final[dict[str, KindInfo]] = {
         revisions_in_replica_sets=True,
         pausable=True,
         progress_deadline=True,
+        revision_on_object=True,
     ),
-    "statefulset": KindInfo("statefulset", "StatefulSet", "statefulsets", "sts"),
+    "statefulset": KindInfo(
+        "statefulset",
+        "StatefulSet",
+        "statefulsets",
+        "sts",
+        stuck_pod_advice=STATEFULSET_FORCED_ROLLBACK,
+    ),
     "daemonset": KindInfo("daemonset", "DaemonSet", "daemonsets", "ds", scalable=False),
 }
 
@@ -91,3 +123,26 @@ def as_kind(value: str) -> Kind:
     if value not in _INFO:
         raise ValueError(f"not a workload kind: {value!r}")
     return _INFO[value].kind
+
+
+# Records read back (a tracked rollout) carry the kind as a plain string: the questions below
+# answer for any string, an unknown one getting the answer of a kind the bot judges itself.
+
+
+def has_progress_deadline(kind: str) -> bool:
+    """Whether the controller judges a rollout of `kind` against its own progress deadline
+    (a Deployment); else the bot's deadline and stuck pods decide."""
+    found = _INFO.get(kind)
+    return found is not None and found.progress_deadline
+
+
+def revision_on_object(kind: str) -> bool:
+    """Whether an object of `kind` carries its revision number itself (a Deployment)."""
+    found = _INFO.get(kind)
+    return found is not None and found.revision_on_object
+
+
+def stuck_pod_advice(kind: str) -> str:
+    """What to tell about a pod of `kind` stuck on a broken revision ("" for nothing more)."""
+    found = _INFO.get(kind)
+    return found.stuck_pod_advice if found is not None else ""

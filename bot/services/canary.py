@@ -22,14 +22,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import redis
-
 from bot.domain import canary as rules
 from bot.domain import ownership
 from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
 from bot.domain.canary_view import CanaryView
-from bot.domain.errors import Conflict, Forbidden, NotFound, Refused, RolloutBotError
+from bot.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Refused,
+    RolloutBotError,
+    StoreError,
+    failure_name,
+)
 from bot.domain.refusals import RolloutRefused
 from bot.domain.revisions import revision_of
 from bot.domain.selectors import selector_string
@@ -277,9 +283,9 @@ class CanaryService:
         )
         try:
             self.registry.save(record)
-        except redis.RedisError as exc:
+        except StoreError as exc:
             # The canary runs; without its record nobody watches it: say how to end it.
-            log.warning("could not record a canary to follow: %s", type(exc).__name__)
+            log.warning("could not record a canary to follow: %s", failure_name(exc))
             raise Refused(
                 f"`{rules.canary_name(change.target.name)}` was created, but the bot's state "
                 "store did not answer, so it cannot watch it. Check it with `/rollout canary "

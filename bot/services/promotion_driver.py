@@ -37,7 +37,7 @@ from bot.services.clusters import Contexts
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.ports import AuditLog, PromotionStore
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from bot.services.canary import CanaryService
 from bot.services.commands import CommandService
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 from bot.services.promotions import PromotionService
 from bot.services.rollouts import Rollouts
 

@@ -95,7 +95,7 @@ def progress_message(
     if not verdict:
         lines.append(
             f"elapsed {duration(_coarse(elapsed))} of the {tracked.deadline_seconds}s "
-            + ("progress deadline" if _has_progress_deadline(kind) else "limit the bot waits")
+            + ("progress deadline" if kinds.has_progress_deadline(kind) else "limit the bot waits")
         )
     if reasons:
         lines.append("Pods are waiting on: " + ", ".join(f"`{escape(r)}`" for r in reasons))
@@ -218,7 +218,3 @@ def outside_change_message(
     return fit(
         f"{target} got revision {revision} from outside the bot", [section("\n".join(lines))]
     )
-
-
-def _has_progress_deadline(kind: str) -> bool:
-    return kind in kinds.KINDS and kinds.info(kind).progress_deadline

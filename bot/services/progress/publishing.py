@@ -2,6 +2,8 @@
 
 The engine decides *what* a rollout looks like now (a `ProgressFrame`); the surface decides how
 that reads in Slack. It is wired in by the runtime, so the engine never imports the surface.
+`Tracking` is the engine as the other use cases see it (follow the rollout a change started).
+The world-facing ports (Cluster, stores, leases) are in `bot.services.ports`.
 """
 
 from __future__ import annotations
