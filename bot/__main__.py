@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 log = logging.getLogger("rollout-bot")
+
+# The repository this bot runs from, when it runs from one (not an installed wheel or the image).
+CHECKOUT = Path(__file__).resolve().parents[1]
+PLAYGROUND_ELSEWHERE = (
+    "rollout-bot: the playground is not installed with the bot; it runs from a checkout of "
+    "the repository, with `make playground`"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,10 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the policy file to check (instead of ROLLOUT_BOT_POLICY)",
     )
-    from bot.playground import add_arguments as playground_arguments
-
-    playground_arguments(
-        sub.add_parser("playground", help="try the bot in a browser, without a Slack workspace")
+    # Listed here only: `main` hands everything after the word to the playground's own parser.
+    sub.add_parser(
+        "playground", help="try the bot in a browser, without a Slack workspace", add_help=False
     )
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -97,14 +104,13 @@ def _seq_argument(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bot.observability.logs import configure_logging
 
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
     # A thread that dies of an unexpected error is logged by name, never with a traceback
     # (which may quote values, and is noise in an operator's log).
     threading.excepthook = _log_thread_error
-    if args.command == "playground":  # starts its own stand-ins; needs none of the settings
-        from bot.playground import run as run_playground
-
-        return run_playground(args)
+    if arguments[:1] == ["playground"]:  # starts its own stand-ins; needs none of the settings
+        return _playground(arguments[1:])
+    args = _parser().parse_args(arguments)
     if args.command == "check":
         from bot.check import check_policy_file, has_credentials
 
@@ -137,6 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _playground(argv: list[str]) -> int:
+    """The playground is a development tool kept in the repository's tests/ (with the Slack
+    stand-in and local control plane it runs on), so only a checkout has it: an installed
+    wheel or the image says where to find it instead of failing on an import."""
+    if not (CHECKOUT / "tests" / "playground" / "__init__.py").is_file():
+        print(PLAYGROUND_ELSEWHERE, file=sys.stderr)
+        return 2
+    # The checkout's root is not on the path of the `rollout-bot` script, and it goes first:
+    # another distribution's stray top-level `tests` package must not stand in for ours.
+    sys.path.insert(0, str(CHECKOUT))
+    playground = importlib.import_module("tests.playground")
+    return int(playground.main(argv))
 
 
 def _log_thread_error(args: threading.ExceptHookArgs) -> None:

@@ -24,8 +24,6 @@ import pytest
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
 from bot.domain import verbs as cmd
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.integrity import Sealer
@@ -37,6 +35,8 @@ from handlers.views.cards import (
     REJECT_REASON_BLOCK,
 )
 from tests.conftest import TEST_POLICY
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import STATE_KEY, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

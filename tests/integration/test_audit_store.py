@@ -22,7 +22,7 @@ from bot.adapters.redis.audit import (
 )
 from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import T0, FakeClock
 
 pytestmark = pytest.mark.redis

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import PostedMessage, SlackStandin
 from handlers.views.cards import APPROVE_ACTION
 from handlers.views.progress import PAUSE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

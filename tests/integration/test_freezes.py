@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
 from handlers.views.cards import APPROVE_ACTION, REJECT_ACTION
 from tests.conftest import TEST_POLICY, grant_bot
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

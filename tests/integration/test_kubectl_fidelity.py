@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
-from bot.devkit.control_plane import ClusterInfo
 from bot.domain import verbs as cmd
 from bot.domain.errors import Refused
 from bot.domain.targets import Actor, Target
 from bot.services.rollouts import Rollouts
 from handlers.views.changes import change_message
 from handlers.views.reads import history_message
+from tests.devkit.control_plane import ClusterInfo
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl
 

@@ -20,11 +20,12 @@ import pytest
 
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo, ControlPlane
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import PostedMessage, SlackStandin
 from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import grant_bot, install_bot_rbac
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

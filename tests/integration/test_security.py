@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SIGNING_SECRET, SlackDriver, bot_env
 from tests.support.kubectl import Kubectl, deployment_manifest
 

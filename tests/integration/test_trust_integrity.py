@@ -25,12 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import (
     ROLLOUT_BOT,
     SIGNING_SECRET,

@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import PostedMessage, SlackStandin
 from handlers.views.cards import (
     APPROVE_ACTION,
     REJECT_ACTION,
@@ -36,6 +34,9 @@ from handlers.views.cards import (
     REJECT_REASON_BLOCK,
 )
 from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, BotProcess, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devkit.slack_api import block_kit_errors
 from bot.domain.approval import ApprovalRequest
 from bot.domain.pods import PodSummary, ReplicaSetSummary
 from bot.domain.revisions import Revision
@@ -21,6 +20,7 @@ from handlers.views.changes import change_message
 from handlers.views.message import Message
 from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION, progress_bar, progress_message
 from handlers.views.reads import deployments_message, diff_message, history_message, status_message
+from tests.devkit.slack.block_kit import block_kit_errors
 
 TARGET = Target("prod", "web")
 

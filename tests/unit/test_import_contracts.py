@@ -49,12 +49,16 @@ VIOLATIONS = [
     ("handlers/app.py", "import bot.adapters.redis.audit", "The Slack surface reaches"),
     ("bot/services/audit_trail.py", "import redis", "Services depend on ports"),
     ("bot/domain/errors.py", "import kubernetes", "The domain is pure"),
+    ("bot/domain/errors.py", "import subprocess", "The domain is pure"),
     ("bot/domain/errors.py", "import bot.services.approvals", "Layers"),
+    ("bot/services/audit_trail.py", "import handlers.app", "Layers"),
+    ("bot/observability/metrics.py", "import bot.domain.errors", "Observability reports"),
+    ("bot/runtime.py", "import tests.devkit.loopback", "The product never imports"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("module", "statement", "contract"), VIOLATIONS, ids=[v[2] for v in VIOLATIONS]
+    ("module", "statement", "contract"), VIOLATIONS, ids=[f"{v[0]}: {v[1]}" for v in VIOLATIONS]
 )
 def test_a_deliberate_violation_breaks_its_contract(
     tmp_path: Path, module: str, statement: str, contract: str

@@ -18,8 +18,6 @@ import pytest
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import block_action_payload, slash_command_payload
 from bot.domain.targets import Actor
 from bot.services.use_cases import Services
 from handlers.app import build_app
@@ -27,6 +25,8 @@ from handlers.handoff import Decide, Notify, RunCommand, Work
 from handlers.http import MAX_BODY_BYTES, wsgi_app
 from handlers.views.cards import APPROVE_ACTION
 from handlers.views.progress import ROLLBACK_ACTION
+from tests.devkit.slack.signed_requests import block_action_payload, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 
 FORM = {"content-type": ["application/x-www-form-urlencoded"]}
 

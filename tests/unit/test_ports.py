@@ -84,15 +84,3 @@ def test_the_check_catches_a_missing_method() -> None:
 
     with pytest.raises(AssertionError):
         test_adapter_has_every_port_method_with_the_same_parameters(ports.Leases, Incomplete)
-
-
-def test_no_service_imports_an_adapter() -> None:
-    """Services name ports; only the composition root builds adapters."""
-    from tests.unit.test_layers import REPO, imports, modules
-
-    offenders = {
-        str(path.relative_to(REPO))
-        for path in modules("bot/services")
-        if any(m.startswith("bot.adapters") for m in imports(path))
-    }
-    assert not offenders, sorted(offenders)

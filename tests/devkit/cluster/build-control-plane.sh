@@ -3,7 +3,7 @@
 # module proxy into a cache outside the repository, keyed by version. Idempotent: when the
 # binaries for these versions are already cached it prints their directory and exits.
 #
-# Usage: bot/devkit/cluster/build-control-plane.sh     -> prints the bin directory on stdout
+# Usage: tests/devkit/cluster/build-control-plane.sh     -> prints the bin directory on stdout
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.36.3}"

@@ -3,6 +3,8 @@
 A local page that looks and behaves like a Slack channel, in front of the real bot
 (`rollout-bot serve --http`), a real Kubernetes control plane (or your own cluster), a private
 redis-server and the Slack Web API stand-in the tests use. See `run` for what it starts.
+It lives beside the development kit, outside the bot's package: `make playground` (or
+`python -m tests.playground`) from a checkout; `rollout-bot playground` hands its arguments here.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.playground.cli import run as run_playground
+    from tests.playground.cli import run as run_playground
 
     # 0 picks any free port (the URL printed says which).
     port = args.port

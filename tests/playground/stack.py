@@ -31,15 +31,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from bot.playground import demo
-from bot.playground.devkit import (
-    ClusterInfo,
-    ControlPlane,
-    RedisServer,
-    SlackStandin,
-    ending_with_this_process,
-)
-from bot.playground.server import BotEndpoint, Playground, PlaygroundHTTPServer
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.lifetime import ending_with_this_process
+from tests.devkit.loopback import free_port
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
+from tests.playground import demo
+from tests.playground.server import BotEndpoint, Playground, PlaygroundHTTPServer
 
 BOT_START_TIMEOUT = 60.0
 DEMO_READY_TIMEOUT = 120.0
@@ -62,14 +60,6 @@ class Options:
     install_missing: bool = False  # apt-get install redis-server when it is missing
     ready_delay: float = 1.5  # seconds the fake kubelet takes to make a pod Ready
     log_dir: Path | None = None  # keep the bot's log here (default: removed on exit)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _healthy(url: str) -> bool:
@@ -168,7 +158,7 @@ class Stack:
     def _bind_web(self) -> None:
         assert self.standin is not None
         secret = secrets.token_hex(24)
-        self.bot_port = _free_port()
+        self.bot_port = free_port()
         endpoint = BotEndpoint(f"http://127.0.0.1:{self.bot_port}/slack/events", secret)
         self._signing_secret = secret
         try:

@@ -16,7 +16,7 @@ Contract relied on by the tests and checks:
 It speaks plain HTTP to the API server (list + watch on all pods) so it has no dependency on the
 client library under test.
 
-    python -m bot.devkit.fake_kubelet --kubeconfig DIR/kubeconfig [--ready-delay 1.0]
+    python -m tests.devkit.fake_kubelet --kubeconfig DIR/kubeconfig [--ready-delay 1.0]
 """
 
 from __future__ import annotations

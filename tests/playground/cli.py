@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from bot.playground.stack import Options, SetupError, Stack
+from tests.playground.stack import Options, SetupError, Stack
 
 
 class _Stop(Exception):

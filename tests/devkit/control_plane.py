@@ -1,8 +1,8 @@
 """A real local Kubernetes control plane, for the tests and the playground: etcd,
 kube-apiserver, kube-controller-manager and a fake kubelet, all on 127.0.0.1.
 
-    python -m bot.devkit.control_plane up DIR     # start, write DIR/kubeconfig, return
-    python -m bot.devkit.control_plane down DIR   # stop exactly what `up` started, remove DIR
+    python -m tests.devkit.control_plane up DIR     # start, write DIR/kubeconfig, return
+    python -m tests.devkit.control_plane down DIR   # stop exactly what `up` started, remove DIR
 
 `up` writes into DIR:
     kubeconfig        cluster admin (token in system:masters)
@@ -12,7 +12,7 @@ kube-apiserver, kube-controller-manager and a fake kubelet, all on 127.0.0.1.
     audit.log         the API server's audit log (JSON lines): who changed a workload, and as
                       whom (impersonation), and the access reviews asked
 
-The binaries come from bot/devkit/cluster/build-control-plane.sh (built once, cached outside
+The binaries come from tests/devkit/cluster/build-control-plane.sh (built once, cached outside
 the repository).
 """
 
@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,7 +33,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.devkit.lifetime import ending_with_this_process
+from tests.devkit.lifetime import ending_with_this_process
+from tests.devkit.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(__file__).resolve().parent / "cluster" / "build-control-plane.sh"
@@ -76,12 +76,6 @@ rules:
 
 # Bring-up on 2 cores takes ~10-30 s; a generous bound keeps a slow CI machine from flaking.
 STARTUP_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def binaries_dir() -> Path:
@@ -362,7 +356,7 @@ class ControlPlane:
                 [
                     sys.executable,
                     "-m",
-                    "bot.devkit.fake_kubelet",
+                    "tests.devkit.fake_kubelet",
                     "--kubeconfig",
                     str(self.directory / "kubeconfig"),
                     "--ready-delay",
@@ -525,7 +519,7 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down"):
-        print("usage: python -m bot.devkit.control_plane up|down DIR", file=sys.stderr)
+        print("usage: python -m tests.devkit.control_plane up|down DIR", file=sys.stderr)
         return 2
     verb, directory = argv[0], Path(argv[1])
     if verb == "up":

@@ -1,7 +1,7 @@
 """The playground's web server: the page, its assets, and a small JSON API.
 
     GET  /                      the page
-    GET  /static/NAME           its stylesheet and script (package data)
+    GET  /static/NAME           its stylesheet and script (static/, beside this module)
 
 Every /api/ call carries this run's token in `X-Playground-Token` (else 401): the address the
 playground prints ends in `#token=…`, and the page sends it; another process on this machine
@@ -34,11 +34,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bot.playground import demo
-from bot.playground.devkit import SlackStandin, send_block_action, send_slash_command
-from bot.playground.timeline import SLACKBOT_AUTHOR, Timeline
+from tests.devkit.slack.signed_requests import send_block_action, send_slash_command
+from tests.devkit.slack.web_api import SlackStandin
+from tests.playground import demo
+from tests.playground.timeline import SLACKBOT_AUTHOR, Timeline
 
-log = logging.getLogger("rollout-bot.playground")
+log = logging.getLogger("rollout-tests.playground")
 
 LONG_POLL_SECONDS = 10.0
 POLL_STEP_SECONDS = 0.1
@@ -280,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "/" in name or name.startswith(".") or suffix not in STATIC_TYPES:
             self._json({"error": "not found"}, 404)
             return
-        resource = resources.files("bot.playground").joinpath("static", name)
+        resource = resources.files("tests.playground").joinpath("static", name)
         if not resource.is_file():
             self._json({"error": "not found"}, 404)
             return

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.playground import render
-from bot.playground.devkit import PostedMessage, RecordedCall, SlackStandin
+from tests.devkit.slack.records import PostedMessage, RecordedCall
+from tests.devkit.slack.web_api import SlackStandin
+from tests.playground import render
 
 BOT_AUTHOR = "rollout-bot"
 SLACKBOT_AUTHOR = "Slackbot"

@@ -38,13 +38,13 @@ from typing import Any, Self
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
-DEFAULT_APP_ID = "A0APP"
+from tests.devkit.slack.workspace import APP_ID
 
 
 class SocketModeStandin:
     """Socket Mode WebSocket server on 127.0.0.1 (see the module docstring)."""
 
-    def __init__(self, app_id: str = DEFAULT_APP_ID, ping_interval: float | None = None) -> None:
+    def __init__(self, app_id: str = APP_ID, ping_interval: float | None = None) -> None:
         self.app_id = app_id
         self._ping_interval = ping_interval  # None: rely on the client's own pings
         self._lock = threading.Lock()

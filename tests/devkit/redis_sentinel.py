@@ -27,7 +27,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.devkit.redis_server import RedisServer, _find_executable, _free_port
+from tests.devkit.loopback import free_port
+from tests.devkit.redis_server import RedisServer, _find_executable
 
 __all__ = ["SentinelGroup"]
 
@@ -62,7 +63,7 @@ class SentinelGroup:
             )
         self._executable = _find_executable(None)
         self.dir = Path(tempfile.mkdtemp(prefix="rollout-bot-sentinel-"))
-        self.sentinel_ports = [_free_port() for _ in range(sentinels)]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self._sentinels: list[subprocess.Popen[bytes] | None] = [None] * sentinels
         self._quorum = sentinels // 2 + 1
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_TEAM_ID = "T0TEAM"
-DEFAULT_APP_ID = "A0APP"
+from tests.devkit.slack.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_ID, TEAM_NAME
+
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 # Bypass any HTTP(S)_PROXY from the environment: the bot under test is always on 127.0.0.1.
@@ -72,21 +72,21 @@ def slash_command_payload(
     channel_id: str = "C0DEPLOYS",
     command: str = "/rollout",
     response_url: str | None = None,
-    team_id: str = DEFAULT_TEAM_ID,
+    team_id: str = TEAM_ID,
     channel_name: str = "deploys",
 ) -> dict[str, str]:
     """The fields of a slash command (HTTP form body, or the Socket Mode envelope payload)."""
     return {
         "token": "legacy-verification-token",  # still sent by Slack; must not be relied on
         "team_id": team_id,
-        "team_domain": "test",
+        "team_domain": TEAM_NAME,
         "channel_id": channel_id,
         "channel_name": channel_name,
         "user_id": user_id,
         "user_name": user_name,
         "command": command,
         "text": text,
-        "api_app_id": DEFAULT_APP_ID,
+        "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         # Slack always sends one; the default points nowhere reachable, as a real one would.
         "response_url": response_url or f"https://hooks.slack.com/commands/{team_id}/1/x",
@@ -104,7 +104,7 @@ def block_action_payload(
     block_id: str | None = None,
     message: Mapping[str, Any] | None = None,
     user_name: str = "alice",
-    team_id: str = DEFAULT_TEAM_ID,
+    team_id: str = TEAM_ID,
     is_ephemeral: bool = False,
 ) -> dict[str, Any]:
     """A `block_actions` payload for one button click."""
@@ -112,7 +112,7 @@ def block_action_payload(
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
-        "api_app_id": DEFAULT_APP_ID,
+        "api_app_id": APP_ID,
         "token": "legacy-verification-token",
         "container": {
             "type": "message",
@@ -121,7 +121,7 @@ def block_action_payload(
             "is_ephemeral": is_ephemeral,
         },
         "trigger_id": _trigger_id(),
-        "team": {"id": team_id, "domain": "test"},
+        "team": {"id": team_id, "domain": TEAM_NAME},
         "enterprise": None,
         "is_enterprise_install": False,
         "channel": {"id": channel_id, "name": "deploys"},
@@ -144,7 +144,7 @@ def block_action_payload(
 
 
 def _default_message(ts: str) -> dict[str, Any]:
-    return {"type": "message", "ts": ts, "text": "rollout", "bot_id": "BBOT", "user": "UBOT"}
+    return {"type": "message", "ts": ts, "text": "rollout", "bot_id": BOT_ID, "user": BOT_USER_ID}
 
 
 def send_raw(
@@ -185,7 +185,7 @@ def send_slash_command(
     channel_id: str = "C0DEPLOYS",
     command: str = "/rollout",
     response_url: str | None = None,
-    team_id: str = DEFAULT_TEAM_ID,
+    team_id: str = TEAM_ID,
     timestamp: str | int | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> Response:

@@ -35,7 +35,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.devkit.lifetime import ending_with_this_process
+from tests.devkit.lifetime import ending_with_this_process
+from tests.devkit.loopback import free_port
 
 __all__ = ["RedisServer", "RedisServerNotInstalled", "ReplyDroppingProxy", "flush_redis"]
 
@@ -51,13 +52,6 @@ CLIENT_TIMEOUT = 1.0
 
 class RedisServerNotInstalled(RuntimeError):
     """No `redis-server` executable was found."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _find_executable(executable: str | None) -> str:
@@ -87,7 +81,7 @@ class RedisServer:
         attribute may be changed before a restart."""
         self._executable = _find_executable(executable or os.environ.get("REDIS_SERVER"))
         self._ends_with_caller = ends_with_caller
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self.dir = Path(tempfile.mkdtemp(prefix="rollout-bot-redis-"))
         self._process: subprocess.Popen[bytes] | None = None

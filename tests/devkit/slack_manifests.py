@@ -2,7 +2,7 @@
 base manifests in deploy/slack plus the scopes that mode needs, rendered by
 `make slack-manifests` (tests/unit/test_slack_manifests.py keeps them equal to this).
 
-    python -m bot.devkit.slack_manifests     # writes deploy/slack/manifest-*-impersonate.yaml
+    python -m tests.devkit.slack_manifests     # writes deploy/slack/manifest-*-impersonate.yaml
 
 Only this mode asks Slack who a person is (their email is their Kubernetes user), so the base
 manifests do not ask for those scopes.

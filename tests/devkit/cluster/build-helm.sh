@@ -2,7 +2,7 @@
 # Builds the helm CLI from its Go module into a cache outside the repository, keyed by version.
 # Idempotent: when the binary for this version is already cached it prints its path and exits.
 #
-# Usage: bot/devkit/cluster/build-helm.sh     -> prints the path of the helm binary on stdout
+# Usage: tests/devkit/cluster/build-helm.sh     -> prints the path of the helm binary on stdout
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
