@@ -63,7 +63,6 @@ from bot.services.canary import CanaryService
 from bot.services.canary_monitor import INTERVAL as CANARY_INTERVAL
 from bot.services.canary_monitor import CanaryMonitor
 from bot.services.commands import CommandService
-from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.periodic import Periodic
@@ -75,13 +74,14 @@ from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
+from bot.services.use_cases import Services
 from bot.workers import WorkerEntry, WorkerProcesses
 
 if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.observability.health import StartResponse
-    from handlers.work import Work
+    from handlers.handoff import Work
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,10 @@ class Runtime:
     ) -> None:
         """`policy_bytes`: the policy in force to use instead of reading the file (a worker
         process is given the main process's, which may be older than a refused edit)."""
+        from handlers.perform import InProcessWork
         from handlers.progress_publisher import SlackProgressPublisher
-        from handlers.promotions import SlackPromotionBoard
-        from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
+        from handlers.promotion_board import SlackPromotionBoard
+        from handlers.request_context import REPLAY_WINDOW_SECONDS
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
@@ -294,7 +295,7 @@ class Runtime:
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
         self._sweeper = sweeper
-        from handlers.canary import SlackCanaryPublisher
+        from handlers.canary_publisher import SlackCanaryPublisher
 
         self.canary_publisher = SlackCanaryPublisher(self.slack, settings.progress_update_interval)
         self.canary_monitor = CanaryMonitor(
@@ -323,7 +324,7 @@ class Runtime:
     # -- what the surface shows for the sweeper's work -------------------------------------------
 
     def _show_resumed(self, decision: Decision) -> None:
-        from handlers.approval_buttons import after_decision
+        from handlers.decisions import after_decision
         from handlers.replies import Replier
 
         request = decision.outcome.request
@@ -334,13 +335,13 @@ class Runtime:
             after_decision(self.services, decision, "", Replier(None, self.slack, channel))
 
     def _show_expired(self, request: ApprovalRequest) -> None:
-        from handlers.approval_buttons import redraw
+        from handlers.decisions import redraw
         from handlers.replies import Replier
 
         redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
 
     def _auto_promote(self, record: CanaryRecord, settings: CanarySettings) -> None:
-        from handlers.canary import auto_promote
+        from handlers.answers import auto_promote
 
         auto_promote(self.services, self.slack, record, settings)
 

@@ -21,7 +21,7 @@ from bot.runtime import Runtime, keep_out_of_garbage_collection
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.publishing import Tracking
-from handlers.work import perform
+from handlers.perform import perform
 
 
 def perform_in_worker(

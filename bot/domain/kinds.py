@@ -72,6 +72,10 @@ class KindInfo:
         ``statefulset/NAME``."""
         return name if self.kind == "deployment" else f"{self.kind}/{name}"
 
+    def typed(self, name: str) -> str:
+        """The target as one types it shortest: ``NAME`` for a Deployment, else ``sts/NAME``."""
+        return name if self.kind == "deployment" else f"{self.short}/{name}"
+
 
 _INFO: Final[dict[str, KindInfo]] = {
     "deployment": KindInfo(

@@ -18,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.domain import canary as rules
 from bot.domain import ownership
 from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
+from bot.domain.canary_view import CanaryView
 from bot.domain.errors import (
     Conflict,
     Forbidden,
@@ -46,33 +47,6 @@ from bot.services.rollouts import Rollouts, binding, change_cause
 log = logging.getLogger(__name__)
 
 CANARY_ACTION = "canary"
-
-
-@dataclass(frozen=True)
-class CanaryView:
-    """What the canary message and `canary status` show."""
-
-    target: Target
-    canary: str
-    #: starting | analysing | ready | promoting | promoted | aborted | gone
-    state: str
-    images: tuple[tuple[str, str], ...]
-    web_images: tuple[tuple[str, str], ...]
-    web_replicas: int
-    health: rules.Health | None
-    services: tuple[str, ...]
-    analysis_seconds: int
-    #: Seconds the canary has been healthy so far (None: not all pods Ready yet).
-    healthy_for: int | None
-    auto_promote: bool
-    #: The HorizontalPodAutoscaler of `web`, if any: the canary keeps fixed replicas.
-    autoscaler: str | None
-    requester_id: str
-    why: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("promoted", "aborted", "gone")
 
 
 def no_canary(target: Target) -> Refused:
@@ -393,7 +367,3 @@ class CanaryService:
 
 def ended(record: CanaryRecord, verdict: str, why: str) -> CanaryRecord:
     return replace(record, verdict=verdict, why=why, finished=True)
-
-
-def images_text(images: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"{c}={i}" for c, i in images) or "-"

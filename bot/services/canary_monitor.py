@@ -27,11 +27,12 @@ from typing import Protocol
 from bot.domain import canary as rules
 from bot.domain.audit import AuditEvent
 from bot.domain.canary import CanaryRecord
+from bot.domain.canary_view import CanaryView
 from bot.domain.errors import NotFound, RolloutBotError, StoreError, failure_name
 from bot.domain.status import rollout_status
 from bot.domain.targets import Target
 from bot.observability.logs import log_context
-from bot.services.canary import CanaryService, CanaryView
+from bot.services.canary import CanaryService
 from bot.services.ports import AuditLog, CanaryStore, Json, Leases
 from bot.services.rollouts import binding
 

@@ -40,7 +40,7 @@ from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from bot.domain.approval import ApprovalState
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.devkit.redis_sentinel import SentinelGroup
 from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
 from tests.devkit.slack.web_api import SlackStandin
@@ -269,7 +269,7 @@ class Traffic:
 
         tag = f"fc{uuid.uuid4().hex[:10]}"
         payload = block_action_payload(
-            blocks.APPROVE_ACTION,
+            APPROVE_ACTION,
             approval_id,
             "U0BOB",
             CHANNEL,

@@ -27,7 +27,7 @@ from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
 from bot.domain.approval import Approval
 from bot.domain.integrity import Sealer
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import grant_bot
 from tests.deploy.helm import documents, render
 from tests.devkit.control_plane import ClusterInfo
@@ -322,7 +322,7 @@ def approve(driver: SlackDriver, text: str) -> None:
     assert found, said
     (card,) = [m for m in driver.slack.messages(CHANNEL) if m.ts not in before]
     response, _ = driver.click(
-        blocks.APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
+        APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
     )
     assert response.status == 200
 

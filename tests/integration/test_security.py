@@ -287,7 +287,7 @@ def test_a_replay_is_dropped_even_with_a_timestamp_from_the_future(
 ) -> None:
     """Bolt accepts a timestamp up to 5 minutes ahead, so the replay memory must outlive the
     whole ten minutes in which such a request verifies."""
-    from handlers.work import REPLAY_WINDOW_SECONDS
+    from handlers.request_context import REPLAY_WINDOW_SECONDS
 
     assert REPLAY_WINDOW_SECONDS >= 600
     kubectl.apply(deployment_manifest("web", "app:1", replicas=1))

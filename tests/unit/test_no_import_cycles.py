@@ -29,14 +29,6 @@ KNOWN_CYCLE_EDGES: frozenset[Edge] = frozenset(
         # The verb grammar's UsageError reads the whole grammar from the package that imports
         # every verb (bot/domain/verbs, owned by the verbs work).
         ("bot.domain.verbs.grammar", "bot.domain.verbs"),
-        # The work hand-off performs what the Slack handlers parse, and the handlers import
-        # it to hand work on; the canary handlers and the commands import each other
-        # (handlers/, owned by the handlers work, which renames handlers/work.py).
-        ("handlers.work", "handlers.approval_buttons"),
-        ("handlers.work", "handlers.commands"),
-        ("handlers.work", "handlers.progress_buttons"),
-        ("handlers.work", "handlers.promotions"),
-        ("handlers.canary", "handlers.commands"),
     }
 )
 

@@ -32,6 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.domain import kinds
+from bot.domain.action_words import command_verb
 from bot.domain.context_names import context_part
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
 from bot.domain.pods import pod_summary
@@ -60,7 +61,6 @@ from bot.services.progress.publishing import ProgressFrame, ProgressPublisher
 from bot.services.progress.verdicts import (
     GIVE_UP_AFTER,
     STUCK_POD_REASONS,
-    command_verb,
     current_revision,
     failure_details,
     judged_status,
@@ -593,4 +593,4 @@ def _nothing() -> None:
     pass
 
 
-__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]
+__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback"]

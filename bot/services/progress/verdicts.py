@@ -34,11 +34,6 @@ STUCK_POD_REASONS = frozenset(
 )
 
 
-def command_verb(action: str) -> str:
-    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
-    return action.replace("-", " ")
-
-
 def target_of(tracked: TrackedRollout) -> Target:
     return Target(
         tracked.namespace, tracked.deployment, kinds.as_kind(tracked.kind), tracked.context
@@ -105,7 +100,6 @@ def verdict_event(
 __all__ = [
     "GIVE_UP_AFTER",
     "STUCK_POD_REASONS",
-    "command_verb",
     "current_revision",
     "failure_details",
     "judged_status",
