@@ -8,55 +8,38 @@ same audit. `--auto-promote` runs Promote the same way, for the user who started
 
 from __future__ import annotations
 
-import logging
 import shlex
-from collections.abc import Callable
-from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
-from slack_sdk import WebClient
+from slack_bolt import App
 
 from bot.domain import verbs as cmd
-from handlers.handoff import Dispatch, Notify, Reply, RunCommand, Work, hand_on, tell_not_taken
-from handlers.request_context import actor_of, request_key_of
+from handlers.button_listener import Click, WorkFor, button_listener
+from handlers.handoff import Dispatch, Notify, RunCommand, Work
 from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION
 from handlers.views.message import error_message
 
-log = logging.getLogger(__name__)
-
 
 def register(app: App, dispatch: Dispatch) -> None:
-    app.action(PROMOTE_ACTION)(_click_handler(dispatch, "promote"))
-    app.action(ABORT_ACTION)(_click_handler(dispatch, "abort"))
+    app.action(PROMOTE_ACTION)(
+        button_listener(dispatch, "handle_canary_promote_click", _canary_command("promote"))
+    )
+    app.action(ABORT_ACTION)(
+        button_listener(dispatch, "handle_canary_abort_click", _canary_command("abort"))
+    )
 
 
-def _click_handler(dispatch: Dispatch, verb: str) -> Callable[..., None]:
-    def handle_click(
-        ack: Ack,
-        action: dict[str, Any],
-        body: dict[str, Any],
-        context: BoltContext,
-        respond: Respond,
-        client: WebClient,
-    ) -> None:
-        ack()
-        actor = actor_of(context)
-        reply = Reply.to(respond, actor.channel_id, request_key_of(context))
-        work: Work
+def _canary_command(verb: str) -> WorkFor:
+    def work_for(click: Click) -> Work:
         try:
-            command = button_command(str(action.get("value") or ""), verb)
+            command = button_command(click.value, verb)
         except cmd.CommandError:
             message = error_message(
                 "This button does not name a canary the bot can act on. Nothing was changed."
             )
-            work = Notify(message, reply)
-        else:
-            work = RunCommand(command, actor, reply)
-        if not hand_on(dispatch, work):
-            tell_not_taken(client, work)
+            return Notify(message, click.reply)
+        return RunCommand(command, click.actor, click.reply)
 
-    handle_click.__name__ = f"handle_canary_{verb}_click"
-    return handle_click
+    return work_for
 
 
 def button_command(value: str, verb: str) -> cmd.Command:

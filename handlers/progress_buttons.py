@@ -8,78 +8,56 @@ what changed and does nothing.
 
 from __future__ import annotations
 
-import logging
 import re
 import shlex
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, Respond
-from slack_sdk import WebClient
+from slack_bolt import App
 
 from bot.domain import verbs as cmd
+from handlers.button_listener import Click, WorkFor, button_listener
 from handlers.handoff import (
     Clicked,
     Dispatch,
     Notify,
-    Reply,
     RunCommand,
     Work,
-    hand_on,
-    tell_not_taken,
 )
-from handlers.request_context import actor_of, request_key_of
 from handlers.views.message import error_message
 from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION
 
-log = logging.getLogger(__name__)
-
 
 def register(app: App, dispatch: Dispatch) -> None:
-    app.action(ROLLBACK_ACTION)(_click_handler(dispatch, rollback=True))
-    app.action(PAUSE_ACTION)(_click_handler(dispatch, rollback=False))
+    app.action(ROLLBACK_ACTION)(
+        button_listener(dispatch, "handle_rollback_click", _rollback_or_pause(rollback=True))
+    )
+    app.action(PAUSE_ACTION)(
+        button_listener(dispatch, "handle_pause_click", _rollback_or_pause(rollback=False))
+    )
 
 
-def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]:
-    def handle_click(
-        ack: Ack,
-        action: dict[str, Any],
-        body: dict[str, Any],
-        context: BoltContext,
-        respond: Respond,
-        client: WebClient,
-    ) -> None:
-        ack()
-        actor = actor_of(context)
-        reply = Reply.to(respond, actor.channel_id, request_key_of(context))
-        work: Work
+def _rollback_or_pause(*, rollback: bool) -> WorkFor:
+    def work_for(click: Click) -> Work:
         try:
-            command, revision = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
+            command, revision = rollback_or_pause(click.value, rollback=rollback)
         except cmd.CommandError:
             # Not a value the bot wrote on its buttons: refuse it as mistyped text would be.
             message = error_message(
                 "This button does not name a workload the bot can act on. Nothing was changed."
             )
-            work = Notify(message, reply)  # posting it here would hold the ack back
-        else:
-            if revision is None:
-                # Posted before buttons named their revision: it could act on a later one.
-                message = error_message(
-                    "This button is not tied to a revision, so it could act on a newer deploy "
-                    f"than the one that failed. Nothing was changed; run `/rollout "
-                    f"{cmd.render_command(command)}` if it still needs doing."
-                )
-                work = Notify(message, reply)
-            else:
-                work = RunCommand(
-                    command, actor, reply, clicked=_clicked(body), at_revision=revision
-                )
-        if not hand_on(dispatch, work):
-            tell_not_taken(client, work)
+            return Notify(message, click.reply)  # posting it here would hold the ack back
+        if revision is None:
+            # Posted before buttons named their revision: it could act on a later one.
+            message = error_message(
+                "This button is not tied to a revision, so it could act on a newer deploy "
+                f"than the one that failed. Nothing was changed; run `/rollout "
+                f"{cmd.render_command(command)}` if it still needs doing."
+            )
+            return Notify(message, click.reply)
+        clicked = _clicked(click.body)
+        return RunCommand(command, click.actor, click.reply, clicked=clicked, at_revision=revision)
 
-    # What Bolt names in its logs.
-    handle_click.__name__ = "handle_rollback_click" if rollback else "handle_pause_click"
-    return handle_click
+    return work_for
 
 
 _REVISION = re.compile(r"[1-9][0-9]{0,9}")
