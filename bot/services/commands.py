@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest
@@ -235,7 +235,9 @@ class CommandService:
         # approver and no freeze.
         if self.freezes is not None and command.needs_approval:
             # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
-            glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
+            glass = self.freezes.gate(
+                cast(cmd.Command, command), namespace, label, actor, multi=self.contexts.multi
+            )
         rule = glass or (
             self.access.policy.approval_rule_for(command.action, namespace, label)
             if command.needs_approval

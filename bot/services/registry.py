@@ -1,35 +1,99 @@
 """One registry from a command's type to what runs it (cosmicpython's ``COMMAND_HANDLERS``).
 
-``CHANGES`` runs a change (``bot.services.execution``), ``READS`` answers a read
-(``bot.services.commands``), ``PREVIEWS`` says what an approval card will change
-(``bot.services.approvals``). No service matches over command types: a new verb adds its
-command type here, once per role it has.
+``change_role`` says how a change runs (``bot.services.execution``), what an approval card says
+of it and what kubectl refuses before the card is posted (``bot.services.approvals``); ``READS``
+answers a read (``bot.services.commands``). No service matches over command types.
+
+A verb that changes a workload with one patch declares a ``PatchRule`` in its own module
+(``bot.domain.verbs``): its role here is the generic one, so such a verb adds nothing here.
+Only the verbs with machinery of their own (create, undo, the canary's) have an entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import verbs as cmd
+from bot.domain.errors import Refused
+from bot.domain.mrkdwn import code
+from bot.domain.refusals import RolloutRefused
 from bot.domain.targets import Actor, Change, Target
+from bot.domain.verbs import PatchRule
 from bot.domain.views import ApprovalList, AuditList, Listing
 from bot.services import previews
 from bot.services.tools import Tools
+from bot.services.workload_access import refusal_to_error
+from bot.services.writes import binding
 
 if TYPE_CHECKING:
     from bot.services.commands import CommandService, Outcome
     from bot.services.rollouts import Rollouts
 
-__all__ = ["CHANGES", "PREVIEWS", "READS", "Tools"]
+__all__ = ["READS", "ChangeRole", "Tools", "change_role"]
 
 Json = dict[str, Any]
 #: (tools, command, target, actor, the approval's binding or None) -> what changed.
-ChangeHandler = Callable[[Tools, Any, Target, Actor, "str | None"], Change]
-#: (the command service, command, namespace, context, rollouts as the reader) -> the answer.
-ReadHandler = Callable[["CommandService", Any, str, str, "Rollouts"], "Outcome"]
+ApplyHandler = Callable[[Tools, Any, Target, Actor, "str | None"], Change]
+#: (tools, command, target) -> (what the approval is bound to, the card's preview), after
+#: kubectl's refusals: no card is posted for something that cannot run.
+CardHandler = Callable[[Tools, Any, Target], tuple[str, str]]
 #: (tools, command, the object as it is now) -> mrkdwn.
 PreviewHandler = Callable[[Tools, Any, Json], str]
+#: (tools, command, target, the object as it is now) -> None, or kubectl's refusal as Refused.
+CheckHandler = Callable[[Tools, Any, Target, Json], None]
+#: (the command service, command, namespace, context, rollouts as the reader) -> the answer.
+ReadHandler = Callable[["CommandService", Any, str, str, "Rollouts"], "Outcome"]
+
+
+def _no_check(tools: Tools, command: Any, target: Target, obj: Json) -> None:
+    """Nothing kubectl refuses before it plans (who else owns the object is still checked)."""
+
+
+def _action_only(tools: Tools, command: Any, obj: Json) -> str:
+    return str(command.action)
+
+
+def object_card(check: CheckHandler, preview: PreviewHandler) -> CardHandler:
+    """The card of a change to an existing object: kubectl's refusals (and `gitops: refuse`)
+    answer at once; the approval is bound to the object as it is now; who else owns it goes
+    first, so a long diff cannot cut it off."""
+
+    def card(tools: Tools, command: Any, target: Target) -> tuple[str, str]:
+        obj = tools.rollouts.get(target)
+        check(tools, command, target, obj)
+        tools.rollouts.check(target, obj, command.action)
+        fingerprint = binding(obj, command.action)
+        try:
+            text = preview(tools, command, obj)
+        except RolloutRefused as exc:  # e.g. set image of an unknown container
+            raise Refused(exc.message) from None
+        notices = tools.rollouts.ownership_notices(target, command.action, obj)
+        return fingerprint, "\n".join([*notices, text])
+
+    return card
+
+
+@dataclass(frozen=True)
+class ChangeRole:
+    """How one kind of change runs, and what its approval card says."""
+
+    apply: ApplyHandler
+    card: CardHandler
+
+
+def _patch_role(rule: PatchRule) -> ChangeRole:
+    def apply(tools: Tools, c: Any, t: Target, a: Actor, expect: str | None) -> Change:
+        return tools.rollouts.apply_patch(rule, c, t, a, expect=expect)
+
+    def check(tools: Tools, c: Any, t: Target, obj: Json) -> None:
+        refusal_to_error(lambda: rule.check(t.kind, obj))
+
+    def preview(tools: Tools, c: Any, obj: Json) -> str:
+        return rule.preview(c, obj)
+
+    return ChangeRole(apply, object_card(check, preview))
 
 
 def _reason(command: object) -> str | None:
@@ -41,28 +105,18 @@ def _create(tools: Tools, c: cmd.Create, t: Target, a: Actor, expect: str | None
     return tools.rollouts.create(t, c.image, c.replicas, a, _reason(c))
 
 
-def _set_image(tools: Tools, c: cmd.SetImage, t: Target, a: Actor, expect: str | None) -> Change:
-    return tools.rollouts.set_image(t, c.images, a, c.reason, expect=expect)
-
-
-def _scale(tools: Tools, c: cmd.Scale, t: Target, a: Actor, expect: str | None) -> Change:
-    return tools.rollouts.scale(t, c.replicas, a, c.reason, expect=expect)
+def _create_card(tools: Tools, c: cmd.Create, t: Target) -> tuple[str, str]:
+    # A new object: refused if it exists, and nothing there yet to bind the approval to.
+    tools.rollouts.check_create(t)
+    return "", f"create `{code(t)}` with image `{code(c.image)}`, {c.replicas} replicas"
 
 
 def _undo(tools: Tools, c: cmd.Undo, t: Target, a: Actor, expect: str | None) -> Change:
     return tools.rollouts.undo(t, c.to_revision or 0, a, c.reason, expect=expect)
 
 
-def _pause(tools: Tools, c: cmd.Pause, t: Target, a: Actor, expect: str | None) -> Change:
-    return tools.rollouts.pause(t, a, None, expect=expect)
-
-
-def _resume(tools: Tools, c: cmd.Resume, t: Target, a: Actor, expect: str | None) -> Change:
-    return tools.rollouts.resume(t, a, None, expect=expect)
-
-
-def _restart(tools: Tools, c: cmd.Restart, t: Target, a: Actor, expect: str | None) -> Change:
-    return tools.rollouts.restart(t, a, c.reason, expect=expect)
+def _undo_check(tools: Tools, c: cmd.Undo, t: Target, obj: Json) -> None:
+    tools.rollouts.undo_plan(t, obj, c.to_revision or 0)
 
 
 def _canaries(tools: Tools) -> Any:
@@ -90,18 +144,26 @@ def _canary_abort(
     return change
 
 
-CHANGES: dict[type[cmd.CommandBase], ChangeHandler] = {
-    cmd.Create: _create,
-    cmd.SetImage: _set_image,
-    cmd.Scale: _scale,
-    cmd.Undo: _undo,
-    cmd.Pause: _pause,
-    cmd.Resume: _resume,
-    cmd.Restart: _restart,
-    cmd.Canary: _canary,
-    cmd.CanaryPromote: _canary_promote,
-    cmd.CanaryAbort: _canary_abort,
+# The changes that are not one patch: each has machinery of its own.
+_CHANGES: dict[type[cmd.CommandBase], ChangeRole] = {
+    cmd.Create: ChangeRole(_create, _create_card),
+    cmd.Undo: ChangeRole(_undo, object_card(_undo_check, previews.undo)),
+    cmd.Canary: ChangeRole(_canary, object_card(_no_check, previews.canary)),
+    cmd.CanaryPromote: ChangeRole(_canary_promote, object_card(_no_check, previews.canary)),
+    cmd.CanaryAbort: ChangeRole(_canary_abort, object_card(_no_check, _action_only)),
 }
+
+
+def change_role(command_type: type[cmd.CommandBase]) -> ChangeRole | None:
+    """How a change of this type runs: its own entry, else its verb's ``PatchRule``; None
+    for a command that is not a change."""
+    role = _CHANGES.get(command_type)
+    if role is not None:
+        return role
+    spec = cmd.spec_of(command_type)
+    if spec is None or spec.patch is None:
+        return None
+    return _patch_role(spec.patch)
 
 
 def _list(
@@ -157,15 +219,4 @@ READS: dict[type[cmd.CommandBase], ReadHandler] = {
     cmd.Approvals: _approvals,
     cmd.Audit: _audit,
     cmd.CanaryStatus: _canary_status,
-}
-
-PREVIEWS: dict[type[cmd.CommandBase], PreviewHandler] = {
-    cmd.SetImage: previews.set_image,
-    cmd.Undo: previews.undo,
-    cmd.Scale: previews.scale,
-    cmd.Pause: previews.pause,
-    cmd.Resume: previews.resume,
-    cmd.Restart: previews.restart,
-    cmd.Canary: previews.canary,
-    cmd.CanaryPromote: previews.canary,
 }

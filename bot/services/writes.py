@@ -30,6 +30,7 @@ from bot.domain.revisions import (
 )
 from bot.domain.targets import Actor, Change, Target
 from bot.domain.templates import templates_equal_ignoring_hash
+from bot.domain.verbs import BOUND_FIELDS
 from bot.services.ports import Json
 from bot.services.workload_access import Ownership, WorkloadAccess, container_images
 
@@ -312,13 +313,6 @@ class Writes(WorkloadAccess):
         )
 
 
-_BOUND_FIELDS: dict[str, tuple[str, ...]] = {
-    "scale": ("replicas",),
-    "pause": ("paused",),
-    "resume": ("paused",),
-}
-
-
 def binding(deployment: Json, action: str) -> str:
     """What an approval is bound to: the object (uid), its pod template, and the fields the
     action changes. Not `metadata.generation`: an HPA scaling the Deployment must not void an
@@ -327,7 +321,7 @@ def binding(deployment: Json, action: str) -> str:
     content = {
         "uid": deployment.get("metadata", {}).get("uid", ""),
         "template": spec.get("template", {}),
-        **{name: spec.get(name) for name in _BOUND_FIELDS.get(action, ())},
+        **{name: spec.get(name) for name in BOUND_FIELDS.get(action, ())},
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
