@@ -1,17 +1,23 @@
 """The three workload kinds the bot works on, and what differs between them.
 
 kubectl names a workload ``KIND/NAME`` (``deploy/web``, ``sts/db``, ``ds/agent``); ``parse_kind``
-reads every spelling it accepts. ``KindInfo`` holds the per-kind facts the verbs need: how kubectl
-writes the kind, and where its revisions live (ReplicaSets for a Deployment, ControllerRevisions
-for the other two).
+reads every spelling it accepts. ``KindInfo`` is the per-kind behaviour table: how kubectl
+writes the kind, where its revisions live (ReplicaSets for a Deployment, ControllerRevisions
+for the other two) and how its history and current revision are read from them, which verbs it
+supports. The services ask this table, never ``kind == ...``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from bot.domain.revisions import Revision, deployment_history, revision_of, workload_history
 
 __all__ = ["KINDS", "Kind", "KindInfo", "as_kind", "info", "parse_kind"]
+
+Json = dict[str, Any]
 
 Kind = Literal["deployment", "statefulset", "daemonset"]
 KINDS: Final[tuple[Kind, ...]] = ("deployment", "statefulset", "daemonset")
@@ -29,6 +35,25 @@ class KindInfo:
     pausable: bool = False
     #: Whether the object has a scale subresource (a DaemonSet runs one pod per node).
     scalable: bool = True
+    #: Whether a bare ``NAME`` in the grammar (and in a target's text) means this kind.
+    bare_name: bool = False
+    #: Whether `list` fails when it may not list this kind. The bot's RBAC has always covered
+    #: Deployments; the other kinds came later, and a bot upgraded before its RBAC still lists
+    #: what it may read.
+    required_in_listing: bool = False
+    #: Whether the controller gives up on a rollout by itself (a Deployment's
+    #: `progressDeadlineSeconds`); for the others a waiting wave sets its own deadline.
+    has_progress_deadline: bool = False
+    #: kubectl's revision list, from the object and the revisions it owns (ReplicaSets or
+    #: ControllerRevisions, as ``revisions_in_replica_sets`` says).
+    history: Callable[[Json, Iterable[Json]], list[Revision]] = workload_history
+
+    def current_revision(self, obj: Json, history: Callable[[], Sequence[Revision]]) -> int | None:
+        """The current revision: a Deployment's annotation, else the revision whose template
+        is live (``history`` is read only then; None when none is)."""
+        if self.revisions_in_replica_sets:
+            return revision_of(obj)
+        return next((r.number for r in history() if r.is_current), None)
 
     @property
     def group_resource(self) -> str:
@@ -42,7 +67,7 @@ class KindInfo:
     def word(self, name: str) -> str:
         """The target as the grammar writes it back: ``NAME`` for a Deployment, else
         ``statefulset/NAME``."""
-        return name if self.kind == "deployment" else f"{self.kind}/{name}"
+        return name if self.bare_name else f"{self.kind}/{name}"
 
 
 _INFO: Final[dict[str, KindInfo]] = {
@@ -53,6 +78,10 @@ _INFO: Final[dict[str, KindInfo]] = {
         "deploy",
         revisions_in_replica_sets=True,
         pausable=True,
+        bare_name=True,
+        required_in_listing=True,
+        has_progress_deadline=True,
+        history=deployment_history,
     ),
     "statefulset": KindInfo("statefulset", "StatefulSet", "statefulsets", "sts"),
     "daemonset": KindInfo("daemonset", "DaemonSet", "daemonsets", "ds", scalable=False),

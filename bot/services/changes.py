@@ -28,7 +28,7 @@ from bot.domain.verbs.scale import SPEC as SCALE
 from bot.domain.verbs.scale import Scale
 from bot.domain.verbs.set_image import SPEC as SET_IMAGE
 from bot.domain.verbs.set_image import SetImage
-from bot.domain.verbs.undo import plan_undo, plan_workload_undo, undo_warnings
+from bot.domain.verbs.undo import plan_any_undo, plan_undo, plan_workload_undo, undo_warnings
 from bot.services.ports import Json
 from bot.services.workload_access import (
     already_exists,
@@ -139,7 +139,7 @@ class Changes(Writes):
         *,
         expect: str | None = None,
     ) -> Change:
-        if target.kind != "deployment":
+        if not kinds.info(target.kind).revisions_in_replica_sets:
             return self._undo_workload(target, to_revision, actor, reason, expect)
 
         def attempt(deployment: Json) -> Change:
@@ -253,12 +253,9 @@ class Changes(Writes):
         """(target revision, its template, skipped, message) of an undo, for any kind; kubectl's
         refusals as Refused (with the revisions there are, for an unknown one)."""
         try:
-            if target.kind == "deployment":
-                plan = plan_undo(obj, self.owned_replica_sets(obj, target.context), to_revision)
-                return plan.target_revision, plan.template, plan.skipped, plan.message
-            revisions = self.owned_revisions(target, obj)
-            wplan = plan_workload_undo(obj, revisions, to_revision)
-            return wplan.target_revision, wplan.template, wplan.skipped, wplan.message
+            revisions = self.revision_objects(target, obj)
+            plan = plan_any_undo(target.kind, obj, revisions, to_revision)
+            return plan.target_revision, plan.template, plan.skipped, plan.message
         except UndoRefused as exc:
             message = exc.message
             if exc.reason_code == "revision_not_found":

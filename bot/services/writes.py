@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.domain import ownership
+from bot.domain import kinds, ownership
 from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION, with_change_cause
 from bot.domain.errors import (
     Conflict,
@@ -151,7 +151,7 @@ class Writes(WorkloadAccess):
     def _revision_has_cause(self, target: Target, updated: Json, cause: str) -> bool:
         """Whether the revision with `updated`'s pod template carries `cause`."""
         template = updated.get("spec", {}).get("template", {})
-        if target.kind == "deployment":
+        if kinds.info(target.kind).revisions_in_replica_sets:
             for rs in self.owned_replica_sets(updated, target.context):
                 annotations = rs.get("metadata", {}).get("annotations") or {}
                 if templates_equal_ignoring_hash(rs.get("spec", {}).get("template", {}), template):
