@@ -64,6 +64,10 @@ class KindInfo:
         """``statefulset.apps/web``, as kubectl prints the object."""
         return f"{self.kind}.apps/{name}"
 
+    def typed(self, name: str) -> str:
+        """The target as a user types it, short: ``web``, ``sts/db``, ``ds/agent``."""
+        return name if self.bare_name else f"{self.short}/{name}"
+
     def word(self, name: str) -> str:
         """The target as the grammar writes it back: ``NAME`` for a Deployment, else
         ``statefulset/NAME``."""
