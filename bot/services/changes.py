@@ -1,7 +1,9 @@
-"""The verbs that change a workload, each as kubectl would make it: create, set image,
-scale, undo, pause, resume, restart; and kubectl's refusals checked before anything is asked.
+"""The verbs that change a workload, each as kubectl would make it.
 
-The per-kind rules are the verbs' own (`bot.domain.verbs`); the writes go through `Writes`.
+A verb that changes the object with one patch (set image, scale, pause, resume, restart) runs
+through `apply_patch` by its own `PatchRule` (`bot.domain.verbs`); create and undo have
+machinery of their own here. The per-kind rules are the verbs' and the kind table's
+(`bot.domain.kinds`); the writes go through `Writes`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from bot.domain.revisions import (
 )
 from bot.domain.targets import Actor, Change, Target
 from bot.domain.templates import templates_equal_ignoring_hash
-from bot.domain.verbs import BOUND_FIELDS
+from bot.domain.verbs import AUTOSCALED_ACTIONS, BOUND_FIELDS
 from bot.services.ports import Json
 from bot.services.workload_access import Ownership, WorkloadAccess, container_images
 
@@ -182,7 +182,7 @@ class Writes(WorkloadAccess):
         obj = self.get(target) if obj is None else obj
         owner = ownership.gitops_owner(obj)
         lines = [] if owner is None else [ownership.gitops_notice(owner)]
-        if action == "scale":
+        if action in AUTOSCALED_ACTIONS:
             try:
                 autoscalers = self.on(target.context).list_autoscalers(target.namespace)
             except (Forbidden, NotFound):

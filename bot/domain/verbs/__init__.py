@@ -1,8 +1,10 @@
 """The ``/rollout`` grammar: the text of a slash command in, a typed command out.
 
 Each verb lives in one module of this package (its command, flags, parser, renderer, help and
-its kubectl rule for every kind it supports); this module only registers them, in the order the
-help lists them. Adding a verb is one new module and one line in ``SPECS``.
+its kubectl rule for every kind it supports; a verb that changes a workload with one patch also
+its ``PatchRule``, which the services run as it is); this module only registers them, in the
+order the help lists them. Adding a verb is one new module, its line in ``SPECS`` and its member
+of the ``Command`` union (for the type checker); ``register`` is the one path a spec takes.
 
 The grammar is a contract (the help text is built from ``USAGE``; the README lists it too)::
 
@@ -102,6 +104,7 @@ from bot.domain.verbs.undo import Undo
 
 __all__ = [
     "ACTIONS",
+    "AUTOSCALED_ACTIONS",
     "BOUND_FIELDS",
     "BREAK_GLASS_FLAG",
     "CONTEXT_FLAG",
@@ -225,6 +228,8 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {}
 HELP_NOTES: Final[dict[str, str]] = {}
 # The spec fields an approval of each patching action is bound to besides the pod template.
 BOUND_FIELDS: Final[dict[str, tuple[str, ...]]] = {}
+# The actions whose field an autoscaler sets too (the reply and the card name the HPA).
+AUTOSCALED_ACTIONS: Final[set[str]] = set()
 
 
 def register(spec: VerbSpec) -> None:
@@ -242,6 +247,8 @@ def register(spec: VerbSpec) -> None:
         HELP_NOTES[spec.verb] = spec.note
     if spec.patch is not None:
         BOUND_FIELDS[spec.command.action] = spec.patch.bound_fields
+        if spec.patch.autoscaled:
+            AUTOSCALED_ACTIONS.add(spec.command.action)
 
 
 def unregister(spec: VerbSpec) -> None:
@@ -258,6 +265,7 @@ def unregister(spec: VerbSpec) -> None:
         table.pop(spec.verb, None)
     if spec.patch is not None:
         BOUND_FIELDS.pop(spec.command.action, None)
+        AUTOSCALED_ACTIONS.discard(spec.command.action)
 
 
 def spec_of(command_type: type[CommandBase]) -> VerbSpec | None:

@@ -249,6 +249,8 @@ class PatchRule:
     #: The spec fields an approval is bound to besides the pod template: if they change
     #: before the vote, the approval no longer holds.
     bound_fields: tuple[str, ...] = ()
+    #: Whether an autoscaler (an HPA) sets the same field, so the reply and the card name it.
+    autoscaled: bool = False
 
 
 def no_refusal(kind: Kind, obj: dict[str, Any]) -> None:

@@ -121,5 +121,6 @@ SPEC = VerbSpec(
         preview=_preview,
         field_manager="kubectl-scale",
         bound_fields=("replicas",),
+        autoscaled=True,
     ),
 )
