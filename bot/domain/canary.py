@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION
+from bot.domain.image_plan import ImageChange, plan_set_image
 from bot.domain.pods import pod_summary
-from bot.domain.verbs.set_image import ImageChange, plan_set_image
 
 Json = dict[str, Any]
 

@@ -29,11 +29,11 @@ from bot.domain import ownership
 from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
 from bot.domain.errors import Conflict, Forbidden, NotFound, Refused, RolloutBotError
+from bot.domain.image_plan import plan_set_image
 from bot.domain.refusals import RolloutRefused
 from bot.domain.revisions import revision_of
 from bot.domain.selectors import selector_string
 from bot.domain.targets import Actor, Change, Target
-from bot.domain.verbs.set_image import plan_set_image
 from bot.services.ports import CanaryStore, Json
 from bot.services.rollouts import Rollouts, binding, change_cause
 
