@@ -6,6 +6,8 @@ COPY requirements.lock ./
 # --require-hashes: a download that does not match the lock stops the build.
 RUN python -m venv /opt/rollout-bot \
  && /opt/rollout-bot/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+# The product alone: the development kit and the playground live in tests/, which stays out
+# (`rollout-bot playground` here says it runs from a checkout).
 COPY bot ./bot
 COPY handlers ./handlers
 # The project itself is plain source on the path (no build step, so nothing unpinned is fetched).

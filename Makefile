@@ -1,4 +1,4 @@
-# Contract: setup, test, check, cluster-up, cluster-down, bench are called by other tooling.
+# Contract: setup, test, test-unit, check, cluster-up, cluster-down, bench are called by other tooling.
 # `make playground` is the first command in the README: the bot in a browser, no Slack needed.
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 PYTEST_ARGS ?=
 PLAYGROUND_PORT ?= 8080
 
-.PHONY: setup test check lint typecheck cluster-up cluster-down control-plane bench helm manifests slack-manifests image lock playground
+.PHONY: setup test test-unit check lint typecheck cluster-up cluster-down control-plane bench helm manifests slack-manifests image lock playground
 
 $(BIN)/rollout-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,19 @@ setup: $(BIN)/rollout-bot
 
 # Builds (first time only) and caches the control-plane binaries outside the repository.
 control-plane:
-	bot/devkit/cluster/build-control-plane.sh >/dev/null
+	tests/devkit/cluster/build-control-plane.sh >/dev/null
 
 test: setup control-plane
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The pure and unit tests alone: no control plane, no redis-server, under a minute.
+test-unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
 lint: setup
 	$(BIN)/ruff check bot handlers tests
 	$(BIN)/ruff format --check bot handlers tests
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
@@ -34,24 +39,25 @@ typecheck: setup
 check: lint typecheck test
 
 cluster-up: setup control-plane
-	$(BIN)/python -m bot.devkit.control_plane up "$(CLUSTER_DIR)"
+	$(BIN)/python -m tests.devkit.control_plane up "$(CLUSTER_DIR)"
 
 cluster-down: setup
-	$(BIN)/python -m bot.devkit.control_plane down "$(CLUSTER_DIR)"
+	$(BIN)/python -m tests.devkit.control_plane down "$(CLUSTER_DIR)"
 
+# The playground lives in tests/playground (a checkout only, never in the wheel or the image).
 # Starts a control plane (or reuses the one of `make cluster-up`, or PLAYGROUND_KUBECONFIG's
 # cluster), a private redis-server, the bot and the page at http://127.0.0.1:$(PLAYGROUND_PORT);
 # Ctrl-C stops what it started.
 playground: setup
-	@CLUSTER_DIR="$(CLUSTER_DIR)" exec $(BIN)/rollout-bot playground --port "$(PLAYGROUND_PORT)" --install-missing
+	@CLUSTER_DIR="$(CLUSTER_DIR)" exec $(BIN)/python -m tests.playground --port "$(PLAYGROUND_PORT)" --install-missing
 
 bench: setup control-plane
 	$(BIN)/python -m tests.bench
 
 # The helm CLI, built (first time only) from its Go module into a cache outside the repository.
-HELM = $(shell bot/devkit/cluster/build-helm.sh)
+HELM = $(shell tests/devkit/cluster/build-helm.sh)
 helm:
-	bot/devkit/cluster/build-helm.sh
+	tests/devkit/cluster/build-helm.sh
 
 # deploy/manifests/rollout-bot.yaml is the chart rendered with its default values, for
 # kubectl-only installs; tests/deploy keeps it equal to `helm template`.
@@ -66,7 +72,7 @@ manifests: helm
 # deploy/slack/manifest-*-impersonate.yaml: the Slack app manifests with the scopes that
 # policy `identity.mode: impersonate` needs; tests/unit/test_slack_manifests.py keeps them current.
 slack-manifests: setup
-	$(BIN)/python -m bot.devkit.slack_manifests
+	$(BIN)/python -m tests.devkit.slack_manifests
 
 # requirements.lock: the runtime dependencies with hashes, for the image (same pins as
 # constraints.txt). Regenerate after changing either.

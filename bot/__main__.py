@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 log = logging.getLogger("rollout-bot")
+
+# The repository this bot runs from, when it runs from one (not an installed wheel or the image).
+CHECKOUT = Path(__file__).resolve().parents[1]
+PLAYGROUND_ELSEWHERE = (
+    "rollout-bot: the playground is not installed with the bot; it runs from a checkout of "
+    "the repository, with `make playground`"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,10 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the policy file to check (instead of ROLLOUT_BOT_POLICY)",
     )
-    from bot.playground import add_arguments as playground_arguments
-
-    playground_arguments(
-        sub.add_parser("playground", help="try the bot in a browser, without a Slack workspace")
+    # Listed here only: `main` hands everything after the word to the playground's own parser.
+    sub.add_parser(
+        "playground", help="try the bot in a browser, without a Slack workspace", add_help=False
     )
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -97,14 +104,13 @@ def _seq_argument(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bot.observability.logs import configure_logging
 
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
     # A thread that dies of an unexpected error is logged by name, never with a traceback
     # (which may quote values, and is noise in an operator's log).
     threading.excepthook = _log_thread_error
-    if args.command == "playground":  # starts its own stand-ins; needs none of the settings
-        from bot.playground import run as run_playground
-
-        return run_playground(args)
+    if arguments[:1] == ["playground"]:  # starts its own stand-ins; needs none of the settings
+        return _playground(arguments[1:])
+    args = _parser().parse_args(arguments)
     if args.command == "check":
         from bot.check import check_policy_file, has_credentials
 
@@ -139,6 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     os._exit(code)
 
 
+def _playground(argv: list[str]) -> int:
+    """The playground is a development tool kept in the repository's tests/ (with the Slack
+    stand-in and local control plane it runs on), so only a checkout has it: an installed
+    wheel or the image says where to find it instead of failing on an import."""
+    if not (CHECKOUT / "tests" / "playground" / "__init__.py").is_file():
+        print(PLAYGROUND_ELSEWHERE, file=sys.stderr)
+        return 2
+    # The checkout's root is not on the path of the `rollout-bot` script, and it goes first:
+    # another distribution's stray top-level `tests` package must not stand in for ours.
+    sys.path.insert(0, str(CHECKOUT))
+    playground = importlib.import_module("tests.playground")
+    return int(playground.main(argv))
+
+
 def _log_thread_error(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return
@@ -147,8 +167,8 @@ def _log_thread_error(args: threading.ExceptHookArgs) -> None:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.composition.redis_clients import audit_log, redis_client
     from bot.domain.errors import StoreError
-    from bot.runtime import audit_log, redis_client
 
     log_ = audit_log(settings, redis_client(settings))
     try:
@@ -244,6 +264,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError
     from bot.runtime import Runtime, keep_out_of_garbage_collection
+    from bot.worker_main import perform_in_worker
 
     # Every check comes before any thread starts: a refused start-up leaves nothing running.
     if args.http and settings.slack_signing_secret is None:
@@ -286,7 +307,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     keep_out_of_garbage_collection()
-    runtime.start()
+    runtime.start(worker_entry=perform_in_worker)
     try:
         if args.http:
             return _serve_http(runtime, app, settings, args)

@@ -49,9 +49,12 @@ def check_policy_file(path: Path) -> int:
 def run_check(settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
+    from bot.composition.clusters import clusters_of
+    from bot.composition.redis_clients import redis_client
+    from bot.composition.slack_client import slack_client
+    from bot.composition.startup_policy import policy_requirements
     from bot.domain.errors import RolloutBotError
     from bot.domain.policy import PolicyError, load_policy
-    from bot.runtime import clusters_of, policy_requirements, redis_client, slack_client
 
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
@@ -131,8 +134,8 @@ def _identities(settings: Settings, policy: Policy) -> list[str]:
     """Impersonate mode: the Kubernetes identity each Slack user would act as (or why they
     cannot), per identity rule. Returns the problems."""
     from bot.adapters.slack.people import PeopleUnavailable, SlackPeople
+    from bot.composition.slack_client import slack_client
     from bot.domain.identity import identity_of, refusal_of
-    from bot.runtime import slack_client
 
     try:
         people = SlackPeople(slack_client(settings)).everyone()

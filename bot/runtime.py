@@ -8,7 +8,8 @@ and stops them in order.
     runtime.stop()            stop accepting work, flush pending progress updates, release
                               leases, close watches
 
-This is the only module that imports every layer.
+This is the only module that imports every layer; the clients and the start-up policy it wires
+together are built in bot.composition.
 """
 
 from __future__ import annotations
@@ -25,26 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.connection import parse_url
-from redis.retry import Retry
-from redis.sentinel import Sentinel
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
-from bot.adapters.k8s import contexts as kube_contexts
-from bot.adapters.k8s.cluster import KubeCluster, load_api_client
-from bot.adapters.k8s.impersonation import ImpersonatingClients
 from bot.adapters.k8s.watch import NamespaceWatch
 from bot.adapters.redis.approvals import RedisApprovalStore
-from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.canaries import RedisCanaryRegistry
-from bot.adapters.redis.durability import Durability
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
@@ -52,29 +38,33 @@ from bot.adapters.redis.promotions import RedisPromotionStore
 from bot.adapters.redis.replay import RedisSeenRequests
 from bot.adapters.redis.tracking import RedisRolloutRegistry
 from bot.adapters.slack.directory import SlackDirectory
-from bot.adapters.slack.people import SlackPeople
+from bot.composition.clusters import clusters_of, identities_of
+from bot.composition.redis_clients import (
+    audit_log,
+    durability_of,
+    redis_client,
+    redis_readiness,
+    sentinel_of,
+)
+from bot.composition.slack_client import slack_client
+from bot.composition.startup_policy import policy_of, policy_requirements, sealer_for
 from bot.config import Settings
 from bot.domain.approval import ApprovalRequest
 from bot.domain.canary import CanaryRecord
 from bot.domain.canary import Settings as CanarySettings
-from bot.domain.errors import RolloutBotError, StoreError
-from bot.domain.integrity import Sealer
-from bot.domain.policy import Policy, parse_policy, read_only_default, read_policy_bytes
+from bot.domain.errors import StoreError
+from bot.domain.policy import Policy
 from bot.observability.health import HealthServer, ReadinessProbe, health_routes, serve_health
 from bot.observability.metrics import metrics
-from bot.observability.slack import InstrumentedWebClient
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow, Decision
 from bot.services.audit_trail import AuditTrail
 from bot.services.canary import CanaryService
 from bot.services.canary_monitor import INTERVAL as CANARY_INTERVAL
 from bot.services.canary_monitor import CanaryMonitor
-from bot.services.clusters import Contexts
 from bot.services.commands import CommandService
-from bot.services.container import Services
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
-from bot.services.identity import Identities
 from bot.services.periodic import Periodic
 from bot.services.policy_reload import PolicyReloader
 from bot.services.progress.auto_rollback import AutoRollback
@@ -84,13 +74,14 @@ from bot.services.promotions import PromotionService
 from bot.services.retention import AuditRetention
 from bot.services.rollouts import Rollouts
 from bot.services.sweeper import ApprovalSweeper
-from bot.workers import WorkerProcesses
+from bot.services.use_cases import Services
+from bot.workers import WorkerEntry, WorkerProcesses
 
 if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.observability.health import StartResponse
-    from handlers.work import Work
+    from handlers.handoff import Work
 
 log = logging.getLogger(__name__)
 
@@ -107,199 +98,6 @@ AUDIT_VERIFY_INTERVAL = 600.0
 # problems or Redis's addresses (they are in the log, `rollout-bot check` and the Socket Mode
 # health port).
 PUBLIC_READINESS_DETAILS = ("policy", "clusters", "unreachable", "redis_waiting_for")
-# /readyz counts a replica that has not acknowledged the primary's stream for longer as lagging.
-REPLICA_LAG_SECONDS = 2
-
-
-def slack_client(settings: Settings) -> WebClient:
-    """The Web API client: retries connection errors, 5xx and 429 (honouring Retry-After);
-    every call, failure and 429 is counted in the metrics."""
-    return InstrumentedWebClient(
-        metrics=metrics(),
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=5),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
-
-
-def redis_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
-    """The client for the bot's state. With REDIS_SENTINELS it is redis-py's own Sentinel
-    client for the primary (`master_for`): every new connection asks the Sentinels which node
-    is the primary, a connection to a demoted one is dropped, so the bot follows a failover and
-    never writes to a replica. REDIS_URL then only supplies the password and the database."""
-    timeout = timeout if timeout is not None else settings.redis_timeout_seconds
-    if settings.min_replicas() > 0:
-        # A durable write waits up to the WAIT bound for its reply on the same socket.
-        timeout += settings.redis_wait_timeout_seconds
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        # One quick retry rides out a dropped connection; redis-py's default of 10 would hold a
-        # listener thread for many timeouts. The stores make retried commands idempotent.
-        # Timeouts are not retried: a frozen Redis would cost ~4x the timeout (the retry's
-        # reconnect handshake times out too), and a stuck server is not a blip.
-        "retry": Retry(
-            ExponentialBackoff(cap=0.5, base=0.05),
-            retries=1,
-            supported_errors=(redis.ConnectionError,),
-        ),
-        "health_check_interval": 30,
-        "decode_responses": False,
-    }
-    sentinels = sentinel_of(settings)
-    if sentinels is None:
-        return redis.Redis.from_url(settings.redis_url.get_secret_value(), **options)
-    url = parse_url(settings.redis_url.get_secret_value())  # type: ignore[no-untyped-call]
-    credentials = {k: url[k] for k in ("username", "password", "db") if url.get(k) is not None}
-    if "connection_class" in url:  # rediss://: TLS to the primary too
-        options["ssl"] = True
-    assert settings.redis_sentinel_master is not None  # Settings requires it with sentinels
-    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
-        settings.redis_sentinel_master, **options, **credentials
-    )
-    return client
-
-
-def sentinel_of(settings: Settings) -> Sentinel | None:
-    """The Sentinels of REDIS_SENTINELS, or None without. They are asked quickly and once: a
-    Sentinel that is down costs a refused connection, never a retry loop, so a change asked
-    for mid-failover is refused at once instead of waiting."""
-    addresses = settings.sentinel_addresses()
-    if not addresses:
-        return None
-    quick = min(settings.redis_timeout_seconds, 1.0)
-    sentinel_options: dict[str, Any] = {
-        "socket_timeout": quick,
-        "socket_connect_timeout": quick,
-        "retry": Retry(NoBackoff(), 0),
-        "decode_responses": True,
-    }
-    if settings.redis_sentinel_password is not None:
-        sentinel_options["password"] = settings.redis_sentinel_password.get_secret_value()
-    return Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-
-
-def durability_of(settings: Settings) -> Durability:
-    return Durability(settings.min_replicas(), settings.redis_wait_timeout_seconds)
-
-
-def audit_log(settings: Settings, store: redis.Redis) -> RedisAuditLog:
-    return RedisAuditLog(
-        store,
-        Keys(settings.redis_prefix),
-        keyring=settings.audit_keyring(),
-        durability=durability_of(settings),
-        unsigned_before=settings.audit_unsigned_before,
-    )
-
-
-def policy_of(
-    settings: Settings, raw: bytes | None = None, contexts: Contexts | None = None
-) -> tuple[Policy, bytes | None]:
-    """The policy and the bytes it was parsed from (read from the file once unless given);
-    no file: the read-only default, and None. With ``contexts``, a `contexts:` pattern that
-    matches none of them is a PolicyError."""
-    if settings.policy_file is None:
-        return read_only_default(), None
-    if raw is None:
-        raw = read_policy_bytes(settings.policy_file)
-    served = contexts.names if contexts is not None else None
-    return parse_policy(raw, str(settings.policy_file), served_contexts=served), raw
-
-
-STATE_KEY_REQUIRED = (
-    "ROLLOUT_BOT_STATE_KEY is not set, but the policy configures approvals: without it, "
-    "anything that can write to Redis could approve a change. Set it to a secret of at least "
-    "32 bytes (e.g. `openssl rand -hex 32`), the same on every replica."
-)
-
-
-def policy_requirements(settings: Settings, policy: Policy) -> list[str]:
-    """What start-up refuses about `policy` with these settings. A reload checks the same, so
-    a policy the bot would not start with is never put in force by a reload either (with
-    approvals but no state key, each process would seal with its own random key, and a click
-    landing on another replica or worker would void the request as tampering)."""
-    problems = []
-    # Break-glass requests are approval requests too.
-    if (
-        policy.approvals or policy.break_glass is not None or policy.pipelines
-    ) and settings.state_key is None:
-        problems.append(STATE_KEY_REQUIRED)
-    return problems
-
-
-def sealer_for(settings: Settings, policy: Policy) -> Sealer:
-    """The sealing key for what the bot keeps in Redis. Required when the policy configures
-    approvals (and so `on_failure`); otherwise nothing sealed outlives this process, and a
-    random key serves."""
-    for problem in policy_requirements(settings, policy):
-        raise RolloutBotError(problem)
-    if settings.state_key is not None:
-        return Sealer(settings.state_key.get_secret_value().encode())
-    return Sealer(secrets.token_bytes(32))
-
-
-def clusters_of(settings: Settings) -> tuple[Contexts, dict[str, KubeCluster]]:
-    """The contexts served and a client for each (each its own pool and timeouts).
-
-    Without ROLLOUT_BOT_CONTEXTS: the current context only (KUBECONFIG, else the service
-    account, else ~/.kube/config), labelled ROLLOUT_BOT_CLUSTER_NAME, exactly as before; its
-    kubeconfig name is accepted by `--context` too. Raises RolloutBotError naming a context
-    that is not configured."""
-    kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
-    requested = settings.context_names()
-    if not requested:
-        name = settings.cluster_name
-        cluster = KubeCluster(
-            load_api_client(kubeconfig), name=name, timeout=settings.kube_timeout_seconds
-        )
-        aliases: dict[str, str] = {}
-        with contextlib.suppress(RolloutBotError):
-            current = kube_contexts.available(kubeconfig, name).current
-            if current and current != name:
-                aliases[current] = name
-        return Contexts((name,), name, aliases), {name: cluster}
-    available = kube_contexts.available(kubeconfig, settings.cluster_name)
-    missing = [name for name in requested if name not in available.names]
-    if missing:
-        known = ", ".join(available.names) or "none"
-        raise RolloutBotError(
-            f"ROLLOUT_BOT_CONTEXTS names {', '.join(missing)}, which the kubeconfig does not "
-            f"define (contexts: {known})."
-        )
-    clusters = {
-        name: KubeCluster(
-            kube_contexts.api_client(kubeconfig, name, in_cluster=name == available.in_cluster),
-            name=name,
-            timeout=settings.kube_timeout_seconds,
-        )
-        for name in requested
-    }
-    default = available.current if available.current in requested else requested[0]
-    return Contexts(tuple(requested), default), clusters
-
-
-def identities_of(
-    settings: Settings,
-    policy: Policy,
-    slack: WebClient,
-    contexts: Contexts,
-    clusters: dict[str, KubeCluster],
-) -> Identities:
-    """As whom changes are made, per the policy's `identity`: clients that impersonate a
-    person are made on demand, one per person, over each cluster's own connection pool."""
-    impersonating = {
-        name: ImpersonatingClients(
-            cluster.api_client, name=name, timeout=settings.kube_timeout_seconds
-        )
-        for name, cluster in clusters.items()
-    }
-    return Identities(policy, SlackPeople(slack), impersonating, default_context=contexts.default)
 
 
 def replica_id() -> str:
@@ -325,9 +123,10 @@ class Runtime:
     ) -> None:
         """`policy_bytes`: the policy in force to use instead of reading the file (a worker
         process is given the main process's, which may be older than a refused edit)."""
+        from handlers.perform import InProcessWork
         from handlers.progress_publisher import SlackProgressPublisher
-        from handlers.promotions import SlackPromotionBoard
-        from handlers.work import REPLAY_WINDOW_SECONDS, InProcessWork
+        from handlers.promotion_board import SlackPromotionBoard
+        from handlers.request_context import REPLAY_WINDOW_SECONDS
 
         self.settings = settings
         self.slack = slack or slack_client(settings)
@@ -496,7 +295,7 @@ class Runtime:
         )
         retention = AuditRetention(audit, max_entries=settings.audit_max_entries, max_age=max_age)
         self._sweeper = sweeper
-        from handlers.canary import SlackCanaryPublisher
+        from handlers.canary_publisher import SlackCanaryPublisher
 
         self.canary_publisher = SlackCanaryPublisher(self.slack, settings.progress_update_interval)
         self.canary_monitor = CanaryMonitor(
@@ -525,7 +324,7 @@ class Runtime:
     # -- what the surface shows for the sweeper's work -------------------------------------------
 
     def _show_resumed(self, decision: Decision) -> None:
-        from handlers.approval_buttons import after_decision
+        from handlers.decisions import after_decision
         from handlers.replies import Replier
 
         request = decision.outcome.request
@@ -536,13 +335,13 @@ class Runtime:
             after_decision(self.services, decision, "", Replier(None, self.slack, channel))
 
     def _show_expired(self, request: ApprovalRequest) -> None:
-        from handlers.approval_buttons import redraw
+        from handlers.decisions import redraw
         from handlers.replies import Replier
 
         redraw(Replier(None, self.slack, request.channel), request, self.services.approvals)
 
     def _auto_promote(self, record: CanaryRecord, settings: CanarySettings) -> None:
-        from handlers.canary import auto_promote
+        from handlers.answers import auto_promote
 
         auto_promote(self.services, self.slack, record, settings)
 
@@ -577,46 +376,7 @@ class Runtime:
         return details
 
     def _redis_details(self) -> dict[str, object]:
-        """With Sentinel or required replicas: which node is the primary, how many replicas
-        follow it, and, when changes are refused, what the bot is waiting for."""
-        needed = self.settings.min_replicas()
-        details: dict[str, object] = {}
-        if self._sentinel is not None:
-            master = self.settings.redis_sentinel_master or ""
-            try:
-                host, port = self._sentinel.discover_master(master)  # type: ignore[no-untyped-call]
-            except redis.RedisError:
-                details["redis_waiting_for"] = (
-                    f"the Sentinels to name a primary for `{master}` (a failover is under way, "
-                    "or no Sentinel answers): changes are refused until then, reads still work"
-                )
-                return details
-            details["redis_primary"] = f"{host}:{port}"
-        if needed == 0:
-            return details
-        try:
-            info = self.redis.info("replication")
-        except redis.RedisError:
-            details["redis_waiting_for"] = "the Redis primary to answer"
-            return details
-        # A replica acknowledges every second; one silent for longer lags (or is frozen), and
-        # a WAIT on it would run out.
-        online = sum(
-            1
-            for name, value in info.items()
-            if str(name).startswith("slave")
-            and isinstance(value, dict)
-            and str(value.get("state", "")) == "online"
-            and int(value.get("lag", 0)) <= REPLICA_LAG_SECONDS
-        )
-        details["redis_replicas"] = online
-        details["redis_min_replicas"] = needed
-        if online < needed:
-            details["redis_waiting_for"] = (
-                f"{needed - online} more Redis replica(s) to follow the primary and acknowledge "
-                f"its writes: changes are refused until {needed} do, reads still work"
-            )
-        return details
+        return redis_readiness(self.settings, self.redis, self._sentinel)
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -665,9 +425,10 @@ class Runtime:
         of this process."""
         (self._workers or self.work)(work)
 
-    def start(self) -> None:
+    def start(self, *, worker_entry: WorkerEntry) -> None:
         """Starts the engines and the worker processes; call only after every start-up check
-        has passed."""
+        has passed. `worker_entry` is what the worker processes perform their work with
+        (bot.worker_main builds a Runtime of its own in each, so it is named from above)."""
         self._started = True
         if self.settings.workers > 0:
             self._workers = WorkerProcesses(
@@ -675,6 +436,7 @@ class Runtime:
                 self.settings.work_threads,
                 self.progress,
                 self.work.recover,
+                worker_entry,
                 policy_in_force=self._policy_in_force,
             )
             self._workers.start()

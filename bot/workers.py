@@ -24,14 +24,15 @@ may or may not have been made).
 
 Workers are started from a clean server process (multiprocessing's "forkserver"), never forked
 from the threaded main process. `ROLLOUT_BOT_WORKERS=0` keeps the work in threads of the main
-process.
+process. What a worker performs its work with (a Runtime of its own) is handed in by the
+composition root (a WorkerEntry, bot.worker_main's): this pool imports neither the Runtime nor
+the Slack surface.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import itertools
 import logging
 import multiprocessing
@@ -51,7 +52,7 @@ from typing import Any, cast
 from bot.domain.targets import Change
 from bot.observability import metrics as metrics_module
 from bot.observability.metrics import Metrics, metrics
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +186,19 @@ class WorkerProcesses:
         threads: int,
         tracking: Tracking,
         recover: Callable[[Any], None],
+        entry: WorkerEntry,
         *,
         policy_in_force: Callable[[], bytes | None] = lambda: None,
     ) -> None:
-        """`recover` takes each piece of work a dead worker had not finished;
-        `policy_in_force` gives the policy file's bytes in force in this process, which a
-        worker started (or restarted) uses instead of reading the file itself."""
+        """`recover` takes each piece of work a dead worker had not finished; `entry` is what
+        each worker performs its items with (a module-level function: workers are handed it by
+        name); `policy_in_force` gives the policy file's bytes in force in this process, which
+        a worker started (or restarted) uses instead of reading the file itself."""
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["bot.workers", "bot.runtime", "handlers.work"])
+        # The forkserver imports the entry's module (and so everything a worker builds) once:
+        # each worker then starts from a copy of it instead of importing it all again.
+        self._context.set_forkserver_preload(["bot.workers", entry.__module__])
+        self._entry = entry
         self._count = processes
         self._threads = threads
         self._tracking = tracking
@@ -252,7 +258,14 @@ class WorkerProcesses:
         work, results = WorkPipe(self._context), self._context.Queue()
         process = self._context.Process(
             target=_worker_main,
-            args=(work.reader, results, self._threads, os.getpid(), self._policy_in_force()),
+            args=(
+                self._entry,
+                work.reader,
+                results,
+                self._threads,
+                os.getpid(),
+                self._policy_in_force(),
+            ),
             name="rollout-bot-worker",
             daemon=True,
         )
@@ -424,40 +437,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _worker_main(
-    work: Any, results: Any, threads: int, main_pid: int, policy_bytes: bytes | None = None
-) -> None:
-    from bot.config import load_settings
-    from bot.observability.logs import configure_logging
-    from bot.runtime import Runtime, keep_out_of_garbage_collection, policy_requirements
-    from bot.services.periodic import Periodic
-    from bot.services.policy_reload import PolicyReloader
-    from handlers.work import perform
+#: What a worker process performs its items with. Called once in each new worker with the
+#: policy in force in the main process, the stand-ins for the progress engine and the metrics
+#: (whose orders and counts go back to the main process), and returns what performs one item.
+#: The composition root names it (bot.worker_main): the pool knows nothing of what it runs.
+WorkerEntry = Callable[[bytes | None, Tracking, Metrics], Callable[[Any], None]]
 
+
+def _worker_main(
+    entry: WorkerEntry,
+    work: Any,
+    results: Any,
+    threads: int,
+    main_pid: int,
+    policy_bytes: bytes | None = None,
+) -> None:
     _yield_the_cpu_to_acks()
-    settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
     recorded = _RecordedMetrics()
     metrics_module._default = cast(Metrics, recorded)
-    # The main process's policy in force: a file edit it refused must not stop this worker
-    # from starting, nor put another policy in force here.
-    runtime = Runtime(settings, policy_bytes=policy_bytes)
     tracking = _DeferredTracking()
-    runtime.services.progress = tracking
-    if settings.policy_file is not None:
-        # Each worker applies a policy edit too (the main process audits it).
-        reloader = PolicyReloader(
-            settings.policy_file,
-            list(runtime.policy_users),
-            None,
-            cast(Metrics, recorded),
-            cluster_name=settings.cluster_name,
-            requirements=functools.partial(policy_requirements, settings),
-            in_force=runtime.policy_bytes,
-            served_contexts=runtime.contexts.names,
-        )
-        Periodic("policy-reload", settings.policy_reload_seconds, reloader.step).start()
-    keep_out_of_garbage_collection()
+    perform = entry(policy_bytes, tracking, cast(Metrics, recorded))
 
     outbox = _Outbox(results)
     threading.Thread(target=outbox.send_every, args=(RESULTS_FLUSH_SECONDS,), daemon=True).start()
@@ -466,7 +465,7 @@ def _worker_main(
         tracking.orders.clear()
         recorded.calls.clear()
         try:
-            perform(runtime.services, runtime.slack, item)
+            perform(item)
         except Exception as exc:  # perform answers the user itself; never die for one item
             log.warning("work failed in a worker: %s", type(exc).__name__)
         outbox.add(item_id, tracking.orders, recorded.calls)

@@ -2,8 +2,9 @@
 routes, from bot.observability.health, that the Socket Mode health listener serves).
 
 Nothing unauthenticated reaches Bolt or the log. Before Bolt sees a request, this module
-bounds its size (waitress enforces the same limit while reading), checks Slack's signature
-itself and, only for a genuine request, that the body is UTF-8 and any `payload=` is JSON:
+bounds its size (waitress enforces the same limit while reading), checks Slack's signature,
+the one place it is checked (Bolt's own check is off: `handlers.app`), over the raw bytes,
+and, only for a genuine request, that the body is UTF-8 and any `payload=` is JSON:
 
     no or malformed signature headers   401, body never read
     body over MAX_BODY_BYTES            413, body never read
@@ -27,7 +28,7 @@ from urllib.parse import parse_qsl
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from handlers.work import SIGNATURE
+from handlers.request_context import SIGNATURE
 
 log = logging.getLogger(__name__)
 

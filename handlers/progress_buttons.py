@@ -14,16 +14,11 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, BoltRequest, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.domain import verbs as cmd
-from bot.domain.targets import Actor
-from bot.services.commands import ApprovalRequested, Changed, Outcome
-from handlers.actors import clicker
-from handlers.replies import Replier
-from handlers.views import blocks
-from handlers.work import (
+from handlers.handoff import (
     Clicked,
     Dispatch,
     Notify,
@@ -33,13 +28,16 @@ from handlers.work import (
     hand_on,
     tell_not_taken,
 )
+from handlers.request_context import actor_of, request_key_of
+from handlers.views.message import error_message
+from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION
 
 log = logging.getLogger(__name__)
 
 
 def register(app: App, dispatch: Dispatch) -> None:
-    app.action(blocks.ROLLBACK_ACTION)(_click_handler(dispatch, rollback=True))
-    app.action(blocks.PAUSE_ACTION)(_click_handler(dispatch, rollback=False))
+    app.action(ROLLBACK_ACTION)(_click_handler(dispatch, rollback=True))
+    app.action(PAUSE_ACTION)(_click_handler(dispatch, rollback=False))
 
 
 def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]:
@@ -48,26 +46,25 @@ def _click_handler(dispatch: Dispatch, *, rollback: bool) -> Callable[..., None]
         action: dict[str, Any],
         body: dict[str, Any],
         context: BoltContext,
-        request: BoltRequest,
         respond: Respond,
         client: WebClient,
     ) -> None:
         ack()
-        actor = clicker(body, context)
-        reply = Reply.to(respond, actor.channel_id, request)
+        actor = actor_of(context)
+        reply = Reply.to(respond, actor.channel_id, request_key_of(context))
         work: Work
         try:
             command, revision = rollback_or_pause(str(action.get("value") or ""), rollback=rollback)
         except cmd.CommandError:
             # Not a value the bot wrote on its buttons: refuse it as mistyped text would be.
-            message = blocks.error_message(
+            message = error_message(
                 "This button does not name a workload the bot can act on. Nothing was changed."
             )
             work = Notify(message, reply)  # posting it here would hold the ack back
         else:
             if revision is None:
                 # Posted before buttons named their revision: it could act on a later one.
-                message = blocks.error_message(
+                message = error_message(
                     "This button is not tied to a revision, so it could act on a newer deploy "
                     f"than the one that failed. Nothing was changed; run `/rollout "
                     f"{cmd.render_command(command)}` if it still needs doing."
@@ -121,28 +118,3 @@ def _clicked(body: dict[str, Any]) -> Clicked | None:
     if not (channel and ts and isinstance(found, list)):
         return None
     return Clicked(str(channel), str(ts), tuple(b for b in found if isinstance(b, dict)))
-
-
-def replace_used_buttons(
-    replier: Replier, clicked: Clicked, outcome: Outcome, actor: Actor
-) -> None:
-    """After a click did something, its message says what instead of offering the buttons
-    again: "rolled back by @alice", "paused by @alice", "roll back waits for approval"."""
-    match outcome:
-        case Changed(change=change) if change.changed:
-            done = {"undo": "Rolled back", "pause": "Paused"}.get(change.action, "Done")
-            note = f"{done} by <@{actor.user_id}> {blocks.time_of_day_now()}"
-            if change.action == "undo":
-                note += ": its progress follows in this thread"
-        case Changed(change=change):
-            note = f"<@{actor.user_id}> clicked: `{blocks.code(change.summary)}` (nothing changed)"
-        case ApprovalRequested(request=request):
-            what = "Roll back" if request.action == "undo" else "Pause"
-            note = (
-                f"{what} requested by <@{actor.user_id}>: waiting for approval "
-                f"(request `{request.id}`)"
-            )
-        case _:
-            return
-    kept = [b for b in clicked.blocks if b.get("type") != "actions"]
-    replier.elsewhere(clicked.channel).update(clicked.ts, blocks.with_note(kept, note, text=note))

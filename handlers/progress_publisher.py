@@ -15,8 +15,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.coalescer import Coalescer
-from bot.services.progress.ports import OutsideChange, ProgressFrame
-from handlers.views import blocks
+from bot.services.progress.publishing import OutsideChange, ProgressFrame
+from handlers.views.message import Message, error_message, info_message
+from handlers.views.progress import needs_person_message, outside_change_message, progress_message
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class SlackProgressPublisher:
     def __init__(self, client: WebClient, min_interval: float) -> None:
         self._client = client
-        self.coalescer: Coalescer[blocks.Message] = Coalescer(self._send_update, min_interval)
+        self.coalescer: Coalescer[Message] = Coalescer(self._send_update, min_interval)
 
     def start(self) -> None:
         self.coalescer.start()
@@ -56,7 +57,7 @@ class SlackProgressPublisher:
         )
 
     def notice(self, channel: str, change: OutsideChange) -> str | None:
-        message = blocks.outside_change_message(
+        message = outside_change_message(
             change.target,
             change.revision,
             who=change.who,
@@ -68,16 +69,14 @@ class SlackProgressPublisher:
         return self._post(channel, message)
 
     def note(self, channel: str, thread_ts: str, text: str, *, error: bool = False) -> None:
-        message = blocks.error_message(text) if error else blocks.info_message(text)
+        message = error_message(text) if error else info_message(text)
         self._post(channel, message, thread_ts=thread_ts)
 
     def needs_person(self, tracked: TrackedRollout, revision: int | None = None) -> None:
-        message = blocks.needs_person_message(tracked, revision)
+        message = needs_person_message(tracked, revision)
         self._post(tracked.channel, message, thread_ts=tracked.thread_ts)
 
-    def _post(
-        self, channel: str, message: blocks.Message, *, thread_ts: str | None = None
-    ) -> str | None:
+    def _post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str | None:
         try:
             response = self._client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
@@ -90,7 +89,7 @@ class SlackProgressPublisher:
             return None
         return str(response["ts"])
 
-    def _send_update(self, channel: str, ts: str, message: blocks.Message) -> bool:
+    def _send_update(self, channel: str, ts: str, message: Message) -> bool:
         try:
             self._client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks
@@ -103,8 +102,8 @@ class SlackProgressPublisher:
         return False
 
 
-def render(frame: ProgressFrame) -> blocks.Message:
-    return blocks.progress_message(
+def render(frame: ProgressFrame) -> Message:
+    return progress_message(
         frame.tracked,
         frame.status,
         frame.now,

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.errors import RolloutBotError, StoreError
-from handlers.views.blocks import Message, error_message
+from handlers.views.message import Message, error_message
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
 from tests.support.kubectl import Kubectl
 
 
@@ -58,8 +58,8 @@ def kubectl(admin_kubectl: Kubectl, namespace: str) -> Kubectl:
 import json as _json  # noqa: E402
 import textwrap  # noqa: E402
 
-from bot.devkit.redis_server import RedisServer  # noqa: E402
-from bot.devkit.slack_api import SlackStandin  # noqa: E402
+from tests.devkit.redis_server import RedisServer  # noqa: E402
+from tests.devkit.slack.web_api import SlackStandin  # noqa: E402
 from tests.support.bot_process import BotProcess, SlackDriver, bot_env  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION
-from bot.domain.image_plan import ImageChange, plan_set_image
+from bot.domain.images import ImageChange, plan_set_image
 from bot.domain.pods import pod_summary
 
 Json = dict[str, Any]

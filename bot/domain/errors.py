@@ -174,3 +174,12 @@ class NotDurable(StoreUnavailable):
 class StoreConflict(Exception):
     """Someone else wrote the record (a promotion, or its pipeline) first: read again and
     retry. Not a `StoreError`: nothing failed, the write only lost a race."""
+
+
+def failure_name(exc: BaseException) -> str:
+    """The class a log line names for a failure: for a store error, the class of the store's
+    own error that the adapter kept in `cause` (`ConnectionError`, `TimeoutError`), which is
+    what an operator searches the logs for; else the exception's own class. Never its text."""
+    if isinstance(exc, StoreError) and exc.cause:
+        return exc.cause
+    return type(exc).__name__

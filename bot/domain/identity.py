@@ -32,6 +32,7 @@ __all__ = [
     "EXTRA_APPROVED_BY",
     "EXTRA_CONTINUED_BY",
     "EXTRA_SLACK_USER",
+    "AccessReview",
     "IdentityRule",
     "KubeIdentity",
     "SlackPerson",
@@ -145,6 +146,16 @@ class KubeIdentity:
         if not self.groups:
             return self.user
         return f"{self.user} (groups: {', '.join(self.groups)})"
+
+
+@dataclass(frozen=True)
+class AccessReview:
+    """The API server's answer to "may this identity do that?" (a SelfSubjectAccessReview
+    sent as the person), asked before anything is changed or an approval is requested."""
+
+    allowed: bool
+    #: The authorizer's reason, when it gave one (RBAC gives none for a plain "no").
+    reason: str = ""
 
 
 # Kubernetes user and group names are free strings, but a header value must be one line of

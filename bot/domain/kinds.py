@@ -1,10 +1,12 @@
 """The three workload kinds the bot works on, and what differs between them.
 
 kubectl names a workload ``KIND/NAME`` (``deploy/web``, ``sts/db``, ``ds/agent``); ``parse_kind``
-reads every spelling it accepts. ``KindInfo`` is the per-kind behaviour table: how kubectl
-writes the kind, where its revisions live (ReplicaSets for a Deployment, ControllerRevisions
-for the other two) and how its history and current revision are read from them, which verbs it
-supports. The services ask this table, never ``kind == ...``.
+reads every spelling it accepts. ``KindInfo`` holds the per-kind facts the verbs and the progress
+engine need: how kubectl writes the kind, where its revisions live (ReplicaSets for a Deployment,
+ControllerRevisions for the other two) and how its history and current revision are read from
+them, which verbs it supports, and who judges a rollout of it (the Deployment controller
+against its progress deadline; for the other two, the bot). The services ask this table, never
+``kind == ...``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,30 @@ from typing import Any, Final, Literal
 
 from bot.domain.revisions import Revision, deployment_history, revision_of, workload_history
 
-__all__ = ["KINDS", "Kind", "KindInfo", "as_kind", "info", "parse_kind"]
+__all__ = [
+    "KINDS",
+    "STATEFULSET_FORCED_ROLLBACK",
+    "Kind",
+    "KindInfo",
+    "as_kind",
+    "has_progress_deadline",
+    "info",
+    "parse_kind",
+    "revision_on_object",
+    "stuck_pod_advice",
+]
 
 Json = dict[str, Any]
 
 Kind = Literal["deployment", "statefulset", "daemonset"]
 KINDS: Final[tuple[Kind, ...]] = ("deployment", "statefulset", "daemonset")
+
+# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
+# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
+STATEFULSET_FORCED_ROLLBACK: Final = (
+    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
+    "an undo: once the template is good, delete that pod so the controller recreates it."
+)
 
 
 @dataclass(frozen=True)
@@ -35,23 +55,29 @@ class KindInfo:
     pausable: bool = False
     #: Whether the object has a scale subresource (a DaemonSet runs one pod per node).
     scalable: bool = True
+    #: Whether the controller judges a rollout against a progress deadline of its own (a
+    #: Deployment's `progressDeadlineSeconds` and Progressing condition). kubectl waits forever
+    #: on the others, so the bot sets them a deadline and calls a stuck pod a failure.
+    progress_deadline: bool = False
+    #: Whether the object carries its revision number (a Deployment's revision annotation);
+    #: the others' is read from their ControllerRevisions.
+    revision_on_object: bool = False
+    #: What to do about a pod stuck on a broken revision, when the controller will not.
+    stuck_pod_advice: str = ""
     #: Whether a bare ``NAME`` in the grammar (and in a target's text) means this kind.
     bare_name: bool = False
     #: Whether `list` fails when it may not list this kind. The bot's RBAC has always covered
     #: Deployments; the other kinds came later, and a bot upgraded before its RBAC still lists
     #: what it may read.
     required_in_listing: bool = False
-    #: Whether the controller gives up on a rollout by itself (a Deployment's
-    #: `progressDeadlineSeconds`); for the others a waiting wave sets its own deadline.
-    has_progress_deadline: bool = False
     #: kubectl's revision list, from the object and the revisions it owns (ReplicaSets or
     #: ControllerRevisions, as ``revisions_in_replica_sets`` says).
     history: Callable[[Json, Iterable[Json]], list[Revision]] = workload_history
 
     def current_revision(self, obj: Json, history: Callable[[], Sequence[Revision]]) -> int | None:
-        """The current revision: a Deployment's annotation, else the revision whose template
-        is live (``history`` is read only then; None when none is)."""
-        if self.revisions_in_replica_sets:
+        """The current revision: the object's own (a Deployment's annotation), else the
+        revision whose template is live (``history`` is read only then; None when none is)."""
+        if self.revision_on_object:
             return revision_of(obj)
         return next((r.number for r in history() if r.is_current), None)
 
@@ -64,14 +90,14 @@ class KindInfo:
         """``statefulset.apps/web``, as kubectl prints the object."""
         return f"{self.kind}.apps/{name}"
 
-    def typed(self, name: str) -> str:
-        """The target as a user types it, short: ``web``, ``sts/db``, ``ds/agent``."""
-        return name if self.bare_name else f"{self.short}/{name}"
-
     def word(self, name: str) -> str:
         """The target as the grammar writes it back: ``NAME`` for a Deployment, else
         ``statefulset/NAME``."""
         return name if self.bare_name else f"{self.kind}/{name}"
+
+    def typed(self, name: str) -> str:
+        """The target as one types it shortest: ``NAME`` for a Deployment, else ``sts/NAME``."""
+        return name if self.bare_name else f"{self.short}/{name}"
 
 
 _INFO: Final[dict[str, KindInfo]] = {
@@ -82,12 +108,19 @@ _INFO: Final[dict[str, KindInfo]] = {
         "deploy",
         revisions_in_replica_sets=True,
         pausable=True,
+        progress_deadline=True,
+        revision_on_object=True,
         bare_name=True,
         required_in_listing=True,
-        has_progress_deadline=True,
         history=deployment_history,
     ),
-    "statefulset": KindInfo("statefulset", "StatefulSet", "statefulsets", "sts"),
+    "statefulset": KindInfo(
+        "statefulset",
+        "StatefulSet",
+        "statefulsets",
+        "sts",
+        stuck_pod_advice=STATEFULSET_FORCED_ROLLBACK,
+    ),
     "daemonset": KindInfo("daemonset", "DaemonSet", "daemonsets", "ds", scalable=False),
 }
 
@@ -116,3 +149,26 @@ def as_kind(value: str) -> Kind:
     if value not in _INFO:
         raise ValueError(f"not a workload kind: {value!r}")
     return _INFO[value].kind
+
+
+# Records read back (a tracked rollout) carry the kind as a plain string: the questions below
+# answer for any string, an unknown one getting the answer of a kind the bot judges itself.
+
+
+def has_progress_deadline(kind: str) -> bool:
+    """Whether the controller judges a rollout of `kind` against its own progress deadline
+    (a Deployment); else the bot's deadline and stuck pods decide."""
+    found = _INFO.get(kind)
+    return found is not None and found.progress_deadline
+
+
+def revision_on_object(kind: str) -> bool:
+    """Whether an object of `kind` carries its revision number itself (a Deployment)."""
+    found = _INFO.get(kind)
+    return found is not None and found.revision_on_object
+
+
+def stuck_pod_advice(kind: str) -> str:
+    """What to tell about a pod of `kind` stuck on a broken revision ("" for nothing more)."""
+    found = _INFO.get(kind)
+    return found.stuck_pod_advice if found is not None else ""

@@ -62,6 +62,17 @@ def revision_of(obj: Json) -> int | None:
         return None
 
 
+def observed_revision(obj: Json) -> int | None:
+    """The revision a Deployment carries once its controller has observed its latest
+    generation; None before (the annotation may still be the previous revision's), or when
+    it cannot be read."""
+    generation = int(obj.get("metadata", {}).get("generation", 0) or 0)
+    observed = int(obj.get("status", {}).get("observedGeneration", 0) or 0)
+    if observed < generation:
+        return None
+    return revision_of(obj)
+
+
 def current_replica_set(deployment: Json, owned: Sequence[Json]) -> Json | None:
     """FindNewReplicaSet: the oldest owned RS (by creationTimestamp, then name) whose template
     equals the Deployment's, ignoring pod-template-hash."""

@@ -2,16 +2,20 @@
 
 One pass over the object as the API returns it, rule for rule in kubectl's order
 (DeploymentStatusViewer, StatefulSetStatusViewer, DaemonSetStatusViewer); no waiting, no I/O.
+The end of the module holds how a rollout the bot follows is judged beyond that: the deadline
+each kind gets, an earlier rollout's deadline held back, and the bot's own failure rule for the
+kinds kubectl would wait on forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bot.domain.annotations import REVISION_ANNOTATION
+from bot.domain.kinds import has_progress_deadline
 from bot.domain.readers import (
     Json,
     annotations_of,
@@ -370,3 +374,67 @@ def deleted_status(last_seen: Json, kind: str) -> RolloutStatus:
         reason=StatusReason.DELETED,
         message="object has been deleted",
     )
+
+
+# -- following a rollout ------------------------------------------------------------------------
+
+#: A Deployment's progress deadline when its spec names none (the API server's default).
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+# StatefulSets and DaemonSets have no progress deadline of their own; kubectl waits forever.
+# The bot calls such a rollout failed when an updated pod is stuck (kubectl would keep printing
+# "Waiting for N pods to be ready..."), or after this long.
+WORKLOAD_DEADLINE_SECONDS = 600
+
+
+def deadline_of(kind: str, spec: Mapping[str, Any]) -> int:
+    """Seconds a rollout of this workload may take before it is judged failed."""
+    if has_progress_deadline(kind):
+        deadline = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE_SECONDS)
+        return int(deadline or DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    return WORKLOAD_DEADLINE_SECONDS
+
+
+def followed_status(
+    kind: str, obj: Json, *, due: float, now: float
+) -> tuple[RolloutStatus, float | None]:
+    """kubectl's verdict on a rollout whose own deadline passes at `due`, except that a
+    deadline exceeded before then is an earlier rollout's: the Deployment controller keeps that
+    condition when a change reuses an existing ReplicaSet. Until `due` the rollout is judged
+    without it. (The kinds without a progress deadline have no such condition.)
+
+    Also returns when the held-back failure is due (None when nothing is held back)."""
+    status = workload_status(kind, obj)
+    if not has_progress_deadline(kind):
+        return status, None
+    if status.reason != StatusReason.DEADLINE_EXCEEDED or now >= due:
+        return status, None
+    return rollout_status(_without_deadline_exceeded(obj)), due
+
+
+def failed_by_the_bot(
+    kind: str,
+    status: RolloutStatus,
+    *,
+    elapsed: float,
+    deadline_seconds: float,
+    stuck_pod: Callable[[], bool],
+) -> bool:
+    """Whether the bot calls an unfinished rollout failed where kubectl would wait on: a kind
+    without a progress deadline of its own, past the bot's deadline or with a pod stuck
+    (`stuck_pod` is asked only when it decides)."""
+    if has_progress_deadline(kind) or status.done:
+        return False
+    return elapsed > deadline_seconds or stuck_pod()
+
+
+def _without_deadline_exceeded(deployment: Json) -> dict[str, Any]:
+    """The Deployment without a ProgressDeadlineExceeded condition (an earlier rollout's)."""
+    status = dict(deployment.get("status") or {})
+    status["conditions"] = [
+        c
+        for c in status.get("conditions") or []
+        if not (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
+    ]
+    judged = dict(deployment)
+    judged["status"] = status
+    return judged

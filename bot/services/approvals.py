@@ -31,6 +31,7 @@ from bot.domain.errors import (
     StoreError,
     UnknownContext,
 )
+from bot.domain.freeze_outcomes import break_glass_reason
 from bot.domain.integrity import Sealer
 from bot.domain.mrkdwn import code
 from bot.domain.policy import ApprovalRule
@@ -46,7 +47,7 @@ from bot.services.execution import (
     reason_of,
     target_of,
 )
-from bot.services.freezes import FreezeService, break_glass_reason
+from bot.services.freezes import FreezeService
 from bot.services.identity import BY_APPROVAL_SWEEPER
 from bot.services.ports import ApprovalStore, AuditLog, Directory
 from bot.services.previews import PREVIEW_LIMIT

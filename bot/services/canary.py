@@ -18,55 +18,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-
-import redis
 
 from bot.domain import canary as rules
 from bot.domain import ownership
 from bot.domain import verbs as cmd
 from bot.domain.canary import CanaryRecord
-from bot.domain.errors import Conflict, Forbidden, NotFound, Refused, RolloutBotError
-from bot.domain.image_plan import plan_set_image
+from bot.domain.canary_view import CanaryView
+from bot.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Refused,
+    RolloutBotError,
+    StoreError,
+    failure_name,
+)
 from bot.domain.refusals import RolloutRefused
 from bot.domain.revisions import revision_of
 from bot.domain.selectors import selector_string
 from bot.domain.targets import Actor, Change, Target
+from bot.domain.verbs.set_image import plan_set_image
 from bot.services.ports import CanaryStore, Json
 from bot.services.rollouts import Rollouts, binding, change_cause
 
 log = logging.getLogger(__name__)
 
 CANARY_ACTION = "canary"
-
-
-@dataclass(frozen=True)
-class CanaryView:
-    """What the canary message and `canary status` show."""
-
-    target: Target
-    canary: str
-    #: starting | analysing | ready | promoting | promoted | aborted | gone
-    state: str
-    images: tuple[tuple[str, str], ...]
-    web_images: tuple[tuple[str, str], ...]
-    web_replicas: int
-    health: rules.Health | None
-    services: tuple[str, ...]
-    analysis_seconds: int
-    #: Seconds the canary has been healthy so far (None: not all pods Ready yet).
-    healthy_for: int | None
-    auto_promote: bool
-    #: The HorizontalPodAutoscaler of `web`, if any: the canary keeps fixed replicas.
-    autoscaler: str | None
-    requester_id: str
-    why: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("promoted", "aborted", "gone")
 
 
 def no_canary(target: Target) -> Refused:
@@ -303,9 +283,9 @@ class CanaryService:
         )
         try:
             self.registry.save(record)
-        except redis.RedisError as exc:
+        except StoreError as exc:
             # The canary runs; without its record nobody watches it: say how to end it.
-            log.warning("could not record a canary to follow: %s", type(exc).__name__)
+            log.warning("could not record a canary to follow: %s", failure_name(exc))
             raise Refused(
                 f"`{rules.canary_name(change.target.name)}` was created, but the bot's state "
                 "store did not answer, so it cannot watch it. Check it with `/rollout canary "
@@ -387,7 +367,3 @@ class CanaryService:
 
 def ended(record: CanaryRecord, verdict: str, why: str) -> CanaryRecord:
     return replace(record, verdict=verdict, why=why, finished=True)
-
-
-def images_text(images: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"{c}={i}" for c, i in images) or "-"

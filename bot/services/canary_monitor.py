@@ -24,16 +24,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-import redis
-
 from bot.domain import canary as rules
 from bot.domain.audit import AuditEvent
 from bot.domain.canary import CanaryRecord
-from bot.domain.errors import NotFound, RolloutBotError, StoreError
+from bot.domain.canary_view import CanaryView
+from bot.domain.errors import NotFound, RolloutBotError, StoreError, failure_name
 from bot.domain.status import rollout_status
 from bot.domain.targets import Target
 from bot.observability.logs import log_context
-from bot.services.canary import CanaryService, CanaryView
+from bot.services.canary import CanaryService
 from bot.services.ports import AuditLog, CanaryStore, Json, Leases
 from bot.services.rollouts import binding
 
@@ -82,23 +81,23 @@ class CanaryMonitor:
     def step(self) -> None:
         try:
             records = self.registry.active()
-        except redis.RedisError:
+        except StoreError:
             return
         for record in records:
             try:
                 if not self.leases.hold(_lease(record)):
                     continue
-            except redis.RedisError:
+            except StoreError:
                 return
             with log_context(canary=f"{record.namespace}/{record.deployment}"):
                 try:
                     self.check(record)
-                except (RolloutBotError, StoreError, redis.RedisError) as exc:
-                    log.warning("canary check skipped: %s", type(exc).__name__)
+                except (RolloutBotError, StoreError) as exc:
+                    log.warning("canary check skipped: %s", failure_name(exc))
 
     def stop(self) -> None:
         for lease in self.leases.held():
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(StoreError):
                 self.leases.release(lease)
 
     # -- one canary ------------------------------------------------------------------------------
@@ -273,7 +272,7 @@ class CanaryMonitor:
                 why=why,
             )
         self._save(self._show(done, view))
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(StoreError):
             self.leases.release(_lease(record))
         self._promoting_since.pop(record.id, None)
 
@@ -292,7 +291,7 @@ class CanaryMonitor:
     def _save(self, record: CanaryRecord) -> None:
         try:
             self.registry.save(record)
-        except redis.RedisError:
+        except StoreError:
             log.warning("could not record the state of a canary")
 
     def _audit(self, record: CanaryRecord, verdict: str, why: str) -> None:

@@ -24,24 +24,22 @@ from typing import TypeAlias, cast
 from bot.domain import kinds
 from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest
+from bot.domain.canary_view import CanaryView
 from bot.domain.errors import Forbidden, NotPermitted, Refused
+from bot.domain.freeze_outcomes import FreezeLifted, FreezeList, FreezeSet
 from bot.domain.policy import ApprovalRule
+from bot.domain.promotion_outcomes import PromotionList, PromotionPlan, PromotionStarted
 from bot.domain.targets import Actor, Change, Target
 from bot.domain.views import ApprovalList, AuditList, DiffView, HistoryView, Listing, StatusView
 from bot.services.access import Access
 from bot.services.approvals import ApprovalFlow
 from bot.services.audit_trail import AuditTrail
-from bot.services.canary import CanaryService, CanaryView
+from bot.services.canary import CanaryService
 from bot.services.clusters import Contexts, single
 from bot.services.execution import Executor, Mutation, target_of
-from bot.services.freezes import FreezeLifted, FreezeList, FreezeService, FreezeSet
+from bot.services.freezes import FreezeService
 from bot.services.identity import Identities
-from bot.services.promotions import (
-    PromotionList,
-    PromotionPlan,
-    PromotionService,
-    PromotionStarted,
-)
+from bot.services.promotions import PromotionService
 from bot.services.registry import ANSWERS, UNSCOPED, Scope
 from bot.services.rollouts import Rollouts, binding
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest, format_time
 from bot.domain.audit import AuditEvent
 from bot.domain.errors import Refused, StoreError
+from bot.domain.freeze_outcomes import FreezeLifted, FreezeList, FreezeSet, break_glass_reason
 from bot.domain.freezes import (
     ActiveFreeze,
     AdHocFreeze,
@@ -53,38 +53,6 @@ FREEZE_NEEDS_STATE_KEY = (
     "Nothing was frozen. Ask whoever runs the bot to set ROLLOUT_BOT_STATE_KEY; scheduled "
     "freezes in the policy work without it."
 )
-
-
-@dataclass(frozen=True)
-class FreezeSet:
-    freeze: ActiveFreeze
-    namespace: str
-    #: The cluster, when several are served ("" otherwise).
-    context: str
-    #: True when it replaced a freeze already set on the namespace.
-    replaced: bool
-    now: datetime
-
-
-@dataclass(frozen=True)
-class FreezeLifted:
-    namespace: str
-    context: str
-    #: The freeze lifted, or None when none was set from Slack (then nothing changed).
-    lifted: ActiveFreeze | None
-    #: Scheduled freezes still in force there (unfreeze does not lift those).
-    still_frozen: tuple[ActiveFreeze, ...]
-    now: datetime
-
-
-@dataclass(frozen=True)
-class FreezeList:
-    #: None: every namespace.
-    namespace: str | None
-    in_force: tuple[ActiveFreeze, ...]
-    upcoming: tuple[ActiveFreeze, ...]
-    now: datetime
-    break_glass: bool
 
 
 class FreezeService:
@@ -373,13 +341,6 @@ class FreezeService:
             self.audit.append(event)
         except StoreError:
             log.warning("could not audit %s", event.event)
-
-
-def break_glass_reason(request: ApprovalRequest) -> str:
-    """The break-glass reason of a request ("" for an ordinary one), from its sealed command."""
-    fields = request.command.get("fields") if isinstance(request.command, dict) else None
-    reason = fields.get("break_glass") if isinstance(fields, dict) else None
-    return reason if isinstance(reason, str) else ""
 
 
 def _active(record: AdHocFreeze) -> ActiveFreeze:

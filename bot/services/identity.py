@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from bot.adapters.k8s.impersonation import ImpersonatingClients, PersonCluster
 from bot.domain import kinds
 from bot.domain.errors import Forbidden, NotPermitted
 from bot.domain.identity import (
@@ -33,7 +32,7 @@ from bot.domain.identity import (
 )
 from bot.domain.policy import Policy
 from bot.domain.targets import Target
-from bot.services.ports import People
+from bot.services.ports import People, PersonClusters
 from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class Identities:
         self,
         policy: Policy,
         people: People,
-        clients: Mapping[str, ImpersonatingClients],
+        clients: Mapping[str, PersonClusters],
         *,
         default_context: str,
     ) -> None:
@@ -134,10 +133,8 @@ class Identities:
         bot's own identity)."""
         if identity is None:
             return rollouts
-        person = PersonCluster(
-            rollouts.on(context),
-            self._clients_of(context).cluster(identity),
-            reads_as_person=self.rule(context).reads_as_person,
+        person = self._clients_of(context).as_person(
+            rollouts.on(context), identity, reads_as_person=self.rule(context).reads_as_person
         )
         return rollouts.through(context, person)
 
@@ -147,5 +144,5 @@ class Identities:
             return rollouts
         return self.rollouts_as(rollouts, self.identity_for(user_id, context), context)
 
-    def _clients_of(self, context: str) -> ImpersonatingClients:
+    def _clients_of(self, context: str) -> PersonClusters:
         return self._clients[context or self._default]

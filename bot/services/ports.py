@@ -18,7 +18,7 @@ from bot.domain.approval import ApprovalOutcome, ApprovalRequest, ApprovalState
 from bot.domain.audit import AuditEntry, AuditEvent, TrimResult
 from bot.domain.canary import CanaryRecord
 from bot.domain.freezes import AdHocFreeze
-from bot.domain.identity import SlackPerson
+from bot.domain.identity import AccessReview, KubeIdentity, SlackPerson
 from bot.domain.promotion import PromotionState
 from bot.domain.tracking import TrackedRollout
 
@@ -166,6 +166,27 @@ class People(Protocol):
     def everyone(self, limit: int = 1000) -> list[SlackPerson]: ...
 
 
+class PersonClusters(Protocol):
+    """One cluster reached as a person (policy `identity.mode: impersonate`), so Kubernetes
+    RBAC decides and the API server's audit log names them."""
+
+    def review(
+        self,
+        identity: KubeIdentity,
+        verb: str,
+        resource: str,
+        group: str,
+        namespace: str,
+        name: str,
+    ) -> AccessReview:
+        """May `identity` `verb` the object? Raises Forbidden when the bot may not act as
+        them, ClusterUnavailable when the API server cannot say."""
+
+    def as_person(self, bot: Cluster, identity: KubeIdentity, *, reads_as_person: bool) -> Cluster:
+        """`bot` (the bot's own view of this cluster) with writes, and with `reads_as_person`
+        reads too, made as `identity`."""
+
+
 class FreezeStore(Protocol):
     """Ad-hoc freezes, one per (cluster, namespace)."""
 
@@ -220,6 +241,7 @@ __all__ = [
     "Json",
     "Leases",
     "People",
+    "PersonClusters",
     "PromotionStore",
     "RolloutRegistry",
     "Watch",

@@ -37,7 +37,7 @@ from bot.services.clusters import Contexts
 from bot.services.execution import Executor
 from bot.services.freezes import FreezeService
 from bot.services.ports import AuditLog, PromotionStore
-from bot.services.progress.ports import Tracking
+from bot.services.progress.publishing import Tracking
 from bot.services.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ class PromotionDriver:
             return target.model_copy(update={"step": "succeeded", "detail": ""})
         # Only a Deployment gives up by itself; for the others the wave sets the deadline.
         overdue = (
-            not kinds.info(target.kind).has_progress_deadline
+            not kinds.has_progress_deadline(target.kind)
             and now - target.started_at > WORKLOAD_DEADLINE_SECONDS
         )
         if (status.failed and status.generation == target.generation) or overdue:

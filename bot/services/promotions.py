@@ -19,7 +19,6 @@ restart, a second replica or a cluster outage never runs a wave twice or skips a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from bot.domain import verbs as cmd
 from bot.domain.errors import (
@@ -30,13 +29,18 @@ from bot.domain.errors import (
 from bot.domain.errors import StoreConflict as Conflict
 from bot.domain.policy import Pipeline, PipelineTarget
 from bot.domain.promotion import (
-    GateRule,
     PlanRefused,
     PromotionState,
     describe_soak,
     images_of,
     new_promotion,
     target_change,
+)
+from bot.domain.promotion_outcomes import (
+    GateDecision,
+    PromotionList,
+    PromotionPlan,
+    PromotionStarted,
 )
 from bot.domain.targets import Actor
 from bot.services.promotion_driver import (
@@ -48,35 +52,6 @@ from bot.services.promotion_driver import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PromotionPlan:
-    """`--dry-run`: what would happen; nothing was stored or changed."""
-
-    state: PromotionState
-    gates: list[GateRule | None]
-
-
-@dataclass(frozen=True)
-class PromotionStarted:
-    state: PromotionState
-    resumed: bool
-    #: The promotion message could not be posted (the state is kept and runs anyway).
-    posted: bool = True
-
-
-@dataclass(frozen=True)
-class PromotionList:
-    promotions: tuple[PromotionState, ...]
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    #: opened | recorded | requester | not_approver | duplicate | not_open | halted |
-    #: not_permitted | not_found
-    status: str
-    state: PromotionState | None = None
 
 
 class PromotionService(PromotionDriver):

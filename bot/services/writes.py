@@ -24,6 +24,7 @@ from bot.domain.errors import (
     OutcomeUnknown,
     Refused,
     RolloutBotError,
+    failure_name,
 )
 from bot.domain.revisions import (
     workload_history,
@@ -226,7 +227,7 @@ class Writes(WorkloadAccess):
         try:
             record(claims)
         except Exception as exc:  # bookkeeping: it must never stop or fail a change
-            log.warning("could not record which generation the bot made: %s", type(exc).__name__)
+            log.warning("could not record which generation the bot made: %s", failure_name(exc))
             return False
         return True
 

@@ -14,21 +14,10 @@ import re
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
-from bot.services.canary import CanaryView, images_text
-from handlers.views.blocks import (
-    Message,
-    _age,
-    _code,
-    _context,
-    _cut,
-    _duration,
-    _fit,
-    _section,
-    escape,
-    in_cluster,
-    mention,
-    table,
-)
+from bot.domain.canary_view import CanaryView, images_text
+from bot.domain.mrkdwn import escape
+from handlers.views.message import Message, code_block, context_block, cut, fit, section, table
+from handlers.views.text import age, duration, in_cluster, mention
 
 _MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
 
@@ -59,8 +48,8 @@ def canary_message(view: CanaryView) -> Message:
     )
     if view.state == "analysing" and view.healthy_for is not None:
         head += (
-            f": healthy for {_duration(view.healthy_for - view.healthy_for % 5)} of "
-            f"{_duration(view.analysis_seconds)}"
+            f": healthy for {duration(view.healthy_for - view.healthy_for % 5)} of "
+            f"{duration(view.analysis_seconds)}"
         )
     lines = [head]
     if view.why:
@@ -91,7 +80,7 @@ def canary_message(view: CanaryView) -> Message:
             lines.append(
                 "Promoting automatically (`--auto-promote`)."
                 if view.auto_promote
-                else f"Healthy for the whole {_duration(view.analysis_seconds)} analysis: "
+                else f"Healthy for the whole {duration(view.analysis_seconds)} analysis: "
                 "Promote sets these images on the Deployment."
             )
         elif view.state in ("starting", "analysing"):
@@ -99,7 +88,7 @@ def canary_message(view: CanaryView) -> Message:
                 "Aborted automatically if a pod restarts, fails its readiness or is stuck."
                 + (" Promotes itself when the analysis passes." if view.auto_promote else "")
             )
-    blocks: list[Block] = [_section("\n".join(lines))]
+    blocks: list[Block] = [section("\n".join(lines))]
     if view.health is not None and view.health.pods and not view.finished:
         rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE")]
         rows += [
@@ -108,21 +97,21 @@ def canary_message(view: CanaryView) -> Message:
                 "yes" if p.ready else "no",
                 p.status,
                 str(p.restarts),
-                _age(None if p.age_seconds is None else _coarse_age(p.age_seconds)),
+                age(None if p.age_seconds is None else _coarse_age(p.age_seconds)),
             )
             for p in view.health.pods
         ]
-        blocks.append(_section(_code(table(rows))))
+        blocks.append(section(code_block(table(rows))))
     if view.requester_id and not view.finished:
-        blocks.append(_context(f"started by {mention(view.requester_id)}"))
+        blocks.append(context_block(f"started by {mention(view.requester_id)}"))
     if not view.finished and view.state != "promoting":
         blocks.append(_buttons(view))
     elif view.state == "promoting" and view.why:
         blocks.append(_buttons(view, promote=False))
     text = f"Canary of {target}: {view.state}"
     if view.why:
-        text += f" ({_cut(view.why, 200)})"
-    return _fit(text, blocks)
+        text += f" ({cut(view.why, 200)})"
+    return fit(text, blocks)
 
 
 def _coarse_age(seconds: int) -> int:
@@ -142,7 +131,7 @@ def _buttons(view: CanaryView, *, promote: bool = True) -> Block:
                 style="primary",
                 confirm=ConfirmObject(
                     title="Promote the canary?",
-                    text=_cut(
+                    text=cut(
                         f"Set {view.target} to {images_text(view.images)} (same policy and "
                         "approvals as a typed set image), then remove the canary.",
                         300,
@@ -160,7 +149,7 @@ def _buttons(view: CanaryView, *, promote: bool = True) -> Block:
             style="danger",
             confirm=ConfirmObject(
                 title="Abort the canary?",
-                text=_cut(f"Delete {view.canary}; {view.target} stays as it is.", 300),
+                text=cut(f"Delete {view.canary}; {view.target} stays as it is.", 300),
                 confirm="Abort",
                 deny="Back",
             ),

@@ -6,18 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.domain.approval import ApprovalRequest
+from bot.domain.freeze_outcomes import FreezeLifted, FreezeList, FreezeSet, break_glass_reason
 from bot.domain.freezes import ActiveFreeze, describe_until, format_short
+from bot.domain.mrkdwn import code, escape
 from bot.domain.targets import Change
-from bot.services.freezes import FreezeLifted, FreezeList, FreezeSet, break_glass_reason
-from handlers.views.blocks import (
-    Message,
-    code,
-    escape,
-    in_cluster,
-    info_message,
-    mention,
-    request_command,
-)
+from handlers.views.cards import request_command
+from handlers.views.message import Message, info_message
+from handlers.views.text import in_cluster, mention
 
 
 def _where(namespace: str, context: str) -> str:

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
+from bot.domain.mrkdwn import escape
 from bot.domain.promotion import GateRule, PromotionState, TargetState, describe_soak
-from bot.services.promotions import PromotionList, PromotionPlan
-from handlers.views.blocks import Message, _context, _fit, _section, escape, mention
+from bot.domain.promotion_outcomes import PromotionList, PromotionPlan
+from handlers.views.message import Message, context_block, fit, section
+from handlers.views.text import mention
 
 PROMOTION_APPROVE_ACTION = "promotion_approve"
 PROMOTION_HALT_ACTION = "promotion_halt"
@@ -97,10 +99,10 @@ def promotion_message(
         else f"*Promotion `{state.id}`* of `{state.pipeline}` by {mention(state.requester_id)}: "
         f"{_STATUS[state.status]}"
     )
-    blocks: list[Block] = [_section(heading)]
+    blocks: list[Block] = [section(heading)]
     if state.halted_reason:
         blocks.append(
-            _section(
+            section(
                 f":octagonal_sign: {state.halted_reason}. Fix it, then "
                 f"`/rollout promote {state.pipeline} --resume`."
             )
@@ -109,9 +111,9 @@ def promotion_message(
         gate = gates[index] if index < len(gates) else None
         lines = [_wave_heading(state, index, gate, now)]
         lines += [_target_line(t) for t in wave.targets]
-        blocks.append(_section("\n".join(lines)))
+        blocks.append(section("\n".join(lines)))
     blocks.append(
-        _context(
+        context_block(
             f"Gates: {state.gate}; each wave stays healthy {describe_soak(state.soak_seconds)} "
             f"first; on failure: {state.on_failure}. Progress of each target is in the thread."
         )
@@ -144,7 +146,7 @@ def promotion_message(
         )
         blocks.append(ActionsBlock(elements=elements))
     text = f"Promotion {state.id} of {state.pipeline}: {state.status}"
-    return _fit(text, blocks)
+    return fit(text, blocks)
 
 
 def plan_message(plan: PromotionPlan) -> Message:
@@ -153,7 +155,7 @@ def plan_message(plan: PromotionPlan) -> Message:
 
 def promotions_message(listing: PromotionList) -> Message:
     if not listing.promotions:
-        return _fit("No promotions", [_section("No promotion has run yet.")])
+        return fit("No promotions", [section("No promotion has run yet.")])
     lines = []
     for p in listing.promotions:
         started = datetime.fromtimestamp(p.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -162,4 +164,4 @@ def promotions_message(listing: PromotionList) -> Message:
             f"`{p.id}` `{p.pipeline}` {_STATUS[p.status]} ({where}), by {mention(p.requester_id)} "
             f"at {started}"
         )
-    return _fit("Promotions", [_section("*Promotions*\n" + "\n".join(lines))])
+    return fit("Promotions", [section("*Promotions*\n" + "\n".join(lines))])

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.devkit import slack_api as slack_standin
-from bot.devkit.control_plane import ClusterInfo, ControlPlane, free_port
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import RecordedCall, SlackStandin
 from bot.domain.status import rollout_status
 from tests.conftest import TEST_POLICY, grant_bot, install_bot_rbac
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.loopback import free_port
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.http_server import StandinHTTPServer
+from tests.devkit.slack.records import RecordedCall
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl
 
@@ -139,9 +141,7 @@ class Bench:
         # socketserver's listen backlog of 5 makes the stand-in reset connections when the bot
         # and the bench's clients burst at once (real Slack does not); only this process's
         # stand-in class is changed.
-        server_class = getattr(slack_standin, "_StandinHTTPServer", None)
-        if server_class is not None:
-            server_class.request_queue_size = 256
+        StandinHTTPServer.request_queue_size = 256
         self.slack = SlackStandin().start()
         self.stack.callback(self.slack.stop)
         for user, name in USERS.items():

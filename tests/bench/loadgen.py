@@ -28,7 +28,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from bot.devkit.slack_requests import (
+from tests.devkit.slack.signed_requests import (
     block_action_payload,
     send_raw,
     signed_headers,

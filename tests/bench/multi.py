@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.devkit.control_plane import ClusterInfo, ControlPlane
-from bot.devkit.slack_api import RecordedCall
 from bot.domain.status import rollout_status
 from tests.bench.countproxy import CountingProxy
 from tests.bench.harness import REPO, Bench, log, wait_until
@@ -48,6 +46,8 @@ from tests.bench.stats import (
     tree_pss_mib,
 )
 from tests.conftest import grant_bot, install_bot_rbac
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.slack.records import RecordedCall
 from tests.support.bot_process import SIGNING_SECRET
 from tests.support.kubectl import Kubectl
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

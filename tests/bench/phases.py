@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.devkit.slack_api import RecordedCall
 from tests.bench.countproxy import CountingProxy
 from tests.bench.cpus import own_core
 from tests.bench.harness import (
@@ -30,6 +29,7 @@ from tests.bench.harness import (
 from tests.bench.loadgen import run_in_subprocess
 from tests.bench.observer import DeploymentObserver
 from tests.bench.stats import cpu_seconds, peak_rss_mib, percentile, summary_ms
+from tests.devkit.slack.records import RecordedCall
 from tests.support.bot_process import SIGNING_SECRET, BotProcess
 
 
@@ -238,7 +238,7 @@ def approval_clicks(bench: Bench, apps: Apps) -> dict[str, Any]:
     log(f"phase 2: preparing {len(names)} pending approval requests in {namespace}")
 
     cards: list[tuple[str, str]] = []  # (approval id, card ts)
-    from bot.devkit.slack_requests import send_slash_command
+    from tests.devkit.slack.signed_requests import send_slash_command
 
     for name in names:
         tag = _tag("req")

@@ -5,11 +5,11 @@
 
 One thread per Deployment: it GETs the Deployment every `interval` seconds (fixed schedule),
 computes kubectl's verdict with `bot.domain.status.rollout_status`, renders the same progress
-message as the bot (`handlers.views.blocks.progress_message`, with the elapsed time frozen until the
-verdict so the message only changes when the status does) and calls chat.update whenever the
-message changed. A thread follows the rollout to the Deployment's next generation: it posts its
-message first, then waits for the generation to move past the one it saw at start, and stops
-after posting "succeeded" or "failed".
+message as the bot (`handlers.views.progress.progress_message`, with the elapsed time frozen
+until the verdict so the message only changes when the status does) and calls chat.update
+whenever the message changed. A thread follows the rollout to the Deployment's next
+generation: it posts its message first, then waits for the generation to move past the one it
+saw at start, and stops after posting "succeeded" or "failed".
 
 Protocol with the parent: prints `READY` once every message is posted, `DONE` once every
 thread has stopped, then exits when stdin closes (so the parent can read its CPU time first).
@@ -30,14 +30,15 @@ from slack_sdk import WebClient
 
 from bot.domain.status import rollout_status
 from bot.domain.tracking import TrackedRollout
-from handlers.views import blocks
+from handlers.views.message import Message
+from handlers.views.progress import progress_message
 
 
-def _render(tracked: TrackedRollout, deployment: dict[str, Any]) -> tuple[blocks.Message, bool]:
+def _render(tracked: TrackedRollout, deployment: dict[str, Any]) -> tuple[Message, bool]:
     status = rollout_status(deployment)
     verdict = "succeeded" if status.done else "failed" if status.failed else None
     now = time.time() if verdict else tracked.started_at
-    return blocks.progress_message(tracked, status, now, verdict=verdict), verdict is not None
+    return progress_message(tracked, status, now, verdict=verdict), verdict is not None
 
 
 def follow(
@@ -67,7 +68,7 @@ def follow(
             deadline_seconds=int(first["spec"].get("progressDeadlineSeconds") or 600),
             title=f"set image {namespace}/{name}",
         )
-        waiting = blocks.progress_message(tracked, rollout_status(first), tracked.started_at)
+        waiting = progress_message(tracked, rollout_status(first), tracked.started_at)
         posted = slack.chat_postMessage(channel=channel, text=waiting.text, blocks=waiting.blocks)
         ts = str(posted["ts"])
         last = (waiting.text, waiting.blocks)

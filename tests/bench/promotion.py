@@ -19,11 +19,11 @@ import os
 import time
 from typing import Any
 
-from bot.devkit.slack_requests import send_block_action, send_slash_command
 from tests.bench.countproxy import CountingProxy
 from tests.bench.harness import Bench, log, wait_until
 from tests.bench.multi import _create, _requests, _rolled_out
 from tests.bench.observer import DeploymentObserver
+from tests.devkit.slack.signed_requests import send_block_action, send_slash_command
 from tests.support.bot_process import SIGNING_SECRET, message_text
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig
 

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
 from tests.deploy.helm import (
     CHART,
     MANIFESTS,
@@ -33,6 +31,8 @@ from tests.deploy.helm import (
     render,
     template,
 )
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.api_calls import api_calls_with_groups
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl, deployment_manifest
@@ -654,7 +654,7 @@ def test_the_init_container_copies_an_external_redis_url(tmp_path: Path) -> None
 def test_the_bundled_redis_config_runs_durable_and_password_protected(tmp_path: Path) -> None:
     import redis
 
-    from bot.devkit.control_plane import free_port
+    from tests.devkit.loopback import free_port
 
     text = render()
     (config,) = [c for c in of_kind(text, "ConfigMap") if "redis.conf" in c["data"]]
@@ -715,7 +715,7 @@ def test_the_bundled_redis_refuses_to_run_with_an_empty_password(
 ) -> None:
     """A Secret with an empty REDIS_PASSWORD would have rendered `requirepass ""`: Redis open
     to every pod. The start command refuses it, and protected mode is on as a second guard."""
-    from bot.devkit.control_plane import free_port
+    from tests.devkit.loopback import free_port
 
     text = render()
     (config,) = [c for c in of_kind(text, "ConfigMap") if "redis.conf" in c["data"]]

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
 from tests.conftest import TEST_POLICY
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, SlackDriver
 from tests.support.kubectl import Kubectl
 from tests.support.waiting import eventually

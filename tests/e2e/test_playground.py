@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo, free_port
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.loopback import free_port
 from tests.support.kubectl import Kubectl
 from tests.support.processes import process_tree, still_running
 from tests.support.waiting import eventually

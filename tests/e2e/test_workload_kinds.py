@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import SlackStandin
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.web_api import SlackStandin
 from tests.integration.test_progress import FAST, announcement, wait_for_verdict
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl

@@ -13,9 +13,9 @@ import redis
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.lease import RedisLeases
 from bot.adapters.redis.tracking import RedisRolloutRegistry
-from bot.devkit.redis_server import RedisServer, flush_redis
 from bot.domain.integrity import Sealer
 from bot.domain.tracking import TrackedRollout
+from tests.devkit.redis_server import RedisServer, flush_redis
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 

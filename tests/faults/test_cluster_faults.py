@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
 from bot.services.rollouts import CONFLICT_ATTEMPTS
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import SlackStandin
 from bot.services.progress.context_tracker import LEASE_RENEW, LEASE_TTL
+from tests.devkit.slack.web_api import SlackStandin
 from tests.integration.test_progress import FAST, announcement, deploy, progress_messages
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl

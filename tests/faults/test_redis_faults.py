@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import (
     NEW_IMAGE,
     OLD_IMAGE,

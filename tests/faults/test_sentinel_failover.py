@@ -39,11 +39,11 @@ import pytest
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_sentinel import SentinelGroup
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
 from bot.domain.approval import ApprovalState
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
+from tests.devkit.redis_sentinel import SentinelGroup
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import assert_clean
 from tests.support.bot_process import (
     ROLLOUT_BOT,
@@ -265,11 +265,11 @@ class Traffic:
         return attempt
 
     def _click(self, approval_id: str, ts: str) -> Sent:
-        from bot.devkit.slack_requests import block_action_payload
+        from tests.devkit.slack.signed_requests import block_action_payload
 
         tag = f"fc{uuid.uuid4().hex[:10]}"
         payload = block_action_payload(
-            blocks.APPROVE_ACTION,
+            APPROVE_ACTION,
             approval_id,
             "U0BOB",
             CHANNEL,

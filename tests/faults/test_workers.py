@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
 from bot.workers import ORPHAN_CHECK_SECONDS, SUPERVISE_SECONDS
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.web_api import SlackStandin
 from tests.faults import deploy_web
 from tests.support.api_proxy import ApiFaultProxy
 from tests.support.bot_process import BotProcess, SlackDriver, message_text

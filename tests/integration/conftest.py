@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer, flush_redis
+from tests.devkit.redis_server import RedisServer, flush_redis
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from bot.adapters.redis.approvals import ApprovalRequest, ApprovalState, RedisApprovalStore
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import FakeClock
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]

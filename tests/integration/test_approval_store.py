@@ -23,7 +23,7 @@ from bot.adapters.redis.approvals import (
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer, ReplyDroppingProxy
+from tests.devkit.redis_server import RedisServer, ReplyDroppingProxy
 from tests.integration.conftest import T0, FakeClock
 
 pytestmark = pytest.mark.redis

@@ -24,13 +24,19 @@ import pytest
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import AuditEntry, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
 from bot.domain import verbs as cmd
 from bot.domain.approval import Approval, ApprovalRequest, ApprovalState
 from bot.domain.integrity import Sealer
-from handlers.views import blocks
+from handlers.views.cards import (
+    APPROVE_ACTION,
+    CANCEL_ACTION,
+    REJECT_ACTION,
+    REJECT_REASON_ACTION,
+    REJECT_REASON_BLOCK,
+)
 from tests.conftest import TEST_POLICY
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import STATE_KEY, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -245,9 +251,9 @@ def test_set_image_in_prod_posts_a_card_with_images_and_diff_and_changes_nothing
     assert any(line.startswith("-") and OLD_IMAGE in line for line in diff_lines), text
     assert any(line.startswith("+") and NEW_IMAGE in line for line in diff_lines), text
     assert card_buttons(driver.slack, card) == [
-        blocks.APPROVE_ACTION,
-        blocks.REJECT_ACTION,
-        blocks.CANCEL_ACTION,
+        APPROVE_ACTION,
+        REJECT_ACTION,
+        CANCEL_ACTION,
     ]
 
     assert prod.images("web") == {"nginx": OLD_IMAGE}
@@ -292,7 +298,7 @@ def test_requester_approving_their_own_request_does_not_count(
 ) -> None:
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0ALICE"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0ALICE"))
 
     assert "four-eyes" in said and "does not count" in said
     text = card_text(driver.slack, card)
@@ -307,7 +313,7 @@ def test_approver_outside_the_list_is_refused_and_a_group_member_counts(
 ) -> None:
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0CAROL"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0CAROL"))
     assert "not an approver" in said and "not counted" in said
     assert "<@U0BOB>" in said and "<!subteam^S0SRE>" in said
     assert "Waiting for approval" in card_text(driver.slack, card)
@@ -315,7 +321,7 @@ def test_approver_outside_the_list_is_refused_and_a_group_member_counts(
     refusals = [e for e in audit.export() if e.event == "refusal" and e.approval_id == card.id]
     assert [e.user_id for e in refusals] == ["U0CAROL"]
 
-    click(driver, blocks.APPROVE_ACTION, card, "U0ERIN")  # in S0SRE
+    click(driver, APPROVE_ACTION, card, "U0ERIN")  # in S0SRE
 
     text = wait_for_card(driver, card, "*Done*")
     assert "Approved by <@U0ERIN>" in text
@@ -332,13 +338,13 @@ def test_when_slack_cannot_say_who_is_in_a_group_the_approval_is_refused_not_gra
     # The Web API client tries three times (two retries on 5xx); all three fail.
     driver.slack.fail_next("usergroups.users.list", status=500, count=3)
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0ERIN"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0ERIN"))
 
     assert "could not ask Slack" in said and "try again" in said
     assert "Waiting for approval" in card_text(driver.slack, card)
     assert prod.history_revisions("web") == [1]
     # Once Slack answers again, the same click counts.
-    click(driver, blocks.APPROVE_ACTION, card, "U0ERIN")
+    click(driver, APPROVE_ACTION, card, "U0ERIN")
     wait_for_card(driver, card, "*Done*")
     assert prod.history_revisions("web") == [1, 2]
 
@@ -353,7 +359,7 @@ def test_ten_concurrent_approvals_run_the_change_exactly_once(
     approvers = ["U0BOB", "U0ERIN"] * 5
 
     tags = concurrently(
-        [lambda user=user: click(driver, blocks.APPROVE_ACTION, card, user) for user in approvers]
+        [lambda user=user: click(driver, APPROVE_ACTION, card, user) for user in approvers]
     )
 
     text = wait_for_card(driver, card, "*Done*")
@@ -389,10 +395,10 @@ def test_a_late_redraw_from_an_earlier_click_does_not_leave_the_card_stale(
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
     # chat.update is rate limited (Tier 3): the requester's redraw is held back 2 s ...
     driver.slack.fail_next("chat.update", status=429, retry_after=2)
-    own = click(driver, blocks.APPROVE_ACTION, card, "U0ALICE")
+    own = click(driver, APPROVE_ACTION, card, "U0ALICE")
     driver.slack.wait_for("chat.update", lambda c: c.injected, include_injected=True)
     # ... while the approver's click runs the change and draws the final card.
-    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    click(driver, APPROVE_ACTION, card, "U0BOB")
     wait_for_card(driver, card, "*Done*")
 
     assert "four-eyes" in ephemeral(driver, own)  # answered after its (late) redraw
@@ -413,13 +419,13 @@ def test_approve_racing_reject_has_exactly_one_winner(
 ) -> None:
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
     reason = {
-        blocks.REJECT_REASON_BLOCK: {
-            blocks.REJECT_REASON_ACTION: {"type": "plain_text_input", "value": "not now"}
+        REJECT_REASON_BLOCK: {
+            REJECT_REASON_ACTION: {"type": "plain_text_input", "value": "not now"}
         }
     }
     racers: list[Callable[[], str]] = [
-        lambda: click(driver, blocks.APPROVE_ACTION, card, "U0BOB"),
-        lambda: click(driver, blocks.REJECT_ACTION, card, "U0ERIN", state=reason),
+        lambda: click(driver, APPROVE_ACTION, card, "U0BOB"),
+        lambda: click(driver, REJECT_ACTION, card, "U0ERIN", state=reason),
     ]
     if round_ % 2:
         racers.reverse()
@@ -457,19 +463,17 @@ def test_reject_with_a_reason_shows_it_on_the_card_and_tells_the_requester_in_th
 ) -> None:
     card = request_approval(driver, f"scale web --replicas=5 -n {prod_namespace}")
     # The reason is typed into the card's own field; Slack sends it as the click's state.
-    assert card_inputs(driver.slack, card) == [
-        (blocks.REJECT_REASON_BLOCK, blocks.REJECT_REASON_ACTION)
-    ]
+    assert card_inputs(driver.slack, card) == [(REJECT_REASON_BLOCK, REJECT_REASON_ACTION)]
     state = {
-        blocks.REJECT_REASON_BLOCK: {
-            blocks.REJECT_REASON_ACTION: {
+        REJECT_REASON_BLOCK: {
+            REJECT_REASON_ACTION: {
                 "type": "plain_text_input",
                 "value": "change freeze <!here>",
             }
         }
     }
 
-    click(driver, blocks.REJECT_ACTION, card, "U0BOB", state=state)
+    click(driver, REJECT_ACTION, card, "U0BOB", state=state)
 
     text = wait_for_card(driver, card, "*Rejected*")
     assert "Rejected by <@U0BOB>" in text
@@ -498,7 +502,7 @@ def test_approval_after_the_ttl_is_refused_as_expired_and_nothing_runs(
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
     time.sleep(2.5)
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0BOB"))
 
     assert "expired" in said
     text = wait_for_card(driver, card, "*Expired*")
@@ -527,15 +531,15 @@ def test_only_the_requester_can_cancel_and_a_cancelled_request_never_runs(
 ) -> None:
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
 
-    said = ephemeral(driver, click(driver, blocks.CANCEL_ACTION, card, "U0BOB"))
+    said = ephemeral(driver, click(driver, CANCEL_ACTION, card, "U0BOB"))
     assert "Only the person who requested this change can cancel it" in said
     assert "Waiting for approval" in card_text(driver.slack, card)
 
-    click(driver, blocks.CANCEL_ACTION, card, "U0ALICE")
+    click(driver, CANCEL_ACTION, card, "U0ALICE")
     wait_for_card(driver, card, "*Cancelled by the requester*")
     assert card_buttons(driver.slack, card) == []
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0BOB"))
     assert "already decided: *cancelled* by <@U0ALICE>" in said
     assert executions(audit, card.id) == []
     assert prod.images("web") == {"nginx": OLD_IMAGE}
@@ -552,7 +556,7 @@ def test_deployment_changed_under_a_pending_request_voids_it_on_approval(
     prod.run("set", "image", "deployment/web", "nginx=nginx:1.20-alpine")
     assert prod.rollout_status("web").returncode == 0
 
-    said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+    said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0BOB"))
 
     assert "changed after this was requested" in said and "voided" in said
     text = wait_for_card(driver, card, "*Voided*")
@@ -576,7 +580,7 @@ def test_scaling_under_a_pending_image_approval_does_not_void_it(
     prod.run("scale", "deployment/web", "--replicas=2")
     assert prod.rollout_status("web").returncode == 0
 
-    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    click(driver, APPROVE_ACTION, card, "U0BOB")
 
     wait_for_card(driver, card, "*Done*")
     assert prod.images("web") == {"nginx": NEW_IMAGE}
@@ -597,7 +601,7 @@ def test_pending_request_survives_a_bot_restart_and_runs_once_when_approved(
     first.kill()
 
     driver = SlackDriver(slack, start_bot())
-    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    click(driver, APPROVE_ACTION, card, "U0BOB")
 
     wait_for_card(driver, card, "*Done*")
     assert prod.rollout_status("web").returncode == 0
@@ -650,7 +654,7 @@ def test_clicks_spread_over_two_replicas_run_the_change_once(
 
     concurrently(
         [
-            lambda d=d, user=user: click(d, blocks.APPROVE_ACTION, card, user)
+            lambda d=d, user=user: click(d, APPROVE_ACTION, card, user)
             for d in drivers
             for user in ("U0BOB", "U0ERIN", "U0BOB")
         ]
@@ -679,7 +683,7 @@ def test_redis_outage_refuses_decisions_and_mutations_keeps_reads_and_loses_noth
     card = request_approval(driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}")
     redis_server.stop()
     try:
-        said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+        said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0BOB"))
         assert STORE_DOWN in said and "Nothing was changed" in said
         assert prod.images("web") == {"nginx": OLD_IMAGE}
 
@@ -700,7 +704,7 @@ def test_redis_outage_refuses_decisions_and_mutations_keeps_reads_and_loses_noth
 
     listed = driver.ask(f"approvals -n {prod_namespace}")
     assert card.id in listed
-    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    click(driver, APPROVE_ACTION, card, "U0BOB")
 
     wait_for_card(driver, card, "*Done*")
     assert prod.rollout_status("web").returncode == 0
@@ -720,7 +724,7 @@ def test_approvals_lists_pending_requests_and_audit_shows_recent_entries(
     image = request_approval(
         driver, f"set image web nginx={NEW_IMAGE} -n {prod_namespace}", user="U0CAROL"
     )
-    click(driver, blocks.REJECT_ACTION, scale, "U0BOB")
+    click(driver, REJECT_ACTION, scale, "U0BOB")
     wait_for_card(driver, scale, "*Rejected*")
 
     listed = driver.ask(f"approvals -n {prod_namespace}", user="U0MALLORY", name="mallory")
@@ -762,7 +766,7 @@ def test_a_pending_request_edited_in_redis_is_refused_as_tampering_and_nothing_r
     record["command"]["fields"]["images"] = [["nginx", "evil/miner:1"]]
     client.set(key, json.dumps(record), keepttl=True)
 
-    click(driver, blocks.APPROVE_ACTION, card, "U0BOB")
+    click(driver, APPROVE_ACTION, card, "U0BOB")
 
     wait_for_card(driver, card, "Voided")
     assert prod.images("web") == {"nginx": OLD_IMAGE}
@@ -826,7 +830,7 @@ def test_when_the_approval_cannot_be_audited_the_request_is_not_approved(
     client.delete(audit_key)
     client.set(audit_key, "not a stream: every append fails")
     try:
-        said = ephemeral(driver, click(driver, blocks.APPROVE_ACTION, card, "U0BOB"))
+        said = ephemeral(driver, click(driver, APPROVE_ACTION, card, "U0BOB"))
     finally:
         client.delete(audit_key)
         client.restore(audit_key, 0, saved)
@@ -863,7 +867,7 @@ def test_a_rule_with_a_channel_posts_its_card_there_and_points_the_requester_to_
     found = re.search(r"Approval requested \(`([A-Za-z0-9_-]+)`\)", said)
     assert found, said
     card = Card(found.group(1), cards[0].ts)
-    driver.click(blocks.APPROVE_ACTION, card.id, user="U0BOB", name="bob", message_ts=card.ts)
+    driver.click(APPROVE_ACTION, card.id, user="U0BOB", name="bob", message_ts=card.ts)
     driver.wait(
         lambda: any(
             "*Done*" in message_text(v) for m in slack.messages("C0APPROVE") for v in m.versions

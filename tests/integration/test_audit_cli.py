@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import redis
 
-from bot.adapters.redis.audit import GENESIS_HASH
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
+from bot.domain.audit_chain import GENESIS_HASH
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

@@ -24,11 +24,11 @@ from bot.adapters.redis.audit import (
     AuditEventKind,
     AuditKeyring,
     RedisAuditLog,
-    audited_lua,
 )
+from bot.adapters.redis.audit_lua import audited_lua
 from bot.adapters.redis.errors import StoreCorrupt
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import FakeClock
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]

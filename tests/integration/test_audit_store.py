@@ -14,7 +14,6 @@ import redis
 from redis.crc import key_slot
 
 from bot.adapters.redis.audit import (
-    GENESIS_HASH,
     AuditChainBroken,
     AuditEvent,
     AuditEventKind,
@@ -22,7 +21,8 @@ from bot.adapters.redis.audit import (
 )
 from bot.adapters.redis.errors import StoreCorrupt, StoreUnavailable
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer
+from bot.domain.audit_chain import GENESIS_HASH
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import T0, FakeClock
 
 pytestmark = pytest.mark.redis

@@ -15,7 +15,7 @@ import redis
 
 from bot.adapters.redis.audit import AuditEvent, AuditEventKind, AuditKeyring, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.redis_server import RedisServer, flush_redis
+from tests.devkit.redis_server import RedisServer, flush_redis
 from tests.integration.conftest import FakeClock
 from tests.support.bot_process import ROLLOUT_BOT
 

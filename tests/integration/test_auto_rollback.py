@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
+from handlers.views.progress import PAUSE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -70,9 +72,7 @@ def test_a_failed_automatic_rollback_is_not_undone_a_person_is_asked(
     request = re.search(r"request `([A-Za-z0-9_-]+)`", said)
     assert request, said
     card = next(m for m in slack.messages(CHANNEL) if m.thread_ts is None)
-    driver.click(
-        blocks.APPROVE_ACTION, request.group(1), user="U0BOB", name="bob", message_ts=card.ts
-    )
+    driver.click(APPROVE_ACTION, request.group(1), user="U0BOB", name="bob", message_ts=card.ts)
 
     # One automatic undo (back to broken-a, revision 3), which fails too: a person is needed.
     needs_person = driver.wait(
@@ -80,7 +80,7 @@ def test_a_failed_automatic_rollback_is_not_undone_a_person_is_asked(
         90,
         what="the 'a person is needed' notice",
     )[0]
-    assert [b["action_id"] for b in buttons(needs_person)] == [blocks.PAUSE_ACTION]
+    assert [b["action_id"] for b in buttons(needs_person)] == [PAUSE_ACTION]
     # Longer than two more deadlines: a loop would have undone again by now.
     threading.Event().wait(3 * DEADLINE)
     assert kubectl.history_revisions("svc") == [2, 3]
@@ -95,13 +95,13 @@ def test_a_failed_automatic_rollback_is_not_undone_a_person_is_asked(
     first_lines = [message_text(v).splitlines()[0] for v in automatic.versions]
     assert "rollout *failed*" in first_lines[-1]
     assert any("rolling out" in line for line in first_lines[:-1]), first_lines
-    assert [b["action_id"] for b in buttons(automatic)] == [blocks.PAUSE_ACTION]
+    assert [b["action_id"] for b in buttons(automatic)] == [PAUSE_ACTION]
 
     (pause,) = buttons(needs_person)
     # Tied to the revision the failed automatic rollback left (3): it acts while svc is there.
     assert pause["value"] == f"{granted_namespace}/svc@3"
     response, _ = driver.click(
-        blocks.PAUSE_ACTION,
+        PAUSE_ACTION,
         pause["value"],
         user="U0ALICE",
         name="alice",

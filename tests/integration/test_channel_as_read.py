@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import TEST_POLICY, grant_bot
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -127,7 +128,7 @@ def test_an_approved_change_reads_as_what_happened(
     request_id = re.search(r"request `([A-Za-z0-9_-]+)`", pending)
     assert request_id
     response, _ = driver.click(
-        blocks.APPROVE_ACTION, request_id.group(1), user="U0BOB", name="bob", message_ts=card.ts
+        APPROVE_ACTION, request_id.group(1), user="U0BOB", name="bob", message_ts=card.ts
     )
     assert response.status == 200
     done = driver.wait(

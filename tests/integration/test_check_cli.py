@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo, free_port
-from bot.devkit.slack_api import SlackStandin
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.loopback import free_port
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SIGNING_SECRET, bot_env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.timeout(60)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.devkit.control_plane import free_port
+from tests.devkit.loopback import free_port
 from tests.support.bot_process import ROLLOUT_BOT
 
 pytestmark = pytest.mark.timeout(60)

@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import (
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.signed_requests import (
     Response,
     send_raw,
     send_slash_command,
     sign,
     slash_command_payload,
 )
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SIGNING_SECRET, BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import SlackStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.integration.test_progress import FAST, announcement, progress_messages
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest

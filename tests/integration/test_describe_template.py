@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
-from bot.devkit.control_plane import ClusterInfo
 from bot.domain.targets import Target
 from bot.services.rollouts import Rollouts
+from tests.devkit.control_plane import ClusterInfo
 from tests.support.kubectl import Kubectl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]

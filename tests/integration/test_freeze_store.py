@@ -16,7 +16,6 @@ from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.freezes import RedisFreezeStore
 from bot.adapters.redis.keys import Keys
 from bot.adapters.slack.directory import SlackDirectory
-from bot.devkit.redis_server import RedisServer
 from bot.domain import verbs as cmd
 from bot.domain.errors import Refused, StoreUnavailable
 from bot.domain.freezes import Frozen
@@ -25,6 +24,7 @@ from bot.domain.policy import load_policy
 from bot.domain.targets import Actor
 from bot.services.access import Access
 from bot.services.freezes import FreezeService
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import FakeClock
 
 pytestmark = pytest.mark.redis

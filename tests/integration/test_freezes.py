@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION, REJECT_ACTION
 from tests.conftest import TEST_POLICY, grant_bot
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -252,11 +252,11 @@ def test_break_glass_needs_an_approver_other_than_the_requester_runs_once_and_is
 
     assert "*Break-glass* during a freeze: the hotfix for 4711" in card
     assert "needs 1 of: <@U0BOB>" in card
-    assert "does not count" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0ALICE")
-    assert "not an approver" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0MALLORY")
+    assert "does not count" in click(driver, APPROVE_ACTION, request_id, ts, "U0ALICE")
+    assert "not an approver" in click(driver, APPROVE_ACTION, request_id, ts, "U0MALLORY")
     assert image(web) == OLD_IMAGE
     before = len(slack.calls("chat.postMessage"))
-    driver.click(blocks.APPROVE_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
+    driver.click(APPROVE_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
     driver.wait(lambda: image(web) == NEW_IMAGE, what="the break-glass change")
     announced = driver.wait(
         lambda: [t for t in channel_posts(slack, before) if "Break-glass" in t],
@@ -265,7 +265,7 @@ def test_break_glass_needs_an_approver_other_than_the_requester_runs_once_and_is
     assert "<@U0ALICE>'s" in announced[0] and "approved by <@U0BOB>" in announced[0]
     assert "Reason: the hotfix for 4711" in announced[0]
     # A second click changes nothing: it ran once.
-    assert "already decided" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
+    assert "already decided" in click(driver, APPROVE_ACTION, request_id, ts, "U0BOB")
 
     env = bot_env(
         slack=slack, redis_url=redis_url, kubeconfig=cluster.bot_kubeconfig, policy=policy_file
@@ -286,13 +286,13 @@ def test_a_rejected_break_glass_runs_nothing(driver: SlackDriver, web: Kubectl) 
     driver.run(f'freeze -n {ns} --for 1h --reason "incident 4711"')
     request_id, ts, _ = card_of(driver, f'scale web --replicas=3 -n {ns} --break-glass "x"')
 
-    driver.click(blocks.REJECT_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
+    driver.click(REJECT_ACTION, request_id, user="U0BOB", name="bob", message_ts=ts)
 
     driver.wait(
         lambda: any("was rejected by <@U0BOB>" in text for text in channel_posts(driver.slack)),
         what="the rejection",
     )
-    assert "already decided" in click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
+    assert "already decided" in click(driver, APPROVE_ACTION, request_id, ts, "U0BOB")
     assert web.get("deployment", "web")["spec"]["replicas"] == 1
 
 
@@ -303,7 +303,7 @@ def test_an_approval_pending_when_a_freeze_starts_is_voided_when_it_would_run(
     request_id, ts, _ = card_of(driver, f"set image web nginx={NEW_IMAGE} -n {ns}")
     driver.run(f'freeze -n {ns} --for 1h --reason "incident 4711"')
 
-    answer = click(driver, blocks.APPROVE_ACTION, request_id, ts, "U0BOB")
+    answer = click(driver, APPROVE_ACTION, request_id, ts, "U0BOB")
 
     assert "voided and nothing ran" in answer
     assert f"`{ns}` was frozen by *incident freeze* (incident 4711) after this" in answer

@@ -25,14 +25,14 @@ import pytest
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
 from bot.domain.approval import Approval
 from bot.domain.integrity import Sealer
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import grant_bot
 from tests.deploy.helm import documents, render
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import STATE_KEY, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -322,7 +322,7 @@ def approve(driver: SlackDriver, text: str) -> None:
     assert found, said
     (card,) = [m for m in driver.slack.messages(CHANNEL) if m.ts not in before]
     response, _ = driver.click(
-        blocks.APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
+        APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
     )
     assert response.status == 200
 

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from bot.adapters.k8s.cluster import KubeCluster, load_api_client
-from bot.devkit.control_plane import ClusterInfo
 from bot.domain import verbs as cmd
 from bot.domain.errors import Refused
 from bot.domain.targets import Actor, Target
 from bot.services.rollouts import Rollouts
-from handlers.views import blocks
+from handlers.views.changes import change_message
+from handlers.views.reads import history_message
+from tests.devkit.control_plane import ClusterInfo
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl
 
@@ -253,7 +254,7 @@ def test_6_a_revision_of_a_deployment_without_history_is_kubectls_no_history(
     oracle = kubectl_says(kubectl, "rollout", "history", "deployment/web", "--revision=1")
     assert oracle == "deployment.apps/web with revision #1\nNo rollout history found."
     view = rollouts.history(target(namespace, "web"), 1)
-    message = blocks.history_message(view)
+    message = history_message(view)
     shown = html.unescape(json.dumps(message.blocks)).replace("*", "")
     for line in oracle.splitlines():
         assert line in shown, (line, shown)
@@ -301,7 +302,7 @@ def test_8_undo_of_an_applied_object_shows_kubectls_warning_even_when_skipped(
     change = rollouts.undo(target(namespace, "bot", kind), 0, ALICE, None)
     assert change.summary == proc.stdout.strip().replace("/cli", "/bot")
     assert change.warnings == (proc.stderr.strip().replace("/cli", "/bot"),)
-    text = html.unescape(json.dumps(blocks.change_message(change, ALICE, None).blocks))
+    text = html.unescape(json.dumps(change_message(change, ALICE, None).blocks))
     assert "Rolling back will not update the kubectl.kubernetes.io/last-applied" in text
 
 
@@ -389,7 +390,7 @@ def test_16_set_image_reads_its_pairs_as_kubectl_does(
     assert kubectl_says(kubectl, "set", "image", "deployment/cli", "app=app:3") == ""
     change = rollouts.set_image(target(namespace, "bot"), [("app", "app:3")], ALICE, None)
     assert not change.changed and change.summary == ""
-    text = html.unescape(json.dumps(blocks.change_message(change, ALICE, None).blocks))
+    text = html.unescape(json.dumps(change_message(change, ALICE, None).blocks))
     assert "deployment.apps/bot" not in text and "image already set" in text
 
 

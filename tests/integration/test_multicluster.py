@@ -20,11 +20,12 @@ import pytest
 
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo, ControlPlane
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import grant_bot, install_bot_rbac
+from tests.devkit.control_plane import ClusterInfo, ControlPlane
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig
@@ -234,7 +235,7 @@ def _cards(slack: SlackStandin, channel: str) -> list[PostedMessage]:
 def _request_id(message: PostedMessage) -> str:
     for block in message.blocks:
         for element in block.get("elements", []) if block.get("type") == "actions" else []:
-            if element.get("action_id") == blocks.APPROVE_ACTION:
+            if element.get("action_id") == APPROVE_ACTION:
                 return str(element["value"])
     raise AssertionError("no Approve button on the card")
 
@@ -268,9 +269,7 @@ def test_a_click_on_one_clusters_request_does_not_approve_the_others(
     assert "cluster `east`" in message_text(east_card.as_api_dict())
     assert "cluster `west`" in message_text(west_card.as_api_dict())
 
-    driver.click(
-        blocks.APPROVE_ACTION, _request_id(west_card), user="U0BOB", message_ts=west_card.ts
-    )
+    driver.click(APPROVE_ACTION, _request_id(west_card), user="U0BOB", message_ts=west_card.ts)
     west.wait_for(lambda: restarted(west), what="west restarted")
     assert not restarted(east)
     # The east request still waits for its own approval.

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -102,7 +103,7 @@ def approve(driver: SlackDriver, card: PostedMessage) -> None:
     found = re.search(r"request `([A-Za-z0-9_-]+)`", message_text(card.as_api_dict()))
     assert found, card.text
     response, _ = driver.click(
-        blocks.APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
+        APPROVE_ACTION, found.group(1), user="U0BOB", name="bob", message_ts=card.ts
     )
     assert response.status == 200
 

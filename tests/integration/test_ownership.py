@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import SlackStandin
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver
 from tests.support.kubectl import Kubectl, deployment_manifest
 

@@ -75,7 +75,7 @@ def test_a_cluster_on_another_machine_is_refused_unless_confirmed(tmp_path: Path
 
 
 def test_what_is_on_this_machine() -> None:
-    from bot.playground.stack import is_this_machine
+    from tests.playground.stack import is_this_machine
 
     assert is_this_machine("127.0.0.1") and is_this_machine("localhost")
     assert is_this_machine("::1") and is_this_machine("kind.localhost")
@@ -84,7 +84,7 @@ def test_what_is_on_this_machine() -> None:
 
 
 def test_a_bot_that_fails_to_start_is_reported_by_what_failed(tmp_path: Path) -> None:
-    from bot.playground.stack import Options, Stack
+    from tests.playground.stack import Options, Stack
 
     stack = Stack(Options(log_dir=tmp_path), print)
     try:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from slack_sdk import WebClient
 
-from bot.playground import demo
-from bot.playground.devkit import SlackStandin
-from bot.playground.timeline import Timeline
+from tests.devkit.slack.web_api import SlackStandin
+from tests.playground import demo
+from tests.playground.timeline import Timeline
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -149,9 +150,7 @@ def test_on_failure_rollback_restores_the_previous_image(
     request = re.search(r"request `([A-Za-z0-9_-]+)`", said)
     assert request, said
     head = announcement(slack, "C0DEPLOYS", "wants to run")
-    driver.click(
-        blocks.APPROVE_ACTION, request.group(1), user="U0BOB", name="bob", message_ts=head.ts
-    )
+    driver.click(APPROVE_ACTION, request.group(1), user="U0BOB", name="bob", message_ts=head.ts)
     wait_for_verdict(driver, "C0DEPLOYS", head.ts, "failed")
     kubectl.wait_for(
         lambda: kubectl.images("svc") == {"svc": "app:1"}, what="the automatic rollback"

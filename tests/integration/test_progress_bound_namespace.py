@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.slack_api import SlackStandin
 from tests.conftest import TEST_POLICY
+from tests.devkit.slack.web_api import SlackStandin
 from tests.integration.test_progress import (
     FAST,
     announcement,

@@ -17,11 +17,12 @@ import pytest
 
 from bot.adapters.redis.audit import RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import PostedMessage, SlackStandin
 from handlers.views.promotions import PROMOTION_APPROVE_ACTION, PROMOTION_HALT_ACTION
 from tests.conftest import grant_bot
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import SlackDriver, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig

@@ -21,11 +21,11 @@ from bot.adapters.redis.audit import AuditEvent, AuditEventKind, RedisAuditLog
 from bot.adapters.redis.durability import Durability, NotDurable
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.replay import RedisSeenRequests
+from bot.composition.redis_clients import redis_client
 from bot.config import Settings
-from bot.devkit.redis_sentinel import SentinelGroup
-from bot.devkit.redis_server import RedisServer
 from bot.domain.errors import StoreUnavailable
-from bot.runtime import redis_client
+from tests.devkit.redis_sentinel import SentinelGroup
+from tests.devkit.redis_server import RedisServer
 from tests.integration.conftest import FakeClock
 from tests.integration.test_approval_store import new_request
 

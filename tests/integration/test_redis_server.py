@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from bot.devkit.redis_server import RedisServer, RedisServerNotInstalled, flush_redis
+from tests.devkit.redis_server import RedisServer, RedisServerNotInstalled, flush_redis
 
 pytestmark = pytest.mark.redis
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, SIGNING_SECRET, SlackDriver, bot_env
 from tests.support.kubectl import Kubectl, deployment_manifest
 
@@ -287,7 +287,7 @@ def test_a_replay_is_dropped_even_with_a_timestamp_from_the_future(
 ) -> None:
     """Bolt accepts a timestamp up to 5 minutes ahead, so the replay memory must outlive the
     whole ten minutes in which such a request verifies."""
-    from handlers.work import REPLAY_WINDOW_SECONDS
+    from handlers.request_context import REPLAY_WINDOW_SECONDS
 
     assert REPLAY_WINDOW_SECONDS >= 600
     kubectl.apply(deployment_manifest("web", "app:1", replicas=1))

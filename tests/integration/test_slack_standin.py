@@ -39,8 +39,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.devkit.slack_api import RecordedCall, SlackStandin
-from bot.devkit.slack_requests import (
+from tests.devkit.slack.records import RecordedCall
+from tests.devkit.slack.signed_requests import (
     block_action_payload,
     send_block_action,
     send_raw,
@@ -49,7 +49,8 @@ from bot.devkit.slack_requests import (
     signed_headers,
     slash_command_payload,
 )
-from tests.support.socket_mode_standin import SocketModeStandin
+from tests.devkit.slack.socket_mode import SocketModeStandin
+from tests.devkit.slack.web_api import SlackStandin
 
 SIGNING_SECRET = "test-secret"
 CHANNEL = "C0DEPLOYS"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import slash_command_payload
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.signed_requests import slash_command_payload
+from tests.devkit.slack.socket_mode import SocketModeStandin
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import BotProcess, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
-from tests.support.socket_mode_standin import SocketModeStandin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

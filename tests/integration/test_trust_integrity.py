@@ -25,12 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.adapters.redis.audit import AuditEvent, RedisAuditLog
 from bot.adapters.redis.keys import Keys
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.redis_server import RedisServer
-from bot.devkit.slack_api import SlackStandin
-from bot.devkit.slack_requests import send_raw, signed_headers, slash_command_payload
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION
 from tests.conftest import TEST_POLICY
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.redis_server import RedisServer
+from tests.devkit.slack.signed_requests import send_raw, signed_headers, slash_command_payload
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import (
     ROLLOUT_BOT,
     SIGNING_SECRET,
@@ -194,7 +194,7 @@ def test_a_request_whose_card_goes_to_the_approvers_channel_is_rechecked_for_the
     (card,) = [m for m in slack.messages("C0APPROVE") if m.thread_ts is None]
 
     approver = SlackDriver(slack, bot, channel="C0APPROVE")
-    approver.click(blocks.APPROVE_ACTION, found.group(1), user="U0BOB", message_ts=card.ts)
+    approver.click(APPROVE_ACTION, found.group(1), user="U0BOB", message_ts=card.ts)
 
     versions = eventually(
         "the card to end",
@@ -234,7 +234,7 @@ def test_approval_fields_edited_in_redis_are_refused_or_withheld(
     record["requester_name"] = "bob (security team, pre-approved)"
     record["channel"] = "C0ELSEWHERE"
     client.set(key, json.dumps(record), keepttl=True)
-    driver.click(blocks.APPROVE_ACTION, approval_id, user="U0BOB", message_ts=ts)
+    driver.click(APPROVE_ACTION, approval_id, user="U0BOB", message_ts=ts)
     eventually(
         "the void", lambda: any("Voided" in v for v in card_versions(slack, "C0DEPLOYS", ts))
     )
@@ -252,7 +252,7 @@ def test_approval_fields_edited_in_redis_are_refused_or_withheld(
         reject_reason="forged",
     )
     client.set(key, json.dumps(record), keepttl=True)
-    driver.click(blocks.APPROVE_ACTION, approval_id, user="U0BOB", message_ts=ts)
+    driver.click(APPROVE_ACTION, approval_id, user="U0BOB", message_ts=ts)
     shown = eventually(
         "the redraw",
         lambda: [v for v in card_versions(slack, "C0DEPLOYS", ts) if "Voided" in v],

@@ -27,9 +27,16 @@ from typing import Any
 
 import pytest
 
-from bot.devkit.control_plane import ClusterInfo
-from bot.devkit.slack_api import PostedMessage, SlackStandin
-from handlers.views import blocks
+from handlers.views.cards import (
+    APPROVE_ACTION,
+    REJECT_ACTION,
+    REJECT_REASON_ACTION,
+    REJECT_REASON_BLOCK,
+)
+from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION
+from tests.devkit.control_plane import ClusterInfo
+from tests.devkit.slack.records import PostedMessage
+from tests.devkit.slack.web_api import SlackStandin
 from tests.support.bot_process import ROLLOUT_BOT, BotProcess, SlackDriver, bot_env, message_text
 from tests.support.kubectl import Kubectl, deployment_manifest
 from tests.support.multicluster import kubeconfig_path, named_kubeconfig
@@ -154,14 +161,14 @@ def test_gitops_refuse_put_in_force_by_a_reload_stops_every_change_path(
     kubectl.run("rollout", "resume", "deployment/web")
 
     at = f"{ns}/web@{revision(kubectl)}"  # what the bot puts on a failed rollout's buttons
-    for action in (blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION):
+    for action in (ROLLBACK_ACTION, PAUSE_ACTION):
         _, tag = driver.click(action, at, user="U0ALICE", name="alice")
         assert "gitops: refuse" in ephemeral(driver, tag), action
     assert not kubectl.get("deployment/web")["spec"].get("paused")
     assert kubectl.history_revisions("web") == [1]
 
     _, tag = driver.click(
-        blocks.APPROVE_ACTION, approval, user="U0BOB", message_ts=card(slack, approval).ts
+        APPROVE_ACTION, approval, user="U0BOB", message_ts=card(slack, approval).ts
     )
     driver.wait(
         lambda: "gitops: refuse" in message_text(card(slack, approval).as_api_dict()),
@@ -283,14 +290,14 @@ def test_a_roll_back_button_does_nothing_once_a_newer_deploy_landed(
     )
     failed = driver.wait(lambda: progress_of(slack, head.ts, "failed"), 90, "the failed verdict")
     values = buttons(failed)
-    assert values[blocks.ROLLBACK_ACTION] == f"{ns}/web@2"
+    assert values[ROLLBACK_ACTION] == f"{ns}/web@2"
 
     # A good deploy lands after the failure (CI, kubectl, the GitOps tool): revision 3.
     kubectl.run("set", "image", "deployment/web", "web=app:3")
     assert kubectl.rollout_status("web").returncode == 0
     assert revision(kubectl) == 3
 
-    for action in (blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION):
+    for action in (ROLLBACK_ACTION, PAUSE_ACTION):
         _, tag = driver.click(
             action, values[action], user="U0ALICE", name="alice", message_ts=failed.ts
         )
@@ -371,15 +378,11 @@ def test_markup_from_the_cluster_redis_and_users_is_inert_in_every_view(
     approval = request_id(driver.run(f'restart web --reason="{typed}"', name="mal<!channel>"))
     views["approvals"] = driver.ask("approvals")
     driver.click(
-        blocks.REJECT_ACTION,
+        REJECT_ACTION,
         approval,
         user="U0BOB",
         message_ts=card(slack, approval).ts,
-        state={
-            "values": {
-                blocks.REJECT_REASON_BLOCK: {blocks.REJECT_REASON_ACTION: {"value": PAYLOAD}}
-            }
-        },
+        state={"values": {REJECT_REASON_BLOCK: {REJECT_REASON_ACTION: {"value": PAYLOAD}}}},
     )
     driver.wait(
         lambda: "Rejected by" in message_text(card(slack, approval).as_api_dict()),
@@ -413,12 +416,12 @@ def test_an_approval_id_with_a_trailing_newline_is_refused_before_it_is_logged(
     kubectl.apply(deployment_manifest("web", "app:1", replicas=1))
     approval = request_id(driver.run("restart web"))
     forged = f"{approval}\n2026-12-07 04:00:00 INFO approval FORGED approved by U0BOB"
-    _, tag = driver.click(blocks.APPROVE_ACTION, forged, user="U0BOB")
+    _, tag = driver.click(APPROVE_ACTION, forged, user="U0BOB")
     said = ephemeral(driver, tag)
     assert "does not name an approval request" in said and "Nothing was changed" in said
     time.sleep(0.5)
     assert "FORGED" not in bot.logs()
-    _, tag = driver.click(blocks.APPROVE_ACTION, f"{approval}\n", user="U0BOB")
+    _, tag = driver.click(APPROVE_ACTION, f"{approval}\n", user="U0BOB")
     assert "does not name an approval request" in ephemeral(driver, tag)
     assert "Waiting for approval" in message_text(card(slack, approval).as_api_dict())
 

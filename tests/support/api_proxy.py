@@ -98,7 +98,7 @@ class ApiFaultProxy:
 
     @classmethod
     def for_cluster(cls, cluster: Any) -> ApiFaultProxy:
-        """From a bot.devkit.control_plane.ClusterInfo (its server and certs/ca.*)."""
+        """From a tests.devkit.control_plane.ClusterInfo (its server and certs/ca.*)."""
         certs = Path(cluster.directory) / "certs"
         return cls(cluster.server, certs / "ca.crt", certs / "ca.key")
 

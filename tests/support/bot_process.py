@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.devkit.control_plane import free_port
-from bot.devkit.slack_api import RecordedCall, SlackStandin
-from bot.devkit.slack_requests import Response, send_block_action, send_slash_command
+from tests.devkit.loopback import free_port
+from tests.devkit.slack.records import RecordedCall
+from tests.devkit.slack.signed_requests import Response, send_block_action, send_slash_command
+from tests.devkit.slack.web_api import SlackStandin
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-signing-secret"

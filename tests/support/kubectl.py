@@ -1,7 +1,7 @@
 """kubectl as an independent oracle: the tests ask it what the cluster says.
 
 The kubectl is the one built from the same k8s.io/kubernetes version as the control plane
-(`bot.devkit.control_plane.kubectl_binary`), never whatever `kubectl` is on PATH: the bot
+(`tests.devkit.control_plane.kubectl_binary`), never whatever `kubectl` is on PATH: the bot
 speaks that version's words, and an older kubectl prints older ones.
 """
 
@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bot.devkit.control_plane import kubectl_binary
+from tests.devkit.control_plane import kubectl_binary
 
 
 @cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.devkit.redis_server import LoopbackProxy, RedisServer
+from tests.devkit.redis_server import LoopbackProxy, RedisServer
 
 
 class StallingProxy(LoopbackProxy):

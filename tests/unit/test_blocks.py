@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devkit.slack_api import block_kit_errors
 from bot.domain.approval import ApprovalRequest
 from bot.domain.pods import PodSummary, ReplicaSetSummary
 from bot.domain.revisions import Revision
@@ -16,7 +15,12 @@ from bot.domain.targets import Actor, Change, Target
 from bot.domain.templates import TemplateDiff
 from bot.domain.tracking import TrackedRollout
 from bot.domain.views import DeploymentRow, DiffView, HistoryView, StatusView
-from handlers.views import blocks
+from handlers.views.cards import APPROVE_ACTION, CANCEL_ACTION, REJECT_ACTION, approval_card
+from handlers.views.changes import change_message
+from handlers.views.message import Message
+from handlers.views.progress import PAUSE_ACTION, ROLLBACK_ACTION, progress_bar, progress_message
+from handlers.views.reads import deployments_message, diff_message, history_message, status_message
+from tests.devkit.slack.block_kit import block_kit_errors
 
 TARGET = Target("prod", "web")
 
@@ -43,7 +47,7 @@ def deployment(name: str = "web", replicas: int = 3) -> dict[str, object]:
 STATUS = rollout_status(deployment())
 
 
-def assert_fits(message: blocks.Message) -> None:
+def assert_fits(message: Message) -> None:
     assert block_kit_errors(message.blocks) == []
     assert len(message.blocks) <= 50
     assert 0 < len(message.text) <= 3000
@@ -59,7 +63,7 @@ def test_status_with_hundreds_of_pods_is_cut_with_a_count() -> None:
         for i in range(60)
     )
     view = StatusView(TARGET, STATUS, False, replica_sets, pods, ("Pod/x: Failed boom",) * 50, ())
-    message = blocks.status_message(view)
+    message = status_message(view)
     assert_fits(message)
     text = str(message.blocks)
     assert "more lines not shown" in text
@@ -68,7 +72,7 @@ def test_status_with_hundreds_of_pods_is_cut_with_a_count() -> None:
 
 def test_long_diff_is_cut_and_says_how_much_was_left_out() -> None:
     diff = TemplateDiff("\n".join(f"+  line {i} " + "y" * 90 for i in range(500)), 440, True)
-    message = blocks.diff_message(DiffView(TARGET, 1, 2, diff))
+    message = diff_message(DiffView(TARGET, 1, 2, diff))
     assert_fits(message)
     assert "440 more diff lines were left out" in str(message.blocks)
 
@@ -77,7 +81,7 @@ def test_user_text_cannot_ping_the_channel_or_forge_links() -> None:
     change = Change(
         TARGET, "scale", "deployment.apps/web scaled", True, False, 1, (), (), ("replicas: 1 → 3",)
     )
-    message = blocks.change_message(change, Actor("U1", "alice", "C1"), "<!channel> <http://x|y>")
+    message = change_message(change, Actor("U1", "alice", "C1"), "<!channel> <http://x|y>")
     assert_fits(message)
     assert "<!channel>" not in str(message.blocks)
     assert "&lt;!channel&gt;" in str(message.blocks)
@@ -103,13 +107,13 @@ def test_approval_card_with_a_huge_preview_and_many_approvers_fits() -> None:
         created_at=now,
         expires_at=now + timedelta(minutes=30),
     )
-    message = blocks.approval_card(request)
+    message = approval_card(request)
     assert_fits(message)
     actions = [b for b in message.blocks if b["type"] == "actions"]
     assert [e["action_id"] for e in actions[0]["elements"]] == [
-        blocks.APPROVE_ACTION,
-        blocks.REJECT_ACTION,
-        blocks.CANCEL_ACTION,
+        APPROVE_ACTION,
+        REJECT_ACTION,
+        CANCEL_ACTION,
     ]
     assert all("confirm" in e for e in actions[0]["elements"][:2])
 
@@ -139,7 +143,7 @@ def test_progress_failure_offers_roll_back_and_pause() -> None:
             },
         }
     )
-    message = blocks.progress_message(
+    message = progress_message(
         tracked,
         failed,
         42.0,
@@ -150,20 +154,20 @@ def test_progress_failure_offers_roll_back_and_pause() -> None:
     )
     assert_fits(message)
     buttons = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert [e["action_id"] for e in buttons] == [blocks.ROLLBACK_ACTION, blocks.PAUSE_ACTION]
+    assert [e["action_id"] for e in buttons] == [ROLLBACK_ACTION, PAUSE_ACTION]
     # Tied to the revision that failed: a click after a newer deploy does not act on it.
     assert {e["value"] for e in buttons} == {"prod/web@7"}
     assert "ImagePullBackOff" in message.text
     # Without a known revision no button is offered (it could act on a later one).
-    unknown = blocks.progress_message(tracked, failed, 42.0, verdict="failed")
+    unknown = progress_message(tracked, failed, 42.0, verdict="failed")
     assert not [b for b in unknown.blocks if b["type"] == "actions"]
 
 
 def test_progress_bar_is_proportional() -> None:
-    assert blocks.progress_bar(0, 4, width=8) == "░" * 8
-    assert blocks.progress_bar(2, 4, width=8) == "▓" * 4 + "░" * 4
-    assert blocks.progress_bar(4, 4, width=8) == "▓" * 8
-    assert blocks.progress_bar(0, 0, width=8) == "▓" * 8
+    assert progress_bar(0, 4, width=8) == "░" * 8
+    assert progress_bar(2, 4, width=8) == "▓" * 4 + "░" * 4
+    assert progress_bar(4, 4, width=8) == "▓" * 8
+    assert progress_bar(0, 0, width=8) == "▓" * 8
 
 
 @settings(max_examples=60, deadline=None)
@@ -173,9 +177,9 @@ def test_progress_bar_is_proportional() -> None:
 )
 def test_any_list_or_history_fits(names: list[str], cause: str) -> None:
     rows = [DeploymentRow(n, "1/1", 1, 1, (("c", n),), 1, STATUS) for n in names]
-    assert_fits(blocks.deployments_message("prod", rows))
+    assert_fits(deployments_message("prod", rows))
     revisions = tuple(
         Revision(i, cause or None, (("c", n),), "2026-01-01T00:00:00Z", n, i == 0, {}, (), 1, 1)
         for i, n in enumerate(names)
     )
-    assert_fits(blocks.history_message(HistoryView(TARGET, revisions)))
+    assert_fits(history_message(HistoryView(TARGET, revisions)))

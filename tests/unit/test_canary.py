@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.domain import canary as rules
+from bot.domain.canary_view import CanaryView
 from bot.domain.targets import Target
 from bot.domain.verbs import (
     Canary,
@@ -20,7 +21,6 @@ from bot.domain.verbs import (
     parse_command,
     render_command,
 )
-from bot.services.canary import CanaryView
 from handlers.views.canary import ABORT_ACTION, PROMOTE_ACTION, canary_message
 from tests.support.bot_process import message_text
 

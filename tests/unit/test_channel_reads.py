@@ -19,12 +19,16 @@ from bot.domain.status import rollout_status
 from bot.domain.targets import Target
 from bot.domain.views import HistoryView
 from bot.services.progress.outside_changes import who_changed as _who_changed
-from handlers.views import blocks
+from handlers.views.audit import audit_message
+from handlers.views.cards import approval_card
+from handlers.views.message import PANE_WIDTH, Message
+from handlers.views.progress import outside_change_message, progress_message
+from handlers.views.reads import help_message, history_message
 
 T0 = datetime(2026, 12, 7, 3, 8, tzinfo=UTC)
 
 
-def text_of(message: blocks.Message) -> str:
+def text_of(message: Message) -> str:
     parts = []
     for block in message.blocks:
         if "text" in block and isinstance(block["text"], dict):
@@ -82,7 +86,7 @@ def test_an_outside_change_names_the_field_manager_and_time_never_the_stale_chan
     who, at = _who_changed(kubectl_set_image_after_a_bot_change())
     assert (who, at) == ("kubectl-set", datetime(2026, 12, 7, 3, 8, 12, tzinfo=UTC))
 
-    message = blocks.outside_change_message(
+    message = outside_change_message(
         Target("prod", "web"),
         3,
         who=who,
@@ -125,7 +129,7 @@ def request(state: ApprovalState) -> ApprovalRequest:
 def test_a_finished_card_says_what_happened_without_its_pending_words(
     state: ApprovalState,
 ) -> None:
-    card = blocks.approval_card(request(state))
+    card = approval_card(request(state))
     text = text_of(card)
 
     assert "Approved by <@U0BOB> <!date^" in text
@@ -139,7 +143,7 @@ def test_a_finished_card_says_what_happened_without_its_pending_words(
 
 
 def test_a_pending_card_says_whose_buttons_they_are_and_counts_one_approver() -> None:
-    card = blocks.approval_card(request(ApprovalState.PENDING).model_copy(update={"approvals": []}))
+    card = approval_card(request(ApprovalState.PENDING).model_copy(update={"approvals": []}))
     text = text_of(card)
     assert "Approve or Reject: <@U0BOB> · Cancel: <@U0ALICE>" in text
     actions = next(b for b in card.blocks if b["type"] == "actions")
@@ -179,10 +183,10 @@ def test_history_fits_a_message_pane_and_says_each_image_once() -> None:
             0,
         ),
     )
-    text = text_of(blocks.history_message(HistoryView(Target("prod", "web"), revisions)))
+    text = text_of(history_message(HistoryView(Target("prod", "web"), revisions)))
     code = text.split("```")[1].strip("\n").splitlines()
 
-    assert max(len(line) for line in code[::2]) <= blocks.PANE_WIDTH
+    assert max(len(line) for line in code[::2]) <= PANE_WIDTH
     assert code[0].split() == ["REVISION", "CREATED", "IMAGES"]
     assert code[1].strip() == "CHANGE-CAUSE"
     # The change-cause in kubectl's words; the images beside it only when it does not name them.
@@ -197,7 +201,7 @@ def test_history_shows_the_images_when_the_change_cause_does_not_name_them() -> 
     revision = Revision(
         4, None, (("nginx", "nginx:1.20"),), "2026-12-07T03:08:12Z", "web-4", True, {}, (), 0, 0
     )
-    text = text_of(blocks.history_message(HistoryView(Target("prod", "web"), (revision,))))
+    text = text_of(history_message(HistoryView(Target("prod", "web"), (revision,))))
     code = text.split("```")[1].strip("\n").splitlines()
     assert code[2].split() == ["4", "*", "12-07", "03:08", "nginx=nginx:1.20"]
     assert code[3].strip() == "&lt;none&gt;"  # Slack shows `<none>`; outside text is escaped
@@ -219,13 +223,13 @@ def test_audit_fits_a_message_pane_and_says_an_outcome_only_when_it_adds_somethi
             hash="",
         )
 
-    message = blocks.audit_message(
+    message = audit_message(
         [entry("approval", "approved"), entry("outcome", "deployment.apps/web image updated")],
         "prod/web",
     )
     code = text_of(message).split("```")[1].strip("\n").splitlines()
 
-    assert max(len(line) for line in code) <= blocks.PANE_WIDTH
+    assert max(len(line) for line in code) <= PANE_WIDTH
     # Who and what happened stays short enough for a phone's pane, only the detail may wrap.
     assert max(len(line) for line in code[::2]) <= 44
     assert code == [
@@ -243,7 +247,7 @@ def test_audit_fits_a_message_pane_and_says_an_outcome_only_when_it_adds_somethi
 
 @pytest.mark.parametrize("verb", verbs.VERBS)
 def test_help_for_each_verb_has_a_purpose_the_usage_and_examples_that_parse(verb: str) -> None:
-    text = text_of(blocks.help_message(verb))
+    text = text_of(help_message(verb))
 
     assert text.startswith(f"*{verb}* — {verbs.HELP_TEXT[verb]}")
     assert verbs.USAGE[verb] in text
@@ -255,7 +259,7 @@ def test_help_for_each_verb_has_a_purpose_the_usage_and_examples_that_parse(verb
 
 
 def test_help_for_set_image_says_how_to_find_the_container_name() -> None:
-    text = text_of(blocks.help_message("set image"))
+    text = text_of(help_message("set image"))
     assert "`CONTAINER` is the container's name" in text
     assert "containers[*].name" in text
 
@@ -284,7 +288,7 @@ def test_a_failure_the_bot_rolls_back_itself_offers_no_roll_back_button() -> Non
             "status": {"observedGeneration": 2, "replicas": 1},
         }
     )
-    message = blocks.progress_message(tracked, status, 31.0, verdict="failed", revision=2)
+    message = progress_message(tracked, status, 31.0, verdict="failed", revision=2)
     labels = [
         e["text"]["text"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]
     ]

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.domain.mrkdwn import code, escape
-from handlers.views import blocks
+from handlers.views.message import info_message
+from handlers.views.text import mention
 
 
 def test_the_three_control_characters_become_entities() -> None:
@@ -24,11 +25,11 @@ def test_escaped_text_has_no_markup_and_escaping_again_changes_nothing(text: str
 
 
 def test_a_mention_is_made_only_of_an_id() -> None:
-    assert blocks.mention("U0ALICE") == "<@U0ALICE>"
-    assert blocks.mention("S0SRE") == "<!subteam^S0SRE>"
-    assert blocks.mention("U1><!channel") == "`U1&gt;&lt;!channel`"
+    assert mention("U0ALICE") == "<@U0ALICE>"
+    assert mention("S0SRE") == "<!subteam^S0SRE>"
+    assert mention("U1><!channel") == "`U1&gt;&lt;!channel`"
 
 
 def test_the_notification_text_keeps_the_bots_mentions_only() -> None:
-    message = blocks.info_message(f"{blocks.mention('U0ALICE')} said {escape('<!channel>')}")
+    message = info_message(f"{mention('U0ALICE')} said {escape('<!channel>')}")
     assert message.text == "<@U0ALICE> said &lt;!channel&gt;"

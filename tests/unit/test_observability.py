@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.devkit.slack_api import SlackStandin
 from bot.observability.health import ReadinessProbe, health_app, serve_health
 from bot.observability.logs import (
     carry_context,
@@ -30,6 +29,7 @@ from bot.observability.logs import (
 )
 from bot.observability.metrics import Metrics
 from bot.observability.slack import InstrumentedWebClient
+from tests.devkit.slack.web_api import SlackStandin
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

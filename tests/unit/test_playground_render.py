@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.approval import ApprovalRequest
-from bot.playground import render
-from handlers.views.blocks import approval_card
+from handlers.views.cards import approval_card
+from tests.playground import render
 
 USERS = {"U0ALICE": "alice", "U0BOB": "bob"}
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.k8s.cluster import ClusterReads, KubeCluster
-from bot.adapters.k8s.impersonation import PersonCluster
+from bot.adapters.k8s.impersonation import ImpersonatingClients, PersonCluster
 from bot.adapters.k8s.watch import NamespaceWatch
 from bot.adapters.redis.approvals import RedisApprovalStore
 from bot.adapters.redis.audit import RedisAuditLog
@@ -36,6 +36,7 @@ PAIRS: list[tuple[type[Any], type[Any]]] = [
     (ports.Leases, RedisLeases),
     (ports.Directory, SlackDirectory),
     (ports.People, SlackPeople),
+    (ports.PersonClusters, ImpersonatingClients),
     (ports.FreezeStore, RedisFreezeStore),
     (ports.PromotionStore, RedisPromotionStore),
     (ports.CanaryStore, RedisCanaryRegistry),
@@ -83,16 +84,3 @@ def test_the_check_catches_a_missing_method() -> None:
 
     with pytest.raises(AssertionError):
         test_adapter_has_every_port_method_with_the_same_parameters(ports.Leases, Incomplete)
-
-
-def test_no_service_imports_an_adapter() -> None:
-    """Services name ports; only the composition root builds adapters (identity.py is the
-    one left, see bot/services/identity.py: it builds a person's cluster)."""
-    from tests.unit.test_layers import imports, modules
-
-    offenders = {
-        path.name
-        for path in modules("bot/services")
-        if any(m.startswith("bot.adapters") for m in imports(path))
-    }
-    assert offenders <= {"identity.py"}, sorted(offenders)

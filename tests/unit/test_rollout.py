@@ -19,7 +19,6 @@ from bot.domain.annotations import (
     with_change_cause,
 )
 from bot.domain.describe import describe_template
-from bot.domain.image_plan import ImageChange, plan_set_image
 from bot.domain.pods import pod_summary, replica_set_summary
 from bot.domain.refusals import RolloutRefused, UndoRefused
 from bot.domain.revisions import (
@@ -35,6 +34,7 @@ from bot.domain.verbs.create import container_name_for_image, deployment_manifes
 from bot.domain.verbs.pause import check_pause, pause_patch
 from bot.domain.verbs.restart import check_restart, restart_patch
 from bot.domain.verbs.resume import check_resume, resume_patch
+from bot.domain.verbs.set_image import ImageChange, plan_set_image
 from bot.domain.verbs.undo import plan_undo
 
 pytestmark = pytest.mark.timeout(60)

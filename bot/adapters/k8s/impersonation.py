@@ -2,8 +2,11 @@
 `Impersonate-Group` and `Impersonate-Extra-*` headers, so the API server authorizes (RBAC) and
 audits the person, while the bot's own credentials only vouch for the impersonation.
 
-    ImpersonatingClients(base, name=..., timeout=...)   one per cluster
+    ImpersonatingClients(base, name=..., timeout=...)   one per cluster (the services'
+                                  `PersonClusters` port)
         .cluster(identity)        a `KubeCluster` whose every request impersonates `identity`
+        .as_person(bot, identity, reads_as_person=...)
+                                  that cluster as a `PersonCluster`
         .review(identity, ...)    a SelfSubjectAccessReview as `identity`: may it do this?
     PersonCluster(reads, writes)  the `Cluster` port with writes (and, with `reads:
                                   impersonate`, reads) made as the person; their 403s in the
@@ -20,7 +23,6 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -30,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.adapters.k8s.cluster import ClusterReads, Json, KubeCluster
 from bot.domain.errors import ClusterUnavailable, Forbidden
-from bot.domain.identity import KubeIdentity
+from bot.domain.identity import AccessReview, KubeIdentity
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,6 @@ class _ImpersonatingTransport:
         """The pool is the bot's: an evicted identity must not close it."""
 
 
-@dataclass(frozen=True)
-class Review:
-    allowed: bool
-    #: The authorizer's reason, when it gave one (RBAC gives none for a plain "no").
-    reason: str = ""
-
-
 class ImpersonationRefused(Forbidden):
     """The bot's own identity may not impersonate this user, group or extra field."""
 
@@ -107,6 +102,13 @@ class ImpersonatingClients:
 
     def cluster(self, identity: KubeIdentity) -> KubeCluster:
         return self._entry(identity)[1]
+
+    def as_person(
+        self, bot: ClusterReads, identity: KubeIdentity, *, reads_as_person: bool
+    ) -> PersonCluster:
+        """The cluster `bot` reaches, with writes (and, with `reads_as_person`, reads) made as
+        `identity`."""
+        return PersonCluster(bot, self.cluster(identity), reads_as_person=reads_as_person)
 
     def _entry(self, identity: KubeIdentity) -> tuple[k8s.ApiClient, KubeCluster]:
         with self._lock:
@@ -141,7 +143,7 @@ class ImpersonatingClients:
         group: str,
         namespace: str,
         name: str,
-    ) -> Review:
+    ) -> AccessReview:
         """Asks the API server, as `identity`, whether it may `verb` the object (a
         SelfSubjectAccessReview: every authenticated user may ask about themselves).
         Raises ImpersonationRefused or ClusterUnavailable."""
@@ -180,7 +182,7 @@ class ImpersonatingClients:
                 f"The Kubernetes API server of cluster `{self.name}` did not answer in time "
                 "(while checking what you may do). Nothing was changed; try again shortly."
             ) from None
-        return Review(bool(status.get("allowed")), str(status.get("reason") or ""))
+        return AccessReview(bool(status.get("allowed")), str(status.get("reason") or ""))
 
 
 def refusal_for_person(exc: Forbidden, cluster: str) -> Forbidden:

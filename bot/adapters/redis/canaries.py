@@ -3,7 +3,7 @@ restart) finds the canaries still running and resumes their messages.
 
 What a canary *is* (whose canary, its analysis, auto-promote, who asked) lives in the canary
 Deployment's own annotations; Redis only says where to report and what was seen so far
-(`bot.domain.canary.CanaryRecord`).
+(`bot.domain.canary.CanaryRecord`). A Redis failure is raised as `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import asdict, replace
 
 import redis
 
+from bot.adapters.redis.errors import redis_errors
 from bot.adapters.redis.keys import Keys
 from bot.domain.canary import CanaryRecord
 
@@ -29,29 +30,34 @@ class RedisCanaryRegistry:
         self._keys = keys
 
     def save(self, record: CanaryRecord) -> None:
-        pipe = self._redis.pipeline()
-        pipe.set(self._keys.canary(record.id), json.dumps(asdict(record)), ex=RECORD_TTL_SECONDS)
-        if record.finished:
-            pipe.srem(self._keys.canaries_active, record.id)
-        else:
-            pipe.sadd(self._keys.canaries_active, record.id)
-        pipe.execute()
+        with redis_errors("canary save"):
+            pipe = self._redis.pipeline()
+            pipe.set(
+                self._keys.canary(record.id), json.dumps(asdict(record)), ex=RECORD_TTL_SECONDS
+            )
+            if record.finished:
+                pipe.srem(self._keys.canaries_active, record.id)
+            else:
+                pipe.sadd(self._keys.canaries_active, record.id)
+            pipe.execute()
 
     def get(self, canary_id: str) -> CanaryRecord | None:
         if not Keys.valid_part(canary_id):
             return None
-        raw = self._redis.get(self._keys.canary(canary_id))
+        with redis_errors("canary read"):
+            raw = self._redis.get(self._keys.canary(canary_id))
         return None if raw is None else _record(raw)
 
     def active(self) -> list[CanaryRecord]:
         found = []
-        for raw_id in self._redis.smembers(self._keys.canaries_active):
-            canary_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            record = self.get(canary_id) if Keys.valid_part(canary_id) else None
-            if record is None or record.finished:
-                self._redis.srem(self._keys.canaries_active, canary_id)
-                continue
-            found.append(record)
+        with redis_errors("canary list"):
+            for raw_id in self._redis.smembers(self._keys.canaries_active):
+                canary_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                record = self.get(canary_id) if Keys.valid_part(canary_id) else None
+                if record is None or record.finished:
+                    self._redis.srem(self._keys.canaries_active, canary_id)
+                    continue
+                found.append(record)
         return found
 
     def end(self, canary_id: str, verdict: str, why: str) -> bool:
@@ -60,15 +66,18 @@ class RedisCanaryRegistry:
         if not Keys.valid_part(canary_id):
             return False
         value = json.dumps({"verdict": verdict, "why": why})
-        return bool(
-            self._redis.set(self._keys.canary_end(canary_id), value, nx=True, ex=RECORD_TTL_SECONDS)
-        )
+        with redis_errors("canary end"):
+            ended = self._redis.set(
+                self._keys.canary_end(canary_id), value, nx=True, ex=RECORD_TTL_SECONDS
+            )
+        return bool(ended)
 
     def ending(self, canary_id: str) -> tuple[str, str] | None:
         """(verdict, why) once the canary ended, else None."""
         if not Keys.valid_part(canary_id):
             return None
-        raw = self._redis.get(self._keys.canary_end(canary_id))
+        with redis_errors("canary read"):
+            raw = self._redis.get(self._keys.canary_end(canary_id))
         if raw is None:
             return None
         try:

@@ -2,7 +2,7 @@
 
 A lease is redis-py's `Lock` (a random token per holder; extend and release are Lua scripts
 that check the token), so a replica can never extend or delete a lease another one has just
-taken after its own ran out.
+taken after its own ran out. A Redis failure is raised as `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from bot.adapters.redis.errors import redis_errors
 from bot.adapters.redis.keys import Keys
 
 
@@ -27,7 +28,11 @@ class RedisLeases:
 
     def hold(self, rollout_id: str) -> bool:
         """True if this replica holds the lease afterwards: taken now, or still ours and
-        extended by a full period. Raises redis.RedisError when Redis cannot say."""
+        extended by a full period. Raises StoreUnavailable when Redis cannot say."""
+        with redis_errors("lease hold"):
+            return self._hold(rollout_id)
+
+    def _hold(self, rollout_id: str) -> bool:
         with self._guard:
             lock = self._held.get(rollout_id)
         if lock is not None:
@@ -55,7 +60,7 @@ class RedisLeases:
         if lock is None:
             return
         # If it had already run out, whoever holds it now keeps it.
-        with contextlib.suppress(LockError):
+        with redis_errors("lease release"), contextlib.suppress(LockError):
             lock.release()
 
     def held(self) -> list[str]:

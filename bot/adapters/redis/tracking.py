@@ -1,6 +1,7 @@
 """Tracked rollouts in Redis: what every replica must be able to pick up after a restart.
 
-Keys are listed with every other key in `bot.adapters.redis.keys`.
+Keys are listed with every other key in `bot.adapters.redis.keys`. A Redis failure is raised
+as `StoreUnavailable`, never as redis-py's own error.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import asdict, replace
 
 import redis
 
+from bot.adapters.redis.errors import redis_errors
 from bot.adapters.redis.keys import Keys
 from bot.domain.integrity import Sealer
 from bot.domain.tracking import TrackedRollout
@@ -56,27 +58,29 @@ class RedisRolloutRegistry:
         record: dict[str, object] = dict(asdict(tracked))
         if self._sealer is not None:
             record["seal"] = self._sealer.seal("rollout", _sealed(tracked))
-        pipe = self._redis.pipeline()
-        pipe.set(self._keys.rollout(tracked.id), json.dumps(record), ex=RECORD_TTL_SECONDS)
-        if tracked.finished:
-            pipe.srem(self._active, tracked.id)
-        else:
-            pipe.sadd(self._active, tracked.id)
-        pipe.execute()
+        with redis_errors("rollout save"):
+            pipe = self._redis.pipeline()
+            pipe.set(self._keys.rollout(tracked.id), json.dumps(record), ex=RECORD_TTL_SECONDS)
+            if tracked.finished:
+                pipe.srem(self._active, tracked.id)
+            else:
+                pipe.sadd(self._active, tracked.id)
+            pipe.execute()
 
     def active(self) -> list[TrackedRollout]:
         found = []
-        for raw_id in self._redis.smembers(self._active):
-            rollout_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            if not Keys.valid_part(rollout_id):
-                continue
-            raw = self._redis.get(self._keys.rollout(rollout_id))
-            if raw is None:
-                self._redis.srem(self._active, rollout_id)
-                continue
-            tracked = self._verified(rollout_id, raw)
-            if tracked is not None:
-                found.append(tracked)
+        with redis_errors("rollout list"):
+            for raw_id in self._redis.smembers(self._active):
+                rollout_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if not Keys.valid_part(rollout_id):
+                    continue
+                raw = self._redis.get(self._keys.rollout(rollout_id))
+                if raw is None:
+                    self._redis.srem(self._active, rollout_id)
+                    continue
+                tracked = self._verified(rollout_id, raw)
+                if tracked is not None:
+                    found.append(tracked)
         return found
 
     def _verified(self, rollout_id: str, raw: bytes | str) -> TrackedRollout | None:
@@ -106,37 +110,43 @@ class RedisRolloutRegistry:
     # when it certainly did not happen.
 
     def claim(self, uid: str, generation: int) -> None:
-        self._redis.set(
-            self._keys.ours(uid, generation, self.context), "claimed", ex=CLAIM_TTL_SECONDS
-        )
+        with redis_errors("ownership claim"):
+            self._redis.set(
+                self._keys.ours(uid, generation, self.context), "claimed", ex=CLAIM_TTL_SECONDS
+            )
 
     def mark_ours(self, uid: str, generation: int) -> None:
-        self._redis.set(self._keys.ours(uid, generation, self.context), "1", ex=RECORD_TTL_SECONDS)
+        with redis_errors("ownership mark"):
+            self._redis.set(
+                self._keys.ours(uid, generation, self.context), "1", ex=RECORD_TTL_SECONDS
+            )
 
     def release(self, uid: str, generation: int) -> None:
-        self._redis.delete(self._keys.ours(uid, generation, self.context))
+        with redis_errors("ownership release"):
+            self._redis.delete(self._keys.ours(uid, generation, self.context))
 
     def is_ours(self, uid: str, generation: int) -> bool:
-        return bool(self._redis.exists(self._keys.ours(uid, generation, self.context)))
+        with redis_errors("ownership read"):
+            return bool(self._redis.exists(self._keys.ours(uid, generation, self.context)))
 
     def first_rollback(self, rollout_id: str) -> bool:
         """True exactly once per rollout: at most one automatic rollback, across replicas."""
-        return bool(
-            self._redis.set(
+        with redis_errors("rollback mark"):
+            first = self._redis.set(
                 self._keys.auto_rollback(rollout_id), self.owner, nx=True, ex=RECORD_TTL_SECONDS
             )
-        )
+        return bool(first)
 
     def first_notice(self, uid: str, revision: int) -> bool:
         """True exactly once per revision, across replicas and restarts."""
-        return bool(
-            self._redis.set(
+        with redis_errors("notice mark"):
+            first = self._redis.set(
                 self._keys.notice(uid, revision, self.context),
                 self.owner,
                 nx=True,
                 ex=NOTICE_TTL_SECONDS,
             )
-        )
+        return bool(first)
 
 
 def _sealed(tracked: TrackedRollout) -> dict[str, object]:

@@ -1,8 +1,8 @@
 """``/rollout set image DEPLOY CONTAINER=IMAGE ...``: change container images, start a rollout.
 
-kubectl's rule is ``plan_set_image`` (kubectl set image, in ``bot.domain.image_plan``), the
-same for all three kinds: each pair updates the matching containers and init containers; ``*``
-matches them all.
+kubectl's rule is ``bot.domain.images.plan_set_image``, the same for all three kinds (and for
+the canary, which starts from the same change): each pair updates the matching containers and
+init containers; ``*`` matches them all.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from bot.domain import kinds
-from bot.domain.image_plan import SetImagePlan, plan_set_image
+from bot.domain.images import ImageChange, SetImagePlan, plan_set_image, set_image_pairs
 from bot.domain.kinds import Kind
 from bot.domain.mrkdwn import code
 from bot.domain.readers import Json
@@ -125,6 +125,16 @@ SPEC = VerbSpec(
     hints=("image", "set-image", "deploy"),
     patch=PatchRule(plan=_plan, check=no_refusal, preview=_preview, field_manager="kubectl-set"),
 )
+
+__all__ = [
+    "SPEC",
+    "ImageChange",
+    "SetImage",
+    "SetImagePlan",
+    "checked_set_image_plan",
+    "plan_set_image",
+    "set_image_pairs",
+]
 
 
 def checked_set_image_plan(obj: Json, images: Sequence[tuple[str, str]]) -> SetImagePlan:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis
-
 from bot.domain import kinds
 from bot.domain import verbs as cmd
 from bot.domain.errors import RolloutBotError, StoreError
@@ -17,7 +15,7 @@ from bot.domain.tracking import TrackedRollout
 from bot.services.execution import Executor
 from bot.services.identity import BY_AUTO_ROLLBACK
 from bot.services.ports import RolloutRegistry
-from bot.services.progress.ports import ProgressPublisher
+from bot.services.progress.publishing import ProgressPublisher
 from bot.services.progress.verdicts import target_of
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ def roll_back_once(
         # At most one automatic rollback per rollout, whichever replica judges it.
         if not registry.first_rollback(tracked.id):
             return None
-    except redis.RedisError:
+    except StoreError:
         log.warning("could not record the automatic rollback of %s", tracked.id)
         return None
     try:

@@ -31,9 +31,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import redis
-
 from bot.domain import kinds
+from bot.domain.action_words import command_verb
 from bot.domain.context_names import context_part
 from bot.domain.errors import NotFound, RolloutBotError, StoreError
 from bot.domain.pods import pod_summary
@@ -42,9 +41,11 @@ from bot.domain.selectors import selector_string
 from bot.domain.status import (
     RolloutStatus,
     StatusReason,
+    deadline_of,
     deleted_status,
+    failed_by_the_bot,
 )
-from bot.domain.targets import Change, Target
+from bot.domain.targets import Change
 from bot.domain.tracking import TrackedRollout
 from bot.domain.views import StatusView
 from bot.observability.logs import log_context
@@ -56,13 +57,11 @@ from bot.services.progress.outside_changes import (
     OutsideChangeNotices,
     notice_channels_of,
 )
-from bot.services.progress.ports import ProgressFrame, ProgressPublisher
+from bot.services.progress.publishing import ProgressFrame, ProgressPublisher
 from bot.services.progress.verdicts import (
     GIVE_UP_AFTER,
     STUCK_POD_REASONS,
-    command_verb,
     current_revision,
-    deadline_of,
     failure_details,
     judged_status,
     target_of,
@@ -158,7 +157,7 @@ class ProgressTracker:
         for rollout_id in self.leases.held():
             try:
                 self.leases.release(rollout_id)
-            except redis.RedisError:
+            except StoreError:
                 log.warning("could not release the lease of rollout %s", rollout_id)
         if self._lease_thread.is_alive():
             self._lease_thread.join(1.0)
@@ -216,7 +215,7 @@ class ProgressTracker:
         try:
             self.registry.save(tracked)
             owned = self.leases.hold(tracked.id)
-        except redis.RedisError:
+        except StoreError:
             owned = True  # without Redis this replica still follows what it started
         with self._lock:
             self._tracked[tracked.id] = tracked
@@ -240,7 +239,7 @@ class ProgressTracker:
         """` in east` when several clusters are served (the title names the cluster)."""
         return f" in {self.context}" if self.context else ""
 
-    def _ensure_watch(self, namespace: str, kind: str = "deployment") -> None:
+    def _ensure_watch(self, namespace: str, kind: str) -> None:
         with self._lock:
             if (namespace, kind) in self._watches or self._stop.is_set():
                 return
@@ -252,7 +251,7 @@ class ProgressTracker:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def _on_event(self, event: str, obj: Json, kind: str = "deployment") -> None:
+    def _on_event(self, event: str, obj: Json, kind: str) -> None:
         meta = obj.get("metadata", {})
         namespace, uid = meta.get("namespace", ""), str(meta.get("uid", ""))
         with self._lock:
@@ -306,15 +305,12 @@ class ProgressTracker:
             self._finish(ProgressFrame(tracked, status, now, verdict="not followed"))
             return
         view: StatusView | None = None
-        # StatefulSets and DaemonSets have no progress deadline of their own: a stuck pod (or
-        # the bot's limit) decides.
-        if (
-            tracked.kind != "deployment"
-            and not status.done
-            and (
-                now - tracked.started_at > tracked.deadline_seconds
-                or self._has_stuck_pod(tracked, deployment)
-            )
+        if failed_by_the_bot(
+            tracked.kind,
+            status,
+            elapsed=now - tracked.started_at,
+            deadline_seconds=tracked.deadline_seconds,
+            stuck_pod=lambda: self._has_stuck_pod(tracked, deployment),
         ):
             status = replace(status, failed=True)
         if not (status.done or status.failed):
@@ -328,16 +324,12 @@ class ProgressTracker:
             )
             return
         if status.done:
-            revision = status.revision
-            if tracked.kind != "deployment":
-                revision = self._current_revision(target_of(tracked), deployment)
+            revision = self._revision_now(tracked, status, deployment)
             self._finish(ProgressFrame(tracked, status, now, verdict="succeeded"), revision)
             return
         # Failed: name what the pods are waiting on, quote recent warnings.
         reasons, warnings = failure_details(tracked.kind, view or self._status_view(tracked))
-        revision = status.revision
-        if tracked.kind != "deployment":
-            revision = self._current_revision(target_of(tracked), deployment)
+        revision = self._revision_now(tracked, status, deployment)
         frame = ProgressFrame(tracked, status, now, "failed", reasons, warnings, revision)
         finished = self._finish(frame, revision)
         if finished is None:
@@ -364,18 +356,23 @@ class ProgressTracker:
         except RolloutBotError:
             return None
 
-    def _current_revision(self, target: Target, obj: Json) -> int | None:
-        return current_revision(self.rollouts, target, obj)
+    def _revision_now(
+        self, tracked: TrackedRollout, status: RolloutStatus, obj: Json
+    ) -> int | None:
+        """The revision the rollout produced: on the object's status where the kind carries
+        it, else read from its ControllerRevisions."""
+        if kinds.revision_on_object(tracked.kind):
+            return status.revision
+        return current_revision(self.rollouts, target_of(tracked), obj)
 
     def _status_for(self, tracked: TrackedRollout, obj: Json, now: float) -> RolloutStatus:
         """The verdict (`judged_status`), remembering a failure held back until it is due."""
         status, held_until = judged_status(tracked, obj, now)
-        if tracked.kind == "deployment":
-            with self._lock:
-                if held_until is None:
-                    self._held.pop(tracked.id, None)
-                else:
-                    self._held[tracked.id] = held_until
+        with self._lock:
+            if held_until is None:
+                self._held.pop(tracked.id, None)
+            else:
+                self._held[tracked.id] = held_until
         return status
 
     def _recheck_held(self) -> None:
@@ -433,7 +430,7 @@ class ProgressTracker:
             try:
                 self.registry.save(done)
                 self.leases.release(done.id)
-            except redis.RedisError:
+            except StoreError:
                 log.warning("could not record the end of rollout %s", done.id)
             with self._lock:
                 self._owned.discard(done.id)
@@ -513,7 +510,9 @@ class ProgressTracker:
             due = [
                 t
                 for t in self._tracked.values()
-                if t.kind != "deployment" and not t.finished and t.id in self._owned
+                if not kinds.has_progress_deadline(t.kind)
+                and not t.finished
+                and t.id in self._owned
             ]
         for tracked in due:
             if self._stop.is_set():
@@ -530,14 +529,14 @@ class ProgressTracker:
     def renew_leases(self) -> None:
         try:
             active = self.registry.active()
-        except redis.RedisError:
+        except StoreError:
             return
         for tracked in active:
             if self._stop.is_set():
                 return
             try:
                 owned = self.leases.hold(tracked.id)
-            except redis.RedisError:
+            except StoreError:
                 return
             with self._lock:
                 known = self._tracked.get(tracked.id)
@@ -594,4 +593,4 @@ def _nothing() -> None:
     pass
 
 
-__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback", "command_verb"]
+__all__ = ["LEASE_RENEW", "LEASE_TTL", "ProgressTracker", "Rollback"]

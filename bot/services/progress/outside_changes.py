@@ -12,15 +12,13 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
-
 from bot.domain import kinds
-from bot.domain.errors import RolloutBotError
+from bot.domain.errors import RolloutBotError, StoreError
 from bot.domain.policy import Policy
-from bot.domain.revisions import revision_of
+from bot.domain.revisions import observed_revision
 from bot.domain.targets import Target
 from bot.services.ports import Json, RolloutRegistry
-from bot.services.progress.ports import OutsideChange, ProgressPublisher
+from bot.services.progress.publishing import OutsideChange, ProgressPublisher
 from bot.services.progress.verdicts import current_revision
 from bot.services.rollouts import Rollouts
 
@@ -92,11 +90,8 @@ class OutsideChangeNotices:
         generation = int(meta.get("generation", 0) or 0)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         target = Target(namespace, name, kinds.as_kind(kind), self.context)
-        if kind == "deployment":
-            observed = int(deployment.get("status", {}).get("observedGeneration", 0) or 0)
-            if observed < generation:
-                return None
-            revision = revision_of(deployment)
+        if kinds.revision_on_object(kind):
+            revision = observed_revision(deployment)
         else:
             with self._lock:
                 if not uid or self._noticed.get(uid) == generation:
@@ -116,7 +111,7 @@ class OutsideChangeNotices:
                 return None
             if not self.registry.first_notice(uid, revision):
                 return None
-        except redis.RedisError:
+        except StoreError:
             return None  # without Redis we cannot promise "once", so we stay quiet
         try:
             revisions = self.rollouts.history(target).revisions

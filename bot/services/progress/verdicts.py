@@ -1,20 +1,17 @@
 """How a followed rollout is judged: deadlines, stuck pods, and a verdict that is its own.
 
 kubectl's `rollout status` decides for a Deployment; StatefulSets and DaemonSets have no
-progress deadline, so the bot sets one and calls a stuck pod a failure. Kept apart from the
-tracker so the rules read in one place, without the threads and leases that apply them.
+progress deadline, so the bot sets one and calls a stuck pod a failure. What differs by kind
+is the domain's (`bot.domain.kinds`, `bot.domain.status`); this module applies it to a tracked
+rollout, kept apart from the tracker's threads and leases.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-from typing import Any
-
 from bot.domain import kinds
 from bot.domain.audit import AuditEvent
 from bot.domain.errors import RolloutBotError
-from bot.domain.status import RolloutStatus, StatusReason, rollout_status, workload_status
+from bot.domain.status import RolloutStatus, followed_status
 from bot.domain.targets import Target
 from bot.domain.tracking import TrackedRollout
 from bot.domain.views import StatusView
@@ -23,16 +20,8 @@ from bot.services.rollouts import Rollouts
 
 # A rollout is followed at most this long past its progress deadline, then given up.
 GIVE_UP_AFTER = 3600.0
-# StatefulSets and DaemonSets have no progress deadline of their own; kubectl waits forever.
-# The bot calls such a rollout failed when an updated pod is stuck in one of these states
-# (kubectl would keep printing "Waiting for N pods to be ready..."), or after this long.
-WORKLOAD_DEADLINE_SECONDS = 600
-# Kubernetes' documented "forced rollback": the StatefulSet controller does not replace a pod
-# stuck on a broken revision by itself, not even after an undo (kubectl's neither).
-STATEFULSET_FORCED_ROLLBACK = (
-    "A StatefulSet does not replace a pod stuck on a broken revision by itself, not even after "
-    "an undo: once the template is good, delete that pod so the controller recreates it."
-)
+# A pod in one of these states is stuck: a rollout the bot judges itself (no progress
+# deadline of its own) fails on it.
 STUCK_POD_REASONS = frozenset(
     {
         "ImagePullBackOff",
@@ -45,18 +34,6 @@ STUCK_POD_REASONS = frozenset(
 )
 
 
-def command_verb(action: str) -> str:
-    """The command as typed (`set image`), from the policy's action name (`set-image`)."""
-    return action.replace("-", " ")
-
-
-def deadline_of(kind: str, spec: Mapping[str, Any]) -> int:
-    """Seconds a rollout of this workload may take before it is judged failed."""
-    if kind == "deployment":
-        return int(spec.get("progressDeadlineSeconds", 600) or 600)
-    return WORKLOAD_DEADLINE_SECONDS
-
-
 def target_of(tracked: TrackedRollout) -> Target:
     return Target(
         tracked.namespace, tracked.deployment, kinds.as_kind(tracked.kind), tracked.context
@@ -66,19 +43,11 @@ def target_of(tracked: TrackedRollout) -> Target:
 def judged_status(
     tracked: TrackedRollout, obj: Json, now: float
 ) -> tuple[RolloutStatus, float | None]:
-    """kubectl's verdict, except that a deadline exceeded before this rollout's own deadline
-    passed is an earlier rollout's: the controller keeps that condition when the change reuses
-    an existing ReplicaSet. Until then the rollout is judged without it. (StatefulSets and
-    DaemonSets have no such condition.)
-
-    Also returns when the held-back failure is due (None when nothing is held back)."""
-    if tracked.kind != "deployment":
-        return workload_status(tracked.kind, obj), None
-    status = rollout_status(obj)
+    """kubectl's verdict, an earlier rollout's exceeded deadline held back until this one's
+    own passed (`followed_status`); also when the held-back failure is due (None: nothing
+    is held back)."""
     due = tracked.started_at + tracked.deadline_seconds
-    if status.reason != StatusReason.DEADLINE_EXCEEDED or now >= due:
-        return status, None
-    return rollout_status(_without_deadline_exceeded(obj)), due
+    return followed_status(tracked.kind, obj, due=due, now=now)
 
 
 def current_revision(rollouts: Rollouts, target: Target, obj: Json) -> int | None:
@@ -92,7 +61,7 @@ def current_revision(rollouts: Rollouts, target: Target, obj: Json) -> int | Non
 
 def failure_details(kind: str, view: StatusView | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Why a failed rollout failed: what its pods are waiting on, and the recent warnings
-    (with the forced-rollback advice for a StatefulSet stuck on a broken pod)."""
+    (with the kind's advice, if any, for a pod stuck on a broken revision)."""
     if view is None:
         return (), ()
     reasons = tuple(
@@ -105,8 +74,9 @@ def failure_details(kind: str, view: StatusView | None) -> tuple[tuple[str, ...]
         )
     )
     warnings = view.warnings
-    if kind == "statefulset" and STUCK_POD_REASONS.intersection(reasons):
-        warnings = (*warnings, STATEFULSET_FORCED_ROLLBACK)
+    advice = kinds.stuck_pod_advice(kind)
+    if advice and STUCK_POD_REASONS.intersection(reasons):
+        warnings = (*warnings, advice)
     return reasons, warnings
 
 
@@ -127,27 +97,10 @@ def verdict_event(
     )
 
 
-def _without_deadline_exceeded(deployment: Json) -> Json:
-    """The Deployment without a ProgressDeadlineExceeded condition (an earlier rollout's)."""
-    status = dict(deployment.get("status") or {})
-    status["conditions"] = [
-        c
-        for c in status.get("conditions") or []
-        if not (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
-    ]
-    judged = copy.copy(deployment)
-    judged["status"] = status
-    return judged
-
-
 __all__ = [
     "GIVE_UP_AFTER",
-    "STATEFULSET_FORCED_ROLLBACK",
     "STUCK_POD_REASONS",
-    "WORKLOAD_DEADLINE_SECONDS",
-    "command_verb",
     "current_revision",
-    "deadline_of",
     "failure_details",
     "judged_status",
     "target_of",

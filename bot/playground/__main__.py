@@ -1,7 +1,0 @@
-"""`python -m bot.playground` is `rollout-bot playground`."""
-
-import sys
-
-from bot.playground import main
-
-sys.exit(main())

@@ -1,0 +1,50 @@
+"""How a promotion reads in Slack: its message posted once and updated in place as its waves
+and gates move (the promotion service's board), and notes in its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.domain.promotion import GateRule, PromotionState
+from handlers.replies import Replier
+from handlers.views import promotions as views
+from handlers.views.message import error_message, info_message
+
+log = logging.getLogger(__name__)
+
+
+class SlackPromotionBoard:
+    """The promotion message: posted once, then updated in place."""
+
+    def __init__(self, client: WebClient) -> None:
+        self._client = client
+
+    def post(self, state: PromotionState, gates: list[GateRule | None]) -> str | None:
+        message = views.promotion_message(state, gates)
+        try:
+            response = self._client.chat_postMessage(
+                channel=state.channel, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as exc:
+            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.postMessage failed: %s", type(exc).__name__)
+            return None
+        return str(response["ts"])
+
+    def update(self, state: PromotionState, gates: list[GateRule | None]) -> None:
+        if not state.message_ts:
+            return
+        message = views.promotion_message(state, gates)
+        Replier(None, self._client, state.channel).update(state.message_ts, message)
+
+    def note(self, state: PromotionState, text: str, *, error: bool = False) -> None:
+        message = error_message(text) if error else info_message(text)
+        Replier(None, self._client, state.channel).in_channel(
+            message, thread_ts=state.message_ts or None
+        )
