@@ -3,14 +3,19 @@
 kubectl names a workload ``KIND/NAME`` (``deploy/web``, ``sts/db``, ``ds/agent``); ``parse_kind``
 reads every spelling it accepts. ``KindInfo`` holds the per-kind facts the verbs and the progress
 engine need: how kubectl writes the kind, where its revisions live (ReplicaSets for a Deployment,
-ControllerRevisions for the other two), and who judges a rollout of it (the Deployment controller
-against its progress deadline; for the other two, the bot).
+ControllerRevisions for the other two) and how its history and current revision are read from
+them, which verbs it supports, and who judges a rollout of it (the Deployment controller
+against its progress deadline; for the other two, the bot). The services ask this table, never
+``kind == ...``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from bot.domain.revisions import Revision, deployment_history, revision_of, workload_history
 
 __all__ = [
     "KINDS",
@@ -24,6 +29,8 @@ __all__ = [
     "revision_on_object",
     "stuck_pod_advice",
 ]
+
+Json = dict[str, Any]
 
 Kind = Literal["deployment", "statefulset", "daemonset"]
 KINDS: Final[tuple[Kind, ...]] = ("deployment", "statefulset", "daemonset")
@@ -57,6 +64,22 @@ class KindInfo:
     revision_on_object: bool = False
     #: What to do about a pod stuck on a broken revision, when the controller will not.
     stuck_pod_advice: str = ""
+    #: Whether a bare ``NAME`` in the grammar (and in a target's text) means this kind.
+    bare_name: bool = False
+    #: Whether `list` fails when it may not list this kind. The bot's RBAC has always covered
+    #: Deployments; the other kinds came later, and a bot upgraded before its RBAC still lists
+    #: what it may read.
+    required_in_listing: bool = False
+    #: kubectl's revision list, from the object and the revisions it owns (ReplicaSets or
+    #: ControllerRevisions, as ``revisions_in_replica_sets`` says).
+    history: Callable[[Json, Iterable[Json]], list[Revision]] = workload_history
+
+    def current_revision(self, obj: Json, history: Callable[[], Sequence[Revision]]) -> int | None:
+        """The current revision: the object's own (a Deployment's annotation), else the
+        revision whose template is live (``history`` is read only then; None when none is)."""
+        if self.revision_on_object:
+            return revision_of(obj)
+        return next((r.number for r in history() if r.is_current), None)
 
     @property
     def group_resource(self) -> str:
@@ -70,11 +93,11 @@ class KindInfo:
     def word(self, name: str) -> str:
         """The target as the grammar writes it back: ``NAME`` for a Deployment, else
         ``statefulset/NAME``."""
-        return name if self.kind == "deployment" else f"{self.kind}/{name}"
+        return name if self.bare_name else f"{self.kind}/{name}"
 
     def typed(self, name: str) -> str:
         """The target as one types it shortest: ``NAME`` for a Deployment, else ``sts/NAME``."""
-        return name if self.kind == "deployment" else f"{self.short}/{name}"
+        return name if self.bare_name else f"{self.short}/{name}"
 
 
 _INFO: Final[dict[str, KindInfo]] = {
@@ -87,6 +110,9 @@ _INFO: Final[dict[str, KindInfo]] = {
         pausable=True,
         progress_deadline=True,
         revision_on_object=True,
+        bare_name=True,
+        required_in_listing=True,
+        history=deployment_history,
     ),
     "statefulset": KindInfo(
         "statefulset",

@@ -32,9 +32,7 @@ class Target:
     context: str = ""
 
     def __str__(self) -> str:
-        if self.kind == "deployment":
-            return f"{self.namespace}/{self.name}"
-        return f"{self.namespace}/{self.kind}/{self.name}"
+        return f"{self.namespace}/{kinds.info(self.kind).word(self.name)}"
 
     @property
     def ref(self) -> str:

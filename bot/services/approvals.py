@@ -35,7 +35,6 @@ from bot.domain.freeze_outcomes import break_glass_reason
 from bot.domain.integrity import Sealer
 from bot.domain.mrkdwn import code
 from bot.domain.policy import ApprovalRule
-from bot.domain.refusals import RolloutRefused
 from bot.domain.targets import Actor, Change
 from bot.observability.metrics import metrics
 from bot.services.access import Access
@@ -50,10 +49,10 @@ from bot.services.execution import (
 )
 from bot.services.freezes import FreezeService
 from bot.services.identity import BY_APPROVAL_SWEEPER
-from bot.services.ports import ApprovalStore, AuditLog, Directory, Json
+from bot.services.ports import ApprovalStore, AuditLog, Directory
 from bot.services.previews import PREVIEW_LIMIT
-from bot.services.registry import PREVIEWS
-from bot.services.rollouts import Rollouts, binding
+from bot.services.registry import change_role
+from bot.services.rollouts import Rollouts
 from bot.services.tools import Tools
 
 log = logging.getLogger(__name__)
@@ -162,28 +161,12 @@ class ApprovalFlow:
         self, command: Mutation, namespace: str, actor: Actor, rule: ApprovalRule
     ) -> ApprovalRequest:
         target = target_of(command, namespace)
-        fingerprint = ""
-        preview: str
-        if isinstance(command, cmd.Create):
-            self.rollouts.check_create(target)
-            preview = (
-                f"create `{code(target)}` with image `{code(command.image)}`, "
-                f"{command.replicas} replicas"
-            )
-        else:
-            deployment = self.rollouts.get(target)
-            # kubectl's refusals (and `gitops: refuse`) answer at once: no card is posted for
-            # something that cannot run.
-            to_revision = command.to_revision or 0 if isinstance(command, cmd.Undo) else 0
-            self.rollouts.check(target, deployment, command.action, to_revision)
-            fingerprint = binding(deployment, command.action)
-            try:
-                preview = self.preview(command, deployment)
-            except RolloutRefused as exc:  # e.g. set image of an unknown container
-                raise Refused(exc.message) from None
-            # Who else owns the target goes first, so a long diff cannot cut it off.
-            notices = self.rollouts.ownership_notices(target, command.action, deployment)
-            preview = "\n".join([*notices, preview])
+        role = change_role(type(command))  # type: ignore[arg-type]
+        if role is None:
+            raise AssertionError(f"not a mutation: {command!r}")
+        fingerprint, preview = role.card(
+            Tools(self.rollouts, self.executor.canaries), command, target
+        )
         now = self._now()
         request = ApprovalRequest(
             requester_id=actor.user_id,
@@ -208,13 +191,6 @@ class ApprovalFlow:
         # Audited first: a request nobody can trace must not exist.
         self._audit(AuditEventKind.REQUEST, request, actor.user_id, actor.user_name)
         return self.store.create(request)
-
-    def preview(self, command: Mutation, deployment: Json) -> str:
-        """What will change, in mrkdwn: images and template diff, from → to, ..."""
-        handler = PREVIEWS.get(type(command))
-        if handler is None:
-            return command.action
-        return handler(Tools(self.rollouts, self.executor.canaries), command, deployment)
 
     # -- decisions -------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""The verbs that change a workload, each as kubectl would make it: create, set image,
-scale, undo, pause, resume, restart; and kubectl's refusals checked before anything is asked.
+"""The verbs that change a workload, each as kubectl would make it.
 
-The per-kind rules are the verbs' own (`bot.domain.verbs`); the writes go through `Writes`.
+A verb that changes the object with one patch (set image, scale, pause, resume, restart) runs
+through `apply_patch` by its own `PatchRule` (`bot.domain.verbs`); create and undo have
+machinery of their own here. The per-kind rules are the verbs' and the kind table's
+(`bot.domain.kinds`); the writes go through `Writes`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from bot.domain.revisions import (
 )
 from bot.domain.targets import Actor, Change, Target
 from bot.domain.verbs.create import deployment_manifest
-from bot.domain.verbs.pause import check_pause, pause_patch
-from bot.domain.verbs.restart import check_restart, restart_patch
-from bot.domain.verbs.resume import check_resume, resume_patch
-from bot.domain.verbs.scale import check_scale
-from bot.domain.verbs.set_image import SetImagePlan, plan_set_image
-from bot.domain.verbs.undo import plan_undo, plan_workload_undo, undo_warnings
+from bot.domain.verbs.grammar import PatchRule, VerbSpec
+from bot.domain.verbs.scale import SPEC as SCALE
+from bot.domain.verbs.scale import Scale
+from bot.domain.verbs.set_image import SPEC as SET_IMAGE
+from bot.domain.verbs.set_image import SetImage
+from bot.domain.verbs.undo import plan_any_undo, plan_undo, plan_workload_undo, undo_warnings
 from bot.services.ports import Json
 from bot.services.workload_access import (
     already_exists,
@@ -67,6 +69,45 @@ class Changes(Writes):
             deployment=created,
         )
 
+    def apply_patch(
+        self,
+        rule: PatchRule,
+        command: Any,
+        target: Target,
+        actor: Actor,
+        *,
+        expect: str | None = None,
+    ) -> Change:
+        """Any verb that changes the object with one patch, by its kubectl rule: planned on
+        the object as it is now (kubectl's refusals first, then who else owns it), sent pinned
+        to that state, and replanned on a conflict."""
+        action = command.action
+        reason = getattr(command, "reason", None)
+
+        def attempt(obj: Json) -> Change:
+            now = self._now()
+            plan = refusal_to_error(lambda: rule.plan(command, target.kind, obj, now))
+            notices = self._ownership(target, obj, action)
+            if plan.patch is None:
+                return self._no_change(target, action, obj, plan.summary, details=plan.details)
+            cause = None
+            if plan.cause is not None:
+                cause = change_cause(plan.cause, actor, reason if isinstance(reason, str) else None)
+            updated = self._apply(target, obj, plan.patch, cause, field_manager=rule.field_manager)
+            return self._changed(
+                target,
+                action,
+                obj,
+                updated,
+                plan.summary,
+                details=plan.details,
+                starts_rollout=plan.starts_rollout,
+                notices=notices,
+                warnings=plan.warnings,
+            )
+
+        return self._with_fresh_state(target, attempt, expect, action)
+
     def set_image(
         self,
         target: Target,
@@ -76,39 +117,8 @@ class Changes(Writes):
         *,
         expect: str | None = None,
     ) -> Change:
-        description = "set image " + " ".join(f"{c}={i}" for c, i in images)
-
-        def attempt(deployment: Json) -> Change:
-            plan = self.set_image_plan(deployment, images)
-            notices = self._ownership(target, deployment, "set-image")
-            if plan.patch is None:
-                # kubectl prints nothing at all for an image that is already set.
-                return self._no_change(
-                    target,
-                    "set-image",
-                    deployment,
-                    "",
-                    details=("image already set: no change, no new revision",),
-                )
-            updated = self._apply(
-                target,
-                deployment,
-                plan.patch,
-                change_cause(description, actor, reason),
-                field_manager="kubectl-set",
-            )
-            return self._changed(
-                target,
-                "set-image",
-                deployment,
-                updated,
-                "image updated",
-                details=tuple(f"{c.container}: {c.old} → {c.new}" for c in plan.changes),
-                notices=notices,
-                warnings=plan.errors,
-            )
-
-        return self._with_fresh_state(target, attempt, expect, "set-image")
+        command = SetImage(name=target.name, kind=target.kind, images=tuple(images), reason=reason)
+        return self.apply_patch(_rule(SET_IMAGE), command, target, actor, expect=expect)
 
     def scale(
         self,
@@ -119,43 +129,8 @@ class Changes(Writes):
         *,
         expect: str | None = None,
     ) -> Change:
-        def attempt(deployment: Json) -> Change:
-            refusal_to_error(lambda: check_scale(target.kind, target.name))
-            notices = self._ownership(target, deployment, "scale")
-            current = deployment.get("spec", {}).get("replicas", 1)
-            if current == replicas:
-                # kubectl sends a patch the server finds empty and prints its usual line; the
-                # bot sends nothing (the cluster ends the same) and says there was nothing to do.
-                return self._no_change(
-                    target,
-                    "scale",
-                    deployment,
-                    "scaled",
-                    details=(f"already at {replicas} replicas: nothing changed",),
-                )
-            # The effect of `kubectl scale`: replicas only. The change-cause is kubectl's record
-            # of template changes (it labels revisions), so scaling leaves it alone; who scaled
-            # and why is in the audit trail.
-            updated = self._apply(
-                target,
-                deployment,
-                {"spec": {"replicas": replicas}},
-                None,
-                field_manager="kubectl-scale",
-            )
-            return self._changed(
-                target,
-                "scale",
-                deployment,
-                updated,
-                "scaled",
-                details=(f"replicas: {current} → {replicas}",),
-                # Pods come and go, so the channel gets the same progress message to follow.
-                starts_rollout=True,
-                notices=notices,
-            )
-
-        return self._with_fresh_state(target, attempt, expect, "scale")
+        command = Scale(name=target.name, kind=target.kind, replicas=replicas, reason=reason)
+        return self.apply_patch(_rule(SCALE), command, target, actor, expect=expect)
 
     def undo(
         self,
@@ -166,7 +141,7 @@ class Changes(Writes):
         *,
         expect: str | None = None,
     ) -> Change:
-        if target.kind != "deployment":
+        if not kinds.info(target.kind).revisions_in_replica_sets:
             return self._undo_workload(target, to_revision, actor, reason, expect)
 
         def attempt(deployment: Json) -> Change:
@@ -259,83 +234,10 @@ class Changes(Writes):
 
         return self._with_fresh_state(target, attempt, expect, "undo")
 
-    def pause(
-        self,
-        target: Target,
-        actor: Actor,
-        reason: str | None = None,
-        *,
-        expect: str | None = None,
-    ) -> Change:
-        return self._set_paused(target, paused=True, expect=expect)
-
-    def resume(
-        self,
-        target: Target,
-        actor: Actor,
-        reason: str | None = None,
-        *,
-        expect: str | None = None,
-    ) -> Change:
-        return self._set_paused(target, paused=False, expect=expect)
-
-    def _set_paused(self, target: Target, *, paused: bool, expect: str | None) -> Change:
-        """kubectl's pauser/resumer: refused where kubectl refuses; never a change-cause."""
-        action = "pause" if paused else "resume"
-        check = check_pause if paused else check_resume
-        patch = pause_patch() if paused else resume_patch()
-
-        def attempt(deployment: Json) -> Change:
-            refusal_to_error(lambda: check(target.kind, deployment))
-            # Pausing or resuming a GitOps-managed object is a change to it like any other.
-            notices = self._ownership(target, deployment, action)
-            return self._simple_patch(
-                target,
-                deployment,
-                action,
-                patch,
-                None,
-                "paused" if paused else "resumed",
-                starts_rollout=not paused,
-                notices=notices,
-            )
-
-        return self._with_fresh_state(target, attempt, expect, action)
-
-    def restart(
-        self, target: Target, actor: Actor, reason: str | None, *, expect: str | None = None
-    ) -> Change:
-        def attempt(deployment: Json) -> Change:
-            now = self._now()
-            refusal_to_error(lambda: check_restart(deployment, now))
-            notices = self._ownership(target, deployment, "restart")
-            return self._simple_patch(
-                target,
-                deployment,
-                "restart",
-                restart_patch(now),
-                change_cause("restart", actor, reason),
-                "restarted",
-                notices=notices,
-            )
-
-        return self._with_fresh_state(target, attempt, expect, "restart")
-
-    def check(self, target: Target, obj: Json, action: str, to_revision: int = 0) -> None:
-        """kubectl's refusals for `action` on this object, before anything is asked or sent
-        (an approval request for something kubectl would refuse is never posted): pause and
-        resume of a StatefulSet or DaemonSet, scale of a DaemonSet, an undo kubectl could
-        not plan, and `gitops: refuse` on a GitOps-managed object."""
-        if action == "pause":
-            refusal_to_error(lambda: check_pause(target.kind, obj))
-        elif action == "resume":
-            refusal_to_error(lambda: check_resume(target.kind, obj))
-        elif action == "scale":
-            refusal_to_error(lambda: check_scale(target.kind, target.name))
-        elif action == "undo":
-            self.undo_plan(target, obj, to_revision)
-        elif action == "restart":
-            refusal_to_error(lambda: check_restart(obj))
+    def check(self, target: Target, obj: Json, action: str) -> None:
+        """The refusal that holds for every change but `create`, before anything is asked
+        or sent: `gitops: refuse` on a GitOps-managed object. kubectl's own refusals are the
+        verbs' (`bot.services.registry`)."""
         if action != "create":
             self._ownership(target, obj, "")
 
@@ -347,33 +249,15 @@ class Changes(Writes):
             return
         raise already_exists(target)
 
-    def set_image_plan(self, obj: Json, images: Sequence[tuple[str, str]]) -> SetImagePlan:
-        """kubectl set image's plan; Refused where kubectl changes nothing and fails: pairs it
-        rejects, or only containers it cannot find (its errors, then the containers there are
-        on a line of their own)."""
-        plan = refusal_to_error(lambda: plan_set_image(obj, images))
-        if plan.patch is None and plan.errors:
-            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
-            names = [
-                c.get("name", "")
-                for key in ("containers", "initContainers")
-                for c in spec.get(key) or []
-            ]
-            raise Refused("\n".join([*plan.errors, "containers: " + ", ".join(names)]))
-        return plan
-
     def undo_plan(
         self, target: Target, obj: Json, to_revision: int
     ) -> tuple[int, dict[str, Any], bool, str]:
         """(target revision, its template, skipped, message) of an undo, for any kind; kubectl's
         refusals as Refused (with the revisions there are, for an unknown one)."""
         try:
-            if target.kind == "deployment":
-                plan = plan_undo(obj, self.owned_replica_sets(obj, target.context), to_revision)
-                return plan.target_revision, plan.template, plan.skipped, plan.message
-            revisions = self.owned_revisions(target, obj)
-            wplan = plan_workload_undo(obj, revisions, to_revision)
-            return wplan.target_revision, wplan.template, wplan.skipped, wplan.message
+            revisions = self.revision_objects(target, obj)
+            plan = plan_any_undo(target.kind, obj, revisions, to_revision)
+            return plan.target_revision, plan.template, plan.skipped, plan.message
         except UndoRefused as exc:
             message = exc.message
             if exc.reason_code == "revision_not_found":
@@ -383,3 +267,8 @@ class Changes(Writes):
     def binding(self, target: Target, action: str) -> str:
         """What a pending approval of `action` is bound to now (see `binding`)."""
         return binding(self.get(target), action)
+
+
+def _rule(spec: VerbSpec) -> PatchRule:
+    assert spec.patch is not None, f"{spec.verb} is not a one-patch verb"
+    return spec.patch

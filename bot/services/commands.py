@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
+from bot.domain import kinds
 from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest
 from bot.domain.canary_view import CanaryView
@@ -39,14 +40,8 @@ from bot.services.execution import Executor, Mutation, target_of
 from bot.services.freezes import FreezeService
 from bot.services.identity import Identities
 from bot.services.promotions import PromotionService
-from bot.services.registry import READS
+from bot.services.registry import ANSWERS, UNSCOPED, Scope
 from bot.services.rollouts import Rollouts, binding
-
-
-def _typed(target: Target) -> str:
-    """The target as a command names it: `web`, `sts/db`, `ds/agent`."""
-    short = {"statefulset": "sts", "daemonset": "ds"}.get(target.kind)
-    return f"{short}/{target.name}" if short else target.name
 
 
 @dataclass(frozen=True)
@@ -114,16 +109,18 @@ class CommandService:
         the workload, and runs only while the workload is still at it."""
         if isinstance(command, cmd.Help):
             raise ValueError("help is answered by the grammar, not run")
-        if isinstance(command, cmd.Promote | cmd.Promotions):
-            return self._promotion(command, actor)
+        unscoped = UNSCOPED.get(type(command))
+        if unscoped is not None:
+            return unscoped(self, command, actor)
         # "" with one cluster; with several, the context named, the channel's, or the default.
         context = self.contexts.resolve(
             command.context, self.access.policy.default_context(actor.channel_id)
         )
         label = self.contexts.label(context)
-        if isinstance(command, cmd.Approvals) and command.namespace is None:
-            return self._approvals_everywhere(actor, context if command.context else None)
-        everywhere = isinstance(command, cmd.Freezes) and command.namespace is None
+        answer = ANSWERS.get(type(command))
+        named = command.namespace is not None
+        if answer is not None and answer.everywhere is not None and not named:
+            return answer.everywhere(self, command, actor, context if command.context else None)
         namespace = self.access.namespace_for(actor.channel_id, command.namespace)
         try:
             self.access.check(actor.user_id, actor.channel_id, command.action, namespace, label)
@@ -132,17 +129,17 @@ class CommandService:
                 self.executor.audit_denial(command, namespace, actor, label)
             raise
         command = dataclasses.replace(command, namespace=namespace, context=context or None)
-        if isinstance(command, cmd.Freeze | cmd.Unfreeze | cmd.Freezes):
-            return self._change_windows(command, namespace, label, actor, everywhere)
         if command.is_mutation:
-            mutation: Mutation = command  # type: ignore[assignment]
+            mutation = cast(Mutation, command)
             self._check_as_person(mutation, namespace, actor, label)
             return self._mutate(mutation, namespace, actor, at_revision)
+        if answer is None:
+            raise AssertionError(f"not a read: {command!r}")
         rollouts = self.rollouts
-        reads_cluster = (cmd.ListDeployments, cmd.Status, cmd.History, cmd.Diff)
-        if self.identities is not None and isinstance(command, reads_cluster):
+        if self.identities is not None and answer.reads_cluster:
             rollouts = self.identities.reader(rollouts, actor.user_id, context)
-        return self._read(command, namespace, rollouts)
+        where = Scope(actor, namespace, context, label, named, rollouts)
+        return answer.answer(self, command, where)
 
     def _check_as_person(self, command: Mutation, namespace: str, actor: Actor, label: str) -> None:
         """In impersonate mode, Kubernetes RBAC's answer for the person, before an approval
@@ -167,60 +164,6 @@ class CommandService:
             )
             raise
 
-    def _approvals_everywhere(self, actor: Actor, context: str | None) -> ApprovalList:
-        """Every waiting request this user may see from this channel (of one cluster when
-        `--context` names one)."""
-        visible = tuple(
-            request
-            for request in self.approvals.pending(context=context)
-            if self.access.may(
-                actor.user_id,
-                actor.channel_id,
-                "approvals",
-                request.namespace,
-                request.cluster or self.contexts.default,
-            )
-        )
-        return ApprovalList(None, visible, context or "")
-
-    def _read(self, command: cmd.Command, namespace: str, rollouts: Rollouts) -> Outcome:
-        context = getattr(command, "context", None) or ""
-        handler = READS.get(type(command))
-        if handler is None:
-            raise AssertionError(f"not a read: {command!r}")
-        return handler(self, command, namespace, context, rollouts)
-
-    def _promotion(self, command: cmd.Promote | cmd.Promotions, actor: Actor) -> Outcome:
-        """A pipeline names its own clusters and namespaces: the service checks each."""
-        if self.promotions is None:
-            raise NotPermitted("Promotions are not available in this bot. Nothing was changed.")
-        if isinstance(command, cmd.Promote):
-            return self.promotions.run(command, actor)
-        namespace = self.access.namespace_for(actor.channel_id, None)
-        self.access.check(actor.user_id, actor.channel_id, "promotions", namespace)
-        return self.promotions.overview()
-
-    def _change_windows(
-        self,
-        command: cmd.Freeze | cmd.Unfreeze | cmd.Freezes,
-        namespace: str,
-        label: str,
-        actor: Actor,
-        everywhere: bool,
-    ) -> Outcome:
-        if self.freezes is None:
-            raise NotPermitted("Freezes are not available in this bot. Nothing was changed.")
-        context = command.context or ""
-        match command:
-            case cmd.Freeze():
-                return self.freezes.freeze(command, namespace, label, actor, context)
-            case cmd.Unfreeze():
-                return self.freezes.unfreeze(namespace, label, actor, context)
-        # `freezes` without `-n`: every namespace (of one cluster when `--context` names one).
-        if everywhere:
-            return self.freezes.overview(None, label if command.context else None)
-        return self.freezes.overview(namespace, label)
-
     def _mutate(
         self, command: Mutation, namespace: str, actor: Actor, at_revision: int | None
     ) -> Outcome:
@@ -233,7 +176,9 @@ class CommandService:
         # approver and no freeze.
         if self.freezes is not None and command.needs_approval:
             # During a freeze: refused, or (with --break-glass) the break-glass approvers' card.
-            glass = self.freezes.gate(command, namespace, label, actor, multi=self.contexts.multi)
+            glass = self.freezes.gate(
+                cast(cmd.Command, command), namespace, label, actor, multi=self.contexts.multi
+            )
         rule = glass or (
             self.access.policy.approval_rule_for(command.action, namespace, label)
             if command.needs_approval
@@ -259,6 +204,7 @@ class CommandService:
             raise Refused(
                 f"This {button} button was for revision {revision}; `{target.name}` is now at "
                 f"{at}, so it did nothing. Nothing was changed: `/rollout history "
-                f"{_typed(target)} -n {target.namespace}` shows what changed since."
+                f"{kinds.info(target.kind).typed(target.name)} -n {target.namespace}` shows what "
+                f"changed since."
             )
         return binding(obj, command.action)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.domain import verbs as cmd
 from bot.domain.approval import ApprovalRequest
@@ -19,7 +19,7 @@ from bot.domain.errors import NotDurable, NotPermitted, RolloutBotError, StoreEr
 from bot.domain.targets import Actor, Change, Target
 from bot.services.canary import CanaryService
 from bot.services.ports import AuditLog
-from bot.services.registry import CHANGES
+from bot.services.registry import change_role
 from bot.services.rollouts import Rollouts
 from bot.services.tools import Tools
 
@@ -29,18 +29,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Mutation = (
-    cmd.Create
-    | cmd.SetImage
-    | cmd.Scale
-    | cmd.Undo
-    | cmd.Pause
-    | cmd.Resume
-    | cmd.Restart
-    | cmd.Canary
-    | cmd.CanaryPromote
-    | cmd.CanaryAbort
-)
+
+class Mutation(Protocol):
+    """What every change command has (``is_mutation``): which one it is says nothing here,
+    the registry (``bot.services.registry.change_role``) runs it by its type."""
+
+    @property
+    def action(self) -> cmd.Action: ...
+    @property
+    def needs_approval(self) -> bool: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
 
 
 def target_of(command: Mutation, namespace: str, context: str | None = None) -> Target:
@@ -54,12 +57,12 @@ def target_of(command: Mutation, namespace: str, context: str | None = None) -> 
     )
 
 
-def reason_of(command: cmd.Command) -> str | None:
+def reason_of(command: object) -> str | None:
     reason = getattr(command, "reason", None)
     return reason if isinstance(reason, str) else None
 
 
-def parameters_of(command: cmd.Command) -> dict[str, str]:
+def parameters_of(command: object) -> dict[str, str]:
     """Flat string parameters for the audit entry: the command as the grammar writes it, and
     the kind of workload it acts on (Deployment, StatefulSet or DaemonSet)."""
     kind = getattr(command, "kind", "deployment")
@@ -158,7 +161,7 @@ class Executor:
 
     def audit_denial(
         self,
-        command: cmd.Command,
+        command: cmd.Command | Mutation,
         namespace: str,
         actor: Actor,
         context: str | None = None,
@@ -194,10 +197,10 @@ class Executor:
         actor: Actor,
         expect: str | None,
     ) -> Change:
-        handler = CHANGES.get(type(command))
-        if handler is None:
+        role = change_role(type(command))  # type: ignore[arg-type]
+        if role is None:
             raise AssertionError(f"not a mutation: {command!r}")
-        return handler(Tools(rollouts, self.canaries), command, target, actor, expect)
+        return role.apply(Tools(rollouts, self.canaries), command, target, actor, expect)
 
     def _audit_outcome(self, base: dict[str, Any], outcome: str, change: Change | None) -> None:
         extra: dict[str, Any] = {}

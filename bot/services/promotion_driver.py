@@ -30,7 +30,7 @@ from bot.domain.promotion import (
     PromotionState,
     TargetState,
 )
-from bot.domain.status import RolloutStatus, rollout_status, workload_status
+from bot.domain.status import RolloutStatus, workload_status
 from bot.domain.targets import Actor, Change
 from bot.services.access import Access
 from bot.services.clusters import Contexts
@@ -321,8 +321,10 @@ class PromotionDriver:
         now = self._now()
         if status.done and int(status.observed_generation) >= target.generation:
             return target.model_copy(update={"step": "succeeded", "detail": ""})
+        # Only a Deployment gives up by itself; for the others the wave sets the deadline.
         overdue = (
-            target.kind != "deployment" and now - target.started_at > WORKLOAD_DEADLINE_SECONDS
+            not kinds.has_progress_deadline(target.kind)
+            and now - target.started_at > WORKLOAD_DEADLINE_SECONDS
         )
         if (status.failed and status.generation == target.generation) or overdue:
             return target.model_copy(
@@ -483,9 +485,7 @@ def with_wave(state: PromotionState, index: int, wave: object) -> PromotionState
 
 
 def status_of(kind: str, obj: Mapping[str, object]) -> RolloutStatus:
-    """kubectl's verdict on a workload (`rollout status`)."""
-    if kind == "deployment":
-        return rollout_status(dict(obj))
+    """kubectl's verdict on a workload (`rollout status`), for any kind."""
     return workload_status(kind, dict(obj))
 
 

@@ -28,9 +28,7 @@ from bot.domain.pods import (
     replica_set_summary,
 )
 from bot.domain.revisions import (
-    Revision,
     current_replica_set,
-    deployment_history,
     paused_template_pending,
     workload_history,
 )
@@ -83,7 +81,7 @@ class Rollouts(Changes):
                 with self._namespace_context(namespace, context):
                     objects = self.on(context).list_workloads(kind, namespace)
             except Forbidden:
-                if kind == "deployment":
+                if kinds.info(kind).required_in_listing:
                     raise
                 # A bot upgraded before its RBAC still lists what it may read.
                 log.warning("no permission to list %ss in %s; see the RBAC rules", kind, namespace)
@@ -105,8 +103,12 @@ class Rollouts(Changes):
         return rows
 
     def status(self, target: Target) -> StatusView:
-        if target.kind != "deployment":
-            return self._workload_status(target)
+        if kinds.info(target.kind).revisions_in_replica_sets:
+            return self._replica_set_status(target)
+        return self._controller_revision_status(target)
+
+    def _replica_set_status(self, target: Target) -> StatusView:
+        """A Deployment's status: its ReplicaSets, newest first, and their pods."""
         deployment = self.get(target)
         replica_sets = self.owned_replica_sets(deployment, target.context)
         current = current_replica_set(deployment, replica_sets)
@@ -136,7 +138,9 @@ class Rollouts(Changes):
             ),
         )
 
-    def _workload_status(self, target: Target) -> StatusView:
+    def _controller_revision_status(self, target: Target) -> StatusView:
+        """A StatefulSet's or DaemonSet's status: its ControllerRevisions, newest first, with
+        the pods of each (by the revision's hash label)."""
         obj = self.get(target)
         revisions = self.owned_revisions(target, obj)
         pods = self.on(target.context).list_pods(target.namespace, selector_string(obj))
@@ -190,13 +194,6 @@ class Rollouts(Changes):
                 f"{event.get('message', '')}".strip()
             )
         return tuple(lines)
-
-    def revisions(self, target: Target, obj: Json | None = None) -> tuple[Revision, ...]:
-        """kubectl's revision list for any kind (ReplicaSets or ControllerRevisions)."""
-        obj = self.get(target) if obj is None else obj
-        if target.kind == "deployment":
-            return tuple(deployment_history(obj, self.owned_replica_sets(obj, target.context)))
-        return tuple(workload_history(obj, self.owned_revisions(target, obj)))
 
     def history(self, target: Target, revision: int | None = None) -> HistoryView:
         revisions = self.revisions(target)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self, TypeVar, cast
 
+from bot.domain import kinds
 from bot.domain.errors import (
     Forbidden,
     NotFound,
@@ -22,11 +23,8 @@ from bot.domain.errors import (
 from bot.domain.refusals import RolloutRefused
 from bot.domain.revisions import (
     Revision,
-    deployment_history,
     owned_replica_sets,
     owned_revisions,
-    revision_of,
-    workload_history,
 )
 from bot.domain.selectors import selector_string
 from bot.domain.targets import Target
@@ -117,9 +115,14 @@ class WorkloadAccess:
     def revisions(self, target: Target, obj: Json | None = None) -> tuple[Revision, ...]:
         """kubectl's revision list for any kind (ReplicaSets or ControllerRevisions)."""
         obj = self.get(target) if obj is None else obj
-        if target.kind == "deployment":
-            return tuple(deployment_history(obj, self.owned_replica_sets(obj, target.context)))
-        return tuple(workload_history(obj, self.owned_revisions(target, obj)))
+        return tuple(kinds.info(target.kind).history(obj, self.revision_objects(target, obj)))
+
+    def revision_objects(self, target: Target, obj: Json) -> list[Json]:
+        """What holds the object's revisions: the ReplicaSets a Deployment owns, or the
+        ControllerRevisions a StatefulSet or DaemonSet controls."""
+        if kinds.info(target.kind).revisions_in_replica_sets:
+            return self.owned_replica_sets(obj, target.context)
+        return self.owned_revisions(target, obj)
 
     def current_revision(self, target: Target, obj: Json | None = None) -> int | None:
         """The workload's current revision, as `history` marks it (None when unreadable)."""
@@ -128,10 +131,10 @@ class WorkloadAccess:
     def _revision(self, target: Target, obj: Json) -> int | None:
         """The current revision: the annotation of a Deployment, the ControllerRevision whose
         template is live for the others (None when it cannot be read)."""
-        if target.kind == "deployment":
-            return revision_of(obj)
         try:
-            return current_number(self.revisions(target, obj))
+            return kinds.info(target.kind).current_revision(
+                obj, lambda: self.revisions(target, obj)
+            )
         except (Forbidden, NotFound):
             return None
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.domain import ownership
+from bot.domain import kinds, ownership
 from bot.domain.annotations import CHANGE_CAUSE_ANNOTATION, with_change_cause
 from bot.domain.errors import (
     Conflict,
@@ -31,6 +31,7 @@ from bot.domain.revisions import (
 )
 from bot.domain.targets import Actor, Change, Target
 from bot.domain.templates import templates_equal_ignoring_hash
+from bot.domain.verbs import AUTOSCALED_ACTIONS, BOUND_FIELDS
 from bot.services.ports import Json
 from bot.services.workload_access import Ownership, WorkloadAccess, container_images
 
@@ -151,7 +152,7 @@ class Writes(WorkloadAccess):
     def _revision_has_cause(self, target: Target, updated: Json, cause: str) -> bool:
         """Whether the revision with `updated`'s pod template carries `cause`."""
         template = updated.get("spec", {}).get("template", {})
-        if target.kind == "deployment":
+        if kinds.info(target.kind).revisions_in_replica_sets:
             for rs in self.owned_replica_sets(updated, target.context):
                 annotations = rs.get("metadata", {}).get("annotations") or {}
                 if templates_equal_ignoring_hash(rs.get("spec", {}).get("template", {}), template):
@@ -182,7 +183,7 @@ class Writes(WorkloadAccess):
         obj = self.get(target) if obj is None else obj
         owner = ownership.gitops_owner(obj)
         lines = [] if owner is None else [ownership.gitops_notice(owner)]
-        if action == "scale":
+        if action in AUTOSCALED_ACTIONS:
             try:
                 autoscalers = self.on(target.context).list_autoscalers(target.namespace)
             except (Forbidden, NotFound):
@@ -313,13 +314,6 @@ class Writes(WorkloadAccess):
         )
 
 
-_BOUND_FIELDS: dict[str, tuple[str, ...]] = {
-    "scale": ("replicas",),
-    "pause": ("paused",),
-    "resume": ("paused",),
-}
-
-
 def binding(deployment: Json, action: str) -> str:
     """What an approval is bound to: the object (uid), its pod template, and the fields the
     action changes. Not `metadata.generation`: an HPA scaling the Deployment must not void an
@@ -328,7 +322,7 @@ def binding(deployment: Json, action: str) -> str:
     content = {
         "uid": deployment.get("metadata", {}).get("uid", ""),
         "template": spec.get("template", {}),
-        **{name: spec.get(name) for name in _BOUND_FIELDS.get(action, ())},
+        **{name: spec.get(name) for name in BOUND_FIELDS.get(action, ())},
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -377,3 +377,28 @@ def test_autoscaler_matches_kind_and_name() -> None:
     )
     assert ownership.autoscaler_for("statefulset", "web", hpas) is None
     assert ownership.autoscaler_for("deployment", "api", hpas) is None
+
+
+def test_the_kind_table_names_each_kind_as_the_grammar_and_a_user_write_it() -> None:
+    assert [kinds.info(k).word("web") for k in kinds.KINDS] == [
+        "web",
+        "statefulset/web",
+        "daemonset/web",
+    ]
+    assert [kinds.info(k).typed("web") for k in kinds.KINDS] == ["web", "sts/web", "ds/web"]
+    assert [kinds.info(k).required_in_listing for k in kinds.KINDS] == [True, False, False]
+
+
+def test_the_current_revision_is_the_annotation_of_a_deployment_and_read_from_history_else() -> (
+    None
+):
+    deployment = {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "4"}}}
+
+    def unread() -> list[Any]:
+        raise AssertionError("a Deployment's revision is on the object")
+
+    assert kinds.info("deployment").current_revision(deployment, unread) == 4
+    sts = statefulset()
+    history = kinds.info("statefulset").history(sts, [revision(1, "app:1"), revision(2, "app:2")])
+    assert kinds.info("statefulset").current_revision(sts, lambda: history) == 2
+    assert kinds.info("statefulset").current_revision(sts, list) is None

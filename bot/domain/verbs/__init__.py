@@ -1,8 +1,10 @@
 """The ``/rollout`` grammar: the text of a slash command in, a typed command out.
 
 Each verb lives in one module of this package (its command, flags, parser, renderer, help and
-its kubectl rule for every kind it supports); this module only registers them, in the order the
-help lists them. Adding a verb is one new module and one line in ``SPECS``.
+its kubectl rule for every kind it supports; a verb that changes a workload with one patch also
+its ``PatchRule``, which the services run as it is); this module only registers them, in the
+order the help lists them. Adding a verb is one new module, its line in ``SPECS`` and its member
+of the ``Command`` union (for the type checker); ``register`` is the one path a spec takes.
 
 The grammar is a contract (the help text is built from ``USAGE``; the README lists it too)::
 
@@ -79,6 +81,8 @@ from bot.domain.verbs.grammar import (
     CommandBase,
     CommandError,
     Flag,
+    PatchPlan,
+    PatchRule,
     VerbSpec,
     split_args,
     take_break_glass,
@@ -100,6 +104,8 @@ from bot.domain.verbs.undo import Undo
 
 __all__ = [
     "ACTIONS",
+    "AUTOSCALED_ACTIONS",
+    "BOUND_FIELDS",
     "BREAK_GLASS_FLAG",
     "CONTEXT_FLAG",
     "DEFAULT_AUDIT_LIMIT",
@@ -132,6 +138,8 @@ __all__ = [
     "Help",
     "History",
     "ListDeployments",
+    "PatchPlan",
+    "PatchRule",
     "Pause",
     "Promote",
     "Promotions",
@@ -146,7 +154,10 @@ __all__ = [
     "command_record",
     "from_record",
     "parse_command",
+    "register",
     "render_command",
+    "spec_of",
+    "unregister",
     "valid_context_name",
 ]
 
@@ -203,26 +214,70 @@ SPECS: Final[tuple[VerbSpec, ...]] = (
     promote.PROMOTIONS,
 )
 
-_SPEC_OF: Final[dict[type[CommandBase], VerbSpec]] = {spec.command: spec for spec in SPECS}
-_SPEC_BY_VERB: Final[dict[str, VerbSpec]] = {spec.verb: spec for spec in SPECS}
-_PARSED: Final[frozenset[str]] = frozenset(spec.verb for spec in SPECS if spec.parse is not None)
+_SPEC_OF: Final[dict[type, VerbSpec]] = {}
+_SPEC_BY_VERB: Final[dict[str, VerbSpec]] = {}
 # Every spelling of every verb's flags: a flag one verb takes is named in another's refusal.
-_FLAGS: Final[dict[str, Flag]] = {
-    spelling: flag for spec in SPECS for flag in spec.flags for spelling in flag.spellings
-}
+_FLAGS: Final[dict[str, Flag]] = {}
 # Words people reach for that the grammar spells differently.
-_VERB_HINTS: Final[dict[str, str]] = {hint: spec.verb for spec in SPECS for hint in spec.hints}
+_VERB_HINTS: Final[dict[str, str]] = {}
+USAGE: Final[dict[str, str]] = {}
+HELP_TEXT: Final[dict[str, str]] = {}
+# `/rollout help VERB` shows these under the usage; each one parses (tests check it).
+EXAMPLES: Final[dict[str, tuple[str, ...]]] = {}
+# What a newcomer needs beside the usage, for the verbs that need more than one line.
+HELP_NOTES: Final[dict[str, str]] = {}
+# The spec fields an approval of each patching action is bound to besides the pod template.
+BOUND_FIELDS: Final[dict[str, tuple[str, ...]]] = {}
+# The actions whose field an autoscaler sets too (the reply and the card name the HPA).
+AUTOSCALED_ACTIONS: Final[set[str]] = set()
+
+
+def register(spec: VerbSpec) -> None:
+    """Makes ``spec``'s verb parse, render, help and (for a change) run: every verb of
+    ``SPECS`` comes through here once. A verb registered after import (a test's) is left out
+    of the grammar's summary lines (``VERBS``, ``GRAMMAR``, ``ACTIONS``)."""
+    _SPEC_OF[spec.command] = spec
+    _SPEC_BY_VERB[spec.verb] = spec
+    _FLAGS.update({spelling: flag for flag in spec.flags for spelling in flag.spellings})
+    _VERB_HINTS.update(dict.fromkeys(spec.hints, spec.verb))
+    USAGE[spec.verb] = spec.usage
+    HELP_TEXT[spec.verb] = spec.help
+    EXAMPLES[spec.verb] = spec.examples
+    if spec.note is not None:
+        HELP_NOTES[spec.verb] = spec.note
+    if spec.patch is not None:
+        BOUND_FIELDS[spec.command.action] = spec.patch.bound_fields
+        if spec.patch.autoscaled:
+            AUTOSCALED_ACTIONS.add(spec.command.action)
+
+
+def unregister(spec: VerbSpec) -> None:
+    """Undoes ``register`` (for a test's throwaway verb)."""
+    _SPEC_OF.pop(spec.command, None)
+    _SPEC_BY_VERB.pop(spec.verb, None)
+    for flag in spec.flags:
+        for spelling in flag.spellings:
+            if not any(flag in other.flags for other in _SPEC_BY_VERB.values()):
+                _FLAGS.pop(spelling, None)
+    for hint in spec.hints:
+        _VERB_HINTS.pop(hint, None)
+    for table in (USAGE, HELP_TEXT, EXAMPLES, HELP_NOTES):
+        table.pop(spec.verb, None)
+    if spec.patch is not None:
+        BOUND_FIELDS.pop(spec.command.action, None)
+        AUTOSCALED_ACTIONS.discard(spec.command.action)
+
+
+def spec_of(command_type: type[CommandBase]) -> VerbSpec | None:
+    """The spec that declared this command type, if any."""
+    return _SPEC_OF.get(command_type)
+
+
+for _spec in SPECS:
+    register(_spec)
 
 VERBS: Final[tuple[str, ...]] = tuple(spec.verb for spec in SPECS)
-USAGE: Final[dict[str, str]] = {spec.verb: spec.usage for spec in SPECS}
 GRAMMAR: Final = "\n".join(spec.usage for spec in SPECS)
-HELP_TEXT: Final[dict[str, str]] = {spec.verb: spec.help for spec in SPECS}
-# `/rollout help VERB` shows these under the usage; each one parses (tests check it).
-EXAMPLES: Final[dict[str, tuple[str, ...]]] = {spec.verb: spec.examples for spec in SPECS}
-# What a newcomer needs beside the usage, for the verbs that need more than one line.
-HELP_NOTES: Final[dict[str, str]] = {
-    spec.verb: spec.note for spec in SPECS if spec.note is not None
-}
 # The action names a policy can grant, in grammar order. `help` is always allowed.
 ACTIONS: Final[tuple[Action, ...]] = tuple(
     dict.fromkeys(spec.command.action for spec in SPECS if spec.verb != "help")
@@ -265,9 +320,11 @@ def _verb(tokens: Sequence[str]) -> tuple[str, Sequence[str]]:
         if len(tokens) > 1 and tokens[1].lower() == "image":
             return "set image", tokens[2:]
         raise CommandError("`set` is followed by `image`.", USAGE["set image"])
-    if word == "canary" and len(tokens) > 1 and f"canary {tokens[1].lower()}" in _PARSED:
-        return f"canary {tokens[1].lower()}", tokens[2:]
-    if word in _PARSED or word == "help":
+    if word == "canary" and len(tokens) > 1:
+        sub = _SPEC_BY_VERB.get(f"canary {tokens[1].lower()}")
+        if sub is not None and sub.parse is not None:
+            return sub.verb, tokens[2:]
+    if word == "help" or (word in _SPEC_BY_VERB and _SPEC_BY_VERB[word].parse is not None):
         return word, tokens[1:]
     raise _unknown_verb(word)
 
@@ -319,23 +376,25 @@ def parse_command(text: str, *, max_replicas: int = DEFAULT_MAX_REPLICAS) -> Com
     return dataclasses.replace(command, context=context)  # type: ignore[arg-type]
 
 
-def render_command(command: Command) -> str:
+def render_command(command: object) -> str:
     """The canonical text of a command, as Slack would deliver it after ``/rollout``.
 
     Flags use ``--flag=value`` and ``-n NS``; defaults are left out; ``&``, ``<`` and ``>`` are
     escaped as Slack escapes them, so the text is also safe inside mrkdwn.
     """
     words = _SPEC_OF[type(command)].render(command)
-    if not isinstance(command, Help) and command.namespace is not None:
-        words += ["-n", command.namespace]
+    namespace = getattr(command, "namespace", None)
+    if not isinstance(command, Help) and namespace is not None:
+        words += ["-n", namespace]
     reason = getattr(command, "reason", None)
     if isinstance(reason, str):
         words.append("--reason=" + shlex.quote(reason))
     break_glass = getattr(command, "break_glass", None)
     if isinstance(break_glass, str):
         words.append(f"{BREAK_GLASS_FLAG}=" + shlex.quote(break_glass))
-    if not isinstance(command, Help) and command.context is not None:
-        words += [CONTEXT_FLAG, command.context]
+    context = getattr(command, "context", None)
+    if not isinstance(command, Help) and context is not None:
+        words += [CONTEXT_FLAG, context]
     text = " ".join(words)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -346,7 +405,7 @@ def render_command(command: Command) -> str:
 # to parse again: what runs is exactly what was shown, with no second trip through the grammar.
 
 
-def command_record(command: Command) -> dict[str, Any]:
+def command_record(command: object) -> dict[str, Any]:
     """`{"verb": "set image", "fields": {...}}`: JSON-safe, and `from_record` restores it."""
     from pydantic import TypeAdapter
 

@@ -23,8 +23,10 @@ import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn
 
+from bot.domain.kinds import Kind
 from bot.domain.verbs.text import as_flag, has_control_characters, join_or, looks_like_flag, show
 
 if TYPE_CHECKING:
@@ -46,7 +48,10 @@ __all__ = [
     "CommandBase",
     "CommandError",
     "Flag",
+    "PatchPlan",
+    "PatchRule",
     "VerbSpec",
+    "no_refusal",
     "split_args",
     "take_break_glass",
     "take_context",
@@ -203,6 +208,55 @@ class Args:
         return value
 
 
+# --- how a change verb changes a workload ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """What a change verb sends to the object as it is now: one strategic-merge patch, or
+    ``patch`` None when nothing would change (nothing is sent)."""
+
+    patch: dict[str, Any] | None
+    #: kubectl's words after the object's name: what it did (``image updated``), or for no
+    #: change its line (``""`` where kubectl prints nothing).
+    summary: str
+    details: tuple[str, ...] = ()
+    #: What kubectl prints on stderr beside its line.
+    warnings: tuple[str, ...] = ()
+    #: The change-cause's description (``set image app=app:2``) for a template change; None
+    #: leaves the change-cause alone, as kubectl does for any other change.
+    cause: str | None = None
+    #: Whether the channel gets a progress message to follow (a paused object starts none).
+    starts_rollout: bool = True
+
+
+@dataclass(frozen=True)
+class PatchRule:
+    """kubectl's rule for a verb that changes a workload with one patch, for every kind: the
+    services read the object, plan, check who else owns it, write and report, the same for
+    every such verb, so a new one declares only this.
+
+    Each function raises ``RolloutRefused`` where kubectl refuses, in kubectl's words."""
+
+    #: (command, kind, the object as it is now, the time now) -> what to send.
+    plan: Callable[[Any, Kind, dict[str, Any], datetime], PatchPlan]
+    #: kubectl's refusals before an approval card is posted (no clock: a card waits).
+    check: Callable[[Kind, dict[str, Any]], None]
+    #: What an approval card says the change will do, in mrkdwn.
+    preview: Callable[[Any, dict[str, Any]], str]
+    #: As whom kubectl writes the fields (``kubectl-set``, ``kubectl-scale``...).
+    field_manager: str = "kubectl-rollout"
+    #: The spec fields an approval is bound to besides the pod template: if they change
+    #: before the vote, the approval no longer holds.
+    bound_fields: tuple[str, ...] = ()
+    #: Whether an autoscaler (an HPA) sets the same field, so the reply and the card name it.
+    autoscaled: bool = False
+
+
+def no_refusal(kind: Kind, obj: dict[str, Any]) -> None:
+    """A verb kubectl refuses nothing for before it plans."""
+
+
 # --- the spec a verb declares --------------------------------------------------------------
 
 
@@ -227,6 +281,8 @@ class VerbSpec:
     note: str | None = None
     #: Words people reach for that mean this verb.
     hints: tuple[str, ...] = ()
+    #: For a verb that changes a workload with one patch: how (the services run it).
+    patch: PatchRule | None = None
 
 
 def split_args(spec: VerbSpec, tokens: Sequence[str], known: Mapping[str, Flag]) -> Args:

@@ -7,6 +7,7 @@ is refused in kubectl's words. Never a change-cause.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from bot.domain import kinds
@@ -14,7 +15,15 @@ from bot.domain.kinds import Kind
 from bot.domain.readers import Json, go_quote, is_paused, name_of
 from bot.domain.refusals import RolloutRefused
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import NAMESPACE, Action, Args, CommandBase, VerbSpec
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    Action,
+    Args,
+    CommandBase,
+    PatchPlan,
+    PatchRule,
+    VerbSpec,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,18 +48,6 @@ def _render(command: Pause) -> list[str]:
     return ["pause", kinds.info(command.kind).word(command.name)]
 
 
-SPEC = VerbSpec(
-    verb="pause",
-    usage="/rollout pause DEPLOY [-n NS]",
-    help="Pause a rollout: template changes wait until `resume`.",
-    command=Pause,
-    parse=_parse,
-    render=_render,
-    flags=(NAMESPACE,),
-    examples=("/rollout pause web -n prod",),
-)
-
-
 def pause_patch() -> dict[str, Any]:
     return {"spec": {"paused": True}}
 
@@ -67,3 +64,26 @@ def check_pause(kind: str, obj: Json) -> None:
         raise RolloutRefused(
             "already_paused", f"deployments.apps {go_quote(name_of(obj))} is already paused"
         )
+
+
+def _plan(command: Pause, kind: Kind, obj: Json, now: datetime) -> PatchPlan:
+    check_pause(kind, obj)
+    # Never a change-cause; a paused object starts no rollout to follow.
+    return PatchPlan(pause_patch(), "paused", starts_rollout=False)
+
+
+def _preview(command: Pause, obj: Json) -> str:
+    return "pause the rollout (template changes wait until resume)"
+
+
+SPEC = VerbSpec(
+    verb="pause",
+    usage="/rollout pause DEPLOY [-n NS]",
+    help="Pause a rollout: template changes wait until `resume`.",
+    command=Pause,
+    parse=_parse,
+    render=_render,
+    flags=(NAMESPACE,),
+    examples=("/rollout pause web -n prod",),
+    patch=PatchRule(plan=_plan, check=check_pause, preview=_preview, bound_fields=("paused",)),
+)

@@ -16,7 +16,16 @@ from bot.domain.kinds import Kind
 from bot.domain.readers import Json, as_map, as_str, go_quote, is_paused, name_of, template_of
 from bot.domain.refusals import RolloutRefused
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import NAMESPACE, REASON, Action, Args, CommandBase, VerbSpec
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    REASON,
+    Action,
+    Args,
+    CommandBase,
+    PatchPlan,
+    PatchRule,
+    VerbSpec,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,19 +49,6 @@ def _parse(args: Args, max_replicas: int) -> Restart:
 
 def _render(command: Restart) -> list[str]:
     return ["restart", kinds.info(command.kind).word(command.name)]
-
-
-SPEC = VerbSpec(
-    verb="restart",
-    usage="/rollout restart DEPLOY [-n NS] [--reason=TEXT]",
-    help="Replace every pod of a Deployment with a rolling update.",
-    command=Restart,
-    parse=_parse,
-    render=_render,
-    flags=(NAMESPACE, REASON),
-    examples=('/rollout restart web -n prod --reason="pick up the new ConfigMap"',),
-    hints=("redeploy",),
-)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -98,3 +94,30 @@ def check_restart(deployment: Json, now: datetime | None = None) -> None:
                 f"failed to create patch for {name}: if restart has already been triggered "
                 "within the past second, please wait before attempting to trigger another",
             )
+
+
+def _plan(command: Restart, kind: Kind, obj: Json, now: datetime) -> PatchPlan:
+    check_restart(obj, now)
+    return PatchPlan(restart_patch(now), "restarted", cause="restart")
+
+
+def _check(kind: Kind, obj: Json) -> None:
+    check_restart(obj)
+
+
+def _preview(command: Restart, obj: Json) -> str:
+    return "restart: replace every pod with a rolling update"
+
+
+SPEC = VerbSpec(
+    verb="restart",
+    usage="/rollout restart DEPLOY [-n NS] [--reason=TEXT]",
+    help="Replace every pod of a Deployment with a rolling update.",
+    command=Restart,
+    parse=_parse,
+    render=_render,
+    flags=(NAMESPACE, REASON),
+    examples=('/rollout restart web -n prod --reason="pick up the new ConfigMap"',),
+    hints=("redeploy",),
+    patch=PatchRule(plan=_plan, check=_check, preview=_preview),
+)

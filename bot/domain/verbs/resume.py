@@ -7,6 +7,7 @@ is refused in kubectl's words. Never a change-cause.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from bot.domain import kinds
@@ -14,7 +15,15 @@ from bot.domain.kinds import Kind
 from bot.domain.readers import Json, go_quote, is_paused, name_of
 from bot.domain.refusals import RolloutRefused
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import NAMESPACE, Action, Args, CommandBase, VerbSpec
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    Action,
+    Args,
+    CommandBase,
+    PatchPlan,
+    PatchRule,
+    VerbSpec,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,19 +48,6 @@ def _render(command: Resume) -> list[str]:
     return ["resume", kinds.info(command.kind).word(command.name)]
 
 
-SPEC = VerbSpec(
-    verb="resume",
-    usage="/rollout resume DEPLOY [-n NS]",
-    help="Resume a paused rollout.",
-    command=Resume,
-    parse=_parse,
-    render=_render,
-    flags=(NAMESPACE,),
-    examples=("/rollout resume web -n prod",),
-    hints=("unpause",),
-)
-
-
 def resume_patch() -> dict[str, Any]:
     # kubectl's computed patch is {"spec":{"paused":null}} (paused is omitempty). An explicit
     # false is equivalent on the server and cannot be lost by a serializer that drops None.
@@ -70,3 +66,26 @@ def check_resume(kind: str, obj: Json) -> None:
         raise RolloutRefused(
             "not_paused", f"deployments.apps {go_quote(name_of(obj))} is not paused"
         )
+
+
+def _plan(command: Resume, kind: Kind, obj: Json, now: datetime) -> PatchPlan:
+    check_resume(kind, obj)
+    return PatchPlan(resume_patch(), "resumed")
+
+
+def _preview(command: Resume, obj: Json) -> str:
+    return "resume the rollout"
+
+
+SPEC = VerbSpec(
+    verb="resume",
+    usage="/rollout resume DEPLOY [-n NS]",
+    help="Resume a paused rollout.",
+    command=Resume,
+    parse=_parse,
+    render=_render,
+    flags=(NAMESPACE,),
+    examples=("/rollout resume web -n prod",),
+    hints=("unpause",),
+    patch=PatchRule(plan=_plan, check=check_resume, preview=_preview, bound_fields=("paused",)),
+)

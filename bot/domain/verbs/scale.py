@@ -8,6 +8,7 @@ server's NotFound.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from bot.domain import kinds
@@ -21,6 +22,8 @@ from bot.domain.verbs.grammar import (
     Action,
     Args,
     CommandBase,
+    PatchPlan,
+    PatchRule,
     VerbSpec,
 )
 
@@ -59,19 +62,6 @@ def _render(command: Scale) -> list[str]:
     return ["scale", word, f"--replicas={command.replicas}"]
 
 
-SPEC = VerbSpec(
-    verb="scale",
-    usage="/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
-    help="Change the number of replicas.",
-    command=Scale,
-    parse=_parse,
-    render=_render,
-    flags=(REPLICAS, NAMESPACE, REASON),
-    examples=('/rollout scale web --replicas=5 -n prod --reason="launch traffic"',),
-    hints=("replicas",),
-)
-
-
 def check_scale(kind: str, name: str) -> None:
     """A DaemonSet runs one pod per eligible node and has no scale subresource: kubectl scale
     fails with the API server's NotFound for it, in these words."""
@@ -85,3 +75,52 @@ def check_scale(kind: str, name: str) -> None:
 def scale_patch(replicas: int) -> dict[str, Any]:
     """The effect of `kubectl scale`: replicas only."""
     return {"spec": {"replicas": replicas}}
+
+
+def _plan(command: Scale, kind: Kind, obj: dict[str, Any], now: datetime) -> PatchPlan:
+    check_scale(kind, command.name)
+    current = obj.get("spec", {}).get("replicas", 1)
+    if current == command.replicas:
+        # kubectl sends a patch the server finds empty and prints its usual line; the bot
+        # sends nothing (the cluster ends the same) and says there was nothing to do.
+        details = (f"already at {command.replicas} replicas: nothing changed",)
+        return PatchPlan(None, "scaled", details=details)
+    # The effect of `kubectl scale`: replicas only. The change-cause is kubectl's record of
+    # template changes (it labels revisions), so scaling leaves it alone; who scaled and why
+    # is in the audit trail. Pods come and go, so the channel gets the same progress message
+    # to follow.
+    return PatchPlan(
+        scale_patch(command.replicas),
+        "scaled",
+        details=(f"replicas: {current} → {command.replicas}",),
+    )
+
+
+def _check(kind: Kind, obj: dict[str, Any]) -> None:
+    check_scale(kind, "")
+
+
+def _preview(command: Scale, obj: dict[str, Any]) -> str:
+    before = obj.get("spec", {}).get("replicas", 1)
+    return f"replicas: {before} → {command.replicas}"
+
+
+SPEC = VerbSpec(
+    verb="scale",
+    usage="/rollout scale DEPLOY --replicas=N [-n NS] [--reason=TEXT]",
+    help="Change the number of replicas.",
+    command=Scale,
+    parse=_parse,
+    render=_render,
+    flags=(REPLICAS, NAMESPACE, REASON),
+    examples=('/rollout scale web --replicas=5 -n prod --reason="launch traffic"',),
+    hints=("replicas",),
+    patch=PatchRule(
+        plan=_plan,
+        check=_check,
+        preview=_preview,
+        field_manager="kubectl-scale",
+        bound_fields=("replicas",),
+        autoscaled=True,
+    ),
+)

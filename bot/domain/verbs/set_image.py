@@ -7,14 +7,31 @@ init containers; ``*`` matches them all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 from bot.domain import kinds
 from bot.domain.images import ImageChange, SetImagePlan, plan_set_image, set_image_pairs
 from bot.domain.kinds import Kind
+from bot.domain.mrkdwn import code
+from bot.domain.readers import Json
+from bot.domain.refusals import RolloutRefused
+from bot.domain.templates import template_diff
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import NAMESPACE, REASON, Action, Args, CommandBase, VerbSpec
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    REASON,
+    Action,
+    Args,
+    CommandBase,
+    PatchPlan,
+    PatchRule,
+    VerbSpec,
+    no_refusal,
+)
+from bot.domain.verbs.previews import code_block, with_images
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +75,33 @@ def _render(command: SetImage) -> list[str]:
     return ["set image", kinds.info(command.kind).word(command.name), *pairs]
 
 
+def _plan(command: SetImage, kind: Kind, obj: Json, now: datetime) -> PatchPlan:
+    plan = checked_set_image_plan(obj, command.images)
+    if plan.patch is None:
+        # kubectl prints nothing at all for an image that is already set.
+        return PatchPlan(None, "", details=("image already set: no change, no new revision",))
+    return PatchPlan(
+        plan.patch,
+        "image updated",
+        details=tuple(f"{c.container}: {c.old} → {c.new}" for c in plan.changes),
+        warnings=plan.errors,
+        cause="set image " + " ".join(f"{c}={i}" for c, i in command.images),
+    )
+
+
+def _preview(command: SetImage, obj: Json) -> str:
+    current = obj.get("spec", {}).get("template", {})
+    plan = checked_set_image_plan(obj, command.images)
+    if plan.patch is None:
+        return "no image changes: the images are already set"
+    lines = [f"• `{code(c.container)}`: `{code(c.old)}` → `{code(c.new)}`" for c in plan.changes]
+    # kubectl's errors for the containers it cannot find; it changes the others.
+    lines += [f"`{code(error)}`" for error in plan.errors]
+    new_spec = with_images(current, {c.container: c.new for c in plan.changes})
+    diff = template_diff(current, new_spec, "current", "requested")
+    return "\n".join(lines) + "\n" + code_block(diff)
+
+
 SPEC = VerbSpec(
     verb="set image",
     usage=(
@@ -79,6 +123,32 @@ SPEC = VerbSpec(
         "prints the names. `*=IMAGE` sets every container."
     ),
     hints=("image", "set-image", "deploy"),
+    patch=PatchRule(plan=_plan, check=no_refusal, preview=_preview, field_manager="kubectl-set"),
 )
 
-__all__ = ["SPEC", "ImageChange", "SetImage", "SetImagePlan", "plan_set_image", "set_image_pairs"]
+__all__ = [
+    "SPEC",
+    "ImageChange",
+    "SetImage",
+    "SetImagePlan",
+    "checked_set_image_plan",
+    "plan_set_image",
+    "set_image_pairs",
+]
+
+
+def checked_set_image_plan(obj: Json, images: Sequence[tuple[str, str]]) -> SetImagePlan:
+    """kubectl set image's plan, refused where kubectl changes nothing and fails: pairs it
+    rejects, or only containers it cannot find (its errors, then the containers there are
+    on a line of their own)."""
+    plan = plan_set_image(obj, images)
+    if plan.patch is None and plan.errors:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        names = [
+            c.get("name", "")
+            for key in ("containers", "initContainers")
+            for c in spec.get(key) or []
+        ]
+        message = "\n".join([*plan.errors, "containers: " + ", ".join(names)])
+        raise RolloutRefused("container_not_found", message)
+    return plan

@@ -303,3 +303,14 @@ def plan_workload_undo(
         patch=copy.deepcopy(dict(as_map(target.get("data")))),
         template=template,
     )
+
+
+def plan_any_undo(
+    kind: Kind, obj: Json, revisions: Iterable[Json], to_revision: int = 0
+) -> UndoPlan | WorkloadUndoPlan:
+    """kubectl's undo plan for any kind, on the revisions it owns: its Deployment rollbacker
+    on ReplicaSets, its StatefulSet / DaemonSet rollbacker on ControllerRevisions. Both plans
+    say the target revision, its template, whether it is skipped and kubectl's message."""
+    if kinds.info(kind).revisions_in_replica_sets:
+        return plan_undo(obj, revisions, to_revision)
+    return plan_workload_undo(obj, revisions, to_revision)
