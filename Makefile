@@ -55,9 +55,9 @@ bench: setup control-plane
 	$(BIN)/python -m tests.bench
 
 # The helm CLI, built (first time only) from its Go module into a cache outside the repository.
-HELM = $(shell tests/devkit/cluster/build-helm.sh)
+HELM = $(shell deploy/build-helm.sh)
 helm:
-	tests/devkit/cluster/build-helm.sh
+	deploy/build-helm.sh
 
 # deploy/manifests/rollout-bot.yaml is the chart rendered with its default values, for
 # kubectl-only installs; tests/deploy keeps it equal to `helm template`.

@@ -1,4 +1,4 @@
-"""The helm CLI (built from its Go module by tests/devkit/cluster/build-helm.sh) and rendering."""
+"""The helm CLI (built from its Go module by deploy/build-helm.sh) and rendering."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "rollout-bot"
 MANIFESTS = REPO / "deploy" / "manifests" / "rollout-bot.yaml"
-BUILD_SCRIPT = REPO / "tests" / "devkit" / "cluster" / "build-helm.sh"
+BUILD_SCRIPT = REPO / "deploy" / "build-helm.sh"
 
 
 @functools.cache

@@ -143,7 +143,7 @@ def test_the_readme_install_block_works_as_typed_twice_then_uninstalls(
         == state_key
     )
     releases = run_as_typed(
-        'export PATH="$(dirname "$(tests/devkit/cluster/build-helm.sh)"):$PATH"\n'
+        'export PATH="$(dirname "$(deploy/build-helm.sh)"):$PATH"\n'
         "helm -n rollout-bot history rollout-bot -o json",
         clone,
         fresh_cluster.kubeconfig,
@@ -152,7 +152,7 @@ def test_the_readme_install_block_works_as_typed_twice_then_uninstalls(
 
     # The README's uninstall: the release goes, the Redis volume stays until deleted by name.
     helm_line, delete_pvc = readme_uninstall_lines()
-    prefix = 'export PATH="$(dirname "$(tests/devkit/cluster/build-helm.sh)"):$PATH"\n'
+    prefix = 'export PATH="$(dirname "$(deploy/build-helm.sh)"):$PATH"\n'
     uninstalled = run_as_typed(prefix + helm_line, clone, fresh_cluster.kubeconfig)
     assert uninstalled.returncode == 0, uninstalled.stderr
     home = admin.in_namespace("rollout-bot")

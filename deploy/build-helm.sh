@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the helm CLI from its Go module into a cache outside the repository, keyed by version.
+# Builds the helm CLI from its Go module into a cache outside the repository, keyed by version:
+# the README's install uses it where helm 3 is missing, and the chart's tests render with it.
 # Idempotent: when the binary for this version is already cached it prints its path and exits.
 #
-# Usage: tests/devkit/cluster/build-helm.sh     -> prints the path of the helm binary on stdout
+# Usage: deploy/build-helm.sh     -> prints the path of the helm binary on stdout
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
