@@ -19,6 +19,7 @@ from bot.domain.verbs.grammar import (
     REPLICAS,
     Action,
     Args,
+    ChangeCommand,
     CommandBase,
     Flag,
     VerbSpec,
@@ -31,23 +32,17 @@ AUTO_PROMOTE: Final = Flag("auto-promote", ("--auto-promote",), "--auto-promote"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Canary(CommandBase):
+class Canary(ChangeCommand):
     """A canary of a Deployment: `web-canary` with the new images beside `web`. It needs what
     `set image` on `web` needs (the same permission, approvals and GitOps rules)."""
 
     action: ClassVar[Action] = "set-image"
-    is_mutation: ClassVar[bool] = True
-    name: str
     images: tuple[tuple[str, str], ...]
     #: At most one of `replicas` and `weight` (a percentage); neither means one replica.
     replicas: int | None = None
     weight: int | None = None
     analysis_seconds: int = canary_rules.DEFAULT_ANALYSIS_SECONDS
     auto_promote: bool = False
-    namespace: str | None = None
-    context: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,29 +54,20 @@ class CanaryStatus(CommandBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CanaryPromote(CommandBase):
+class CanaryPromote(ChangeCommand):
     """`set image` on the Deployment with its canary's images: the same permission and
     approvals (four-eyes where the policy asks for it)."""
 
     action: ClassVar[Action] = "set-image"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    namespace: str | None = None
-    context: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CanaryAbort(CommandBase):
+class CanaryAbort(ChangeCommand):
+    """Removes what the canary added; its `break_glass` is accepted like every change's, but
+    an abort waits for no freeze anyway."""
+
     action: ClassVar[Action] = "set-image"
-    is_mutation: ClassVar[bool] = True
     needs_approval: ClassVar[bool] = False
-    name: str
-    namespace: str | None = None
-    context: str | None = None
-    #: Accepted like every change's; an abort waits for no freeze anyway.
-    break_glass: str | None = None
 
 
 def _canary_target(args: Args, token: str) -> str:

@@ -12,24 +12,26 @@ from typing import Any, ClassVar
 
 from bot.domain import kinds
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import IMAGE, NAMESPACE, REPLICAS, Action, Args, CommandBase, VerbSpec
+from bot.domain.verbs.grammar import (
+    IMAGE,
+    NAMESPACE,
+    REPLICAS,
+    Action,
+    Args,
+    ChangeCommand,
+    VerbSpec,
+)
 
 # A DNS-1123 label is at most 63 characters (RFC 1123).
 _DNS_LABEL_MAX = 63
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Create(CommandBase):
+class Create(ChangeCommand):
     action: ClassVar[Action] = "create"
-    is_mutation: ClassVar[bool] = True
-    name: str
     image: str
     # kubectl create deployment's default.
     replicas: int = 1
-    namespace: str | None = None
-    context: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Create:

@@ -45,12 +45,14 @@ __all__ = [
     "REPLICAS",
     "Action",
     "Args",
+    "ChangeCommand",
     "CommandBase",
     "CommandError",
     "Flag",
     "PatchPlan",
     "PatchRule",
     "VerbSpec",
+    "WorkloadChange",
     "no_refusal",
     "split_args",
     "take_break_glass",
@@ -126,6 +128,27 @@ class CommandBase:
     #: False for a change that runs as soon as the policy permits it, whatever approval rule or
     #: freeze covers its action (aborting a canary only removes what the canary added).
     needs_approval: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeCommand(CommandBase):
+    """A command that changes the cluster: the object it names, where, and whether it asks to
+    break a change window. Each verb adds its own fields."""
+
+    is_mutation: ClassVar[bool] = True
+    name: str
+    namespace: str | None = None
+    context: str | None = None
+    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
+    break_glass: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadChange(ChangeCommand):
+    """A change to a workload of any kind `kubectl rollout` supports (a bare NAME is a
+    Deployment)."""
+
+    kind: Kind = "deployment"
 
 
 # --- flags ---------------------------------------------------------------------------------

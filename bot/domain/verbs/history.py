@@ -28,8 +28,7 @@ class History(CommandBase):
 
 
 def _parse(args: Args, max_replicas: int) -> History:
-    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
-    args.no_more_than(1)
+    kind, name = values.only_workload(args)
     value = args.flag("revision")
     revision = None
     if value is not None:

@@ -19,28 +19,20 @@ from bot.domain.verbs.grammar import (
     NAMESPACE,
     Action,
     Args,
-    CommandBase,
     PatchPlan,
     PatchRule,
     VerbSpec,
+    WorkloadChange,
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Pause(CommandBase):
+class Pause(WorkloadChange):
     action: ClassVar[Action] = "pause"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
-    namespace: str | None = None
-    context: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Pause:
-    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
-    args.no_more_than(1)
+    kind, name = values.only_workload(args)
     return Pause(name=name, kind=kind, namespace=args.namespace())
 
 
@@ -52,14 +44,20 @@ def pause_patch() -> dict[str, Any]:
     return {"spec": {"paused": True}}
 
 
-def check_pause(kind: str, obj: Json) -> None:
-    """Refuse what kubectl's ObjectPauser refuses: another kind than a Deployment, or a
-    Deployment already paused."""
+def refuse_unless_pausable(kind: str, obj: Json, doing: str) -> None:
+    """kubectl's ObjectPauser and ObjectResumer refuse any kind but a Deployment in the same
+    words, `doing` being `pausing` or `resuming`."""
     if not kinds.info(kind).pausable:
         raise RolloutRefused(
             "not_supported",
-            f"{kinds.info(kind).group_resource} {go_quote(name_of(obj))} pausing is not supported",
+            f"{kinds.info(kind).group_resource} {go_quote(name_of(obj))} {doing} is not supported",
         )
+
+
+def check_pause(kind: str, obj: Json) -> None:
+    """Refuse what kubectl's ObjectPauser refuses: another kind than a Deployment, or a
+    Deployment already paused."""
+    refuse_unless_pausable(kind, obj, "pausing")
     if is_paused(obj):
         raise RolloutRefused(
             "already_paused", f"deployments.apps {go_quote(name_of(obj))} is already paused"

@@ -21,29 +21,21 @@ from bot.domain.verbs.grammar import (
     REASON,
     Action,
     Args,
-    CommandBase,
     PatchPlan,
     PatchRule,
     VerbSpec,
+    WorkloadChange,
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Restart(CommandBase):
+class Restart(WorkloadChange):
     action: ClassVar[Action] = "restart"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
-    namespace: str | None = None
-    context: str | None = None
     reason: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Restart:
-    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
-    args.no_more_than(1)
+    kind, name = values.only_workload(args)
     return Restart(name=name, kind=kind, namespace=args.namespace(), reason=args.reason())
 
 

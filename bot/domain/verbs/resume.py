@@ -19,28 +19,21 @@ from bot.domain.verbs.grammar import (
     NAMESPACE,
     Action,
     Args,
-    CommandBase,
     PatchPlan,
     PatchRule,
     VerbSpec,
+    WorkloadChange,
 )
+from bot.domain.verbs.pause import refuse_unless_pausable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Resume(CommandBase):
+class Resume(WorkloadChange):
     action: ClassVar[Action] = "resume"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
-    namespace: str | None = None
-    context: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Resume:
-    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
-    args.no_more_than(1)
+    kind, name = values.only_workload(args)
     return Resume(name=name, kind=kind, namespace=args.namespace())
 
 
@@ -57,11 +50,7 @@ def resume_patch() -> dict[str, Any]:
 def check_resume(kind: str, obj: Json) -> None:
     """Refuse what kubectl's ObjectResumer refuses: another kind than a Deployment, or a
     Deployment that is not paused."""
-    if not kinds.info(kind).pausable:
-        raise RolloutRefused(
-            "not_supported",
-            f"{kinds.info(kind).group_resource} {go_quote(name_of(obj))} resuming is not supported",
-        )
+    refuse_unless_pausable(kind, obj, "resuming")
     if not is_paused(obj):
         raise RolloutRefused(
             "not_paused", f"deployments.apps {go_quote(name_of(obj))} is not paused"

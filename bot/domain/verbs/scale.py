@@ -21,25 +21,18 @@ from bot.domain.verbs.grammar import (
     REPLICAS,
     Action,
     Args,
-    CommandBase,
     PatchPlan,
     PatchRule,
     VerbSpec,
+    WorkloadChange,
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Scale(CommandBase):
+class Scale(WorkloadChange):
     action: ClassVar[Action] = "scale"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
     replicas: int
-    namespace: str | None = None
-    context: str | None = None
     reason: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Scale:

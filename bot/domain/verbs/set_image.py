@@ -25,28 +25,21 @@ from bot.domain.verbs.grammar import (
     REASON,
     Action,
     Args,
-    CommandBase,
     PatchPlan,
     PatchRule,
     VerbSpec,
+    WorkloadChange,
     no_refusal,
 )
 from bot.domain.verbs.previews import code_block, with_images
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetImage(CommandBase):
+class SetImage(WorkloadChange):
     action: ClassVar[Action] = "set-image"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
     # (container, image) in the order given; container "*" means every container.
     images: tuple[tuple[str, str], ...]
-    namespace: str | None = None
-    context: str | None = None
     reason: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> SetImage:

@@ -24,8 +24,7 @@ class Status(CommandBase):
 
 
 def _parse(args: Args, max_replicas: int) -> Status:
-    kind, name = values.target(args, args.positional(0, values.WORKLOAD))
-    args.no_more_than(1)
+    kind, name = values.only_workload(args)
     return Status(name=name, kind=kind, namespace=args.namespace())
 
 

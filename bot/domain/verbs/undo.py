@@ -40,24 +40,25 @@ from bot.domain.revisions import (
 )
 from bot.domain.templates import templates_equal_ignoring_hash, without_hash
 from bot.domain.verbs import values
-from bot.domain.verbs.grammar import NAMESPACE, REASON, Action, Args, CommandBase, Flag, VerbSpec
+from bot.domain.verbs.grammar import (
+    NAMESPACE,
+    REASON,
+    Action,
+    Args,
+    Flag,
+    VerbSpec,
+    WorkloadChange,
+)
 
 TO_REVISION: Final = Flag("to-revision", ("--to-revision",), "--to-revision=2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Undo(CommandBase):
+class Undo(WorkloadChange):
     action: ClassVar[Action] = "undo"
-    is_mutation: ClassVar[bool] = True
-    name: str
-    kind: Kind = "deployment"
     # None: the previous revision (kubectl's `--to-revision=0`).
     to_revision: int | None = None
-    namespace: str | None = None
-    context: str | None = None
     reason: str | None = None
-    #: Asks the break-glass approvers to let this change through a freeze, for this reason.
-    break_glass: str | None = None
 
 
 def _parse(args: Args, max_replicas: int) -> Undo:

@@ -74,6 +74,13 @@ def target(args: Args, token: str) -> tuple[Kind, str]:
     return kind, name
 
 
+def only_workload(args: Args) -> tuple[Kind, str]:
+    """(kind, name) of the one WORKLOAD a verb takes, with nothing positional after it."""
+    kind, name = target(args, args.positional(0, WORKLOAD))
+    args.no_more_than(1)
+    return kind, name
+
+
 def image(args: Args, value: str) -> str:
     if len(value) > MAX_IMAGE_LENGTH:
         args.fail(f"the image reference is too long (the limit is {MAX_IMAGE_LENGTH}).")
