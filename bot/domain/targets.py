@@ -7,7 +7,7 @@ the audit), so they live in the domain.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bot.domain import kinds
 from bot.domain.kinds import Kind
@@ -45,12 +45,19 @@ class Target:
         return kinds.info(self.kind).display
 
 
+#: What a change did, as the policy and the audit trail name it: a verb's policy action, or
+#: one of the canary's own steps.
+ChangeAction = Literal[
+    "create", "set-image", "scale", "undo", "pause", "resume", "restart", "canary", "canary abort"
+]
+
+
 @dataclass(frozen=True)
 class Change:
     """The outcome of a mutation, as kubectl would print it plus what the audit needs."""
 
     target: Target
-    action: str
+    action: ChangeAction
     summary: str  # kubectl's line, e.g. "deployment.apps/web image updated"
     changed: bool
     starts_rollout: bool

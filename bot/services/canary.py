@@ -39,14 +39,14 @@ from bot.domain.errors import (
 from bot.domain.refusals import RolloutRefused
 from bot.domain.revisions import revision_of
 from bot.domain.selectors import selector_string
-from bot.domain.targets import Actor, Change, Target
+from bot.domain.targets import Actor, Change, ChangeAction, Target
 from bot.domain.verbs.set_image import plan_set_image
 from bot.services.ports import CanaryStore, Json
 from bot.services.rollouts import Rollouts, binding, change_cause
 
 log = logging.getLogger(__name__)
 
-CANARY_ACTION = "canary"
+CANARY_ACTION: ChangeAction = "canary"
 
 
 def no_canary(target: Target) -> Refused:

@@ -29,7 +29,7 @@ from bot.domain.errors import (
 from bot.domain.revisions import (
     workload_history,
 )
-from bot.domain.targets import Actor, Change, Target
+from bot.domain.targets import Actor, Change, ChangeAction, Target
 from bot.domain.templates import templates_equal_ignoring_hash
 from bot.domain.verbs import AUTOSCALED_ACTIONS, BOUND_FIELDS
 from bot.services.ports import Json
@@ -60,7 +60,7 @@ class Writes(WorkloadAccess):
         self,
         target: Target,
         deployment: Json,
-        action: str,
+        action: ChangeAction,
         patch: Json,
         cause: str | None,
         verb: str,
@@ -236,7 +236,7 @@ class Writes(WorkloadAccess):
         target: Target,
         attempt: Callable[[Json], Change],
         expect: str | None,
-        action: str,
+        action: ChangeAction,
     ) -> Change:
         for tries in range(1, CONFLICT_ATTEMPTS + 1):
             deployment = self.get(target)
@@ -258,7 +258,7 @@ class Writes(WorkloadAccess):
     def _changed(
         self,
         target: Target,
-        action: str,
+        action: ChangeAction,
         before: Json,
         after: Json,
         verb: str,
@@ -287,7 +287,7 @@ class Writes(WorkloadAccess):
     def _no_change(
         self,
         target: Target,
-        action: str,
+        action: ChangeAction,
         deployment: Json,
         message: str,
         *,
