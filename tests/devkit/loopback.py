@@ -1,8 +1,10 @@
-"""A free TCP port on 127.0.0.1, for each local server the devkit, the tests and the playground
-start (control plane, redis-server, Sentinels, the bot): one way to pick one, used by all."""
+"""Loopback sockets for the local servers the devkit, the tests and the playground start
+(control plane, redis-server, Sentinels, the bot, stand-ins): one way to pick a free port, and
+one way to stop listening."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 
@@ -12,3 +14,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_listening(listener: socket.socket) -> None:
+    """Close a listening socket so that a thread blocked in its `accept` returns at once.
+
+    Closing alone does not wake it, and once the descriptor's number is reused by the next
+    socket (another test's stand-in) such a thread could take that socket's connections:
+    shutting the listener down first ends the `accept` with an error."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()

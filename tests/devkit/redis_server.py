@@ -36,7 +36,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.devkit.lifetime import ending_with_this_process
-from tests.devkit.loopback import free_port
+from tests.devkit.loopback import free_port, stop_listening
 
 __all__ = ["RedisServer", "RedisServerNotInstalled", "ReplyDroppingProxy", "flush_redis"]
 
@@ -328,7 +328,7 @@ class LoopbackProxy:
 
     def close(self) -> None:
         self._closing = True
-        self._listener.close()
+        stop_listening(self._listener)
 
     def pass_request(self, data: bytes, link: threading.Event) -> bool:
         """Whether to send these request bytes on to Redis (False: swallow them)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.devkit.loopback import free_port
+from tests.devkit.loopback import free_port, stop_listening
 from tests.support.bot_process import ROLLOUT_BOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -115,7 +115,8 @@ def test_check_with_credentials_that_lead_nowhere_answers_in_its_own_words(
             attempts.append(1)
             connection.close()
 
-    threading.Thread(target=hang_up, daemon=True).start()
+    listening = threading.Thread(target=hang_up, daemon=True)
+    listening.start()
     env = {
         "SLACK_BOT_TOKEN": "xoxb-not-a-real-token",
         "SLACK_APP_TOKEN": "xapp-not-a-real-token",
@@ -127,7 +128,8 @@ def test_check_with_credentials_that_lead_nowhere_answers_in_its_own_words(
     try:
         result, _ = run_check(env, "--policy", str(EXAMPLE_POLICY))
     finally:
-        slack.close()
+        stop_listening(slack)
+        listening.join(timeout=5)
 
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
