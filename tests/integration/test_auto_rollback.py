@@ -119,8 +119,13 @@ def test_rolling_back_onto_a_reused_replica_set_is_not_reported_failed(
     kubectl.apply(deployment_manifest("web", "app:1", replicas=2, progress_deadline=DEADLINE))
     assert kubectl.rollout_status("web").returncode == 0
     driver = SlackDriver(slack, start_bot(env=FAST))
-    driver.run(f"set image web web=app:broken-1 -n {granted_namespace}")
-    kubectl.wait_for(lambda: deadline_exceeded(kubectl, "web"), what="the rollout to fail")
+    said = driver.run(f"set image web web=app:broken-1 -n {granted_namespace}")
+    assert "image updated" in said, said
+    try:
+        kubectl.wait_for(lambda: deadline_exceeded(kubectl, "web"), what="the rollout to fail")
+    except AssertionError as failure:
+        status = kubectl.get("deployment/web").get("status")
+        raise AssertionError(f"{failure}; the Deployment's status: {status}") from None
 
     # undo reuses revision 1's ReplicaSet: the controller keeps ProgressDeadlineExceeded
     # until the pods make progress, and kubectl's rules would call the rollout failed.
