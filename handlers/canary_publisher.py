@@ -5,18 +5,14 @@ interval, the latest wins.
 
 from __future__ import annotations
 
-import logging
-
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.canary import CanaryRecord
 from bot.domain.canary_view import CanaryView
 from bot.services.progress.coalescer import Coalescer
+from handlers.message_calls import post_message, update_message
 from handlers.views.canary import canary_message
 from handlers.views.message import Message
-
-log = logging.getLogger(__name__)
 
 
 class SlackCanaryPublisher:
@@ -36,20 +32,9 @@ class SlackCanaryPublisher:
 
     def post(self, record: CanaryRecord, view: CanaryView) -> str | None:
         message = canary_message(view)
-        try:
-            response = self._client.chat_postMessage(
-                channel=record.channel,
-                thread_ts=record.thread_ts or None,
-                text=message.text,
-                blocks=message.blocks,
-            )
-        except SlackApiError as exc:
-            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
+        ts = post_message(self._client, record.channel, message, thread_ts=record.thread_ts or None)
+        if ts is None:
             return None
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.postMessage failed: %s", type(exc).__name__)
-            return None
-        ts = str(response["ts"])
         self.coalescer.note_posted(record.channel, ts, message)
         return ts
 
@@ -59,13 +44,4 @@ class SlackCanaryPublisher:
         )
 
     def _send_update(self, channel: str, ts: str, message: Message) -> bool:
-        try:
-            self._client.chat_update(
-                channel=channel, ts=ts, text=message.text, blocks=message.blocks
-            )
-            return True
-        except SlackApiError as exc:
-            log.warning("chat.update failed: %s", exc.response.get("error"))
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update failed: %s", type(exc).__name__)
-        return False
+        return update_message(self._client, channel, ts, message)

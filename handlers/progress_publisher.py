@@ -7,19 +7,16 @@ go through a Coalescer: one per message per interval, latest state wins.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.tracking import TrackedRollout
 from bot.services.progress.coalescer import Coalescer
 from bot.services.progress.publishing import OutsideChange, ProgressFrame
+from handlers.message_calls import post_message, update_message
 from handlers.views.message import Message, error_message, info_message
 from handlers.views.progress import needs_person_message, outside_change_message, progress_message
-
-log = logging.getLogger(__name__)
 
 
 class SlackProgressPublisher:
@@ -77,29 +74,10 @@ class SlackProgressPublisher:
         self._post(tracked.channel, message, thread_ts=tracked.thread_ts)
 
     def _post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str | None:
-        try:
-            response = self._client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
-            )
-        except SlackApiError as exc:
-            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
-            return None
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.postMessage failed: %s", type(exc).__name__)
-            return None
-        return str(response["ts"])
+        return post_message(self._client, channel, message, thread_ts=thread_ts)
 
     def _send_update(self, channel: str, ts: str, message: Message) -> bool:
-        try:
-            self._client.chat_update(
-                channel=channel, ts=ts, text=message.text, blocks=message.blocks
-            )
-            return True
-        except SlackApiError as exc:
-            log.warning("chat.update failed: %s", exc.response.get("error"))
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update failed: %s", type(exc).__name__)
-        return False
+        return update_message(self._client, channel, ts, message)
 
 
 def render(frame: ProgressFrame) -> Message:

@@ -4,17 +4,13 @@ and gates move (the promotion service's board), and notes in its thread.
 
 from __future__ import annotations
 
-import logging
-
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.promotion import GateRule, PromotionState
+from handlers.message_calls import post_message
 from handlers.replies import Replier
 from handlers.views import promotions as views
 from handlers.views.message import error_message, info_message
-
-log = logging.getLogger(__name__)
 
 
 class SlackPromotionBoard:
@@ -25,17 +21,7 @@ class SlackPromotionBoard:
 
     def post(self, state: PromotionState, gates: list[GateRule | None]) -> str | None:
         message = views.promotion_message(state, gates)
-        try:
-            response = self._client.chat_postMessage(
-                channel=state.channel, text=message.text, blocks=message.blocks
-            )
-        except SlackApiError as exc:
-            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
-            return None
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.postMessage failed: %s", type(exc).__name__)
-            return None
-        return str(response["ts"])
+        return post_message(self._client, state.channel, message)
 
     def update(self, state: PromotionState, gates: list[GateRule | None]) -> None:
         if not state.message_ts:

@@ -14,9 +14,10 @@ from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackClientError
 
 from bot.domain.errors import RolloutBotError, StoreError
+from handlers.message_calls import post_message, update_message
 from handlers.views.message import Message, error_message
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,9 @@ class Replier:
 
     def in_channel(self, message: Message, *, thread_ts: str | None = None) -> str | None:
         """Posts to the channel; returns the message ts (None if only the fallback worked)."""
-        try:
-            response = self.client.chat_postMessage(
-                channel=self.channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                thread_ts=thread_ts,
-            )
-            return str(response["ts"])
-        except SlackApiError as exc:
-            log.warning("chat.postMessage failed: %s", exc.response.get("error"))
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.postMessage failed: %s", type(exc).__name__)
+        ts = post_message(self.client, self.channel_id, message, thread_ts=thread_ts)
+        if ts is not None:
+            return ts
         # Not a member of the channel, or Slack is struggling: the response_url still works.
         if self._respond is not None:
             try:
@@ -75,16 +67,7 @@ class Replier:
         return None
 
     def update(self, ts: str, message: Message) -> bool:
-        try:
-            self.client.chat_update(
-                channel=self.channel_id, ts=ts, text=message.text, blocks=message.blocks
-            )
-            return True
-        except SlackApiError as exc:
-            log.warning("chat.update failed: %s", exc.response.get("error"))
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update failed: %s", type(exc).__name__)
-        return False
+        return update_message(self.client, self.channel_id, ts, message)
 
 
 @contextmanager
