@@ -1,68 +1,15 @@
-"""Who may run which ``/rollout`` action in which namespace, and which actions need approval.
+"""Who may run which ``/rollout`` action in which namespace and cluster, which actions need
+approval, and the change windows and promotion pipelines: the policy file named by
+``ROLLOUT_BOT_POLICY``, read into a ``Policy`` whose decisions are pure. The README's "Approvals,
+policy and audit" section and ``deploy/examples/policy.yaml`` show the file.
 
-The policy is a YAML file named by ``ROLLOUT_BOT_POLICY``::
-
-    channels:
-      C0DEPLOYS: {namespace: default}
-      C0PROD: {namespace: prod, namespaces: [prod, prod-*], follow_outside: true}
-      C0EU: {context: prod-eu, contexts: [prod-eu], namespace: shop}
-    permissions:
-      - users: ["*"]
-        namespaces: ["*"]
-        actions: [list, status, history, diff]
-      - users: [U0ALICE, S0DEVS]          # Slack user ids or user-group ids
-        namespaces: ["*"]
-        actions: ["*"]
-        contexts: ["*"]                   # kubeconfig contexts (clusters); globs, default "*"
-    approvals:
-      - namespaces: [prod, prod-*]
-        actions: [create, set-image, scale, undo, pause, resume, restart]
-        required: 1                       # distinct approvers needed
-        approvers: [U0BOB, S0SRE]         # user ids or user-group ids
-        ttl: 30m
-        on_failure: notify                # or rollback
-        contexts: [prod-*]                # default "*": every context
-    gitops: warn                          # or refuse: changes to Argo CD / Flux managed objects
-    wildcard_users: members               # `*` is full members of the workspace; or anyone
-    freezes:                              # change windows (bot.domain.freezes)
-      - name: weekend
-        namespaces: ["prod"]              # globs; contexts: [...] as elsewhere
-        weekly: {from: "Fri 18:00", to: "Mon 08:00", timezone: "Europe/Berlin"}
-      - name: black-friday
-        namespaces: ["*"]
-        from: "2026-11-26T00:00:00Z"      # or a fixed window, ISO timestamps with a zone
-        to: "2026-11-30T00:00:00Z"
-        allow: [undo, pause]              # what still runs during it (this is the default)
-    break_glass:                          # who may let a change through a freeze
-      approvers: [S0ONCALL]
-      approvals: 1
-    pipelines:                            # `/rollout promote web` (bot.domain.promotion)
-      web:
-        from: {context: staging, namespace: web, workload: deploy/web}
-        waves:
-          - [{context: prod-eu, namespace: web, workload: deploy/web}]
-          - [{context: prod-us, namespace: web, workload: deploy/web}]
-        gate: approval                    # or auto; approvers: the approval rules of the wave
-        soak: 5m                          # healthy this long before the gate opens
-        on_failure: halt                  # or rollback: undo the failed wave, then halt
-
-A channel bound to a ``context`` reaches only that context unless it lists ``contexts``.
-``load_policy(path, served_contexts=…)`` also refuses a ``contexts`` pattern that matches none
-of the contexts served.
-
-Permissions are additive: a user may do what any rule grants. Approval rules are ordered and
-the first that matches applies. Namespace patterns are shell globs matched against the whole
-name (``prod-*``); so are context patterns. The same namespace in two contexts is two
-places: a rule with ``contexts`` covers only those clusters. The decisions here are pure:
-the caller resolves the user's Slack groups (only when ``Policy.referenced_groups()`` is not
-empty) and passes them in. Whether the requester may approve their own request is decided by
-the approval flow, not here.
-
-Without a file the bot runs with ``read_only_default()``.
-
-Errors::
-
-    PolicyError         .problems: one PolicyProblem(file, line, field, message) each
+Permissions are additive; approval rules are ordered and the first that matches applies;
+namespace and context patterns are shell globs over the whole name, and the same namespace in
+two contexts is two places. The caller resolves a user's Slack groups (only when
+``Policy.referenced_groups()`` is not empty) and passes them in. Whether a requester may
+approve their own request is the approval flow's decision, not the policy's. Without a file the
+bot runs with ``read_only_default()``. Every problem is a ``PolicyProblem(file, line, field,
+message)`` of a ``PolicyError``.
 
 The package re-exports what the rest of the bot uses; by idea: fields (the words a rule is
 written in), rules (channels, permissions, approvals), change_windows (freezes, break glass),
