@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from types import TracebackType
+from typing import Self
 
 
 def free_port() -> int:
@@ -25,3 +27,24 @@ def stop_listening(listener: socket.socket) -> None:
     with contextlib.suppress(OSError):
         listener.shutdown(socket.SHUT_RDWR)
     listener.close()
+
+
+class StartedInWith:
+    """A local server used as `with Server() as server:`: started on entry, stopped on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

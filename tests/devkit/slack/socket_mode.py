@@ -32,16 +32,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Self
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.devkit.loopback import StartedInWith
 from tests.devkit.slack.workspace import APP_ID
 
 
-class SocketModeStandin:
+class SocketModeStandin(StartedInWith):
     """Socket Mode WebSocket server on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, app_id: str = APP_ID, ping_interval: float | None = None) -> None:
@@ -87,17 +87,6 @@ class SocketModeStandin:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server, self._thread = None, None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

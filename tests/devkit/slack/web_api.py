@@ -27,10 +27,10 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Self
 from zoneinfo import ZoneInfo
 
+from tests.devkit.loopback import StartedInWith
 from tests.devkit.slack.block_kit import check_message, rejection
 from tests.devkit.slack.faults import InjectedFailures
 from tests.devkit.slack.http_server import StandinHTTPServer, parse_params
@@ -50,7 +50,7 @@ RESPONSE_URL_MAX_USES = 5
 FIRST_TS_MICROS = 1_700_000_000_000_000
 
 
-class SlackStandin:
+class SlackStandin(StartedInWith):
     """Slack Web API + response_url stand-in on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, app_token: str = DEFAULT_APP_TOKEN) -> None:
@@ -104,17 +104,6 @@ class SlackStandin:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server, self._thread = None, None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
